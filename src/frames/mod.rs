@@ -1,0 +1,579 @@
+//! `emsim frames`: detector frames built from library events dropped at random pixels, with read
+//! noise, gain and offset; frames plus ground truth.
+//!
+//! Per frame `k` (global index, whatever the shard or batch):
+//! 1. the electron count `N_k` (host, stream `COUNT`): Normal(mean, sd), Poisson(mean) or a dose;
+//! 2. kernel `place`: electron `e` of frame `k` takes event `below(r0, n_events)` and pixel
+//!    `(below(r1, H), below(r2, W))` from `philox((e, k, PLACE), seed)`;
+//! 3. kernel `accumulate`: event pixels added in fixed point with integer atomics;
+//! 4. kernel `noise`: `(charge + sigma * z) * gain + offset`, `z` from `philox((pixel/4, k, NOISE), seed)`.
+//!
+//! The truth incidence point is the pixel plus the event's own incidence point inside its pixel.
+
+pub mod accumulate;
+pub mod noise;
+pub mod place;
+pub mod run;
+
+use std::ops::Range;
+
+use rand::SeedableRng;
+use rand_distr::Distribution;
+use serde::Serialize;
+
+use crate::gpu::{Device, GpuContext};
+use crate::io::library::EventLibrary;
+use crate::rng::{Stream, key_from_seed, streams};
+use crate::shaders;
+use crate::{Error, Result};
+use accumulate::{AccumulateParams, PackedLibrary, accumulate_cpu};
+use noise::{NoiseParams, noise_cpu};
+use place::{PlaceParams, Record, place_cpu};
+
+/// The seed notes' electrons per 576x576 frame: 2927.294 +- 70.531.
+pub const SEED_MEAN_ELECTRONS: f64 = 2927.294;
+pub const SEED_SD_ELECTRONS: f64 = 70.531;
+
+/// How many electrons a frame gets.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ElectronCount {
+    /// Rounded Normal(mean, sd), at least 0 (the seed notes' way).
+    Normal { mean: f64, sd: f64 },
+    /// Poisson(mean).
+    Poisson { mean: f64 },
+    /// Poisson(dose * pixels), dose in electrons per pixel per frame.
+    Dose { electrons_per_pixel: f64 },
+}
+
+/// Everything that determines a frames dataset (stored as attributes of the output).
+#[derive(Clone, Debug, Serialize)]
+pub struct FramesConfig {
+    /// Frames in the whole dataset (all shards).
+    pub frames: u64,
+    pub height: u32,
+    pub width: u32,
+    pub electrons: ElectronCount,
+    pub noise_sigma_e: f32,
+    pub gain_adu_per_e: f32,
+    pub offset_adu: f32,
+    /// Round to integer ADU and saturate to u16.
+    pub quantize_u16: bool,
+    pub seed: u64,
+    /// Frames per GPU/CPU batch (lowered automatically to fit the adapter's buffer limits).
+    pub batch_frames: u32,
+    pub shard_index: u32,
+    pub shard_count: u32,
+}
+
+impl Default for FramesConfig {
+    fn default() -> Self {
+        Self {
+            frames: 8,
+            height: 576,
+            width: 576,
+            electrons: ElectronCount::Normal {
+                mean: SEED_MEAN_ELECTRONS,
+                sd: SEED_SD_ELECTRONS,
+            },
+            noise_sigma_e: 20.0,
+            gain_adu_per_e: 1.0,
+            offset_adu: 0.0,
+            quantize_u16: false,
+            seed: 0,
+            batch_frames: 32,
+            shard_index: 0,
+            shard_count: 1,
+        }
+    }
+}
+
+impl FramesConfig {
+    /// Checks every field; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, m: String| Err(Error::invalid(flag, m));
+        if self.frames == 0 {
+            return bad("--frames", "must be at least 1".into());
+        }
+        if self.height == 0 || self.width == 0 || self.height > 32767 || self.width > 32767 {
+            return bad(
+                "--size",
+                format!(
+                    "{}x{}: each side must be in 1..=32767 pixels",
+                    self.height, self.width
+                ),
+            );
+        }
+        if !(self.noise_sigma_e >= 0.0 && self.noise_sigma_e.is_finite()) {
+            return bad(
+                "--noise-sigma-e",
+                format!("{} must be >= 0", self.noise_sigma_e),
+            );
+        }
+        if !(self.gain_adu_per_e > 0.0 && self.gain_adu_per_e.is_finite()) {
+            return bad(
+                "--gain",
+                format!("{} must be > 0 ADU per electron", self.gain_adu_per_e),
+            );
+        }
+        if !self.offset_adu.is_finite() {
+            return bad("--offset-adu", "must be finite".into());
+        }
+        if self.batch_frames == 0 {
+            return bad("--batch", "must be at least 1".into());
+        }
+        if self.shard_count == 0 || self.shard_index >= self.shard_count {
+            return bad(
+                "--shard",
+                format!(
+                    "{}/{}: expected k/N with 0 <= k < N",
+                    self.shard_index, self.shard_count
+                ),
+            );
+        }
+        if self.shard_count as u64 > self.frames {
+            return bad(
+                "--shard",
+                format!(
+                    "{} shards for {} frames: each shard needs a frame",
+                    self.shard_count, self.frames
+                ),
+            );
+        }
+        let px = self.height as f64 * self.width as f64;
+        let mean = match self.electrons {
+            ElectronCount::Normal { mean, sd } => {
+                if !(sd >= 0.0 && sd.is_finite()) {
+                    return bad("--electrons-sd", format!("{sd} must be >= 0"));
+                }
+                mean
+            }
+            ElectronCount::Poisson { mean } => mean,
+            ElectronCount::Dose {
+                electrons_per_pixel,
+            } => {
+                if !(electrons_per_pixel >= 0.0) {
+                    return bad(
+                        "--dose",
+                        format!("{electrons_per_pixel} must be >= 0 electrons per pixel per frame"),
+                    );
+                }
+                electrons_per_pixel * px
+            }
+        };
+        if !(mean >= 0.0 && mean.is_finite() && mean < 1e8) {
+            return bad(
+                "--electrons/--poisson/--dose",
+                format!("mean {mean} electrons per frame must be in [0, 1e8)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Global frame indices of this shard: frames `[k*F/N, (k+1)*F/N)`.
+    pub fn shard_range(&self) -> Range<u64> {
+        let f = self.frames as u128;
+        let (k, n) = (self.shard_index as u128, self.shard_count as u128);
+        (k * f / n) as u64..((k + 1) * f / n) as u64
+    }
+
+    /// Number of electrons in global frame `frame` (host side, from stream `COUNT`).
+    pub fn electron_count(&self, frame: u64) -> u32 {
+        let mut s = Stream::new(self.seed, streams::COUNT, frame);
+        let n = match self.electrons {
+            ElectronCount::Normal { mean, sd } => (mean + sd * s.normal()).round(),
+            ElectronCount::Poisson { mean } => poisson(&mut s, mean),
+            ElectronCount::Dose {
+                electrons_per_pixel,
+            } => poisson(
+                &mut s,
+                electrons_per_pixel * self.height as f64 * self.width as f64,
+            ),
+        };
+        n.clamp(0.0, u32::MAX as f64) as u32
+    }
+
+    fn key(&self) -> [u32; 2] {
+        key_from_seed(self.seed)
+    }
+}
+
+fn poisson(s: &mut Stream, mean: f64) -> f64 {
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(s.seed_bytes());
+    rand_distr::Poisson::new(mean)
+        .map(|d| d.sample(&mut rng))
+        .unwrap_or(0.0)
+}
+
+/// One batch of generated frames.
+pub struct Batch {
+    /// Global index of the first frame.
+    pub first_frame: u64,
+    /// Electrons per frame.
+    pub counts: Vec<u32>,
+    /// `counts.len() * height * width` values, ADU, row-major per frame.
+    pub frames: Vec<f32>,
+    /// One `[event, row, col, frame_local]` per electron, grouped by frame.
+    pub records: Vec<Record>,
+}
+
+/// Ground truth rows of a batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Truth {
+    /// Frame index within the output file.
+    pub frame: Vec<u32>,
+    /// Incidence point, pixels; x = column (fast axis), pixel (r, c) spans [c, c+1) x [r, r+1).
+    pub x_px: Vec<f32>,
+    pub y_px: Vec<f32>,
+    pub event: Vec<u32>,
+    pub deposit_kev: Vec<f32>,
+}
+
+impl Truth {
+    /// Truth of `batch`, with frame indices counted from `file_first_frame` (the shard's first).
+    pub fn of(batch: &Batch, lib: &EventLibrary, file_first_frame: u64) -> Self {
+        let n = batch.records.len();
+        let mut t = Truth {
+            frame: Vec::with_capacity(n),
+            x_px: Vec::with_capacity(n),
+            y_px: Vec::with_capacity(n),
+            event: Vec::with_capacity(n),
+            deposit_kev: Vec::with_capacity(n),
+        };
+        let base = (batch.first_frame - file_first_frame) as u32;
+        for &[event, row, col, f] in &batch.records {
+            let e = event as usize;
+            t.frame.push(base + f);
+            t.x_px.push(col as f32 + lib.incidence_x_px[e]);
+            t.y_px.push(row as f32 + lib.incidence_y_px[e]);
+            t.event.push(event);
+            t.deposit_kev.push(lib.deposit_kev[e]);
+        }
+        t
+    }
+}
+
+/// Library buffers and reusable scratch on the GPU.
+struct GpuState {
+    event_offsets: wgpu::Buffer,
+    event_pixels: wgpu::Buffer,
+}
+
+/// Makes batches of frames on a device (GPU kernels or their CPU twins).
+pub struct Generator<'a> {
+    pub cfg: FramesConfig,
+    pub lib: &'a EventLibrary,
+    packed: PackedLibrary,
+    device: &'a Device,
+    gpu: Option<GpuState>,
+}
+
+impl<'a> Generator<'a> {
+    pub fn new(cfg: FramesConfig, lib: &'a EventLibrary, device: &'a Device) -> Result<Self> {
+        cfg.validate()?;
+        let packed = PackedLibrary::new(lib);
+        let gpu = match device {
+            Device::Gpu(ctx) => {
+                ctx.warm_up(&[
+                    shaders::FRAMES_PLACE,
+                    shaders::FRAMES_ACCUMULATE,
+                    shaders::FRAMES_NOISE,
+                ])?;
+                Some(GpuState {
+                    event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
+                    event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
+                })
+            }
+            Device::Cpu => None,
+        };
+        Ok(Self {
+            cfg,
+            lib,
+            packed,
+            device,
+            gpu,
+        })
+    }
+
+    fn frame_bytes(&self) -> u64 {
+        self.cfg.height as u64 * self.cfg.width as u64 * 4
+    }
+
+    /// Splits this shard's frames into batches of at most `batch_frames` frames whose frame and
+    /// record buffers fit one storage binding (a frame too big for one binding gets a batch of its
+    /// own, made in row bands).
+    pub fn plan(&self, counts: &[u32]) -> Vec<Range<usize>> {
+        let limit = match self.device {
+            Device::Gpu(ctx) => ctx.max_binding_bytes(),
+            Device::Cpu => u64::MAX,
+        };
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < counts.len() {
+            let mut end = start + 1;
+            let mut electrons = counts[start] as u64;
+            while end < counts.len()
+                && end - start < self.cfg.batch_frames as usize
+                && (end - start + 1) as u64 * self.frame_bytes() <= limit
+                && (electrons + counts[end] as u64) * 16 <= limit
+                && electrons + (counts[end] as u64) < u32::MAX as u64 / 2
+            {
+                electrons += counts[end] as u64;
+                end += 1;
+            }
+            out.push(start..end);
+            start = end;
+        }
+        out
+    }
+
+    /// Generates frames `first_frame ..` with the given electron counts (one batch from [`plan`]).
+    pub fn generate(&self, first_frame: u64, counts: &[u32]) -> Result<Batch> {
+        match self.device {
+            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts),
+            Device::Cpu => Ok(self.generate_cpu(first_frame, counts)),
+        }
+    }
+
+    fn offsets(counts: &[u32]) -> Vec<u32> {
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        offsets.push(0u32);
+        for &c in counts {
+            offsets.push(offsets.last().unwrap() + c);
+        }
+        offsets
+    }
+
+    fn place_params(
+        &self,
+        first_frame: u64,
+        n_frames: usize,
+        n_electrons: u32,
+        electron_base: u32,
+    ) -> PlaceParams {
+        let key = self.cfg.key();
+        PlaceParams {
+            n_electrons,
+            n_frames: n_frames as u32,
+            first_frame_lo: first_frame as u32,
+            first_frame_hi: (first_frame >> 32) as u32,
+            key_lo: key[0],
+            key_hi: key[1],
+            n_events: self.packed.n_events(),
+            height: self.cfg.height,
+            width: self.cfg.width,
+            electron_base,
+            ..Default::default()
+        }
+    }
+
+    fn noise_params(
+        &self,
+        first_frame: u64,
+        n_frames: usize,
+        row0: u32,
+        band_rows: u32,
+    ) -> NoiseParams {
+        let key = self.cfg.key();
+        NoiseParams {
+            n_frames: n_frames as u32,
+            width: self.cfg.width,
+            row0,
+            band_rows,
+            first_frame_lo: first_frame as u32,
+            first_frame_hi: (first_frame >> 32) as u32,
+            key_lo: key[0],
+            key_hi: key[1],
+            sigma_e: self.cfg.noise_sigma_e,
+            gain_adu_per_e: self.cfg.gain_adu_per_e,
+            offset_adu: self.cfg.offset_adu,
+            quantize: self.cfg.quantize_u16 as u32,
+            ..Default::default()
+        }
+        .with_groups()
+    }
+
+    /// The CPU path: the kernels' twins, whole frames at once.
+    fn generate_cpu(&self, first_frame: u64, counts: &[u32]) -> Batch {
+        use rayon::prelude::*;
+        let (h, w) = (self.cfg.height, self.cfg.width);
+        let offsets = Self::offsets(counts);
+        let frame_px = (h * w) as usize;
+        let mut acc = vec![0u32; counts.len() * frame_px];
+        // One place dispatch per frame (independent, so in parallel), identical to one for all.
+        let records: Vec<Record> = (0..counts.len())
+            .into_par_iter()
+            .flat_map_iter(|f| {
+                let p = self.place_params(first_frame + f as u64, 1, counts[f], 0);
+                place_cpu(&p, &[0, counts[f]])
+                    .into_iter()
+                    .map(move |mut r| {
+                        r[3] = f as u32;
+                        r
+                    })
+            })
+            .collect();
+        acc.par_chunks_mut(frame_px)
+            .enumerate()
+            .for_each(|(f, acc_f)| {
+                let recs: Vec<Record> = records[offsets[f] as usize..offsets[f + 1] as usize]
+                    .iter()
+                    .map(|r| [r[0], r[1], r[2], 0])
+                    .collect();
+                let p = AccumulateParams {
+                    n_electrons: counts[f],
+                    height: h,
+                    width: w,
+                    row0: 0,
+                    band_rows: h,
+                    ..Default::default()
+                };
+                accumulate_cpu(&p, &recs, &self.packed, acc_f);
+            });
+        let mut frames = vec![0f32; acc.len()];
+        noise_cpu(
+            &self.noise_params(first_frame, counts.len(), 0, h),
+            &acc,
+            &mut frames,
+        );
+        Batch {
+            first_frame,
+            counts: counts.to_vec(),
+            frames,
+            records,
+        }
+    }
+
+    /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
+    /// storage binding), with electrons chunked to fit the record buffer.
+    fn generate_gpu(&self, ctx: &GpuContext, first_frame: u64, counts: &[u32]) -> Result<Batch> {
+        let gpu = self.gpu.as_ref().expect("GPU state");
+        let (h, w) = (self.cfg.height, self.cfg.width);
+        let n = counts.len();
+        let limit = ctx.max_binding_bytes();
+        let frame_px = h as u64 * w as u64;
+        let band_rows = if n as u64 * frame_px * 4 <= limit {
+            h
+        } else {
+            assert_eq!(
+                n, 1,
+                "the planner gives frames larger than a binding a batch of their own"
+            );
+            let rows = (limit / (w as u64 * 4)).min(h as u64) as u32;
+            if rows == 0 {
+                return Err(crate::gpu::GpuError::TooLarge {
+                    what: format!("frame row of {w} pixels"),
+                    bytes: w as u64 * 4,
+                    limit,
+                }
+                .into());
+            }
+            rows
+        };
+        let offsets = Self::offsets(counts);
+        let total = *offsets.last().unwrap();
+        // Electron chunks: all electrons at once when they fit, else (single frame) slices.
+        let max_chunk = ((limit / 16).min(u32::MAX as u64) as u32).max(1);
+        let chunks: Vec<(u32, u32)> = if total as u64 * 16 <= limit {
+            vec![(0, total)]
+        } else {
+            assert_eq!(
+                n, 1,
+                "the planner keeps multi-frame batches within the record limit"
+            );
+            (0..total)
+                .step_by(max_chunk as usize)
+                .map(|s| (s, (total - s).min(max_chunk)))
+                .collect()
+        };
+        let chunk_cap = chunks.iter().map(|c| c.1).max().unwrap_or(0) as u64;
+        let records_buf = ctx.storage("records", chunk_cap * 16)?;
+        let band_px = band_rows as u64 * w as u64;
+        let acc = ctx.storage("acc", n as u64 * band_px * 4)?;
+        let out = ctx.storage("frames", n as u64 * band_px * 4)?;
+        let offsets_buf = ctx.storage("frame_offsets", (n as u64 + 1) * 4)?;
+        let mut frames = vec![0f32; n * frame_px as usize];
+        let mut records = Vec::with_capacity(total as usize);
+        let mut row0 = 0;
+        while row0 < h {
+            let rows = band_rows.min(h - row0);
+            let mut pending_records = Vec::new();
+            for &(start, len) in &chunks {
+                let (params, offs) = if chunks.len() == 1 {
+                    (self.place_params(first_frame, n, len, 0), offsets.clone())
+                } else {
+                    (self.place_params(first_frame, 1, len, start), vec![0, len])
+                };
+                ctx.write(&offsets_buf, &offs);
+                let mut enc = ctx.encoder("frames");
+                if start == 0 && chunks.len() >= 1 {
+                    enc.clear_buffer(&acc, 0, None);
+                }
+                let pu = ctx.uniform("place_params", &params);
+                ctx.dispatch(
+                    &mut enc,
+                    &shaders::FRAMES_PLACE,
+                    &[&pu, &offsets_buf, &records_buf],
+                    len as u64,
+                )?;
+                let ap = AccumulateParams {
+                    n_electrons: len,
+                    height: h,
+                    width: w,
+                    row0,
+                    band_rows: rows,
+                    ..Default::default()
+                };
+                let au = ctx.uniform("accumulate_params", &ap);
+                ctx.dispatch(
+                    &mut enc,
+                    &shaders::FRAMES_ACCUMULATE,
+                    &[
+                        &au,
+                        &records_buf,
+                        &gpu.event_offsets,
+                        &gpu.event_pixels,
+                        &acc,
+                    ],
+                    len as u64,
+                )?;
+                let rb = (row0 == 0).then(|| ctx.readback(&mut enc, &records_buf, len as u64 * 16));
+                ctx.submit_and_wait(enc)?;
+                if let Some(rb) = rb {
+                    pending_records.push(rb);
+                }
+            }
+            let np = self.noise_params(first_frame, n, row0, rows);
+            let mut enc = ctx.encoder("noise");
+            let nu = ctx.uniform("noise_params", &np);
+            ctx.dispatch(
+                &mut enc,
+                &shaders::FRAMES_NOISE,
+                &[&nu, &acc, &out],
+                n as u64 * np.n_groups as u64,
+            )?;
+            let rb = ctx.readback(&mut enc, &out, n as u64 * rows as u64 * w as u64 * 4);
+            ctx.submit_and_wait(enc)?;
+            let band: Vec<f32> = rb.read(ctx)?;
+            if rows == h {
+                frames = band;
+            } else {
+                let start = row0 as usize * w as usize;
+                frames[start..start + band.len()].copy_from_slice(&band);
+            }
+            for rb in pending_records {
+                records.extend(rb.read::<Record>(ctx)?);
+            }
+            row0 += rows;
+        }
+        Ok(Batch {
+            first_frame,
+            counts: counts.to_vec(),
+            frames,
+            records,
+        })
+    }
+}

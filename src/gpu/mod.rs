@@ -1,0 +1,429 @@
+//! The GPU harness: adapter choice, device, pipeline cache, buffers, dispatch and readback.
+//!
+//! Stage code names a kernel from [`crate::shaders`] and its buffers; it never builds bind groups
+//! or pipelines by hand.
+
+mod buffers;
+mod dispatch;
+
+pub use buffers::Readback;
+pub use dispatch::{WORKGROUPS_PER_DIM, workgroup_grid};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::shaders::{Binding, Kernel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found for backend '{backend}'. On Linux without a GPU install Mesa's Vulkan \
+         driver (apt-get install mesa-vulkan-drivers libvulkan1; `bash .ci/run` does this), or run \
+         with --device cpu"
+    )]
+    NoAdapter { backend: String },
+    #[error("unknown backend '{0}': expected one of auto, vulkan, metal, dx12, gl")]
+    UnknownBackend(String),
+    #[error("backend '{wanted}' is not available on this machine; available adapters: {available}")]
+    BackendUnavailable { wanted: String, available: String },
+    #[error("could not create the GPU device: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    #[error("GPU buffer mapping failed: {0}")]
+    Map(#[from] wgpu::BufferAsyncError),
+    #[error("GPU validation error in {context}: {message}")]
+    Validation { context: String, message: String },
+    #[error("GPU poll failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+    #[error("a {what} of {bytes} bytes exceeds this adapter's limit of {limit} bytes")]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
+}
+
+/// `--backend`: which wgpu backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Vulkan, Metal or DX12 (whichever the platform has); GL only if none of those exists.
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = GpuError;
+    fn from_str(s: &str) -> Result<Self, GpuError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "vulkan" => Self::Vulkan,
+            "metal" => Self::Metal,
+            "dx12" => Self::Dx12,
+            "gl" | "gles" | "opengl" => Self::Gl,
+            _ => return Err(GpuError::UnknownBackend(s.to_string())),
+        })
+    }
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            Self::Auto => wgpu::Backends::PRIMARY,
+            Self::Vulkan => wgpu::Backends::VULKAN,
+            Self::Metal => wgpu::Backends::METAL,
+            Self::Dx12 => wgpu::Backends::DX12,
+            Self::Gl => wgpu::Backends::GL,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Vulkan => "vulkan",
+            Self::Metal => "metal",
+            Self::Dx12 => "dx12",
+            Self::Gl => "gl",
+        }
+    }
+}
+
+/// What `emsim devices` and every `--json` summary report about an adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size_bytes: u64,
+    pub max_buffer_size_bytes: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub shader_f16: bool,
+    pub timestamp_query: bool,
+    pub subgroup: bool,
+    pub shader_float32_atomic: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        Self {
+            name: info.name,
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size_bytes: limits.max_storage_buffer_binding_size,
+            max_buffer_size_bytes: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroup: features.contains(wgpu::Features::SUBGROUP),
+            shader_float32_atomic: features.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
+        }
+    }
+
+    /// True for the GL backend (which lavapipe-less Linux silently falls back to).
+    pub fn is_gl(&self) -> bool {
+        self.backend == "gl"
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    // WGPU_BACKEND in the environment still wins, as in wgpu's own tools.
+    if wgpu::Backends::from_env().is_none() {
+        desc.backends = backends;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu can see on any backend.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance(wgpu::Backends::all());
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+/// Features we use when the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SHADER_F16);
+
+struct CachedPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// A device with its queue and compiled kernels.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pipelines: Mutex<HashMap<&'static str, std::sync::Arc<CachedPipeline>>>,
+}
+
+impl GpuContext {
+    /// Picks an adapter for `choice` (honouring `WGPU_ADAPTER_NAME`, `WGPU_BACKEND`,
+    /// `WGPU_POWER_PREF`) and creates a device with all of the adapter's limits.
+    pub fn new(choice: BackendChoice) -> Result<Self, GpuError> {
+        let mut adapter = Self::find_adapter(choice.backends());
+        if adapter.is_none() && choice == BackendChoice::Auto {
+            adapter = Self::find_adapter(wgpu::Backends::GL);
+        }
+        let adapter = match adapter {
+            Some(a) => a,
+            None if choice == BackendChoice::Auto => {
+                return Err(GpuError::NoAdapter {
+                    backend: choice.name().to_string(),
+                });
+            }
+            None => {
+                let available = list_adapters();
+                if available.is_empty() {
+                    return Err(GpuError::NoAdapter {
+                        backend: choice.name().to_string(),
+                    });
+                }
+                let list: Vec<String> = available
+                    .iter()
+                    .map(|a| format!("{} ({})", a.name, a.backend))
+                    .collect();
+                return Err(GpuError::BackendUnavailable {
+                    wanted: choice.name().to_string(),
+                    available: list.join(", "),
+                });
+            }
+        };
+        let summary = AdapterSummary::of(&adapter);
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("emsim"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))?;
+        Ok(Self {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            features,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn find_adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
+        let inst = instance(backends);
+        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
+            &inst, None,
+        ))
+        .ok()
+    }
+
+    /// Largest buffer that one storage binding can cover.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+
+    fn pipeline(&self, kernel: &Kernel) -> Result<std::sync::Arc<CachedPipeline>, GpuError> {
+        if let Some(p) = self.pipelines.lock().unwrap().get(kernel.name) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b {
+                        Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                        Binding::StorageRead => {
+                            wgpu::BufferBindingType::Storage { read_only: true }
+                        }
+                        Binding::StorageReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.name),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation {
+                context: kernel.name.to_string(),
+                message: err.to_string(),
+            });
+        }
+        let cached = std::sync::Arc::new(CachedPipeline { pipeline, layout });
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert(kernel.name, cached.clone());
+        Ok(cached)
+    }
+
+    /// Compiles every kernel now (so that timings exclude compilation).
+    pub fn warm_up(&self, kernels: &[Kernel]) -> Result<(), GpuError> {
+        for k in kernels {
+            self.pipeline(k)?;
+        }
+        Ok(())
+    }
+
+    /// Records one dispatch of `kernel` over `n_threads` invocations, with `buffers` bound in
+    /// `@binding` order. Empty dispatches are skipped.
+    pub fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        buffers: &[&wgpu::Buffer],
+        n_threads: u64,
+    ) -> Result<(), GpuError> {
+        assert_eq!(
+            buffers.len(),
+            kernel.bindings.len(),
+            "kernel {} takes {} buffers",
+            kernel.name,
+            kernel.bindings.len()
+        );
+        if n_threads == 0 {
+            return Ok(());
+        }
+        let cached = self.pipeline(kernel)?;
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &cached.layout,
+            entries: &entries,
+        });
+        let (x, y) =
+            workgroup_grid(n_threads, kernel.workgroup_size).ok_or_else(|| GpuError::TooLarge {
+                what: format!("dispatch of {} ({n_threads} invocations)", kernel.name),
+                bytes: n_threads,
+                limit: WORKGROUPS_PER_DIM as u64
+                    * WORKGROUPS_PER_DIM as u64
+                    * kernel.workgroup_size as u64,
+            })?;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.name),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&cached.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Submits `encoder` and waits for the GPU to finish.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<(), GpuError> {
+        self.queue.submit([encoder.finish()]);
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        Ok(())
+    }
+
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+}
+
+/// Where the heavy work runs: `--device gpu` (a wgpu adapter) or `--device cpu` (the CPU twins).
+pub enum Device {
+    Gpu(Box<GpuContext>),
+    Cpu,
+}
+
+impl Device {
+    /// `--device gpu|cpu` with `--backend`.
+    pub fn open(device: &str, backend: &str) -> crate::Result<Self> {
+        match device {
+            "cpu" => Ok(Device::Cpu),
+            "gpu" => Ok(Device::Gpu(Box::new(GpuContext::new(backend.parse()?)?))),
+            other => Err(crate::Error::invalid(
+                "--device",
+                format!("'{other}': expected gpu or cpu"),
+            )),
+        }
+    }
+
+    /// "gpu" or "cpu", as used for the `path` key of `--json` records.
+    pub fn path_name(&self) -> &'static str {
+        match self {
+            Device::Gpu(_) => "gpu",
+            Device::Cpu => "cpu",
+        }
+    }
+
+    pub fn adapter(&self) -> Option<&AdapterSummary> {
+        match self {
+            Device::Gpu(ctx) => Some(&ctx.adapter),
+            Device::Cpu => None,
+        }
+    }
+}

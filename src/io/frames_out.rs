@@ -1,0 +1,360 @@
+//! Frames datasets on disk: HDF5 (`/frames`, `/truth/*`) or a folder of `.npy` files.
+//! Layout: `docs/formats.md` ("frames dataset").
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayView3, s};
+
+use super::h5util::{err, set_attr, set_str_attr, write_column};
+use super::npy::{NpyWriter, write_1d};
+use crate::frames::{FramesConfig, Truth};
+use crate::{Error, Result};
+
+pub const SCHEMA: &str = "emsim-frames/1";
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramesFormat {
+    H5,
+    Npy,
+}
+
+impl std::str::FromStr for FramesFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "h5" | "hdf5" => Ok(Self::H5),
+            "npy" => Ok(Self::Npy),
+            _ => Err(Error::invalid(
+                "--format",
+                format!("'{s}': expected h5 or npy"),
+            )),
+        }
+    }
+}
+
+/// `--compression` of `/frames` in HDF5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// Deflate (gzip) at a level 1-9, with the byte shuffle filter.
+    Gzip(u8),
+    Lzf,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "--compression",
+                format!("'{s}': expected none, lzf, gzip or gzip=1..9"),
+            )
+        };
+        match s {
+            "none" => Ok(Self::None),
+            "lzf" => Ok(Self::Lzf),
+            "gzip" => Ok(Self::Gzip(1)),
+            _ => match s.strip_prefix("gzip=").map(str::parse::<u8>) {
+                Some(Ok(l)) if (1..=9).contains(&l) => Ok(Self::Gzip(l)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+/// What a dataset file records about how it was made.
+pub struct DatasetInfo<'a> {
+    pub cfg: &'a FramesConfig,
+    /// Global index of the file's first frame (shards).
+    pub first_frame: u64,
+    /// Per-frame electron counts of the frames in this file.
+    pub counts: &'a [u32],
+    pub pitch_um: f64,
+    pub library_path: &'a str,
+    pub library_source: &'a str,
+}
+
+impl DatasetInfo<'_> {
+    fn config_json(&self) -> String {
+        serde_json::json!({
+            "config": self.cfg,
+            "first_frame": self.first_frame,
+            "frames_in_file": self.counts.len(),
+            "pitch_um": self.pitch_um,
+            "library": self.library_path,
+            "library_source": self.library_source,
+        })
+        .to_string()
+    }
+
+    fn truth_offsets(&self) -> Vec<u64> {
+        let mut o = vec![0u64];
+        for &c in self.counts {
+            o.push(o.last().unwrap() + c as u64);
+        }
+        o
+    }
+}
+
+enum Sink {
+    H5 {
+        file: hdf5::File,
+        frames: hdf5::Dataset,
+        truth: Vec<hdf5::Dataset>,
+    },
+    Npy {
+        frames_f32: Option<NpyWriter<f32>>,
+        frames_u16: Option<NpyWriter<u16>>,
+        truth: TruthNpy,
+    },
+}
+
+struct TruthNpy {
+    frame: NpyWriter<u32>,
+    x: NpyWriter<f32>,
+    y: NpyWriter<f32>,
+    event: NpyWriter<u32>,
+    deposit: NpyWriter<f32>,
+}
+
+/// Writes frames and truth batch by batch.
+pub struct DatasetWriter {
+    sink: Sink,
+    path: PathBuf,
+    height: usize,
+    width: usize,
+    quantize: bool,
+    frames_written: usize,
+    truth_written: usize,
+}
+
+impl DatasetWriter {
+    /// Creates the file (HDF5) or folder (npy) at `path` (a temporary name; see `io::atomic`).
+    pub fn create(
+        path: &Path,
+        format: FramesFormat,
+        compression: Compression,
+        info: &DatasetInfo,
+    ) -> Result<Self> {
+        let cfg = info.cfg;
+        let (n, h, w) = (info.counts.len(), cfg.height as usize, cfg.width as usize);
+        let offsets = info.truth_offsets();
+        let m = *offsets.last().unwrap() as usize;
+        let sink = match format {
+            FramesFormat::H5 => {
+                let e = err(path, "writing frames");
+                let file = hdf5::File::create(path).map_err(&e)?;
+                set_str_attr(&file, "schema", SCHEMA).map_err(&e)?;
+                set_str_attr(&file, "generator", &crate::generator()).map_err(&e)?;
+                set_attr(&file, "seed", cfg.seed).map_err(&e)?;
+                set_attr(&file, "first_frame", info.first_frame).map_err(&e)?;
+                set_attr(&file, "total_frames", cfg.frames).map_err(&e)?;
+                set_str_attr(
+                    &file,
+                    "shard",
+                    &format!("{}/{}", cfg.shard_index, cfg.shard_count),
+                )
+                .map_err(&e)?;
+                set_str_attr(&file, "config_json", &info.config_json()).map_err(&e)?;
+                let chunk_rows = h.min((1 << 20) / w).max(1);
+                let frames = if cfg.quantize_u16 {
+                    let mut b = file.new_dataset::<u16>();
+                    b = b.chunk((1, chunk_rows, w));
+                    b = apply_compression(b, compression);
+                    b.shape((n, h, w)).create("frames").map_err(&e)?
+                } else {
+                    let mut b = file.new_dataset::<f32>();
+                    b = b.chunk((1, chunk_rows, w));
+                    b = apply_compression(b, compression);
+                    b.shape((n, h, w)).create("frames").map_err(&e)?
+                };
+                set_str_attr(&frames, "units", "ADU").map_err(&e)?;
+                set_str_attr(&frames, "axes", "frame,y,x").map_err(&e)?;
+                set_attr(&frames, "noise_sigma_e", cfg.noise_sigma_e).map_err(&e)?;
+                set_attr(&frames, "gain_adu_per_e", cfg.gain_adu_per_e).map_err(&e)?;
+                set_attr(&frames, "offset_adu", cfg.offset_adu).map_err(&e)?;
+                set_attr(&frames, "pixel_size_um", info.pitch_um).map_err(&e)?;
+                let tg = file.create_group("truth").map_err(&e)?;
+                set_str_attr(&tg, "convention", "x = column (fast axis), y = row, in pixels; pixel (r, c) spans [c, c+1) x [r, r+1), centre (c+0.5, r+0.5)").map_err(&e)?;
+                write_column(
+                    &tg,
+                    "offsets",
+                    &offsets,
+                    "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
+                )
+                .map_err(&e)?;
+                let mut truth = Vec::new();
+                for (name, units, is_u32) in [
+                    ("frame", "index", true),
+                    ("x_px", "px", false),
+                    ("y_px", "px", false),
+                    ("event", "index into the event library", true),
+                    ("deposit_kev", "keV", false),
+                ] {
+                    let ds = if is_u32 {
+                        file.new_dataset::<u32>()
+                            .shape(m)
+                            .create(format!("truth/{name}").as_str())
+                    } else {
+                        file.new_dataset::<f32>()
+                            .shape(m)
+                            .create(format!("truth/{name}").as_str())
+                    }
+                    .map_err(&e)?;
+                    set_str_attr(&ds, "units", units).map_err(&e)?;
+                    truth.push(ds);
+                }
+                Sink::H5 {
+                    file,
+                    frames,
+                    truth,
+                }
+            }
+            FramesFormat::Npy => {
+                std::fs::create_dir(path).map_err(|e| Error::file(path, e))?;
+                let shape = [n as u64, h as u64, w as u64];
+                let fp = path.join("frames.npy");
+                let (frames_f32, frames_u16) = if cfg.quantize_u16 {
+                    (None, Some(NpyWriter::create(&fp, &shape)?))
+                } else {
+                    (Some(NpyWriter::create(&fp, &shape)?), None)
+                };
+                write_1d(&path.join("truth_offsets.npy"), &offsets)?;
+                let mm = [m as u64];
+                let truth = TruthNpy {
+                    frame: NpyWriter::create(&path.join("truth_frame.npy"), &mm)?,
+                    x: NpyWriter::create(&path.join("truth_x_px.npy"), &mm)?,
+                    y: NpyWriter::create(&path.join("truth_y_px.npy"), &mm)?,
+                    event: NpyWriter::create(&path.join("truth_event.npy"), &mm)?,
+                    deposit: NpyWriter::create(&path.join("truth_deposit_kev.npy"), &mm)?,
+                };
+                let attrs = serde_json::json!({
+                    "schema": SCHEMA,
+                    "generator": crate::generator(),
+                    "units": {"frames": "ADU", "truth_x_px": "px", "truth_y_px": "px", "truth_deposit_kev": "keV"},
+                    "convention": "x = column (fast axis), y = row; pixel (r, c) spans [c, c+1) x [r, r+1)",
+                    "noise_sigma_e": cfg.noise_sigma_e, "gain_adu_per_e": cfg.gain_adu_per_e,
+                    "offset_adu": cfg.offset_adu, "pixel_size_um": info.pitch_um,
+                    "seed": cfg.seed, "first_frame": info.first_frame,
+                    "config": serde_json::from_str::<serde_json::Value>(&info.config_json()).unwrap_or_default(),
+                });
+                std::fs::write(
+                    path.join("attrs.json"),
+                    serde_json::to_string_pretty(&attrs).unwrap(),
+                )
+                .map_err(|e| Error::file(path, e))?;
+                Sink::Npy {
+                    frames_f32,
+                    frames_u16,
+                    truth,
+                }
+            }
+        };
+        Ok(Self {
+            sink,
+            path: path.to_path_buf(),
+            height: h,
+            width: w,
+            quantize: cfg.quantize_u16,
+            frames_written: 0,
+            truth_written: 0,
+        })
+    }
+
+    /// Appends frames (`k * height * width` values) and their truth rows.
+    pub fn write(&mut self, frames: &[f32], truth: &Truth) -> Result<()> {
+        let k = frames.len() / (self.height * self.width);
+        let (f0, t0, m) = (self.frames_written, self.truth_written, truth.x_px.len());
+        let u16s: Vec<u16> = if self.quantize {
+            frames.iter().map(|&v| v as u16).collect()
+        } else {
+            Vec::new()
+        };
+        match &mut self.sink {
+            Sink::H5 {
+                frames: ds,
+                truth: tds,
+                ..
+            } => {
+                let e = err(&self.path, "writing frames");
+                let shape = (k, self.height, self.width);
+                if self.quantize {
+                    let view = ArrayView3::from_shape(shape, &u16s).expect("batch shape");
+                    ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
+                } else {
+                    let view = ArrayView3::from_shape(shape, frames).expect("batch shape");
+                    ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
+                }
+                if m > 0 {
+                    tds[0]
+                        .write_slice(&truth.frame, s![t0..t0 + m])
+                        .map_err(&e)?;
+                    tds[1]
+                        .write_slice(&truth.x_px, s![t0..t0 + m])
+                        .map_err(&e)?;
+                    tds[2]
+                        .write_slice(&truth.y_px, s![t0..t0 + m])
+                        .map_err(&e)?;
+                    tds[3]
+                        .write_slice(&truth.event, s![t0..t0 + m])
+                        .map_err(&e)?;
+                    tds[4]
+                        .write_slice(&truth.deposit_kev, s![t0..t0 + m])
+                        .map_err(&e)?;
+                }
+            }
+            Sink::Npy {
+                frames_f32,
+                frames_u16,
+                truth: t,
+            } => {
+                if let Some(w) = frames_f32 {
+                    w.append(frames)?;
+                }
+                if let Some(w) = frames_u16 {
+                    w.append(&u16s)?;
+                }
+                t.frame.append(&truth.frame)?;
+                t.x.append(&truth.x_px)?;
+                t.y.append(&truth.y_px)?;
+                t.event.append(&truth.event)?;
+                t.deposit.append(&truth.deposit_kev)?;
+            }
+        }
+        self.frames_written += k;
+        self.truth_written += m;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        match self.sink {
+            Sink::H5 { file, .. } => file.close().map_err(err(&self.path, "closing frames file")),
+            Sink::Npy {
+                frames_f32,
+                frames_u16,
+                truth,
+            } => {
+                if let Some(w) = frames_f32 {
+                    w.finish()?;
+                }
+                if let Some(w) = frames_u16 {
+                    w.finish()?;
+                }
+                truth.frame.finish()?;
+                truth.x.finish()?;
+                truth.y.finish()?;
+                truth.event.finish()?;
+                truth.deposit.finish()
+            }
+        }
+    }
+}
+
+fn apply_compression(b: hdf5::DatasetBuilderEmpty, c: Compression) -> hdf5::DatasetBuilderEmpty {
+    match c {
+        Compression::None => b,
+        Compression::Gzip(level) => b.shuffle().deflate(level),
+        Compression::Lzf => b.lzf(),
+    }
+}

@@ -1,0 +1,8 @@
+//! File formats: event libraries, frame datasets (HDF5, npy), previews; atomic outputs.
+
+pub mod atomic;
+pub mod frames_out;
+pub mod h5util;
+pub mod library;
+pub mod npy;
+pub mod preview;

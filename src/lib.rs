@@ -1,0 +1,27 @@
+//! emsim: direct-electron-detector simulation, counting and localization on the GPU (wgpu/WGSL),
+//! with a CPU twin of every kernel.
+//!
+//! Stages: [`events`] (single-electron event libraries), [`frames`] (detector frames + truth).
+//! Infrastructure: [`gpu`] (device, kernels, buffers), [`shaders`] (kernel registry), [`io`]
+//! (file formats), [`rng`] (counter-based random numbers).
+
+pub mod bench;
+pub mod error;
+pub mod events;
+pub mod frames;
+pub mod gpu;
+pub mod io;
+pub mod rng;
+pub mod shaders;
+
+pub use error::{Error, Result};
+
+/// `"emsim <version>"`, stored in every output file.
+pub fn generator() -> String {
+    format!("emsim {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The default event library shipped in `assets/`.
+pub fn default_library_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/events/default-300kev.h5")
+}

@@ -1,0 +1,323 @@
+//! The `emsim` command line: parses flags and calls the library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use emsim::frames::run::{RunOptions, run};
+use emsim::frames::{ElectronCount, FramesConfig, SEED_MEAN_ELECTRONS, SEED_SD_ELECTRONS};
+use emsim::gpu::Device;
+use emsim::io::library::EventLibrary;
+use emsim::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "emsim",
+    version,
+    about = "Direct-electron-detector simulation, counting and localization on the GPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct DeviceArgs {
+    /// Where kernels run: gpu (a wgpu adapter) or cpu (the Rust twins of every kernel).
+    #[arg(long, default_value = "gpu")]
+    device: String,
+    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the GPU adapters wgpu can see, with their limits and features.
+    #[command(after_help = "Example: emsim devices --json")]
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make or inspect single-electron event libraries.
+    #[command(subcommand)]
+    Events(EventsCmd),
+    /// Make detector frames with ground truth.
+    #[command(
+        after_help = "Example:\n  emsim frames --frames 8 --seed 1 --out f.h5 --preview f.png\n  \
+        python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\""
+    )]
+    Frames(FramesArgs),
+    /// Measure the throughput of each stage on the GPU and CPU paths.
+    #[command(after_help = "Example: emsim bench --quick --json > bench.json")]
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// A parametric library (charge cloud + short track): for tests, NOT physics.
+    #[command(after_help = "Example: emsim events parametric --count 2000 --seed 7 --out lib.h5")]
+    Parametric {
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 5.0)]
+        pitch_um: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct FramesArgs {
+    /// Frames in the dataset (all shards together).
+    #[arg(long, default_value_t = 8)]
+    frames: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output: an HDF5 file (--format h5) or a folder of .npy files (--format npy).
+    #[arg(long, short)]
+    out: PathBuf,
+    #[arg(long, default_value = "h5")]
+    format: String,
+    /// HDF5 compression of /frames: none, lzf, gzip or gzip=1..9.
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+    /// Event library (HDF5); default: the library shipped in assets/.
+    #[arg(long)]
+    library: Option<PathBuf>,
+    /// Frame size HxW, e.g. 576x576.
+    #[arg(long, default_value = "576x576")]
+    size: String,
+    /// Mean electrons per frame (Normal, with --electrons-sd).
+    #[arg(long, default_value_t = SEED_MEAN_ELECTRONS)]
+    electrons: f64,
+    #[arg(long, default_value_t = SEED_SD_ELECTRONS)]
+    electrons_sd: f64,
+    /// Poisson-distributed electrons per frame with this mean (instead of Normal).
+    #[arg(long, conflicts_with = "dose")]
+    poisson: Option<f64>,
+    /// Dose in electrons per pixel per frame (Poisson).
+    #[arg(long)]
+    dose: Option<f64>,
+    /// Gaussian read noise, electrons.
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    noise_sigma_e: f32,
+    /// ADU per electron.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    gain: f32,
+    /// Dark offset, ADU.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    offset_adu: f32,
+    /// Round to integer ADU and store u16 (saturating).
+    #[arg(long)]
+    quantize_u16: bool,
+    /// Frames per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: u32,
+    /// Make part k of an N-way split: k/N.
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Write a log-scale PNG of the first frame with the truth points.
+    #[arg(long)]
+    preview: Option<PathBuf>,
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    dev: DeviceArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Small sizes: finishes in well under two minutes on 2 cores without a GPU.
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON (schema docs/bench-schema.json) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Skip the GPU path (only the CPU twins).
+    #[arg(long)]
+    cpu_only: bool,
+    #[arg(long, default_value = "auto")]
+    backend: String,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let bad = || Error::invalid("--size", format!("'{s}': expected HxW, e.g. 576x576"));
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok((
+        h.trim().parse().map_err(|_| bad())?,
+        w.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32)> {
+    let bad = || Error::invalid("--shard", format!("'{s}': expected k/N with 0 <= k < N"));
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    Ok((
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, String)> {
+    let p = path.clone().unwrap_or_else(emsim::default_library_path);
+    Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
+}
+
+fn frames(a: FramesArgs) -> Result<()> {
+    let (height, width) = parse_size(&a.size)?;
+    let (shard_index, shard_count) = parse_shard(&a.shard)?;
+    let electrons = match (a.poisson, a.dose) {
+        (Some(mean), _) => ElectronCount::Poisson { mean },
+        (_, Some(d)) => ElectronCount::Dose {
+            electrons_per_pixel: d,
+        },
+        _ => ElectronCount::Normal {
+            mean: a.electrons,
+            sd: a.electrons_sd,
+        },
+    };
+    let cfg = FramesConfig {
+        frames: a.frames,
+        height,
+        width,
+        electrons,
+        noise_sigma_e: a.noise_sigma_e,
+        gain_adu_per_e: a.gain,
+        offset_adu: a.offset_adu,
+        quantize_u16: a.quantize_u16,
+        seed: a.seed,
+        batch_frames: a.batch,
+        shard_index,
+        shard_count,
+    };
+    cfg.validate()?;
+    let opts = RunOptions {
+        out: a.out,
+        format: a.format.parse()?,
+        compression: a.compression.parse()?,
+        force: a.force,
+        preview: a.preview,
+        progress: !a.quiet,
+        library_path: String::new(),
+    };
+    let (lib, lib_path) = load_library(&a.library)?;
+    let device = Device::open(&a.dev.device, &a.dev.backend)?;
+    let summary = run(
+        &cfg,
+        &lib,
+        &device,
+        &RunOptions {
+            library_path: lib_path,
+            ..opts
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&summary).unwrap());
+    } else if !a.quiet {
+        eprintln!(
+            "wrote {} frames ({} electrons) to {} in {:.2} s ({:.1} frames/s, {} path)",
+            summary.frames,
+            summary.electrons,
+            summary.output,
+            summary.elapsed_s,
+            summary.frames_per_s,
+            summary.path
+        );
+    }
+    Ok(())
+}
+
+fn main_result(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Devices { json } => {
+            let adapters = emsim::gpu::list_adapters();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&adapters).unwrap());
+            } else if adapters.is_empty() {
+                println!(
+                    "no GPU adapters found (install mesa-vulkan-drivers for a CPU Vulkan driver, or use --device cpu)"
+                );
+            } else {
+                for a in adapters {
+                    println!(
+                        "{} | backend {} | {} | driver {} {} | max storage binding {} MiB | f16 {} | timestamps {} | subgroups {}",
+                        a.name,
+                        a.backend,
+                        a.device_type,
+                        a.driver,
+                        a.driver_info,
+                        a.max_storage_buffer_binding_size_bytes >> 20,
+                        a.shader_f16,
+                        a.timestamp_query,
+                        a.subgroup
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::Events(EventsCmd::Parametric {
+            count,
+            seed,
+            pitch_um,
+            out,
+            force,
+        }) => {
+            if count == 0 {
+                return Err(Error::invalid("--count", "must be at least 1"));
+            }
+            if !(pitch_um > 0.0) {
+                return Err(Error::invalid(
+                    "--pitch-um",
+                    format!("{pitch_um} must be > 0"),
+                ));
+            }
+            let output = emsim::io::atomic::Output::new(&out, force, "--out")?;
+            let model = emsim::events::parametric::ParametricModel {
+                pitch_um,
+                ..Default::default()
+            };
+            let lib = emsim::events::parametric::parametric_library(&model, count, seed);
+            lib.write_h5(output.tmp())?;
+            output.commit()?;
+            eprintln!("wrote {count} parametric events to {}", out.display());
+            Ok(())
+        }
+        Cmd::Frames(a) => frames(a),
+        Cmd::Bench(a) => {
+            let opts = emsim::bench::BenchOptions {
+                quick: a.quick,
+                cpu_only: a.cpu_only,
+                backend: a.backend,
+            };
+            let report = emsim::bench::run(&opts)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap());
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match main_result(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emsim: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

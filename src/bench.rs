@@ -54,10 +54,7 @@ impl BenchReport {
     pub fn table(&self) -> String {
         let mut s = String::new();
         if let Some(a) = &self.adapter {
-            s += &format!(
-                "adapter: {} ({}, {}, {})\n",
-                a.name, a.backend, a.device_type, a.driver_info
-            );
+            s += &format!("adapter: {} ({}, {}, {})\n", a.name, a.backend, a.device_type, a.driver_info);
         } else {
             s += "adapter: none (CPU path only)\n";
         }
@@ -105,10 +102,7 @@ pub fn bench_frames(device: &Device, cfg: &FramesConfig, repeats: u32) -> Result
         }
         times.push(t.elapsed().as_secs_f64());
     }
-    let (min, max) = (
-        times.iter().cloned().fold(f64::MAX, f64::min),
-        times.iter().cloned().fold(0.0, f64::max),
-    );
+    let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
     let med = median(&mut times);
     let electrons: u64 = counts.iter().map(|&c| c as u64).sum();
     Ok(BenchRecord {
@@ -132,18 +126,11 @@ pub fn bench_frames(device: &Device, cfg: &FramesConfig, repeats: u32) -> Result
 /// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let backend: BackendChoice = opts.backend.parse()?;
-    let gpu = if opts.cpu_only {
-        None
-    } else {
-        Some(Device::Gpu(Box::new(GpuContext::new(backend)?)))
-    };
+    let gpu = if opts.cpu_only { None } else { Some(Device::Gpu(Box::new(GpuContext::new(backend)?))) };
     let (frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
     let mut records = Vec::new();
-    let sizes: &[(u32, f64)] = if opts.quick {
-        &[(576, 2927.294)]
-    } else {
-        &[(576, 2927.294), (256, 578.0), (1024, 9253.0)]
-    };
+    let sizes: &[(u32, f64)] =
+        if opts.quick { &[(576, 2927.294)] } else { &[(576, 2927.294), (256, 578.0), (1024, 9253.0)] };
     let mut devices: Vec<&Device> = Vec::new();
     if let Some(g) = &gpu {
         devices.push(g);
@@ -155,10 +142,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 frames,
                 height: side,
                 width: side,
-                electrons: crate::frames::ElectronCount::Normal {
-                    mean: electrons,
-                    sd: electrons.sqrt(),
-                },
+                electrons: crate::frames::ElectronCount::Normal { mean: electrons, sd: electrons.sqrt() },
                 ..Default::default()
             };
             records.push(bench_frames(d, &cfg, repeats)?);

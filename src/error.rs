@@ -18,16 +18,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Invalid {
-            what: what.into(),
-            message: message.into(),
-        }
+        Error::Invalid { what: what.into(), message: message.into() }
     }
     pub fn file(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
-        Error::File {
-            path: path.into(),
-            message: message.to_string(),
-        }
+        Error::File { path: path.into(), message: message.to_string() }
     }
 }
 

@@ -12,11 +12,7 @@ use emsim::io::library::EventLibrary;
 use emsim::{Error, Result};
 
 #[derive(Parser)]
-#[command(
-    name = "emsim",
-    version,
-    about = "Direct-electron-detector simulation, counting and localization on the GPU"
-)]
+#[command(name = "emsim", version, about = "Direct-electron-detector simulation, counting and localization on the GPU")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -44,10 +40,8 @@ enum Cmd {
     #[command(subcommand)]
     Events(EventsCmd),
     /// Make detector frames with ground truth.
-    #[command(
-        after_help = "Example:\n  emsim frames --frames 8 --seed 1 --out f.h5 --preview f.png\n  \
-        python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\""
-    )]
+    #[command(after_help = "Example:\n  emsim frames --frames 8 --seed 1 --out f.h5 --preview f.png\n  \
+        python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\"")]
     Frames(FramesArgs),
     /// Measure the throughput of each stage on the GPU and CPU paths.
     #[command(after_help = "Example: emsim bench --quick --json > bench.json")]
@@ -154,19 +148,13 @@ struct BenchArgs {
 fn parse_size(s: &str) -> Result<(u32, u32)> {
     let bad = || Error::invalid("--size", format!("'{s}': expected HxW, e.g. 576x576"));
     let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    Ok((
-        h.trim().parse().map_err(|_| bad())?,
-        w.trim().parse().map_err(|_| bad())?,
-    ))
+    Ok((h.trim().parse().map_err(|_| bad())?, w.trim().parse().map_err(|_| bad())?))
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32)> {
     let bad = || Error::invalid("--shard", format!("'{s}': expected k/N with 0 <= k < N"));
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    Ok((
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    ))
+    Ok((k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?))
 }
 
 fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, String)> {
@@ -179,13 +167,8 @@ fn frames(a: FramesArgs) -> Result<()> {
     let (shard_index, shard_count) = parse_shard(&a.shard)?;
     let electrons = match (a.poisson, a.dose) {
         (Some(mean), _) => ElectronCount::Poisson { mean },
-        (_, Some(d)) => ElectronCount::Dose {
-            electrons_per_pixel: d,
-        },
-        _ => ElectronCount::Normal {
-            mean: a.electrons,
-            sd: a.electrons_sd,
-        },
+        (_, Some(d)) => ElectronCount::Dose { electrons_per_pixel: d },
+        _ => ElectronCount::Normal { mean: a.electrons, sd: a.electrons_sd },
     };
     let cfg = FramesConfig {
         frames: a.frames,
@@ -213,26 +196,13 @@ fn frames(a: FramesArgs) -> Result<()> {
     };
     let (lib, lib_path) = load_library(&a.library)?;
     let device = Device::open(&a.dev.device, &a.dev.backend)?;
-    let summary = run(
-        &cfg,
-        &lib,
-        &device,
-        &RunOptions {
-            library_path: lib_path,
-            ..opts
-        },
-    )?;
+    let summary = run(&cfg, &lib, &device, &RunOptions { library_path: lib_path, ..opts })?;
     if a.json {
         println!("{}", serde_json::to_string(&summary).unwrap());
     } else if !a.quiet {
         eprintln!(
             "wrote {} frames ({} electrons) to {} in {:.2} s ({:.1} frames/s, {} path)",
-            summary.frames,
-            summary.electrons,
-            summary.output,
-            summary.elapsed_s,
-            summary.frames_per_s,
-            summary.path
+            summary.frames, summary.electrons, summary.output, summary.elapsed_s, summary.frames_per_s, summary.path
         );
     }
     Ok(())
@@ -266,27 +236,15 @@ fn main_result(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Events(EventsCmd::Parametric {
-            count,
-            seed,
-            pitch_um,
-            out,
-            force,
-        }) => {
+        Cmd::Events(EventsCmd::Parametric { count, seed, pitch_um, out, force }) => {
             if count == 0 {
                 return Err(Error::invalid("--count", "must be at least 1"));
             }
             if !(pitch_um > 0.0) {
-                return Err(Error::invalid(
-                    "--pitch-um",
-                    format!("{pitch_um} must be > 0"),
-                ));
+                return Err(Error::invalid("--pitch-um", format!("{pitch_um} must be > 0")));
             }
             let output = emsim::io::atomic::Output::new(&out, force, "--out")?;
-            let model = emsim::events::parametric::ParametricModel {
-                pitch_um,
-                ..Default::default()
-            };
+            let model = emsim::events::parametric::ParametricModel { pitch_um, ..Default::default() };
             let lib = emsim::events::parametric::parametric_library(&model, count, seed);
             lib.write_h5(output.tmp())?;
             output.commit()?;
@@ -295,11 +253,7 @@ fn main_result(cli: Cli) -> Result<()> {
         }
         Cmd::Frames(a) => frames(a),
         Cmd::Bench(a) => {
-            let opts = emsim::bench::BenchOptions {
-                quick: a.quick,
-                cpu_only: a.cpu_only,
-                backend: a.backend,
-            };
+            let opts = emsim::bench::BenchOptions { quick: a.quick, cpu_only: a.cpu_only, backend: a.backend };
             let report = emsim::bench::run(&opts)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap());

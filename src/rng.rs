@@ -119,10 +119,7 @@ pub fn sincos_turns(t: f32) -> (f32, f32) {
     let r = t - k * 0.25; // exact: |r| <= 1/8 turn
     let x = r * std::f32::consts::TAU;
     let x2 = x * x;
-    let s = x
-        * (1.0
-            + x2 * (-1.0 / 6.0
-                + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))));
+    let s = x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))));
     let c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40_320.0))));
     match (k as i32).rem_euclid(4) {
         0 => (c, s),
@@ -155,14 +152,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(seed: u64, stream: u32, index: u64) -> Self {
-        Self {
-            key: key_from_seed(seed),
-            index,
-            stream,
-            next_block: 0,
-            buf: [0; 4],
-            used: 4,
-        }
+        Self { key: key_from_seed(seed), index, stream, next_block: 0, buf: [0; 4], used: 4 }
     }
 
     #[inline]
@@ -219,19 +209,10 @@ mod tests {
     /// Known-answer tests from Random123 (`kat_vectors`, philox4x32_10).
     #[test]
     fn philox_known_answers() {
+        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(philox4x32_10([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
         assert_eq!(
-            philox4x32_10([0; 4], [0; 2]),
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
-        );
-        assert_eq!(
-            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
-            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
-        );
-        assert_eq!(
-            philox4x32_10(
-                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
-                [0xa4093822, 0x299f31d0]
-            ),
+            philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -245,8 +226,7 @@ mod tests {
             worst_ln = worst_ln.max((ln_approx(x) - x.ln()).abs() / x.ln().abs().max(1e-3));
             let (c, s) = sincos_turns(x);
             let a = x as f64 * std::f64::consts::TAU;
-            worst_sc =
-                worst_sc.max((c as f64 - a.cos()).abs().max((s as f64 - a.sin()).abs()) as f32);
+            worst_sc = worst_sc.max((c as f64 - a.cos()).abs().max((s as f64 - a.sin()).abs()) as f32);
         }
         assert!(worst_ln < 2e-6, "ln_approx relative error {worst_ln}");
         assert!(worst_sc < 1e-6, "sincos_turns error {worst_sc}");

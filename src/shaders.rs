@@ -37,13 +37,7 @@ pub const FRAMES_PLACE: Kernel = Kernel {
 pub const FRAMES_ACCUMULATE: Kernel = Kernel {
     name: "frames/accumulate",
     source: wgsl!("shared/rng.wgsl", "frames/accumulate.wgsl"),
-    bindings: &[
-        Uniform,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageReadWrite,
-    ],
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
 

@@ -53,17 +53,12 @@ pub fn gaussian_pixel_fraction(cx: f64, cy: f64, sigma: f64, col: i32, row: i32)
 }
 
 /// One parametric event: `(incidence_x, incidence_y, pixels)`; pixels relative to the pixel of incidence.
-pub fn parametric_event(
-    model: &ParametricModel,
-    seed: u64,
-    index: u64,
-) -> (f32, f32, Vec<(i32, i32, f32)>) {
+pub fn parametric_event(model: &ParametricModel, seed: u64, index: u64) -> (f32, f32, Vec<(i32, i32, f32)>) {
     let mut rng = Stream::new(seed, streams::PARAMETRIC, index);
     let ix = (rng.uniform() as f32).min(0.999_999_94);
     let iy = (rng.uniform() as f32).min(0.999_999_94);
     let z = rng.normal();
-    let total = (model.mpv_charge_e - model.width_charge_e * (z * z).max(1e-300).ln())
-        .max(0.1 * model.mpv_charge_e);
+    let total = (model.mpv_charge_e - model.width_charge_e * (z * z).max(1e-300).ln()).max(0.1 * model.mpv_charge_e);
     let len = (model.mean_track_px * rng.exponential()).min(model.max_track_px);
     let theta = std::f64::consts::TAU * rng.uniform();
     let (dirx, diry) = (theta.cos(), theta.sin());
@@ -89,10 +84,7 @@ pub fn parametric_event(
 /// A parametric library of `count` events.
 pub fn parametric_library(model: &ParametricModel, count: usize, seed: u64) -> EventLibrary {
     use rayon::prelude::*;
-    let events: Vec<_> = (0..count as u64)
-        .into_par_iter()
-        .map(|i| parametric_event(model, seed, i))
-        .collect();
+    let events: Vec<_> = (0..count as u64).into_par_iter().map(|i| parametric_event(model, seed, i)).collect();
     let mut lib = EventLibrary::new(LibraryMeta {
         source: "parametric".into(),
         pitch_um: model.pitch_um,

@@ -36,12 +36,7 @@ impl PackedLibrary {
     pub fn new(lib: &crate::io::library::EventLibrary) -> Self {
         let offsets = lib.offsets.iter().map(|&o| o as u32).collect();
         let pixels = (0..lib.charge_e.len())
-            .map(|j| {
-                [
-                    pack_offset(lib.dx_px[j], lib.dy_px[j]),
-                    to_fixed(lib.charge_e[j]),
-                ]
-            })
+            .map(|j| [pack_offset(lib.dx_px[j], lib.dy_px[j]), to_fixed(lib.charge_e[j])])
             .collect();
         Self { offsets, pixels }
     }
@@ -56,10 +51,7 @@ pub fn pack_offset(dx: i32, dy: i32) -> u32 {
 }
 
 pub fn unpack_offset(v: u32) -> (i32, i32) {
-    (
-        (v & 0xffff) as u16 as i16 as i32,
-        (v >> 16) as u16 as i16 as i32,
-    )
+    ((v & 0xffff) as u16 as i16 as i32, (v >> 16) as u16 as i16 as i32)
 }
 
 /// Charge in electrons to fixed point (round to nearest).
@@ -69,20 +61,13 @@ pub fn to_fixed(charge_e: f32) -> u32 {
 
 /// CPU twin of `frames/accumulate`: adds `records` into `acc` (`n_frames * band_rows * width`
 /// u32, row band `[row0, row0 + band_rows)`), with wrapping integer adds like the atomics.
-pub fn accumulate_cpu(
-    p: &AccumulateParams,
-    records: &[Record],
-    lib: &PackedLibrary,
-    acc: &mut [u32],
-) {
+pub fn accumulate_cpu(p: &AccumulateParams, records: &[Record], lib: &PackedLibrary, acc: &mut [u32]) {
     let band = (p.band_rows * p.width) as usize;
     let (lo, hi) = (p.row0 as i32, (p.row0 + p.band_rows) as i32);
     for rec in &records[..p.n_electrons as usize] {
         let [event, row, col, f] = *rec;
         let base = f as usize * band;
-        for px in &lib.pixels
-            [lib.offsets[event as usize] as usize..lib.offsets[event as usize + 1] as usize]
-        {
+        for px in &lib.pixels[lib.offsets[event as usize] as usize..lib.offsets[event as usize + 1] as usize] {
             let (dx, dy) = unpack_offset(px[0]);
             let (r, c) = (row as i32 + dy, col as i32 + dx);
             if r >= lo && r < hi && c >= 0 && c < p.width as i32 {
@@ -91,4 +76,29 @@ pub fn accumulate_cpu(
             }
         }
     }
+}
+
+/// Runs `frames/accumulate` alone on the GPU, adding into a copy of `acc`.
+pub fn accumulate_gpu(
+    ctx: &crate::gpu::GpuContext,
+    p: &AccumulateParams,
+    records: &[Record],
+    lib: &PackedLibrary,
+    acc: &[u32],
+) -> crate::Result<Vec<u32>> {
+    let rec = ctx.upload("records", records)?;
+    let offs = ctx.upload("event_offsets", &lib.offsets)?;
+    let pix = ctx.upload("event_pixels", &lib.pixels)?;
+    let acc_buf = ctx.upload("acc", acc)?;
+    let params = ctx.uniform("accumulate_params", p);
+    let mut enc = ctx.encoder("accumulate");
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::FRAMES_ACCUMULATE,
+        &[&params, &rec, &offs, &pix, &acc_buf],
+        p.n_electrons as u64,
+    )?;
+    let rb = ctx.readback(&mut enc, &acc_buf, acc.len() as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
 }

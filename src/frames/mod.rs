@@ -72,10 +72,7 @@ impl Default for FramesConfig {
             frames: 8,
             height: 576,
             width: 576,
-            electrons: ElectronCount::Normal {
-                mean: SEED_MEAN_ELECTRONS,
-                sd: SEED_SD_ELECTRONS,
-            },
+            electrons: ElectronCount::Normal { mean: SEED_MEAN_ELECTRONS, sd: SEED_SD_ELECTRONS },
             noise_sigma_e: 20.0,
             gain_adu_per_e: 1.0,
             offset_adu: 0.0,
@@ -96,25 +93,13 @@ impl FramesConfig {
             return bad("--frames", "must be at least 1".into());
         }
         if self.height == 0 || self.width == 0 || self.height > 32767 || self.width > 32767 {
-            return bad(
-                "--size",
-                format!(
-                    "{}x{}: each side must be in 1..=32767 pixels",
-                    self.height, self.width
-                ),
-            );
+            return bad("--size", format!("{}x{}: each side must be in 1..=32767 pixels", self.height, self.width));
         }
         if !(self.noise_sigma_e >= 0.0 && self.noise_sigma_e.is_finite()) {
-            return bad(
-                "--noise-sigma-e",
-                format!("{} must be >= 0", self.noise_sigma_e),
-            );
+            return bad("--noise-sigma-e", format!("{} must be >= 0", self.noise_sigma_e));
         }
         if !(self.gain_adu_per_e > 0.0 && self.gain_adu_per_e.is_finite()) {
-            return bad(
-                "--gain",
-                format!("{} must be > 0 ADU per electron", self.gain_adu_per_e),
-            );
+            return bad("--gain", format!("{} must be > 0 ADU per electron", self.gain_adu_per_e));
         }
         if !self.offset_adu.is_finite() {
             return bad("--offset-adu", "must be finite".into());
@@ -123,21 +108,12 @@ impl FramesConfig {
             return bad("--batch", "must be at least 1".into());
         }
         if self.shard_count == 0 || self.shard_index >= self.shard_count {
-            return bad(
-                "--shard",
-                format!(
-                    "{}/{}: expected k/N with 0 <= k < N",
-                    self.shard_index, self.shard_count
-                ),
-            );
+            return bad("--shard", format!("{}/{}: expected k/N with 0 <= k < N", self.shard_index, self.shard_count));
         }
         if self.shard_count as u64 > self.frames {
             return bad(
                 "--shard",
-                format!(
-                    "{} shards for {} frames: each shard needs a frame",
-                    self.shard_count, self.frames
-                ),
+                format!("{} shards for {} frames: each shard needs a frame", self.shard_count, self.frames),
             );
         }
         let px = self.height as f64 * self.width as f64;
@@ -149,23 +125,15 @@ impl FramesConfig {
                 mean
             }
             ElectronCount::Poisson { mean } => mean,
-            ElectronCount::Dose {
-                electrons_per_pixel,
-            } => {
+            ElectronCount::Dose { electrons_per_pixel } => {
                 if !(electrons_per_pixel >= 0.0) {
-                    return bad(
-                        "--dose",
-                        format!("{electrons_per_pixel} must be >= 0 electrons per pixel per frame"),
-                    );
+                    return bad("--dose", format!("{electrons_per_pixel} must be >= 0 electrons per pixel per frame"));
                 }
                 electrons_per_pixel * px
             }
         };
         if !(mean >= 0.0 && mean.is_finite() && mean < 1e8) {
-            return bad(
-                "--electrons/--poisson/--dose",
-                format!("mean {mean} electrons per frame must be in [0, 1e8)"),
-            );
+            return bad("--electrons/--poisson/--dose", format!("mean {mean} electrons per frame must be in [0, 1e8)"));
         }
         Ok(())
     }
@@ -183,12 +151,9 @@ impl FramesConfig {
         let n = match self.electrons {
             ElectronCount::Normal { mean, sd } => (mean + sd * s.normal()).round(),
             ElectronCount::Poisson { mean } => poisson(&mut s, mean),
-            ElectronCount::Dose {
-                electrons_per_pixel,
-            } => poisson(
-                &mut s,
-                electrons_per_pixel * self.height as f64 * self.width as f64,
-            ),
+            ElectronCount::Dose { electrons_per_pixel } => {
+                poisson(&mut s, electrons_per_pixel * self.height as f64 * self.width as f64)
+            }
         };
         n.clamp(0.0, u32::MAX as f64) as u32
     }
@@ -203,9 +168,7 @@ fn poisson(s: &mut Stream, mean: f64) -> f64 {
         return 0.0;
     }
     let mut rng = rand_chacha::ChaCha8Rng::from_seed(s.seed_bytes());
-    rand_distr::Poisson::new(mean)
-        .map(|d| d.sample(&mut rng))
-        .unwrap_or(0.0)
+    rand_distr::Poisson::new(mean).map(|d| d.sample(&mut rng)).unwrap_or(0.0)
 }
 
 /// One batch of generated frames.
@@ -277,11 +240,7 @@ impl<'a> Generator<'a> {
         let packed = PackedLibrary::new(lib);
         let gpu = match device {
             Device::Gpu(ctx) => {
-                ctx.warm_up(&[
-                    shaders::FRAMES_PLACE,
-                    shaders::FRAMES_ACCUMULATE,
-                    shaders::FRAMES_NOISE,
-                ])?;
+                ctx.warm_up(&[shaders::FRAMES_PLACE, shaders::FRAMES_ACCUMULATE, shaders::FRAMES_NOISE])?;
                 Some(GpuState {
                     event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
                     event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
@@ -289,13 +248,7 @@ impl<'a> Generator<'a> {
             }
             Device::Cpu => None,
         };
-        Ok(Self {
-            cfg,
-            lib,
-            packed,
-            device,
-            gpu,
-        })
+        Ok(Self { cfg, lib, packed, device, gpu })
     }
 
     fn frame_bytes(&self) -> u64 {
@@ -347,13 +300,7 @@ impl<'a> Generator<'a> {
         offsets
     }
 
-    fn place_params(
-        &self,
-        first_frame: u64,
-        n_frames: usize,
-        n_electrons: u32,
-        electron_base: u32,
-    ) -> PlaceParams {
+    fn place_params(&self, first_frame: u64, n_frames: usize, n_electrons: u32, electron_base: u32) -> PlaceParams {
         let key = self.cfg.key();
         PlaceParams {
             n_electrons,
@@ -370,13 +317,7 @@ impl<'a> Generator<'a> {
         }
     }
 
-    fn noise_params(
-        &self,
-        first_frame: u64,
-        n_frames: usize,
-        row0: u32,
-        band_rows: u32,
-    ) -> NoiseParams {
+    fn noise_params(&self, first_frame: u64, n_frames: usize, row0: u32, band_rows: u32) -> NoiseParams {
         let key = self.cfg.key();
         NoiseParams {
             n_frames: n_frames as u32,
@@ -408,43 +349,28 @@ impl<'a> Generator<'a> {
             .into_par_iter()
             .flat_map_iter(|f| {
                 let p = self.place_params(first_frame + f as u64, 1, counts[f], 0);
-                place_cpu(&p, &[0, counts[f]])
-                    .into_iter()
-                    .map(move |mut r| {
-                        r[3] = f as u32;
-                        r
-                    })
+                place_cpu(&p, &[0, counts[f]]).into_iter().map(move |mut r| {
+                    r[3] = f as u32;
+                    r
+                })
             })
             .collect();
-        acc.par_chunks_mut(frame_px)
-            .enumerate()
-            .for_each(|(f, acc_f)| {
-                let recs: Vec<Record> = records[offsets[f] as usize..offsets[f + 1] as usize]
-                    .iter()
-                    .map(|r| [r[0], r[1], r[2], 0])
-                    .collect();
-                let p = AccumulateParams {
-                    n_electrons: counts[f],
-                    height: h,
-                    width: w,
-                    row0: 0,
-                    band_rows: h,
-                    ..Default::default()
-                };
-                accumulate_cpu(&p, &recs, &self.packed, acc_f);
-            });
+        acc.par_chunks_mut(frame_px).enumerate().for_each(|(f, acc_f)| {
+            let recs: Vec<Record> =
+                records[offsets[f] as usize..offsets[f + 1] as usize].iter().map(|r| [r[0], r[1], r[2], 0]).collect();
+            let p = AccumulateParams {
+                n_electrons: counts[f],
+                height: h,
+                width: w,
+                row0: 0,
+                band_rows: h,
+                ..Default::default()
+            };
+            accumulate_cpu(&p, &recs, &self.packed, acc_f);
+        });
         let mut frames = vec![0f32; acc.len()];
-        noise_cpu(
-            &self.noise_params(first_frame, counts.len(), 0, h),
-            &acc,
-            &mut frames,
-        );
-        Batch {
-            first_frame,
-            counts: counts.to_vec(),
-            frames,
-            records,
-        }
+        noise_cpu(&self.noise_params(first_frame, counts.len(), 0, h), &acc, &mut frames);
+        Batch { first_frame, counts: counts.to_vec(), frames, records }
     }
 
     /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
@@ -458,10 +384,7 @@ impl<'a> Generator<'a> {
         let band_rows = if n as u64 * frame_px * 4 <= limit {
             h
         } else {
-            assert_eq!(
-                n, 1,
-                "the planner gives frames larger than a binding a batch of their own"
-            );
+            assert_eq!(n, 1, "the planner gives frames larger than a binding a batch of their own");
             let rows = (limit / (w as u64 * 4)).min(h as u64) as u32;
             if rows == 0 {
                 return Err(crate::gpu::GpuError::TooLarge {
@@ -480,14 +403,8 @@ impl<'a> Generator<'a> {
         let chunks: Vec<(u32, u32)> = if total as u64 * 16 <= limit {
             vec![(0, total)]
         } else {
-            assert_eq!(
-                n, 1,
-                "the planner keeps multi-frame batches within the record limit"
-            );
-            (0..total)
-                .step_by(max_chunk as usize)
-                .map(|s| (s, (total - s).min(max_chunk)))
-                .collect()
+            assert_eq!(n, 1, "the planner keeps multi-frame batches within the record limit");
+            (0..total).step_by(max_chunk as usize).map(|s| (s, (total - s).min(max_chunk))).collect()
         };
         let chunk_cap = chunks.iter().map(|c| c.1).max().unwrap_or(0) as u64;
         let records_buf = ctx.storage("records", chunk_cap * 16)?;
@@ -509,16 +426,11 @@ impl<'a> Generator<'a> {
                 };
                 ctx.write(&offsets_buf, &offs);
                 let mut enc = ctx.encoder("frames");
-                if start == 0 && chunks.len() >= 1 {
+                if start == 0 {
                     enc.clear_buffer(&acc, 0, None);
                 }
                 let pu = ctx.uniform("place_params", &params);
-                ctx.dispatch(
-                    &mut enc,
-                    &shaders::FRAMES_PLACE,
-                    &[&pu, &offsets_buf, &records_buf],
-                    len as u64,
-                )?;
+                ctx.dispatch(&mut enc, &shaders::FRAMES_PLACE, &[&pu, &offsets_buf, &records_buf], len as u64)?;
                 let ap = AccumulateParams {
                     n_electrons: len,
                     height: h,
@@ -531,13 +443,7 @@ impl<'a> Generator<'a> {
                 ctx.dispatch(
                     &mut enc,
                     &shaders::FRAMES_ACCUMULATE,
-                    &[
-                        &au,
-                        &records_buf,
-                        &gpu.event_offsets,
-                        &gpu.event_pixels,
-                        &acc,
-                    ],
+                    &[&au, &records_buf, &gpu.event_offsets, &gpu.event_pixels, &acc],
                     len as u64,
                 )?;
                 let rb = (row0 == 0).then(|| ctx.readback(&mut enc, &records_buf, len as u64 * 16));
@@ -549,12 +455,7 @@ impl<'a> Generator<'a> {
             let np = self.noise_params(first_frame, n, row0, rows);
             let mut enc = ctx.encoder("noise");
             let nu = ctx.uniform("noise_params", &np);
-            ctx.dispatch(
-                &mut enc,
-                &shaders::FRAMES_NOISE,
-                &[&nu, &acc, &out],
-                n as u64 * np.n_groups as u64,
-            )?;
+            ctx.dispatch(&mut enc, &shaders::FRAMES_NOISE, &[&nu, &acc, &out], n as u64 * np.n_groups as u64)?;
             let rb = ctx.readback(&mut enc, &out, n as u64 * rows as u64 * w as u64 * 4);
             ctx.submit_and_wait(enc)?;
             let band: Vec<f32> = rb.read(ctx)?;
@@ -569,11 +470,6 @@ impl<'a> Generator<'a> {
             }
             row0 += rows;
         }
-        Ok(Batch {
-            first_frame,
-            counts: counts.to_vec(),
-            frames,
-            records,
-        })
+        Ok(Batch { first_frame, counts: counts.to_vec(), frames, records })
     }
 }

@@ -45,8 +45,7 @@ impl NoiseParams {
 /// The value of one pixel: twin of the expression in the kernel.
 #[inline(always)]
 pub fn pixel_value(p: &NoiseParams, acc: u32, z: f32) -> f32 {
-    let mut v =
-        (acc as f32 * (1.0 / FIXED_SCALE) + p.sigma_e * z) * p.gain_adu_per_e + p.offset_adu;
+    let mut v = (acc as f32 * (1.0 / FIXED_SCALE) + p.sigma_e * z) * p.gain_adu_per_e + p.offset_adu;
     if p.quantize != 0 {
         v = v.round_ties_even().clamp(0.0, 65535.0);
     }
@@ -61,11 +60,8 @@ pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
     let band_end = band_start + p.band_rows * p.width;
     let key = [p.key_lo, p.key_hi];
     let first_frame = p.first_frame_lo as u64 | (p.first_frame_hi as u64) << 32;
-    out.par_chunks_mut(band_px)
-        .zip(acc.par_chunks(band_px))
-        .take(p.n_frames as usize)
-        .enumerate()
-        .for_each(|(f, (out_f, acc_f))| {
+    out.par_chunks_mut(band_px).zip(acc.par_chunks(band_px)).take(p.n_frames as usize).enumerate().for_each(
+        |(f, (out_f, acc_f))| {
             let frame = first_frame + f as u64;
             for g in p.first_group..p.first_group + p.n_groups {
                 let r = philox4x32_10(counter(g, frame, streams::NOISE), key);
@@ -79,5 +75,29 @@ pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
                     }
                 }
             }
-        });
+        },
+    );
+}
+
+/// Runs `frames/noise` alone on the GPU; `out_init` fills the output buffer first (tests pass
+/// garbage there, so that a pixel the kernel fails to write shows up).
+pub fn noise_gpu(
+    ctx: &crate::gpu::GpuContext,
+    p: &NoiseParams,
+    acc: &[u32],
+    out_init: &[f32],
+) -> crate::Result<Vec<f32>> {
+    let acc_buf = ctx.upload("acc", acc)?;
+    let out = ctx.upload("frames", out_init)?;
+    let params = ctx.uniform("noise_params", p);
+    let mut enc = ctx.encoder("noise");
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::FRAMES_NOISE,
+        &[&params, &acc_buf, &out],
+        p.n_frames as u64 * p.n_groups as u64,
+    )?;
+    let rb = ctx.readback(&mut enc, &out, out_init.len() as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
 }

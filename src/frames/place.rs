@@ -42,13 +42,20 @@ pub fn place_cpu(p: &PlaceParams, frame_offsets: &[u32]) -> Vec<Record> {
         for i in frame_offsets[f]..frame_offsets[f + 1].min(p.n_electrons) {
             let e = p.electron_base + i - frame_offsets[f];
             let r = philox4x32_10(counter(e, frame, streams::PLACE), key);
-            out.push([
-                below(r[0], p.n_events),
-                below(r[1], p.height),
-                below(r[2], p.width),
-                f as u32,
-            ]);
+            out.push([below(r[0], p.n_events), below(r[1], p.height), below(r[2], p.width), f as u32]);
         }
     }
     out
+}
+
+/// Runs `frames/place` alone on the GPU (tests and benches; [`super::Generator`] fuses the stages).
+pub fn place_gpu(ctx: &crate::gpu::GpuContext, p: &PlaceParams, frame_offsets: &[u32]) -> crate::Result<Vec<Record>> {
+    let offsets = ctx.upload("frame_offsets", frame_offsets)?;
+    let records = ctx.storage("records", p.n_electrons as u64 * 16)?;
+    let params = ctx.uniform("place_params", p);
+    let mut enc = ctx.encoder("place");
+    ctx.dispatch(&mut enc, &crate::shaders::FRAMES_PLACE, &[&params, &offsets, &records], p.n_electrons as u64)?;
+    let rb = ctx.readback(&mut enc, &records, p.n_electrons as u64 * 16);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
 }

@@ -43,12 +43,7 @@ pub struct FramesSummary {
 }
 
 /// Generates this shard's frames and writes them to `opts.out`.
-pub fn run(
-    cfg: &FramesConfig,
-    lib: &EventLibrary,
-    device: &Device,
-    opts: &RunOptions,
-) -> Result<FramesSummary> {
+pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOptions) -> Result<FramesSummary> {
     cfg.validate()?;
     let output = Output::new(&opts.out, opts.force, "--out")?;
     if let Some(p) = &opts.preview {
@@ -97,9 +92,7 @@ pub fn run(
             Ok(())
         })();
         drop(rx);
-        let produced = producer
-            .join()
-            .map_err(|_| Error::Other("frame generator thread panicked".into()))?;
+        let produced = producer.join().map_err(|_| Error::Other("frame generator thread panicked".into()))?;
         produced?;
         write_result
     })?;
@@ -124,12 +117,7 @@ pub fn run(
     })
 }
 
-fn write_preview_of(
-    p: &std::path::Path,
-    cfg: &FramesConfig,
-    frames: &[f32],
-    truth: &Truth,
-) -> Result<()> {
+fn write_preview_of(p: &std::path::Path, cfg: &FramesConfig, frames: &[f32], truth: &Truth) -> Result<()> {
     let px = (cfg.height * cfg.width) as usize;
     let points: Vec<(f32, f32)> = truth
         .frame
@@ -138,15 +126,7 @@ fn write_preview_of(
         .filter(|(f, _)| **f == truth.frame[0])
         .map(|(_, (x, y))| (*x, *y))
         .collect();
-    write_preview(
-        p,
-        &frames[..px],
-        cfg.height,
-        cfg.width,
-        cfg.offset_adu,
-        cfg.gain_adu_per_e,
-        &points,
-    )
+    write_preview(p, &frames[..px], cfg.height, cfg.width, cfg.offset_adu, cfg.gain_adu_per_e, &points)
 }
 
 /// A progress bar on stderr (hidden when not wanted or when stderr is not a terminal).

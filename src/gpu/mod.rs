@@ -37,11 +37,7 @@ pub enum GpuError {
     #[error("GPU poll failed: {0}")]
     Poll(#[from] wgpu::PollError),
     #[error("a {what} of {bytes} bytes exceeds this adapter's limit of {limit} bytes")]
-    TooLarge {
-        what: String,
-        bytes: u64,
-        limit: u64,
-    },
+    TooLarge { what: String, bytes: u64, limit: u64 },
 }
 
 /// `--backend`: which wgpu backend to use.
@@ -149,10 +145,7 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 /// Every adapter wgpu can see on any backend.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let inst = instance(wgpu::Backends::all());
-    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
-        .iter()
-        .map(AdapterSummary::of)
-        .collect()
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all())).iter().map(AdapterSummary::of).collect()
 }
 
 /// Features we use when the adapter has them.
@@ -173,6 +166,10 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pipelines: Mutex<HashMap<&'static str, std::sync::Arc<CachedPipeline>>>,
+    /// Test hooks: pretend the adapter has smaller limits, so that chunking and 2-D dispatch
+    /// grids are exercised with small inputs.
+    binding_limit_override: Option<u64>,
+    workgroups_per_dim_override: Option<u32>,
 }
 
 impl GpuContext {
@@ -186,21 +183,14 @@ impl GpuContext {
         let adapter = match adapter {
             Some(a) => a,
             None if choice == BackendChoice::Auto => {
-                return Err(GpuError::NoAdapter {
-                    backend: choice.name().to_string(),
-                });
+                return Err(GpuError::NoAdapter { backend: choice.name().to_string() });
             }
             None => {
                 let available = list_adapters();
                 if available.is_empty() {
-                    return Err(GpuError::NoAdapter {
-                        backend: choice.name().to_string(),
-                    });
+                    return Err(GpuError::NoAdapter { backend: choice.name().to_string() });
                 }
-                let list: Vec<String> = available
-                    .iter()
-                    .map(|a| format!("{} ({})", a.name, a.backend))
-                    .collect();
+                let list: Vec<String> = available.iter().map(|a| format!("{} ({})", a.name, a.backend)).collect();
                 return Err(GpuError::BackendUnavailable {
                     wanted: choice.name().to_string(),
                     available: list.join(", "),
@@ -210,15 +200,14 @@ impl GpuContext {
         let summary = AdapterSummary::of(&adapter);
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("emsim"),
-                required_features: features,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            }))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("emsim"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))?;
         Ok(Self {
             device,
             queue,
@@ -226,28 +215,39 @@ impl GpuContext {
             limits,
             features,
             pipelines: Mutex::new(HashMap::new()),
+            binding_limit_override: None,
+            workgroups_per_dim_override: None,
         })
     }
 
     fn find_adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
         let inst = instance(backends);
-        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
-            &inst, None,
-        ))
-        .ok()
+        pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&inst, None)).ok()
     }
 
     /// Largest buffer that one storage binding can cover.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
+        let adapter = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        self.binding_limit_override.map_or(adapter, |o| o.min(adapter))
+    }
+
+    /// Test hook: behave as if one storage binding could hold at most `bytes`.
+    pub fn set_binding_limit(&mut self, bytes: u64) {
+        self.binding_limit_override = Some(bytes);
+    }
+
+    /// Test hook: behave as if a dispatch dimension allowed at most `n` workgroups.
+    pub fn set_workgroups_per_dim(&mut self, n: u32) {
+        self.workgroups_per_dim_override = Some(n);
+    }
+
+    fn workgroups_per_dim(&self) -> u32 {
+        let adapter = self.limits.max_compute_workgroups_per_dimension.min(WORKGROUPS_PER_DIM);
+        self.workgroups_per_dim_override.map_or(adapter, |o| o.min(adapter))
     }
 
     pub fn has_timestamps(&self) -> bool {
-        self.features.contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
-        )
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     }
 
     fn pipeline(&self, kernel: &Kernel) -> Result<std::sync::Arc<CachedPipeline>, GpuError> {
@@ -255,12 +255,10 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-            });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
             .iter()
@@ -271,12 +269,8 @@ impl GpuContext {
                 ty: wgpu::BindingType::Buffer {
                     ty: match b {
                         Binding::Uniform => wgpu::BufferBindingType::Uniform,
-                        Binding::StorageRead => {
-                            wgpu::BufferBindingType::Storage { read_only: true }
-                        }
-                        Binding::StorageReadWrite => {
-                            wgpu::BufferBindingType::Storage { read_only: false }
-                        }
+                        Binding::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
+                        Binding::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -286,38 +280,25 @@ impl GpuContext {
             .collect();
         let layout = self
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(kernel.name),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.name),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.name),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation {
-                context: kernel.name.to_string(),
-                message: err.to_string(),
-            });
+            return Err(GpuError::Validation { context: kernel.name.to_string(), message: err.to_string() });
         }
         let cached = std::sync::Arc::new(CachedPipeline { pipeline, layout });
-        self.pipelines
-            .lock()
-            .unwrap()
-            .insert(kernel.name, cached.clone());
+        self.pipelines.lock().unwrap().insert(kernel.name, cached.clone());
         Ok(cached)
     }
 
@@ -352,28 +333,21 @@ impl GpuContext {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),
             layout: &cached.layout,
             entries: &entries,
         });
-        let (x, y) =
-            workgroup_grid(n_threads, kernel.workgroup_size).ok_or_else(|| GpuError::TooLarge {
-                what: format!("dispatch of {} ({n_threads} invocations)", kernel.name),
-                bytes: n_threads,
-                limit: WORKGROUPS_PER_DIM as u64
-                    * WORKGROUPS_PER_DIM as u64
-                    * kernel.workgroup_size as u64,
-            })?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name),
-            timestamp_writes: None,
-        });
+        let per_dim = self.workgroups_per_dim();
+        let (x, y) = workgroup_grid(n_threads, kernel.workgroup_size, per_dim).ok_or_else(|| GpuError::TooLarge {
+            what: format!("dispatch of {} ({n_threads} invocations)", kernel.name),
+            bytes: n_threads,
+            limit: per_dim as u64 * per_dim as u64 * kernel.workgroup_size as u64,
+        })?;
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
         pass.set_pipeline(&cached.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
@@ -388,8 +362,7 @@ impl GpuContext {
     }
 
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 }
 
@@ -405,10 +378,7 @@ impl Device {
         match device {
             "cpu" => Ok(Device::Cpu),
             "gpu" => Ok(Device::Gpu(Box::new(GpuContext::new(backend.parse()?)?))),
-            other => Err(crate::Error::invalid(
-                "--device",
-                format!("'{other}': expected gpu or cpu"),
-            )),
+            other => Err(crate::Error::invalid("--device", format!("'{other}': expected gpu or cpu"))),
         }
     }
 

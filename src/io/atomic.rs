@@ -20,10 +20,7 @@ impl Output {
             return Err(Error::invalid(flag, "empty path"));
         }
         if path.exists() && !force {
-            return Err(Error::file(
-                path,
-                format!("already exists (pass --force to overwrite) [{flag}]"),
-            ));
+            return Err(Error::file(path, format!("already exists (pass --force to overwrite) [{flag}]")));
         }
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -32,29 +29,16 @@ impl Output {
         if !parent.is_dir() {
             return Err(Error::file(
                 path,
-                format!(
-                    "cannot write: folder {} does not exist [{flag}]",
-                    parent.display()
-                ),
+                format!("cannot write: folder {} does not exist [{flag}]", parent.display()),
             ));
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::invalid(flag, format!("'{}' names no file", path.display())))?;
-        let tmp_path = parent.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let name =
+            path.file_name().ok_or_else(|| Error::invalid(flag, format!("'{}' names no file", path.display())))?;
+        let tmp_path = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
         // Probe writability now, so that an unwritable folder fails before any work is done.
-        std::fs::write(&tmp_path, b"")
-            .map_err(|e| Error::file(path, format!("cannot write: {e} [{flag}]")))?;
+        std::fs::write(&tmp_path, b"").map_err(|e| Error::file(path, format!("cannot write: {e} [{flag}]")))?;
         std::fs::remove_file(&tmp_path).ok();
-        Ok(Self {
-            final_path: path.to_path_buf(),
-            tmp_path,
-            committed: false,
-        })
+        Ok(Self { final_path: path.to_path_buf(), tmp_path, committed: false })
     }
 
     /// Where to write now.
@@ -69,11 +53,9 @@ impl Output {
     /// Moves the finished output into place (replacing an existing one: `--force` was checked).
     pub fn commit(mut self) -> Result<PathBuf> {
         if self.final_path.is_dir() {
-            std::fs::remove_dir_all(&self.final_path)
-                .map_err(|e| Error::file(&self.final_path, e))?;
+            std::fs::remove_dir_all(&self.final_path).map_err(|e| Error::file(&self.final_path, e))?;
         }
-        std::fs::rename(&self.tmp_path, &self.final_path)
-            .map_err(|e| Error::file(&self.final_path, e))?;
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| Error::file(&self.final_path, e))?;
         self.committed = true;
         Ok(self.final_path.clone())
     }

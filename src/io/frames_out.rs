@@ -25,10 +25,7 @@ impl std::str::FromStr for FramesFormat {
         match s {
             "h5" | "hdf5" => Ok(Self::H5),
             "npy" => Ok(Self::Npy),
-            _ => Err(Error::invalid(
-                "--format",
-                format!("'{s}': expected h5 or npy"),
-            )),
+            _ => Err(Error::invalid("--format", format!("'{s}': expected h5 or npy"))),
         }
     }
 }
@@ -45,12 +42,7 @@ pub enum Compression {
 impl std::str::FromStr for Compression {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::invalid(
-                "--compression",
-                format!("'{s}': expected none, lzf, gzip or gzip=1..9"),
-            )
-        };
+        let bad = || Error::invalid("--compression", format!("'{s}': expected none, lzf, gzip or gzip=1..9"));
         match s {
             "none" => Ok(Self::None),
             "lzf" => Ok(Self::Lzf),
@@ -98,16 +90,8 @@ impl DatasetInfo<'_> {
 }
 
 enum Sink {
-    H5 {
-        file: hdf5::File,
-        frames: hdf5::Dataset,
-        truth: Vec<hdf5::Dataset>,
-    },
-    Npy {
-        frames_f32: Option<NpyWriter<f32>>,
-        frames_u16: Option<NpyWriter<u16>>,
-        truth: TruthNpy,
-    },
+    H5 { file: hdf5::File, frames: hdf5::Dataset, truth: Vec<hdf5::Dataset> },
+    Npy { frames_f32: Option<NpyWriter<f32>>, frames_u16: Option<NpyWriter<u16>>, truth: TruthNpy },
 }
 
 struct TruthNpy {
@@ -131,12 +115,7 @@ pub struct DatasetWriter {
 
 impl DatasetWriter {
     /// Creates the file (HDF5) or folder (npy) at `path` (a temporary name; see `io::atomic`).
-    pub fn create(
-        path: &Path,
-        format: FramesFormat,
-        compression: Compression,
-        info: &DatasetInfo,
-    ) -> Result<Self> {
+    pub fn create(path: &Path, format: FramesFormat, compression: Compression, info: &DatasetInfo) -> Result<Self> {
         let cfg = info.cfg;
         let (n, h, w) = (info.counts.len(), cfg.height as usize, cfg.width as usize);
         let offsets = info.truth_offsets();
@@ -150,12 +129,7 @@ impl DatasetWriter {
                 set_attr(&file, "seed", cfg.seed).map_err(&e)?;
                 set_attr(&file, "first_frame", info.first_frame).map_err(&e)?;
                 set_attr(&file, "total_frames", cfg.frames).map_err(&e)?;
-                set_str_attr(
-                    &file,
-                    "shard",
-                    &format!("{}/{}", cfg.shard_index, cfg.shard_count),
-                )
-                .map_err(&e)?;
+                set_str_attr(&file, "shard", &format!("{}/{}", cfg.shard_index, cfg.shard_count)).map_err(&e)?;
                 set_str_attr(&file, "config_json", &info.config_json()).map_err(&e)?;
                 let chunk_rows = h.min((1 << 20) / w).max(1);
                 let frames = if cfg.quantize_u16 {
@@ -193,23 +167,15 @@ impl DatasetWriter {
                     ("deposit_kev", "keV", false),
                 ] {
                     let ds = if is_u32 {
-                        file.new_dataset::<u32>()
-                            .shape(m)
-                            .create(format!("truth/{name}").as_str())
+                        file.new_dataset::<u32>().shape(m).create(format!("truth/{name}").as_str())
                     } else {
-                        file.new_dataset::<f32>()
-                            .shape(m)
-                            .create(format!("truth/{name}").as_str())
+                        file.new_dataset::<f32>().shape(m).create(format!("truth/{name}").as_str())
                     }
                     .map_err(&e)?;
                     set_str_attr(&ds, "units", units).map_err(&e)?;
                     truth.push(ds);
                 }
-                Sink::H5 {
-                    file,
-                    frames,
-                    truth,
-                }
+                Sink::H5 { file, frames, truth }
             }
             FramesFormat::Npy => {
                 std::fs::create_dir(path).map_err(|e| Error::file(path, e))?;
@@ -239,16 +205,9 @@ impl DatasetWriter {
                     "seed": cfg.seed, "first_frame": info.first_frame,
                     "config": serde_json::from_str::<serde_json::Value>(&info.config_json()).unwrap_or_default(),
                 });
-                std::fs::write(
-                    path.join("attrs.json"),
-                    serde_json::to_string_pretty(&attrs).unwrap(),
-                )
-                .map_err(|e| Error::file(path, e))?;
-                Sink::Npy {
-                    frames_f32,
-                    frames_u16,
-                    truth,
-                }
+                std::fs::write(path.join("attrs.json"), serde_json::to_string_pretty(&attrs).unwrap())
+                    .map_err(|e| Error::file(path, e))?;
+                Sink::Npy { frames_f32, frames_u16, truth }
             }
         };
         Ok(Self {
@@ -266,17 +225,9 @@ impl DatasetWriter {
     pub fn write(&mut self, frames: &[f32], truth: &Truth) -> Result<()> {
         let k = frames.len() / (self.height * self.width);
         let (f0, t0, m) = (self.frames_written, self.truth_written, truth.x_px.len());
-        let u16s: Vec<u16> = if self.quantize {
-            frames.iter().map(|&v| v as u16).collect()
-        } else {
-            Vec::new()
-        };
+        let u16s: Vec<u16> = if self.quantize { frames.iter().map(|&v| v as u16).collect() } else { Vec::new() };
         match &mut self.sink {
-            Sink::H5 {
-                frames: ds,
-                truth: tds,
-                ..
-            } => {
+            Sink::H5 { frames: ds, truth: tds, .. } => {
                 let e = err(&self.path, "writing frames");
                 let shape = (k, self.height, self.width);
                 if self.quantize {
@@ -287,28 +238,14 @@ impl DatasetWriter {
                     ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
                 }
                 if m > 0 {
-                    tds[0]
-                        .write_slice(&truth.frame, s![t0..t0 + m])
-                        .map_err(&e)?;
-                    tds[1]
-                        .write_slice(&truth.x_px, s![t0..t0 + m])
-                        .map_err(&e)?;
-                    tds[2]
-                        .write_slice(&truth.y_px, s![t0..t0 + m])
-                        .map_err(&e)?;
-                    tds[3]
-                        .write_slice(&truth.event, s![t0..t0 + m])
-                        .map_err(&e)?;
-                    tds[4]
-                        .write_slice(&truth.deposit_kev, s![t0..t0 + m])
-                        .map_err(&e)?;
+                    tds[0].write_slice(&truth.frame, s![t0..t0 + m]).map_err(&e)?;
+                    tds[1].write_slice(&truth.x_px, s![t0..t0 + m]).map_err(&e)?;
+                    tds[2].write_slice(&truth.y_px, s![t0..t0 + m]).map_err(&e)?;
+                    tds[3].write_slice(&truth.event, s![t0..t0 + m]).map_err(&e)?;
+                    tds[4].write_slice(&truth.deposit_kev, s![t0..t0 + m]).map_err(&e)?;
                 }
             }
-            Sink::Npy {
-                frames_f32,
-                frames_u16,
-                truth: t,
-            } => {
+            Sink::Npy { frames_f32, frames_u16, truth: t } => {
                 if let Some(w) = frames_f32 {
                     w.append(frames)?;
                 }
@@ -330,11 +267,7 @@ impl DatasetWriter {
     pub fn finish(self) -> Result<()> {
         match self.sink {
             Sink::H5 { file, .. } => file.close().map_err(err(&self.path, "closing frames file")),
-            Sink::Npy {
-                frames_f32,
-                frames_u16,
-                truth,
-            } => {
+            Sink::Npy { frames_f32, frames_u16, truth } => {
                 if let Some(w) = frames_f32 {
                     w.finish()?;
                 }

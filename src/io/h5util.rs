@@ -13,12 +13,8 @@ pub fn err<'a>(path: &'a Path, what: &str) -> impl Fn(hdf5::Error) -> Error + 'a
 }
 
 pub fn set_str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let v: VarLenUnicode = value
-        .parse()
-        .map_err(|e| hdf5::Error::from(format!("{e:?}").as_str()))?;
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&v)
+    let v: VarLenUnicode = value.parse().map_err(|e| hdf5::Error::from(format!("{e:?}").as_str()))?;
+    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&v)
 }
 
 pub fn set_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str, value: T) -> hdf5::Result<()> {
@@ -26,11 +22,7 @@ pub fn set_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str, value: T) -> 
 }
 
 pub fn str_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
-    loc.attr(name)
-        .ok()?
-        .read_scalar::<VarLenUnicode>()
-        .ok()
-        .map(|s| s.as_str().to_string())
+    loc.attr(name).ok()?.read_scalar::<VarLenUnicode>().ok().map(|s| s.as_str().to_string())
 }
 
 pub fn num_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str) -> Option<T> {
@@ -38,12 +30,7 @@ pub fn num_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str) -> Option<T> 
 }
 
 /// Writes a 1-D dataset with a `units` attribute.
-pub fn write_column<T: hdf5::H5Type>(
-    group: &hdf5::Group,
-    name: &str,
-    data: &[T],
-    units: &str,
-) -> hdf5::Result<()> {
+pub fn write_column<T: hdf5::H5Type>(group: &hdf5::Group, name: &str, data: &[T], units: &str) -> hdf5::Result<()> {
     let ds = group.new_dataset_builder().with_data(data).create(name)?;
     set_str_attr(&ds, "units", units)
 }
@@ -55,24 +42,14 @@ pub fn read_column<T: hdf5::H5Type>(
     name: &str,
     expected_len: Option<usize>,
 ) -> Result<Vec<T>> {
-    let ds = file
-        .dataset(name)
-        .map_err(|_| Error::file(path, format!("missing dataset /{name}")))?;
+    let ds = file.dataset(name).map_err(|_| Error::file(path, format!("missing dataset /{name}")))?;
     if ds.ndim() != 1 {
-        return Err(Error::file(
-            path,
-            format!("dataset /{name} must be 1-D, found shape {:?}", ds.shape()),
-        ));
+        return Err(Error::file(path, format!("dataset /{name} must be 1-D, found shape {:?}", ds.shape())));
     }
-    let v = ds
-        .read_raw::<T>()
-        .map_err(|e| Error::file(path, format!("dataset /{name}: {e}")))?;
+    let v = ds.read_raw::<T>().map_err(|e| Error::file(path, format!("dataset /{name}: {e}")))?;
     if let Some(n) = expected_len {
         if v.len() != n {
-            return Err(Error::file(
-                path,
-                format!("dataset /{name} has {} entries, expected {n}", v.len()),
-            ));
+            return Err(Error::file(path, format!("dataset /{name} has {} entries, expected {n}", v.len())));
         }
     }
     Ok(v)
@@ -83,6 +60,5 @@ pub fn open(path: &Path, what: &str) -> Result<hdf5::File> {
     if !path.exists() {
         return Err(Error::file(path, format!("{what} not found")));
     }
-    hdf5::File::open(path)
-        .map_err(|e| Error::file(path, format!("not a readable HDF5 {what}: {e}")))
+    hdf5::File::open(path).map_err(|e| Error::file(path, format!("not a readable HDF5 {what}: {e}")))
 }

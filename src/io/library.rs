@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use super::h5util::{
-    self, err, num_attr, read_column, set_attr, set_str_attr, str_attr, write_column,
-};
+use super::h5util::{self, err, num_attr, read_column, set_attr, set_str_attr, str_attr, write_column};
 use crate::{Error, Result};
 
 pub const SCHEMA: &str = "emsim-events/1";
@@ -122,10 +120,7 @@ impl EventLibrary {
 
     /// Total charge of event `i`, electrons.
     pub fn total_charge_e(&self, i: usize) -> f64 {
-        self.charge_e[self.pixel_range(i)]
-            .iter()
-            .map(|&q| q as f64)
-            .sum()
+        self.charge_e[self.pixel_range(i)].iter().map(|&q| q as f64).sum()
     }
 
     /// Checks internal consistency; `origin` names the file in errors.
@@ -143,56 +138,33 @@ impl EventLibrary {
             ("events/track_length_um", self.track_length_um.len()),
         ] {
             if len != n {
-                return bad(format!(
-                    "dataset /{name} has {len} entries, expected {n} (one per event)"
-                ));
+                return bad(format!("dataset /{name} has {len} entries, expected {n} (one per event)"));
             }
         }
         let p = self.dx_px.len();
         if self.dy_px.len() != p || self.charge_e.len() != p {
-            return bad(
-                "datasets /pixels/dx_px, /pixels/dy_px, /pixels/charge_e differ in length".into(),
-            );
+            return bad("datasets /pixels/dx_px, /pixels/dy_px, /pixels/charge_e differ in length".into());
         }
         if self.offsets[0] != 0
             || *self.offsets.last().unwrap() != p as u64
             || self.offsets.windows(2).any(|w| w[0] > w[1])
         {
-            return bad(format!(
-                "dataset /events/offsets must rise from 0 to {p} (the number of pixels)"
-            ));
+            return bad(format!("dataset /events/offsets must rise from 0 to {p} (the number of pixels)"));
         }
         for i in 0..n {
             let (x, y) = (self.incidence_x_px[i], self.incidence_y_px[i]);
             if !(0.0..1.0).contains(&x) || !(0.0..1.0).contains(&y) {
-                return bad(format!(
-                    "event {i}: incidence point ({x}, {y}) must lie in [0, 1) pixel units"
-                ));
+                return bad(format!("event {i}: incidence point ({x}, {y}) must lie in [0, 1) pixel units"));
             }
         }
-        if let Some(j) = self
-            .charge_e
-            .iter()
-            .position(|q| !q.is_finite() || *q < 0.0)
-        {
-            return bad(format!(
-                "pixel {j}: charge_e = {} must be finite and >= 0",
-                self.charge_e[j]
-            ));
+        if let Some(j) = self.charge_e.iter().position(|q| !q.is_finite() || *q < 0.0) {
+            return bad(format!("pixel {j}: charge_e = {} must be finite and >= 0", self.charge_e[j]));
         }
-        if let Some(j) =
-            (0..p).find(|&j| self.dx_px[j].abs() > 32767 || self.dy_px[j].abs() > 32767)
-        {
-            return bad(format!(
-                "pixel {j}: offset ({}, {}) exceeds +-32767 pixels",
-                self.dx_px[j], self.dy_px[j]
-            ));
+        if let Some(j) = (0..p).find(|&j| self.dx_px[j].abs() > 32767 || self.dy_px[j].abs() > 32767) {
+            return bad(format!("pixel {j}: offset ({}, {}) exceeds +-32767 pixels", self.dx_px[j], self.dy_px[j]));
         }
         if !(self.meta.pitch_um > 0.0) {
-            return bad(format!(
-                "attribute pitch_um = {} must be > 0",
-                self.meta.pitch_um
-            ));
+            return bad(format!("attribute pitch_um = {} must be > 0", self.meta.pitch_um));
         }
         Ok(())
     }
@@ -214,13 +186,7 @@ impl EventLibrary {
         write_column(&ev, "incidence_x_px", &self.incidence_x_px, "px").map_err(&e)?;
         write_column(&ev, "incidence_y_px", &self.incidence_y_px, "px").map_err(&e)?;
         write_column(&ev, "deposit_kev", &self.deposit_kev, "keV").map_err(&e)?;
-        write_column(
-            &ev,
-            "flags",
-            &self.flags,
-            "1=backscattered,2=transmitted,4=truncated",
-        )
-        .map_err(&e)?;
+        write_column(&ev, "flags", &self.flags, "1=backscattered,2=transmitted,4=truncated").map_err(&e)?;
         write_column(&ev, "track_length_um", &self.track_length_um, "um").map_err(&e)?;
         let px = f.create_group("pixels").map_err(&e)?;
         write_column(&px, "dx_px", &self.dx_px, "px").map_err(&e)?;
@@ -245,22 +211,17 @@ impl EventLibrary {
         match str_attr(&f, "schema") {
             Some(s) if s == SCHEMA => {}
             Some(s) => {
-                return Err(Error::file(
-                    path,
-                    format!("schema '{s}' is not an event library (expected '{SCHEMA}')"),
-                ));
+                return Err(Error::file(path, format!("schema '{s}' is not an event library (expected '{SCHEMA}')")));
             }
             None => {
                 return Err(Error::file(
                     path,
-                    format!(
-                        "not an emsim event library (no 'schema' attribute; expected '{SCHEMA}')"
-                    ),
+                    format!("not an emsim event library (no 'schema' attribute; expected '{SCHEMA}')"),
                 ));
             }
         }
-        let pitch_um = num_attr::<f64>(&f, "pitch_um")
-            .ok_or_else(|| Error::file(path, "missing attribute pitch_um"))?;
+        let pitch_um =
+            num_attr::<f64>(&f, "pitch_um").ok_or_else(|| Error::file(path, "missing attribute pitch_um"))?;
         let meta = LibraryMeta {
             source: str_attr(&f, "source").unwrap_or_default(),
             pitch_um,

@@ -31,13 +31,8 @@ impl NpyElem for i32 {
 /// The header of a C-ordered array of `shape`.
 pub fn header(descr: &str, shape: &[u64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_str = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut dict =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
+    let shape_str = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
     let unpadded = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     dict.push('\n');
@@ -59,14 +54,8 @@ impl<T: NpyElem> NpyWriter<T> {
     pub fn create(path: &Path, shape: &[u64]) -> Result<Self> {
         let f = File::create(path).map_err(|e| Error::file(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&header(T::DESCR, shape))
-            .map_err(|e| Error::file(path, e))?;
-        Ok(Self {
-            w,
-            remaining: shape.iter().product(),
-            path: path.to_path_buf(),
-            _t: Default::default(),
-        })
+        w.write_all(&header(T::DESCR, shape)).map_err(|e| Error::file(path, e))?;
+        Ok(Self { w, remaining: shape.iter().product(), path: path.to_path_buf(), _t: Default::default() })
     }
 
     pub fn append(&mut self, data: &[T]) -> Result<()> {
@@ -74,17 +63,12 @@ impl<T: NpyElem> NpyWriter<T> {
             return Err(Error::file(&self.path, "more data than the declared shape"));
         }
         self.remaining -= data.len() as u64;
-        self.w
-            .write_all(bytemuck::cast_slice(data))
-            .map_err(|e| Error::file(&self.path, e))
+        self.w.write_all(bytemuck::cast_slice(data)).map_err(|e| Error::file(&self.path, e))
     }
 
     pub fn finish(mut self) -> Result<()> {
         if self.remaining != 0 {
-            return Err(Error::file(
-                &self.path,
-                format!("{} elements missing", self.remaining),
-            ));
+            return Err(Error::file(&self.path, format!("{} elements missing", self.remaining)));
         }
         self.w.flush().map_err(|e| Error::file(&self.path, e))
     }

@@ -15,10 +15,7 @@ pub fn write_preview(
     gain: f32,
     points: &[(f32, f32)],
 ) -> Result<()> {
-    let log: Vec<f32> = values
-        .iter()
-        .map(|&v| (((v - offset_adu) / gain).max(0.0)).ln_1p())
-        .collect();
+    let log: Vec<f32> = values.iter().map(|&v| (((v - offset_adu) / gain).max(0.0)).ln_1p()).collect();
     let max = log.iter().cloned().fold(0.0f32, f32::max).max(1e-6);
     let mut img = image::RgbImage::new(width, height);
     for (i, p) in img.pixels_mut().enumerate() {
@@ -32,8 +29,7 @@ pub fn write_preview(
         }
     }
     let tmp = crate::io::atomic::Output::new(path, true, "--preview")?;
-    img.save_with_format(tmp.tmp(), image::ImageFormat::Png)
-        .map_err(|e| Error::file(path, e))?;
+    img.save_with_format(tmp.tmp(), image::ImageFormat::Png).map_err(|e| Error::file(path, e))?;
     tmp.commit()?;
     Ok(())
 }

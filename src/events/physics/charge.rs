@@ -64,15 +64,8 @@ pub fn collect_charge(
         if n <= 0.0 {
             continue;
         }
-        let dist = if sensor.collect_at_back {
-            z_bot - d.z_um
-        } else {
-            d.z_um - z_top
-        }
-        .max(0.0);
-        let sigma = (sensor.diffusion_sigma0_um.powi(2) + (sensor.diffusion_slope * dist).powi(2))
-            .sqrt()
-            .max(1e-3);
+        let dist = if sensor.collect_at_back { z_bot - d.z_um } else { d.z_um - z_top }.max(0.0);
+        let sigma = (sensor.diffusion_sigma0_um.powi(2) + (sensor.diffusion_slope * dist).powi(2)).sqrt().max(1e-3);
         axis_fractions(d.x_um, sigma, pitch, &mut fx);
         axis_fractions(d.y_um, sigma, pitch, &mut fy);
         for &(r, fyv) in &fy {
@@ -93,18 +86,10 @@ pub fn collect_charge(
         for i in 0..side {
             let q = grid[j * side + i];
             if q >= MIN_PIXEL_CHARGE_E {
-                pixels.push(PixelCharge {
-                    dx: i as i32 - w as i32,
-                    dy: j as i32 - w as i32,
-                    charge_e: q as f32,
-                });
+                pixels.push(PixelCharge { dx: i as i32 - w as i32, dy: j as i32 - w as i32, charge_e: q as f32 });
             }
         }
     }
-    let flags = if outside > MIN_PIXEL_CHARGE_E {
-        FLAG_TRUNCATED
-    } else {
-        0
-    };
+    let flags = if outside > MIN_PIXEL_CHARGE_E { FLAG_TRUNCATED } else { 0 };
     (pixels, flags)
 }

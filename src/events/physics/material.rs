@@ -80,12 +80,7 @@ pub struct Material {
     pub oscillators: Vec<(f64, f64)>,
 }
 
-fn oscillators(
-    z_total: f64,
-    valence_electrons: f64,
-    plasmon_ev: f64,
-    i_ev: f64,
-) -> Vec<(f64, f64)> {
+fn oscillators(z_total: f64, valence_electrons: f64, plasmon_ev: f64, i_ev: f64) -> Vec<(f64, f64)> {
     // Two oscillators, valence (at the plasmon energy) and core, with
     // sum_i f_i ln W_i = Z ln I (Bethe's definition of I). The core energy is capped at 450 eV so
     // that it stays below the soft-collision cut (>= 0.5 keV) at all tracked energies; the valence
@@ -112,11 +107,7 @@ pub const KNOWN_MATERIALS: &[&str] = &["Si", "SiO2", "Al"];
 pub fn material(name: &str) -> Result<Material, String> {
     let m = match name.trim().to_ascii_lowercase().as_str() {
         "si" | "silicon" => {
-            let elements = vec![Element {
-                z: 14,
-                molar_mass: 28.0855,
-                count: 1.0,
-            }];
+            let elements = vec![Element { z: 14, molar_mass: 28.0855, count: 1.0 }];
             Material {
                 name: "Si",
                 z_over_a: 14.0 / 28.0855,
@@ -137,16 +128,8 @@ pub fn material(name: &str) -> Result<Material, String> {
         }
         "sio2" => {
             let elements = vec![
-                Element {
-                    z: 14,
-                    molar_mass: 28.0855,
-                    count: 1.0,
-                },
-                Element {
-                    z: 8,
-                    molar_mass: 15.9994,
-                    count: 2.0,
-                },
+                Element { z: 14, molar_mass: 28.0855, count: 1.0 },
+                Element { z: 8, molar_mass: 15.9994, count: 2.0 },
             ];
             let mass = 28.0855 + 2.0 * 15.9994;
             Material {
@@ -168,11 +151,7 @@ pub fn material(name: &str) -> Result<Material, String> {
             }
         }
         "al" | "aluminum" | "aluminium" => {
-            let elements = vec![Element {
-                z: 13,
-                molar_mass: 26.981539,
-                count: 1.0,
-            }];
+            let elements = vec![Element { z: 13, molar_mass: 26.981539, count: 1.0 }];
             Material {
                 name: "Al",
                 z_over_a: 13.0 / 26.981539,
@@ -192,10 +171,7 @@ pub fn material(name: &str) -> Result<Material, String> {
             }
         }
         _ => {
-            return Err(format!(
-                "material: unknown material '{name}', expected one of {}",
-                KNOWN_MATERIALS.join(", ")
-            ));
+            return Err(format!("material: unknown material '{name}', expected one of {}", KNOWN_MATERIALS.join(", ")));
         }
     };
     Ok(m)
@@ -272,8 +248,7 @@ impl Material {
         let xmin = cut_kev / t_kev;
         let xmax = 0.5;
         let gg = (2.0 * gamma - 1.0) / gamma2;
-        let cross = ((xmax - xmin)
-            * (1.0 - gg + 1.0 / (xmin * xmax) + 1.0 / ((1.0 - xmin) * (1.0 - xmax)))
+        let cross = ((xmax - xmin) * (1.0 - gg + 1.0 / (xmin * xmax) + 1.0 / ((1.0 - xmin) * (1.0 - xmax)))
             - gg * (xmax * (1.0 - xmin) / (xmin * (1.0 - xmax))).ln())
             / beta2;
         cross * TWO_PI_RE2_MC2 / t_kev * self.electron_density()
@@ -291,11 +266,8 @@ impl Material {
         for &(f, w) in &self.oscillators {
             let ld = ((two_mv2 / w).ln() - beta2).max(0.0);
             let dist = k * f * ld / w;
-            let (close, close_mean) = if tc_kev > w {
-                (k * f * (1.0 / w - 1.0 / tc_kev), k * f * (tc_kev / w).ln())
-            } else {
-                (0.0, 0.0)
-            };
+            let (close, close_mean) =
+                if tc_kev > w { (k * f * (1.0 / w - 1.0 / tc_kev), k * f * (tc_kev / w).ln()) } else { (0.0, 0.0) };
             s_model += dist * w + close_mean;
             rates.push((dist, close));
         }

@@ -154,30 +154,24 @@ pub fn parse_stack(spec: &str) -> Result<Vec<Layer>, String> {
     for (i, item) in spec.split(',').enumerate() {
         let item = item.trim();
         let n = i + 1;
-        let (name, thick) = item.split_once(':').ok_or_else(|| {
-            format!("stack: layer {n} '{item}': expected 'material:thickness_um[*]', e.g. 'Si:8*'")
-        })?;
+        let (name, thick) = item
+            .split_once(':')
+            .ok_or_else(|| format!("stack: layer {n} '{item}': expected 'material:thickness_um[*]', e.g. 'Si:8*'"))?;
         let thick = thick.trim();
         let (thick, sensitive) = match thick.strip_suffix('*') {
             Some(t) => (t.trim(), true),
             None => (thick, false),
         };
         let material = material(name).map_err(|e| format!("stack: layer {n} '{item}': {e}"))?;
-        let thickness_um: f64 = thick.parse().map_err(|_| {
-            format!(
-                "stack: layer {n} '{item}': thickness_um: expected a number in um, got '{thick}'"
-            )
-        })?;
+        let thickness_um: f64 = thick
+            .parse()
+            .map_err(|_| format!("stack: layer {n} '{item}': thickness_um: expected a number in um, got '{thick}'"))?;
         if !(thickness_um > 0.0 && thickness_um.is_finite()) {
             return Err(format!(
                 "stack: layer {n} '{item}': thickness_um: expected a finite value > 0, got {thickness_um}"
             ));
         }
-        layers.push(Layer {
-            material,
-            thickness_um,
-            sensitive,
-        });
+        layers.push(Layer { material, thickness_um, sensitive });
     }
     check_layers(&layers)?;
     Ok(layers)
@@ -198,9 +192,7 @@ fn check_layers(layers: &[Layer]) -> Result<(), String> {
     }
     let ns = layers.iter().filter(|l| l.sensitive).count();
     if ns != 1 {
-        return Err(format!(
-            "stack: expected exactly one sensitive layer (marked '*'), got {ns}"
-        ));
+        return Err(format!("stack: expected exactly one sensitive layer (marked '*'), got {ns}"));
     }
     Ok(())
 }
@@ -226,10 +218,7 @@ impl Sensor {
     pub fn validate(&self) -> Result<(), String> {
         check_layers(&self.layers)?;
         if !(self.pitch_um > 0.0 && self.pitch_um.is_finite()) {
-            return Err(format!(
-                "sensor.pitch_um: expected a finite value > 0, got {}",
-                self.pitch_um
-            ));
+            return Err(format!("sensor.pitch_um: expected a finite value > 0, got {}", self.pitch_um));
         }
         if !(self.diffusion_sigma0_um >= 0.0 && self.diffusion_sigma0_um.is_finite()) {
             return Err(format!(
@@ -238,22 +227,13 @@ impl Sensor {
             ));
         }
         if !(self.diffusion_slope >= 0.0 && self.diffusion_slope.is_finite()) {
-            return Err(format!(
-                "sensor.diffusion_slope: expected a finite value >= 0, got {}",
-                self.diffusion_slope
-            ));
+            return Err(format!("sensor.diffusion_slope: expected a finite value >= 0, got {}", self.diffusion_slope));
         }
         if !(self.pair_energy_ev > 0.0 && self.pair_energy_ev.is_finite()) {
-            return Err(format!(
-                "sensor.pair_energy_ev: expected a finite value > 0, got {}",
-                self.pair_energy_ev
-            ));
+            return Err(format!("sensor.pair_energy_ev: expected a finite value > 0, got {}", self.pair_energy_ev));
         }
         if !(self.fano >= 0.0 && self.fano.is_finite()) {
-            return Err(format!(
-                "sensor.fano: expected a finite value >= 0, got {}",
-                self.fano
-            ));
+            return Err(format!("sensor.fano: expected a finite value >= 0, got {}", self.fano));
         }
         Ok(())
     }
@@ -274,26 +254,17 @@ impl Sensor {
 impl Beam {
     /// A validated beam.
     pub fn new(energy_kev: f64, tilt_deg: f64) -> Result<Self, String> {
-        let b = Self {
-            energy_kev,
-            tilt_deg,
-        };
+        let b = Self { energy_kev, tilt_deg };
         b.validate()?;
         Ok(b)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         if !(self.energy_kev >= 1.0 && self.energy_kev <= 1000.0) {
-            return Err(format!(
-                "beam.energy_kev: expected a value in 1..=1000 keV, got {}",
-                self.energy_kev
-            ));
+            return Err(format!("beam.energy_kev: expected a value in 1..=1000 keV, got {}", self.energy_kev));
         }
         if !(self.tilt_deg > -90.0 && self.tilt_deg < 90.0) {
-            return Err(format!(
-                "beam.tilt_deg: expected a value in (-90, 90) degrees, got {}",
-                self.tilt_deg
-            ));
+            return Err(format!("beam.tilt_deg: expected a value in (-90, 90) degrees, got {}", self.tilt_deg));
         }
         Ok(())
     }
@@ -302,10 +273,7 @@ impl Beam {
 impl SimOptions {
     pub fn validate(&self) -> Result<(), String> {
         if self.window_px < 0 {
-            return Err(format!(
-                "options.window_px: expected a value >= 0, got {}",
-                self.window_px
-            ));
+            return Err(format!("options.window_px: expected a value >= 0, got {}", self.window_px));
         }
         if !(self.energy_cutoff_kev > 0.0 && self.energy_cutoff_kev <= 10.0) {
             return Err(format!(
@@ -320,10 +288,7 @@ impl SimOptions {
             ));
         }
         if !(self.subdeposit_um > 0.0 && self.subdeposit_um.is_finite()) {
-            return Err(format!(
-                "options.subdeposit_um: expected a finite value > 0, got {}",
-                self.subdeposit_um
-            ));
+            return Err(format!("options.subdeposit_um: expected a finite value > 0, got {}", self.subdeposit_um));
         }
         Ok(())
     }
@@ -354,10 +319,7 @@ pub fn preset(name: &str) -> Result<(Sensor, Beam), String> {
             s.collect_at_back = true;
             Ok((s, Beam::new(300.0, 0.0)?))
         }
-        _ => Err(format!(
-            "preset: unknown preset '{name}', expected one of {}",
-            KNOWN_PRESETS.join(", ")
-        )),
+        _ => Err(format!("preset: unknown preset '{name}', expected one of {}", KNOWN_PRESETS.join(", "))),
     }
 }
 
@@ -386,16 +348,8 @@ fn simulate_in(
     let t = beam.tilt_deg.to_radians();
     let dir = [t.sin(), 0.0, t.cos()];
     let res = transport(geo, &params(opts), beam.energy_kev, x0, y0, dir, &mut rng);
-    let deposits: Vec<Deposit> = res
-        .deposits
-        .iter()
-        .map(|d| Deposit {
-            x_um: d.x,
-            y_um: d.y,
-            z_um: d.z,
-            energy_kev: d.e,
-        })
-        .collect();
+    let deposits: Vec<Deposit> =
+        res.deposits.iter().map(|d| Deposit { x_um: d.x, y_um: d.y, z_um: d.z, energy_kev: d.e }).collect();
     let (pixels, cflags) = collect_charge(sensor, &deposits, x0, y0, opts, &mut rng);
     let mut flags = cflags;
     if res.backscattered {
@@ -434,13 +388,7 @@ pub fn validate_inputs(sensor: &Sensor, beam: &Beam, opts: &SimOptions) -> Resul
 
 /// Simulate one electron. Inputs are assumed valid (see [`validate_inputs`]); the result depends
 /// only on the inputs, `seed` and `event_index`.
-pub fn simulate_event(
-    sensor: &Sensor,
-    beam: &Beam,
-    opts: &SimOptions,
-    seed: u64,
-    event_index: u64,
-) -> SimEvent {
+pub fn simulate_event(sensor: &Sensor, beam: &Beam, opts: &SimOptions, seed: u64, event_index: u64) -> SimEvent {
     let geo = Geometry::new(&sensor.layers, opts.delta_cut_kev);
     simulate_in(&geo, sensor, beam, opts, seed, event_index)
 }
@@ -456,8 +404,5 @@ pub fn simulate_many(
     count: usize,
 ) -> Vec<SimEvent> {
     let geo = Geometry::new(&sensor.layers, opts.delta_cut_kev);
-    (0..count as u64)
-        .into_par_iter()
-        .map(|i| simulate_in(&geo, sensor, beam, opts, seed, first_index + i))
-        .collect()
+    (0..count as u64).into_par_iter().map(|i| simulate_in(&geo, sensor, beam, opts, seed, first_index + i)).collect()
 }

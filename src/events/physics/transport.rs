@@ -15,10 +15,7 @@ static TABLE_CACHE: Mutex<Vec<(Material, u64, Arc<MaterialTable>)>> = Mutex::new
 /// The shared cross-section table of `material` with Moller cut `cut_kev`.
 pub fn table_for(material: &Material, cut_kev: f64) -> Arc<MaterialTable> {
     let mut cache = TABLE_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, _, t)) = cache
-        .iter()
-        .find(|(m, c, _)| m == material && *c == cut_kev.to_bits())
-    {
+    if let Some((_, _, t)) = cache.iter().find(|(m, c, _)| m == material && *c == cut_kev.to_bits()) {
         return t.clone();
     }
     let t = Arc::new(MaterialTable::new(material, cut_kev));
@@ -167,11 +164,7 @@ impl Geometry {
                 sensitive = Some(i);
             }
         }
-        Self {
-            tables,
-            z,
-            sensitive,
-        }
+        Self { tables, z, sensitive }
     }
 }
 
@@ -263,13 +256,7 @@ struct Accum {
 
 impl Accum {
     fn new() -> Self {
-        Self {
-            e: 0.0,
-            x: 0.0,
-            y: 0.0,
-            z: 0.0,
-            path: 0.0,
-        }
+        Self { e: 0.0, x: 0.0, y: 0.0, z: 0.0, path: 0.0 }
     }
     fn add(&mut self, p: [f64; 3], e: f64) {
         self.e += e;
@@ -279,12 +266,7 @@ impl Accum {
     }
     fn flush(&mut self, out: &mut Vec<RawDeposit>) {
         if self.e > 0.0 {
-            out.push(RawDeposit {
-                x: self.x / self.e,
-                y: self.y / self.e,
-                z: self.z / self.e,
-                e: self.e,
-            });
+            out.push(RawDeposit { x: self.x / self.e, y: self.y / self.e, z: self.z / self.e, e: self.e });
         }
         *self = Self::new();
     }
@@ -302,13 +284,7 @@ pub fn transport(
     rng: &mut Stream,
 ) -> TransportResult {
     let mut res = TransportResult::default();
-    let mut stack = vec![Particle {
-        pos: [x0, y0, 0.0],
-        dir,
-        e: e0,
-        layer: 0,
-        primary: true,
-    }];
+    let mut stack = vec![Particle { pos: [x0, y0, 0.0], dir, e: e0, layer: 0, primary: true }];
     let nlayers = geo.tables.len();
     let ecut = params.energy_cutoff_kev;
     while let Some(mut p) = stack.pop() {
@@ -316,13 +292,7 @@ pub fn transport(
         let mut step_acc = 0.0f64; // primary: deposit since last track point (all layers)
         let mut step_path = 0.0f64;
         if p.primary && params.keep_steps {
-            res.steps.push(TrackPoint {
-                x: p.pos[0],
-                y: p.pos[1],
-                z: p.pos[2],
-                energy_kev: p.e,
-                deposit_kev: 0.0,
-            });
+            res.steps.push(TrackPoint { x: p.pos[0], y: p.pos[1], z: p.pos[2], energy_kev: p.e, deposit_kev: 0.0 });
         }
         'flight: loop {
             let sensitive = geo.sensitive == Some(p.layer);
@@ -428,21 +398,13 @@ pub fn transport(
                         let t = p.e;
                         let phi = std::f64::consts::TAU * rng.uniform();
                         let m2 = 2.0 * ME_KEV;
-                        let cos_p = (((t - eps) * (t + m2)) / (t * (t - eps + m2)))
-                            .sqrt()
-                            .min(1.0);
+                        let cos_p = (((t - eps) * (t + m2)) / (t * (t - eps + m2))).sqrt().min(1.0);
                         let cos_d = ((eps * (t + m2)) / (t * (eps + m2))).sqrt().min(1.0);
                         let ddir = rotate(p.dir, cos_d, phi + std::f64::consts::PI);
                         p.dir = rotate(p.dir, cos_p, phi);
                         p.e = t - eps;
                         if params.track_secondaries {
-                            stack.push(Particle {
-                                pos: p.pos,
-                                dir: ddir,
-                                e: eps,
-                                layer: p.layer,
-                                primary: false,
-                            });
+                            stack.push(Particle { pos: p.pos, dir: ddir, e: eps, layer: p.layer, primary: false });
                         } else {
                             loss = eps;
                             p.e += eps; // subtracted below

@@ -19,29 +19,15 @@ fn csv(text: &str) -> Vec<Vec<f64>> {
 
 fn estar(e_kev: f64) -> (f64, f64) {
     let rows = csv(ESTAR_SI);
-    let r = rows
-        .iter()
-        .find(|r| (r[0] - e_kev).abs() < 1e-9)
-        .expect("energy in table");
+    let r = rows.iter().find(|r| (r[0] - e_kev).abs() < 1e-9).expect("energy in table");
     (r[1], r[3]) // (MeV cm2/g, CSDA range um)
 }
 
 fn params(track_secondaries: bool) -> TransportParams {
-    TransportParams {
-        energy_cutoff_kev: 1.0,
-        subdeposit_um: 0.5,
-        track_secondaries,
-        keep_steps: false,
-    }
+    TransportParams { energy_cutoff_kev: 1.0, subdeposit_um: 0.5, track_secondaries, keep_steps: false }
 }
 
-fn run(
-    geo: &Geometry,
-    p: &TransportParams,
-    e0: f64,
-    n: u64,
-    seed: u64,
-) -> Vec<transport::TransportResult> {
+fn run(geo: &Geometry, p: &TransportParams, e0: f64, n: u64, seed: u64) -> Vec<transport::TransportResult> {
     use rayon::prelude::*;
     (0..n)
         .into_par_iter()
@@ -70,10 +56,7 @@ fn stopping_power_vs_estar() {
             continue;
         }
         let s = si.mass_collision_stopping(e);
-        println!(
-            "S_col({e} keV) = {s:.4} MeV cm2/g, ESTAR {s_ref:.4}, ratio {:.4}",
-            s / s_ref
-        );
+        println!("S_col({e} keV) = {s:.4} MeV cm2/g, ESTAR {s_ref:.4}, ratio {:.4}", s / s_ref);
         assert!((s / s_ref - 1.0).abs() < 0.01, "{e} keV: {s} vs {s_ref}");
     }
 }
@@ -85,11 +68,7 @@ fn stopping_power_vs_estar() {
 #[test]
 fn simulated_mean_loss_vs_estar() {
     let si = material("Si").unwrap();
-    let layers = vec![Layer {
-        material: si,
-        thickness_um: 20.0,
-        sensitive: true,
-    }];
+    let layers = vec![Layer { material: si, thickness_um: 20.0, sensitive: true }];
     let geo = Geometry::new(&layers, 1.0);
     let res = run(&geo, &params(false), 300.0, 8000, 11);
     let trans: Vec<_> = res.iter().filter(|r| r.transmitted).collect();
@@ -118,37 +97,23 @@ fn simulated_mean_loss_vs_estar() {
 #[test]
 fn path_length_vs_csda_range() {
     let si = material("Si").unwrap();
-    let layers = vec![Layer {
-        material: si,
-        thickness_um: 2000.0,
-        sensitive: true,
-    }];
+    let layers = vec![Layer { material: si, thickness_um: 2000.0, sensitive: true }];
     let geo = Geometry::new(&layers, 1.0);
     for &e0 in &[50.0, 100.0, 200.0, 300.0] {
         let res = run(&geo, &params(false), e0, 400, 21);
-        let paths: Vec<f64> = res
-            .iter()
-            .filter(|r| !r.backscattered && !r.transmitted)
-            .map(|r| r.track_length_um + 0.03)
-            .collect();
+        let paths: Vec<f64> =
+            res.iter().filter(|r| !r.backscattered && !r.transmitted).map(|r| r.track_length_um + 0.03).collect();
         let (m, sd) = mean_sd(&paths);
         let (_, r_csda) = estar(e0);
         let se = sd / (paths.len() as f64).sqrt();
-        println!(
-            "{e0} keV: mean path {m:.2} um (+-{se:.2}), CSDA {r_csda:.2} um, ratio {:.4}",
-            m / r_csda
-        );
+        println!("{e0} keV: mean path {m:.2} um (+-{se:.2}), CSDA {r_csda:.2} um, ratio {:.4}", m / r_csda);
         assert!((m / r_csda - 1.0).abs() < 0.05, "{e0} keV: {m} vs {r_csda}");
     }
 }
 
 fn backscatter_check(emin: f64, emax: f64) {
     let si = material("Si").unwrap();
-    let layers = vec![Layer {
-        material: si,
-        thickness_um: 1000.0,
-        sensitive: true,
-    }];
+    let layers = vec![Layer { material: si, thickness_um: 1000.0, sensitive: true }];
     let geo = Geometry::new(&layers, 1.0);
     for r in csv(BACKSCATTER_SI) {
         let (e0, eta_ref) = (r[0], r[1]);
@@ -160,14 +125,8 @@ fn backscatter_check(emin: f64, emax: f64) {
         let nb = res.iter().filter(|r| r.backscattered).count() as f64;
         let eta = nb / n as f64;
         let se = (eta * (1.0 - eta) / n as f64).sqrt();
-        println!(
-            "{e0} keV: eta = {eta:.4} +- {se:.4}, reference {eta_ref:.3}, ratio {:.3}",
-            eta / eta_ref
-        );
-        assert!(
-            (eta / eta_ref - 1.0).abs() < 0.2,
-            "{e0} keV: eta {eta} vs {eta_ref}"
-        );
+        println!("{e0} keV: eta = {eta:.4} +- {se:.4}, reference {eta_ref:.3}, ratio {:.3}", eta / eta_ref);
+        assert!((eta / eta_ref - 1.0).abs() < 0.2, "{e0} keV: eta {eta} vs {eta_ref}");
     }
 }
 
@@ -194,14 +153,7 @@ fn backscatter_high_energy_vs_reference() {
 /// by numerical convolution (Bichsel's method: start from a layer so thin that at most two
 /// collisions matter, then double the thickness by self-convolution). Ignores angular deflections
 /// and delta-ray escape. Returns (bin width, density).
-fn convolution_straggling(
-    m: &Material,
-    e0: f64,
-    x_um: f64,
-    cut: f64,
-    h: f64,
-    nbins: usize,
-) -> Vec<f64> {
+fn convolution_straggling(m: &Material, e0: f64, x_um: f64, cut: f64, h: f64, nbins: usize) -> Vec<f64> {
     let tc = cut.min(0.5 * e0);
     let soft = m.soft_rates_cm(e0, tc);
     // Single-collision spectrum, per um, on the grid (linear sharing of lines between bins).
@@ -252,11 +204,7 @@ fn convolution_straggling(
         let e_b = cut * (emax / cut).powf((k + 1) as f64 / ns as f64);
         // integrated Moller xs above e: sigma(>e_a) - sigma(>e_b)
         let sa = m.moller_macro_cm(e0, e_a) * 1e-4;
-        let sb = if e_b < emax {
-            m.moller_macro_cm(e0, e_b) * 1e-4
-        } else {
-            0.0
-        };
+        let sb = if e_b < emax { m.moller_macro_cm(e0, e_b) * 1e-4 } else { 0.0 };
         put(0.5 * (e_a + e_b), sa - sb, &mut g); // beyond the grid: lost (tail only)
     }
     // Thin start: x0 = x / 2^k with mean collisions <= 0.005.
@@ -308,11 +256,7 @@ fn mpv_fwhm(hist: &[f64], h: f64, smooth: usize) -> (f64, f64) {
             hist[lo..=hi].iter().sum::<f64>() / (hi - lo + 1) as f64
         })
         .collect();
-    let (ip, &peak) = s
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.partial_cmp(b.1).unwrap())
-        .unwrap();
+    let (ip, &peak) = s.iter().enumerate().max_by(|a, b| a.1.partial_cmp(b.1).unwrap()).unwrap();
     let mpv = if ip > 0 && ip + 1 < n {
         let (a, b, c) = (s[ip - 1], s[ip], s[ip + 1]);
         let d = a - 2.0 * b + c;
@@ -347,11 +291,7 @@ fn thin_layer_straggling() {
     let si = material("Si").unwrap();
     let x = 5.0;
     let e0 = 300.0;
-    let layers = vec![Layer {
-        material: si.clone(),
-        thickness_um: x,
-        sensitive: true,
-    }];
+    let layers = vec![Layer { material: si.clone(), thickness_um: x, sensitive: true }];
     let geo = Geometry::new(&layers, 1.0);
     let n = 20000;
     let res = run(&geo, &params(true), e0, n, 41);
@@ -373,12 +313,7 @@ fn thin_layer_straggling() {
     if std::env::var("EMSIM_DUMP").is_ok() {
         let ns: f64 = hist.iter().sum();
         for i in 0..200 {
-            println!(
-                "H {:.3} {:.5} {:.5}",
-                (i as f64 + 0.5) * h,
-                hist[i] / ns / h,
-                fc[i] / h
-            );
+            println!("H {:.3} {:.5} {:.5}", (i as f64 + 0.5) * h, hist[i] / ns / h, fc[i] / h);
         }
     }
     // Landau (orientation): xi = K/2 Z/A rho x / beta^2.
@@ -394,28 +329,16 @@ fn thin_layer_straggling() {
         4.018 * xi
     );
     assert!((mpv_s / mpv_c - 1.0).abs() < 0.15, "MPV {mpv_s} vs {mpv_c}");
-    assert!(
-        (fwhm_s / fwhm_c - 1.0).abs() < 0.15,
-        "FWHM {fwhm_s} vs {fwhm_c}"
-    );
+    assert!((fwhm_s / fwhm_c - 1.0).abs() < 0.15, "FWHM {fwhm_s} vs {fwhm_c}");
 }
 
 /// Test 5: Same seed, 1 and 2 rayon threads: identical events.
 #[test]
 fn thread_count_independence() {
     let (sensor, beam) = preset("seed").unwrap();
-    let opts = SimOptions {
-        keep_steps: true,
-        ..SimOptions::default()
-    };
-    let pool1 = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let pool2 = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
+    let opts = SimOptions { keep_steps: true, ..SimOptions::default() };
+    let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let a = pool1.install(|| simulate_many(&sensor, &beam, &opts, 7, 100, 64));
     let b = pool2.install(|| simulate_many(&sensor, &beam, &opts, 7, 100, 64));
     assert_eq!(a, b);
@@ -448,15 +371,9 @@ fn bad_input() {
     let layers = parse_stack("SiO2:1,Si:8*,Si:300").unwrap();
     assert_eq!(layers.len(), 3);
     assert!(layers[1].sensitive && (layers[2].thickness_um - 300.0).abs() < 1e-12);
-    one_line(
-        Sensor::new(layers.clone(), 0.0).unwrap_err(),
-        "sensor.pitch_um",
-    );
+    one_line(Sensor::new(layers.clone(), 0.0).unwrap_err(), "sensor.pitch_um");
     one_line(Sensor::new(layers, -5.0).unwrap_err(), "sensor.pitch_um");
-    let opts = SimOptions {
-        window_px: -1,
-        ..SimOptions::default()
-    };
+    let opts = SimOptions { window_px: -1, ..SimOptions::default() };
     one_line(opts.validate().unwrap_err(), "options.window_px");
 }
 
@@ -483,17 +400,7 @@ fn charge_conservation() {
     assert!((q - expect).abs() < 100.0, "{q} vs {expect}");
     assert_eq!(flags, 0);
     // window 0: almost everything outside -> truncated
-    let (_, f0) = collect_charge(
-        &sensor,
-        &deps,
-        2.5,
-        1.0,
-        &SimOptions {
-            window_px: 0,
-            ..opts
-        },
-        &mut rng,
-    );
+    let (_, f0) = collect_charge(&sensor, &deps, 2.5, 1.0, &SimOptions { window_px: 0, ..opts }, &mut rng);
     assert_eq!(f0, FLAG_TRUNCATED);
 }
 
@@ -509,10 +416,7 @@ fn throughput_seed() {
     let ev = simulate_many(&sensor, &beam, &opts, 1, 0, n);
     let dt = t.elapsed().as_secs_f64();
     let mean_dep = ev.iter().map(|e| e.deposit_kev as f64).sum::<f64>() / n as f64;
-    let bs = ev
-        .iter()
-        .filter(|e| e.flags & FLAG_BACKSCATTERED != 0)
-        .count();
+    let bs = ev.iter().filter(|e| e.flags & FLAG_BACKSCATTERED != 0).count();
     let mean_px = ev.iter().map(|e| e.pixels.len() as f64).sum::<f64>() / n as f64;
     println!(
         "seed preset, 300 keV: {:.0} events/s on {} threads; mean deposit {mean_dep:.2} keV; backscattered {bs}/{n}; mean pixels {mean_px:.1}",

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command (README): set up the machine, then run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-runtime-$(id -u)}"
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+cargo test --all-targets "$@"

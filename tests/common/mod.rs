@@ -1,0 +1,61 @@
+//! Shared test helpers: the GPU test context and tolerance checks.
+#![allow(dead_code)]
+
+use emsim::gpu::{BackendChoice, GpuContext};
+
+/// The GPU for twin tests. With no adapter the test FAILS with a message saying how to get one,
+/// unless `EMSIM_ALLOW_NO_GPU=1`, where it prints a loud SKIP and returns None. Under CI
+/// (`CI` set) the adapter must not be GL: lavapipe's Vulkan driver is what CI installs.
+pub fn test_context() -> Option<GpuContext> {
+    match GpuContext::new(BackendChoice::Auto) {
+        Ok(ctx) => {
+            if std::env::var_os("CI").is_some() {
+                assert!(
+                    !ctx.adapter.is_gl(),
+                    "CI must run GPU tests on Vulkan (lavapipe), not the GL fallback; got {:?}",
+                    ctx.adapter
+                );
+            }
+            Some(ctx)
+        }
+        Err(e) => {
+            if std::env::var("EMSIM_ALLOW_NO_GPU").as_deref() == Ok("1") {
+                eprintln!("!!! SKIP: no GPU adapter ({e}); EMSIM_ALLOW_NO_GPU=1 so this GPU test is skipped !!!");
+                None
+            } else {
+                panic!(
+                    "no GPU adapter: {e}\nInstall Mesa's Vulkan driver (apt-get install mesa-vulkan-drivers libvulkan1) \
+                     or run `bash .ci/run`, which installs it; set EMSIM_ALLOW_NO_GPU=1 to skip GPU tests explicitly."
+                )
+            }
+        }
+    }
+}
+
+/// `|gpu - cpu| <= atol + rtol * |cpu|` for every element; reports the worst element.
+#[track_caller]
+pub fn assert_close(gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "length differs");
+    let mut worst = (0usize, 0f32);
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        let err = (g - c).abs();
+        let tol = atol + rtol * c.abs();
+        if !(err <= tol) {
+            panic!("element {i}: gpu {g} vs cpu {c}, |diff| {err} > tolerance {tol}");
+        }
+        if err > worst.1 {
+            worst = (i, err);
+        }
+    }
+    eprintln!("max |gpu-cpu| = {} at {}", worst.1, worst.0);
+}
+
+/// A seeded RNG for fresh random test inputs (the seed printed, so a failure can be replayed).
+pub fn test_rng(name: &str) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let seed = std::env::var("EMSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("{name}: EMSIM_TEST_SEED={seed}");
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed)
+}

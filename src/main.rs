@@ -36,9 +36,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make or inspect single-electron event libraries.
-    #[command(subcommand)]
-    Events(EventsCmd),
+    /// Simulate (Monte Carlo), import or inspect single-electron event libraries.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  emsim events --preset seed --energy-kev 300 --count 100000 --seed 7 --out lib.h5\n  \
+        emsim events --stack \"SiO2:1,Si:8*,Si:300\" --count 1000 --out thick.h5\n  \
+        emsim events info lib.h5 --json\n  emsim events show lib.h5 --event 17 --out e.png"
+    )]
+    Events(EventsArgs),
     /// Make detector frames with ground truth.
     #[command(after_help = "Example:\n  emsim frames --frames 8 --seed 1 --out f.h5 --preview f.png\n  \
         python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\"")]
@@ -48,8 +54,82 @@ enum Cmd {
     Bench(BenchArgs),
 }
 
+#[derive(Args)]
+struct EventsArgs {
+    #[command(subcommand)]
+    sub: Option<EventsCmd>,
+    #[command(flatten)]
+    sim: SimulateArgs,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Sensor and beam preset: seed or 4dcamera (see docs/physics.md).
+    #[arg(long, default_value = "seed")]
+    preset: String,
+    /// Layers, beam side first, thickness in um, `*` = sensitive: e.g. "SiO2:1,Si:8*,Si:300".
+    #[arg(long)]
+    stack: Option<String>,
+    #[arg(long)]
+    energy_kev: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    tilt_deg: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pitch_um: Option<f64>,
+    #[arg(long, default_value_t = 10000)]
+    count: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Also store every transport step of the primary electron.
+    #[arg(long)]
+    tracks: bool,
+    #[arg(long, short, required = true)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    force: bool,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum EventsCmd {
+    /// Summary of a library: charge, deposits, backscatter, cluster sizes, parameters.
+    Info {
+        library: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw one event's pixels with its incidence point.
+    Show {
+        library: PathBuf,
+        #[arg(long)]
+        event: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Screen pixels per detector pixel.
+        #[arg(long, default_value_t = 16)]
+        scale: u32,
+    },
+    /// Import a library: the seed's Geant4 pixel tables (event,row,col,counts,xinc,yinc) or a CSV
+    /// of hits (event,x_um,y_um,z_um,edep_kev) that go through emsim's charge collection.
+    Import {
+        #[arg(long, conflicts_with = "hits", required_unless_present = "hits")]
+        pixel_table: Option<PathBuf>,
+        #[arg(long)]
+        hits: Option<PathBuf>,
+        /// Pixel pitch of a pixel table.
+        #[arg(long, default_value_t = 5.0)]
+        pitch_um: f64,
+        /// Sensor for --hits.
+        #[arg(long, default_value = "seed")]
+        preset: String,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// A parametric library (charge cloud + short track): for tests, NOT physics.
     #[command(after_help = "Example: emsim events parametric --count 2000 --seed 7 --out lib.h5")]
     Parametric {
@@ -236,7 +316,66 @@ fn main_result(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Events(EventsCmd::Parametric { count, seed, pitch_um, out, force }) => {
+        Cmd::Events(EventsArgs { sub: None, sim }) => {
+            let out = sim.out.expect("clap requires --out");
+            let output = emsim::io::atomic::Output::new(&out, sim.force, "--out")?;
+            let req = emsim::events::build::SimulateRequest {
+                preset: sim.preset,
+                stack: sim.stack,
+                energy_kev: sim.energy_kev,
+                tilt_deg: sim.tilt_deg,
+                pitch_um: sim.pitch_um,
+                count: sim.count,
+                seed: sim.seed,
+                tracks: sim.tracks,
+            };
+            let t = std::time::Instant::now();
+            let lib = emsim::events::build::simulate_library(&req, !sim.quiet)?;
+            lib.write_h5(output.tmp())?;
+            output.commit()?;
+            if !sim.quiet {
+                let dt = t.elapsed().as_secs_f64();
+                eprintln!(
+                    "wrote {} events to {} in {dt:.1} s ({:.0} events/s)",
+                    lib.len(),
+                    out.display(),
+                    lib.len() as f64 / dt
+                );
+            }
+            Ok(())
+        }
+        Cmd::Events(EventsArgs { sub: Some(EventsCmd::Info { library, json }), .. }) => {
+            let info = emsim::events::info::library_info(&EventLibrary::read_h5(&library)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info).unwrap());
+            } else {
+                print!("{}", info.text());
+            }
+            Ok(())
+        }
+        Cmd::Events(EventsArgs { sub: Some(EventsCmd::Show { library, event, out, scale }), .. }) => {
+            emsim::events::show::show_event(&EventLibrary::read_h5(&library)?, event, &out, scale)
+        }
+        Cmd::Events(EventsArgs {
+            sub: Some(EventsCmd::Import { pixel_table, hits, pitch_um, preset, seed, out, force }),
+            ..
+        }) => {
+            let output = emsim::io::atomic::Output::new(&out, force, "--out")?;
+            let lib = match (pixel_table, hits) {
+                (Some(p), _) => emsim::events::import::import_pixel_table(&p, pitch_um)?,
+                (None, Some(h)) => {
+                    let (sensor, _) =
+                        emsim::events::physics::preset(&preset).map_err(|m| Error::invalid("--preset", m))?;
+                    emsim::events::import::import_hits(&h, &sensor, seed)?
+                }
+                (None, None) => return Err(Error::invalid("--pixel-table/--hits", "give one input file")),
+            };
+            lib.write_h5(output.tmp())?;
+            output.commit()?;
+            eprintln!("imported {} events into {}", lib.len(), out.display());
+            Ok(())
+        }
+        Cmd::Events(EventsArgs { sub: Some(EventsCmd::Parametric { count, seed, pitch_um, out, force }), .. }) => {
             if count == 0 {
                 return Err(Error::invalid("--count", "must be at least 1"));
             }

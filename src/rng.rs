@@ -121,12 +121,10 @@ pub fn sincos_turns(t: f32) -> (f32, f32) {
     let x2 = x * x;
     let s = x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))));
     let c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40_320.0))));
-    match (k as i32).rem_euclid(4) {
-        0 => (c, s),
-        1 => (-s, c),
-        2 => (-c, -s),
-        _ => (s, -c),
-    }
+    // Rotate by k quarter turns (k mod 4 in 0..3); same selects as the shader.
+    let q = (k as i32) & 3;
+    let (c, s) = if q & 1 == 1 { (-s, c) } else { (c, s) };
+    if q >= 2 { (-c, -s) } else { (c, s) }
 }
 
 /// Two independent standard normal numbers from two uniform u32 (Box–Muller).

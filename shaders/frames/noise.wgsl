@@ -30,6 +30,15 @@ struct NoiseParams {          // keep in sync with src/frames/noise.rs::NoisePar
 const WG: u32 = 256u;
 const FIXED_SCALE_INV: f32 = 1.0 / 256.0;
 
+// Twin of noise::pixel_value.
+fn pixel_value(acc_fixed: u32, z: f32) -> f32 {
+    var v = (f32(acc_fixed) * FIXED_SCALE_INV + params.sigma_e * z) * params.gain_adu_per_e + params.offset_adu;
+    if (params.quantize != 0u) {
+        v = clamp(round(v), 0.0, 65535.0);
+    }
+    return v;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -44,19 +53,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let r = philox4x32_10(vec4<u32>(g, frame_lo, frame_hi, STREAM_NOISE), vec2<u32>(params.key_lo, params.key_hi));
     let z01 = gauss_pair(r.x, r.y);
     let z23 = gauss_pair(r.z, r.w);
-    let z = array<f32, 4>(z01.x, z01.y, z23.x, z23.y);
     let band_start = params.row0 * params.width;
     let band_end = band_start + params.band_rows * params.width;
     let frame_base = f * params.band_rows * params.width;
+    let p0 = g * 4u;
+    if (p0 >= band_start && p0 + 3u < band_end) {
+        // Whole group inside the band (almost always): four straight-line stores.
+        let idx = frame_base + (p0 - band_start);
+        out[idx] = pixel_value(acc[idx], z01.x);
+        out[idx + 1u] = pixel_value(acc[idx + 1u], z01.y);
+        out[idx + 2u] = pixel_value(acc[idx + 2u], z23.x);
+        out[idx + 3u] = pixel_value(acc[idx + 3u], z23.y);
+        return;
+    }
+    let z = array<f32, 4>(z01.x, z01.y, z23.x, z23.y);
     for (var lane = 0u; lane < 4u; lane++) {
-        let p = g * 4u + lane;
+        let p = p0 + lane;
         if (p >= band_start && p < band_end) {
             let idx = frame_base + (p - band_start);
-            var v = (f32(acc[idx]) * FIXED_SCALE_INV + params.sigma_e * z[lane]) * params.gain_adu_per_e + params.offset_adu;
-            if (params.quantize != 0u) {
-                v = clamp(round(v), 0.0, 65535.0);
-            }
-            out[idx] = v;
+            out[idx] = pixel_value(acc[idx], z[lane]);
         }
     }
 }

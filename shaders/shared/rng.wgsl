@@ -71,15 +71,11 @@ fn sincos_turns(t: f32) -> vec2<f32> {
     let x2 = x * x;
     let s = x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0)))));
     let c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40320.0))));
+    // Rotate by k quarter turns without branches (k mod 4 in 0..3).
     let q = u32(i32(k) & 3);
-    if (q == 0u) {
-        return vec2<f32>(c, s);
-    } else if (q == 1u) {
-        return vec2<f32>(-s, c);
-    } else if (q == 2u) {
-        return vec2<f32>(-c, -s);
-    }
-    return vec2<f32>(s, -c);
+    let odd = (q & 1u) == 1u;
+    let cs = select(vec2<f32>(c, s), vec2<f32>(-s, c), odd);
+    return select(cs, -cs, q >= 2u);
 }
 
 // Two standard normal numbers from two uniform u32 (Box-Muller); twin of rng::gauss_pair.

@@ -47,10 +47,10 @@ pub fn read_column<T: hdf5::H5Type>(
         return Err(Error::file(path, format!("dataset /{name} must be 1-D, found shape {:?}", ds.shape())));
     }
     let v = ds.read_raw::<T>().map_err(|e| Error::file(path, format!("dataset /{name}: {e}")))?;
-    if let Some(n) = expected_len {
-        if v.len() != n {
-            return Err(Error::file(path, format!("dataset /{name} has {} entries, expected {n}", v.len())));
-        }
+    if let Some(n) = expected_len
+        && v.len() != n
+    {
+        return Err(Error::file(path, format!("dataset /{name} has {} entries, expected {n}", v.len())));
     }
     Ok(v)
 }

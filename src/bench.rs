@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::events::parametric::{ParametricModel, parametric_library};
 use crate::frames::{FramesConfig, Generator};
 use crate::gpu::{AdapterSummary, BackendChoice, Device, GpuContext};
+use crate::io::library::EventLibrary;
 use crate::{Error, Result};
 
 pub struct BenchOptions {
@@ -86,19 +86,19 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Times frame generation (no disk) for `frames` frames, `repeats` times.
-pub fn bench_frames(device: &Device, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
-    let lib = parametric_library(&ParametricModel::default(), 2000, 1);
-    let gen_ = Generator::new(cfg.clone(), &lib, device)?;
+pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
+    let gen_ = Generator::new(cfg.clone(), lib, device)?;
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
     let plan = gen_.plan(&counts);
     // Warm-up: one batch (pipeline compilation, allocations, JIT on lavapipe).
-    gen_.generate(0, &counts[plan[0].clone()])?;
+    gen_.recycle(gen_.generate(0, &counts[plan[0].clone()])?);
     let mut times = Vec::new();
     for _ in 0..repeats {
         let t = Instant::now();
         for b in &plan {
             let batch = gen_.generate(b.start as u64, &counts[b.clone()])?;
             std::hint::black_box(&batch.frames);
+            gen_.recycle(batch);
         }
         times.push(t.elapsed().as_secs_f64());
     }
@@ -128,6 +128,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let backend: BackendChoice = opts.backend.parse()?;
     let gpu = if opts.cpu_only { None } else { Some(Device::Gpu(Box::new(GpuContext::new(backend)?))) };
     let (frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
+    let lib = EventLibrary::read_h5(&crate::default_library_path())?;
     let mut records = Vec::new();
     let sizes: &[(u32, f64)] =
         if opts.quick { &[(576, 2927.294)] } else { &[(576, 2927.294), (256, 578.0), (1024, 9253.0)] };
@@ -145,7 +146,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 electrons: crate::frames::ElectronCount::Normal { mean: electrons, sd: electrons.sqrt() },
                 ..Default::default()
             };
-            records.push(bench_frames(d, &cfg, repeats)?);
+            records.push(bench_frames(d, &lib, &cfg, repeats)?);
         }
     }
     if records.is_empty() {

@@ -232,6 +232,7 @@ pub struct Generator<'a> {
     packed: PackedLibrary,
     device: &'a Device,
     gpu: Option<GpuState>,
+    pool: std::sync::Mutex<Vec<Vec<f32>>>,
 }
 
 impl<'a> Generator<'a> {
@@ -248,7 +249,7 @@ impl<'a> Generator<'a> {
             }
             Device::Cpu => None,
         };
-        Ok(Self { cfg, lib, packed, device, gpu })
+        Ok(Self { cfg, lib, packed, device, gpu, pool: Default::default() })
     }
 
     fn frame_bytes(&self) -> u64 {
@@ -337,13 +338,13 @@ impl<'a> Generator<'a> {
         .with_groups()
     }
 
-    /// The CPU path: the kernels' twins, whole frames at once.
+    /// The CPU path: the kernels' twins. Each frame is one task: its records are placed, accumulated
+    /// into a per-thread fixed-point buffer and turned into ADU, so the frame stays in cache.
     fn generate_cpu(&self, first_frame: u64, counts: &[u32]) -> Batch {
         use rayon::prelude::*;
         let (h, w) = (self.cfg.height, self.cfg.width);
         let offsets = Self::offsets(counts);
         let frame_px = (h * w) as usize;
-        let mut acc = vec![0u32; counts.len() * frame_px];
         // One place dispatch per frame (independent, so in parallel), identical to one for all.
         let records: Vec<Record> = (0..counts.len())
             .into_par_iter()
@@ -355,22 +356,52 @@ impl<'a> Generator<'a> {
                 })
             })
             .collect();
-        acc.par_chunks_mut(frame_px).enumerate().for_each(|(f, acc_f)| {
-            let recs: Vec<Record> =
-                records[offsets[f] as usize..offsets[f + 1] as usize].iter().map(|r| [r[0], r[1], r[2], 0]).collect();
-            let p = AccumulateParams {
-                n_electrons: counts[f],
-                height: h,
-                width: w,
-                row0: 0,
-                band_rows: h,
-                ..Default::default()
-            };
-            accumulate_cpu(&p, &recs, &self.packed, acc_f);
-        });
-        let mut frames = vec![0f32; acc.len()];
-        noise_cpu(&self.noise_params(first_frame, counts.len(), 0, h), &acc, &mut frames);
+        let mut frames = self.take_buffer(counts.len() * frame_px);
+        frames.par_chunks_mut(frame_px).enumerate().for_each_init(
+            || (vec![0u32; frame_px], Vec::<Record>::new()),
+            |(acc, recs), (f, out_f)| {
+                acc.fill(0);
+                recs.clear();
+                recs.extend(
+                    records[offsets[f] as usize..offsets[f + 1] as usize].iter().map(|r| [r[0], r[1], r[2], 0]),
+                );
+                let p = AccumulateParams {
+                    n_electrons: counts[f],
+                    height: h,
+                    width: w,
+                    row0: 0,
+                    band_rows: h,
+                    ..Default::default()
+                };
+                accumulate_cpu(&p, recs, &self.packed, acc);
+                noise_cpu(&self.noise_params(first_frame + f as u64, 1, 0, h), acc, out_f);
+            },
+        );
         Batch { first_frame, counts: counts.to_vec(), frames, records }
+    }
+
+    /// A frame buffer of `len` values (contents unspecified: every value is overwritten), reused
+    /// from [`Generator::recycle`] when one is there, so that long runs do not fault in fresh pages
+    /// for every batch.
+    fn take_buffer(&self, len: usize) -> Vec<f32> {
+        let mut pool = self.pool.lock().unwrap();
+        match pool.iter().position(|b| b.capacity() >= len) {
+            Some(i) => {
+                let mut b = pool.swap_remove(i);
+                b.resize(len, 0.0);
+                b.truncate(len);
+                b
+            }
+            None => vec![0f32; len],
+        }
+    }
+
+    /// Gives a batch's frame buffer back for reuse by later batches (optional).
+    pub fn recycle(&self, batch: Batch) {
+        let mut pool = self.pool.lock().unwrap();
+        if pool.len() < 4 {
+            pool.push(batch.frames);
+        }
     }
 
     /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
@@ -412,7 +443,7 @@ impl<'a> Generator<'a> {
         let acc = ctx.storage("acc", n as u64 * band_px * 4)?;
         let out = ctx.storage("frames", n as u64 * band_px * 4)?;
         let offsets_buf = ctx.storage("frame_offsets", (n as u64 + 1) * 4)?;
-        let mut frames = vec![0f32; n * frame_px as usize];
+        let mut frames = self.take_buffer(n * frame_px as usize);
         let mut records = Vec::with_capacity(total as usize);
         let mut row0 = 0;
         while row0 < h {

@@ -88,6 +88,7 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
                 }
                 writer.write(&batch.frames, &truth)?;
                 bar.inc(batch.counts.len() as u64);
+                gen_.recycle(batch);
             }
             Ok(())
         })();

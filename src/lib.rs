@@ -6,7 +6,9 @@
 //! (file formats), [`rng`] (counter-based random numbers).
 
 pub mod bench;
+pub mod count;
 pub mod error;
+pub mod eval;
 pub mod events;
 pub mod frames;
 pub mod gpu;

@@ -1,0 +1,1 @@
+//! Electron counting (in progress).

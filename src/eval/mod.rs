@@ -1,0 +1,1 @@
+//! Evaluation of counted electrons against truth (in progress).

@@ -48,5 +48,49 @@ pub const FRAMES_NOISE: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const COUNT_CALIBRATE: Kernel = Kernel {
+    name: "count/calibrate",
+    source: wgsl!("shared/rng.wgsl", "count/calibrate.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const COUNT_SUM3: Kernel = Kernel {
+    name: "count/sum3",
+    source: wgsl!("shared/rng.wgsl", "count/sum3.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const COUNT_FIND: Kernel = Kernel {
+    name: "count/find",
+    source: wgsl!("shared/rng.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const COUNT_ARGS: Kernel = Kernel {
+    name: "count/args",
+    source: wgsl!("count/args.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 1,
+};
+
+pub const COUNT_LOCALIZE: Kernel = Kernel {
+    name: "count/localize",
+    source: wgsl!("shared/rng.wgsl", "count/localize.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
 /// Every kernel, for validation and for `emsim devices --check`.
-pub const ALL: &[Kernel] = &[FRAMES_PLACE, FRAMES_ACCUMULATE, FRAMES_NOISE];
+pub const ALL: &[Kernel] = &[
+    FRAMES_PLACE,
+    FRAMES_ACCUMULATE,
+    FRAMES_NOISE,
+    COUNT_CALIBRATE,
+    COUNT_SUM3,
+    COUNT_FIND,
+    COUNT_ARGS,
+    COUNT_LOCALIZE,
+];

@@ -49,6 +49,12 @@ fn param_struct_sizes_match() {
         ("frames/place", "PlaceParams", 48u32),
         ("frames/accumulate", "AccumulateParams", 32),
         ("frames/noise", "NoiseParams", 64),
+        ("count/calibrate", "CalibrateParams", 32),
+        ("count/sum3", "Sum3Params", 16),
+        ("count/find", "FindParams", 32),
+        ("count/args", "ArgsParams", 16),
+        ("count/localize", "LocalizeParams", 16),
+        ("count/localize", "Localized", 48),
     ];
     for (kernel, name, size) in expect {
         let k = ALL.iter().find(|k| k.name == kernel).unwrap();

@@ -1,1 +1,395 @@
-//! Electron counting (in progress).
+//! `emsim count`: finds the electrons in frames and localizes each one.
+//!
+//! Pipeline per batch of frames (GPU kernels, each with its CPU twin in this module):
+//! 1. `count/calibrate`: ADU -> fixed-point charge q (1/16 electron), dark and gain map applied.
+//! 2. `count/sum3`: the 3x3 sum s around every pixel.
+//! 3. `count/find`: centres = local maxima of s with a pixel above the background threshold (and none
+//!    above the X-ray threshold), suppression of weaker centres nearby, stream compaction.
+//! 4. `count/args` + `count/localize`: indirect dispatch over the centres found; every classical
+//!    method (max pixel, 3x3 / 5x5 centroid, thresholded or not) at once.
+//!
+//! Only the compacted list and its estimates come back to the host (one round trip per batch).
+//! The list is sorted by (frame, pixel) there, so the output does not depend on the device.
+
+pub mod calibrate;
+pub mod find;
+pub mod localize;
+pub mod run;
+pub mod sum3;
+
+use crate::gpu::{Device, GpuContext};
+use crate::shaders;
+use crate::{Error, Result};
+use calibrate::{CalibrateParams, Q_SCALE, calibrate_cpu, to_q};
+use find::{Candidate, FindParams, find_cpu, max_candidates, sort_candidates};
+use localize::{ArgsParams, LocalizeParams, Localized, localize_cpu};
+use sum3::{Sum3Params, sum3_cpu};
+
+/// A localization method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Centre of the brightest pixel of the 3x3 around the found centre.
+    MaxPixel,
+    C3x3,
+    C5x5,
+    /// 3x3 centroid of the pixels above the centroid threshold.
+    C3x3T,
+    C5x5T,
+}
+
+impl Method {
+    /// In the order of `Localized::xy`.
+    pub const ALL: [Method; 5] = [Method::MaxPixel, Method::C3x3, Method::C5x5, Method::C3x3T, Method::C5x5T];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::MaxPixel => "max",
+            Method::C3x3 => "c3x3",
+            Method::C5x5 => "c5x5",
+            Method::C3x3T => "c3x3t",
+            Method::C5x5T => "c5x5t",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|&m| m == self).unwrap()
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::invalid(
+                "--method",
+                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t (net: not available yet)"),
+            )
+        })
+    }
+}
+
+/// Finding and localization settings (stempy's names where they exist).
+#[derive(Clone, Debug)]
+pub struct CountConfig {
+    /// Read-noise sigma in electrons; `None`: estimated from the data.
+    pub noise_sigma_e: Option<f32>,
+    /// Background threshold in units of the noise sigma (stempy: background_threshold_n_sigma).
+    pub background_threshold_n_sigma: f32,
+    /// Reject centres with a pixel above this charge (X-ray-like hits); 0 = off.
+    pub xray_threshold_e: f32,
+    /// Threshold of the thresholded centroids, electrons (the seed notes: 40).
+    pub centroid_threshold_e: f32,
+    /// Weaker centres within this many pixels of a stronger one are dropped.
+    pub suppress_px: u32,
+    /// Gain in ADU per electron and scalar dark offset (from the frames file unless overridden).
+    pub gain_adu_per_e: f32,
+    pub offset_adu: f32,
+    /// Per-pixel dark reference (ADU) and gain map (multiplier), H x W, optional.
+    pub dark: Option<Vec<f32>>,
+    pub gain_map: Option<Vec<f32>>,
+    /// Frames per batch (0: automatic).
+    pub batch_frames: u32,
+}
+
+impl Default for CountConfig {
+    fn default() -> Self {
+        Self {
+            noise_sigma_e: None,
+            background_threshold_n_sigma: 4.0,
+            xray_threshold_e: 0.0,
+            centroid_threshold_e: 40.0,
+            suppress_px: 2,
+            gain_adu_per_e: 1.0,
+            offset_adu: 0.0,
+            dark: None,
+            gain_map: None,
+            batch_frames: 0,
+        }
+    }
+}
+
+impl CountConfig {
+    pub fn validate(&self, height: u32, width: u32) -> Result<()> {
+        if let Some(s) = self.noise_sigma_e
+            && !(s >= 0.0 && s.is_finite())
+        {
+            return Err(Error::invalid("--sigma-e", format!("must be >= 0, got {s}")));
+        }
+        if !(self.background_threshold_n_sigma >= 0.0) {
+            return Err(Error::invalid(
+                "--background-threshold-n-sigma",
+                format!("must be >= 0, got {}", self.background_threshold_n_sigma),
+            ));
+        }
+        if !(self.xray_threshold_e >= 0.0) {
+            return Err(Error::invalid(
+                "--xray-threshold-e",
+                format!("must be >= 0 (0 = off), got {}", self.xray_threshold_e),
+            ));
+        }
+        if !(self.centroid_threshold_e >= 0.0) {
+            return Err(Error::invalid(
+                "--centroid-threshold-e",
+                format!("must be >= 0, got {}", self.centroid_threshold_e),
+            ));
+        }
+        if !(self.gain_adu_per_e > 0.0 && self.gain_adu_per_e.is_finite()) {
+            return Err(Error::invalid("--gain", format!("must be > 0, got {}", self.gain_adu_per_e)));
+        }
+        let px = height as usize * width as usize;
+        for (flag, m) in [("--dark", &self.dark), ("--gain-map", &self.gain_map)] {
+            if let Some(m) = m
+                && m.len() != px
+            {
+                return Err(Error::invalid(
+                    flag,
+                    format!("has {} values, the frames have {height}x{width} = {px}", m.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Robust read-noise estimate from calibrated pixel values (electrons): the root mean square of
+/// the negative values. Charge only adds, so negative values are (almost) pure noise, and for
+/// zero-mean Gaussian noise E[x^2 | x < 0] = sigma^2. None if no value is negative.
+pub fn estimate_sigma_e(values_e: impl Iterator<Item = f32>) -> Option<f32> {
+    let (mut n, mut s2) = (0u64, 0f64);
+    for v in values_e {
+        if v < 0.0 {
+            n += 1;
+            s2 += v as f64 * v as f64;
+        }
+    }
+    (n > 0).then(|| (s2 / n as f64).sqrt() as f32)
+}
+
+/// The found electrons of one batch, sorted by (frame, pixel).
+#[derive(Clone, Debug, Default)]
+pub struct Found {
+    pub cands: Vec<Candidate>,
+    pub localized: Vec<Localized>,
+}
+
+struct GpuBuffers {
+    capacity_frames: u32,
+    adu: wgpu::Buffer,
+    dark: wgpu::Buffer,
+    gain_map: wgpu::Buffer,
+    q: wgpu::Buffer,
+    s: wgpu::Buffer,
+    counter: wgpu::Buffer,
+    cands: wgpu::Buffer,
+    out: wgpu::Buffer,
+    args: wgpu::Buffer,
+}
+
+/// Counts batches of frames on a device. GPU buffers are allocated once for the largest batch.
+pub struct Counter<'a> {
+    pub cfg: CountConfig,
+    pub height: u32,
+    pub width: u32,
+    /// The read-noise sigma used (given or estimated), electrons.
+    pub sigma_e: f32,
+    device: &'a Device,
+    gpu: Option<GpuBuffers>,
+}
+
+impl<'a> Counter<'a> {
+    /// `sigma_e`: the noise sigma to use (see [`estimate_sigma_e`]).
+    pub fn new(cfg: CountConfig, height: u32, width: u32, sigma_e: f32, device: &'a Device) -> Result<Self> {
+        cfg.validate(height, width)?;
+        let gpu = match device {
+            Device::Gpu(ctx) => {
+                ctx.warm_up(&[
+                    shaders::COUNT_CALIBRATE,
+                    shaders::COUNT_SUM3,
+                    shaders::COUNT_FIND,
+                    shaders::COUNT_ARGS,
+                    shaders::COUNT_LOCALIZE,
+                ])?;
+                Some(Self::alloc(ctx, &cfg, height, width)?)
+            }
+            Device::Cpu => None,
+        };
+        Ok(Self { cfg, height, width, sigma_e, device, gpu })
+    }
+
+    /// Frames per batch: the requested number, capped so every buffer fits one storage binding.
+    pub fn batch_frames_for(cfg: &CountConfig, height: u32, width: u32, max_binding: u64) -> u32 {
+        let frame_bytes = height as u64 * width as u64 * 4;
+        let per_frame = frame_bytes.max(max_candidates(height, width) * 48);
+        let fit = (max_binding / per_frame).max(1);
+        let want = if cfg.batch_frames == 0 { 16 } else { cfg.batch_frames as u64 };
+        want.min(fit) as u32
+    }
+
+    pub fn batch_frames(&self) -> u32 {
+        match self.device {
+            Device::Gpu(ctx) => Self::batch_frames_for(&self.cfg, self.height, self.width, ctx.max_binding_bytes()),
+            Device::Cpu => Self::batch_frames_for(&self.cfg, self.height, self.width, u64::MAX),
+        }
+    }
+
+    fn alloc(ctx: &GpuContext, cfg: &CountConfig, h: u32, w: u32) -> Result<GpuBuffers> {
+        let n = Self::batch_frames_for(cfg, h, w, ctx.max_binding_bytes());
+        let px = h as u64 * w as u64;
+        let cap = n as u64 * max_candidates(h, w);
+        if px * 4 > ctx.max_binding_bytes() {
+            return Err(crate::gpu::GpuError::TooLarge {
+                what: format!("{h}x{w} frame"),
+                bytes: px * 4,
+                limit: ctx.max_binding_bytes(),
+            }
+            .into());
+        }
+        let dark = match &cfg.dark {
+            Some(d) => ctx.upload("dark", d)?,
+            None => ctx.storage("dark", 4)?,
+        };
+        let gain_map = match &cfg.gain_map {
+            Some(g) => ctx.upload("gain_map", g)?,
+            None => ctx.storage("gain_map", 4)?,
+        };
+        Ok(GpuBuffers {
+            capacity_frames: n,
+            adu: ctx.storage("adu", n as u64 * px * 4)?,
+            dark,
+            gain_map,
+            q: ctx.storage("q", n as u64 * px * 4)?,
+            s: ctx.storage("s", n as u64 * px * 4)?,
+            counter: ctx.storage("counter", 4)?,
+            cands: ctx.storage("cands", cap * 16)?,
+            out: ctx.storage("localized", cap * 48)?,
+            args: ctx.storage("args", 12)?,
+        })
+    }
+
+    pub fn calibrate_params(&self, n_frames: usize) -> CalibrateParams {
+        let px = self.height * self.width;
+        CalibrateParams {
+            n_values: n_frames as u32 * px,
+            frame_px: px,
+            use_dark: self.cfg.dark.is_some() as u32,
+            use_gain_map: self.cfg.gain_map.is_some() as u32,
+            offset_adu: self.cfg.offset_adu,
+            inv_gain: 1.0 / self.cfg.gain_adu_per_e,
+            ..Default::default()
+        }
+    }
+
+    pub fn find_params(&self, n_frames: usize) -> FindParams {
+        FindParams {
+            n_frames: n_frames as u32,
+            height: self.height,
+            width: self.width,
+            thr_q: to_q(self.cfg.background_threshold_n_sigma * self.sigma_e),
+            xray_q: if self.cfg.xray_threshold_e > 0.0 { to_q(self.cfg.xray_threshold_e).max(1) } else { 0 },
+            suppress_px: self.cfg.suppress_px,
+            capacity: (n_frames as u64 * max_candidates(self.height, self.width)) as u32,
+            _pad0: 0,
+        }
+    }
+
+    pub fn localize_params(&self, capacity: u32) -> LocalizeParams {
+        LocalizeParams {
+            height: self.height,
+            width: self.width,
+            capacity,
+            centroid_thr_q: (self.cfg.centroid_threshold_e * Q_SCALE).round() as i32,
+        }
+    }
+
+    /// Finds and localizes the electrons of `n_frames` frames (`adu`: n_frames x H x W, ADU).
+    pub fn count(&self, adu: &[f32]) -> Result<Found> {
+        let px = (self.height * self.width) as usize;
+        assert_eq!(adu.len() % px, 0, "whole frames");
+        let n = adu.len() / px;
+        match self.device {
+            Device::Cpu => Ok(self.count_cpu(adu, n)),
+            Device::Gpu(ctx) => {
+                let mut found = Found::default();
+                let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
+                for k in (0..n).step_by(step) {
+                    let m = step.min(n - k);
+                    let mut part = self.count_gpu(ctx, &adu[k * px..(k + m) * px], m)?;
+                    for c in &mut part.cands {
+                        c[0] += k as u32;
+                    }
+                    found.cands.extend(part.cands);
+                    found.localized.extend(part.localized);
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    fn count_cpu(&self, adu: &[f32], n: usize) -> Found {
+        let px = (self.height * self.width) as usize;
+        let mut q = vec![0i32; n * px];
+        let empty: Vec<f32> = Vec::new();
+        calibrate_cpu(
+            &self.calibrate_params(n),
+            adu,
+            self.cfg.dark.as_ref().unwrap_or(&empty),
+            self.cfg.gain_map.as_ref().unwrap_or(&empty),
+            &mut q,
+        );
+        let mut s = vec![0i32; n * px];
+        sum3_cpu(&Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 }, &q, &mut s);
+        let fp = self.find_params(n);
+        let cands = find_cpu(&fp, &q, &s);
+        let localized = localize_cpu(&self.localize_params(fp.capacity), &q, &cands);
+        Found { cands, localized }
+    }
+
+    fn count_gpu(&self, ctx: &GpuContext, adu: &[f32], n: usize) -> Result<Found> {
+        let b = self.gpu.as_ref().unwrap();
+        let px = (self.height * self.width) as u64;
+        ctx.write(&b.adu, adu);
+        ctx.write(&b.counter, &[0u32]);
+        let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
+        let sp = ctx.uniform(
+            "sum3_params",
+            &Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 },
+        );
+        let fparams = self.find_params(n);
+        let fu = ctx.uniform("find_params", &fparams);
+        let ap = ArgsParams {
+            capacity: fparams.capacity,
+            wg_size: shaders::COUNT_LOCALIZE.workgroup_size,
+            per_dim: ctx.workgroups_per_dim(),
+            _pad0: 0,
+        };
+        let au = ctx.uniform("args_params", &ap);
+        let lu = ctx.uniform("localize_params", &self.localize_params(fparams.capacity));
+        let total = n as u64 * px;
+        let mut enc = ctx.encoder("count");
+        ctx.dispatch(&mut enc, &shaders::COUNT_CALIBRATE, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
+        ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], total)?;
+        ctx.dispatch(&mut enc, &shaders::COUNT_FIND, &[&fu, &b.q, &b.s, &b.counter, &b.cands], total)?;
+        ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
+        ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;
+        let rc = ctx.readback(&mut enc, &b.counter, 4);
+        ctx.submit_and_wait(enc)?;
+        let count = rc.read::<u32>(ctx)?[0];
+        if count > fparams.capacity {
+            return Err(Error::Other(format!(
+                "count/find overflowed its list ({count} > {}): this is a bug, please report it",
+                fparams.capacity
+            )));
+        }
+        if count == 0 {
+            return Ok(Found::default());
+        }
+        let mut enc = ctx.encoder("count readback");
+        let rl = ctx.readback(&mut enc, &b.cands, count as u64 * 16);
+        let ro = ctx.readback(&mut enc, &b.out, count as u64 * 48);
+        ctx.submit_and_wait(enc)?;
+        let cands: Vec<Candidate> = rl.read(ctx)?;
+        let localized: Vec<Localized> = ro.read(ctx)?;
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_unstable_by_key(|&i| (cands[i][0], cands[i][1]));
+        let mut sorted_c: Vec<Candidate> = order.iter().map(|&i| cands[i]).collect();
+        sort_candidates(&mut sorted_c); // already sorted; keeps the invariant explicit
+        Ok(Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect() })
+    }
+}

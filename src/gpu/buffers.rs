@@ -4,9 +4,12 @@ use wgpu::util::DeviceExt;
 
 use super::{GpuContext, GpuError};
 
-/// A storage buffer's usual usages: bound in shaders, written from the host, copied out.
-pub const STORAGE: wgpu::BufferUsages =
-    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST).union(wgpu::BufferUsages::COPY_SRC);
+/// A storage buffer's usual usages: bound in shaders, written from the host, copied out, and
+/// readable as indirect dispatch arguments.
+pub const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::INDIRECT);
 
 impl GpuContext {
     /// A zero-sized-safe storage buffer of `bytes` bytes (at least 4: wgpu refuses empty bindings).

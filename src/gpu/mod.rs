@@ -4,7 +4,7 @@
 //! or pipelines by hand.
 
 mod buffers;
-mod dispatch;
+pub mod dispatch;
 
 pub use buffers::Readback;
 pub use dispatch::{WORKGROUPS_PER_DIM, workgroup_grid};
@@ -241,7 +241,8 @@ impl GpuContext {
         self.workgroups_per_dim_override = Some(n);
     }
 
-    fn workgroups_per_dim(&self) -> u32 {
+    /// Workgroups allowed per dispatch dimension (the adapter's limit, or the test override).
+    pub fn workgroups_per_dim(&self) -> u32 {
         let adapter = self.limits.max_compute_workgroups_per_dimension.min(WORKGROUPS_PER_DIM);
         self.workgroups_per_dim_override.map_or(adapter, |o| o.min(adapter))
     }
@@ -319,6 +320,47 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         n_threads: u64,
     ) -> Result<(), GpuError> {
+        if n_threads == 0 {
+            return Ok(());
+        }
+        let per_dim = self.workgroups_per_dim();
+        let (x, y) = workgroup_grid(n_threads, kernel.workgroup_size, per_dim).ok_or_else(|| GpuError::TooLarge {
+            what: format!("dispatch of {} ({n_threads} invocations)", kernel.name),
+            bytes: n_threads,
+            limit: per_dim as u64 * per_dim as u64 * kernel.workgroup_size as u64,
+        })?;
+        let (pipeline, bind_group) = self.bind(kernel, buffers)?;
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Records an indirect dispatch: the workgroup counts (x, y, z as u32) are read from `args`
+    /// (written by an earlier kernel), so the host need not read a count back in between.
+    pub fn dispatch_indirect(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: &Kernel,
+        buffers: &[&wgpu::Buffer],
+        args: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        let (pipeline, bind_group) = self.bind(kernel, buffers)?;
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups_indirect(args, 0);
+        Ok(())
+    }
+
+    fn bind(
+        &self,
+        kernel: &Kernel,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<(std::sync::Arc<CachedPipeline>, wgpu::BindGroup), GpuError> {
         assert_eq!(
             buffers.len(),
             kernel.bindings.len(),
@@ -326,9 +368,6 @@ impl GpuContext {
             kernel.name,
             kernel.bindings.len()
         );
-        if n_threads == 0 {
-            return Ok(());
-        }
         let cached = self.pipeline(kernel)?;
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -340,18 +379,7 @@ impl GpuContext {
             layout: &cached.layout,
             entries: &entries,
         });
-        let per_dim = self.workgroups_per_dim();
-        let (x, y) = workgroup_grid(n_threads, kernel.workgroup_size, per_dim).ok_or_else(|| GpuError::TooLarge {
-            what: format!("dispatch of {} ({n_threads} invocations)", kernel.name),
-            bytes: n_threads,
-            limit: per_dim as u64 * per_dim as u64 * kernel.workgroup_size as u64,
-        })?;
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
-        pass.set_pipeline(&cached.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        Ok((cached, bind_group))
     }
 
     /// Submits `encoder` and waits for the GPU to finish.

@@ -1,0 +1,63 @@
+//! Kernel `count/calibrate` (shaders/count/calibrate.wgsl): raw frames (ADU) to fixed-point charge.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+/// Fixed-point scale of the counting stage: 1/16 electron.
+pub const Q_SCALE: f32 = 16.0;
+/// Clamp of the fixed-point values (65,536 electrons in one pixel), so window sums cannot overflow.
+pub const Q_MAX: f32 = 1_048_576.0;
+
+/// Keep in sync with `CalibrateParams` in shaders/count/calibrate.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct CalibrateParams {
+    pub n_values: u32,
+    pub frame_px: u32,
+    pub use_dark: u32,
+    pub use_gain_map: u32,
+    pub offset_adu: f32,
+    pub inv_gain: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+const _: () = assert!(std::mem::size_of::<CalibrateParams>() == 32);
+
+/// Electrons to fixed point (round half to even, clamped): the kernel's expression.
+#[inline(always)]
+pub fn to_q(e: f32) -> i32 {
+    (e * Q_SCALE).round_ties_even().clamp(-Q_MAX, Q_MAX) as i32
+}
+
+/// CPU twin of `count/calibrate`. `dark` / `gain_map` hold one frame's pixels when used.
+pub fn calibrate_cpu(p: &CalibrateParams, adu: &[f32], dark: &[f32], gain_map: &[f32], q: &mut [i32]) {
+    let n = p.n_values as usize;
+    let fp = p.frame_px as usize;
+    q[..n].par_chunks_mut(fp).zip(adu[..n].par_chunks(fp)).for_each(|(qf, af)| {
+        for (j, (qv, &a)) in qf.iter_mut().zip(af).enumerate() {
+            let d = if p.use_dark != 0 { dark[j] } else { p.offset_adu };
+            let g = if p.use_gain_map != 0 { gain_map[j] } else { 1.0 };
+            *qv = to_q((a - d) * g * p.inv_gain);
+        }
+    });
+}
+
+/// Runs `count/calibrate` alone on the GPU (tests and benches).
+pub fn calibrate_gpu(
+    ctx: &crate::gpu::GpuContext,
+    p: &CalibrateParams,
+    adu: &[f32],
+    dark: &[f32],
+    gain_map: &[f32],
+) -> crate::Result<Vec<i32>> {
+    let a = ctx.upload("adu", adu)?;
+    let d = ctx.upload("dark", if dark.is_empty() { &[0f32][..] } else { dark })?;
+    let g = ctx.upload("gain_map", if gain_map.is_empty() { &[1f32][..] } else { gain_map })?;
+    let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
+    let u = ctx.uniform("calibrate_params", p);
+    let mut enc = ctx.encoder("calibrate");
+    ctx.dispatch(&mut enc, &crate::shaders::COUNT_CALIBRATE, &[&u, &a, &d, &g, &q], p.n_values as u64)?;
+    let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
+}

@@ -1,0 +1,140 @@
+//! Kernel `count/find` (shaders/count/find.wgsl): candidate centres and their stream compaction.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+/// Keep in sync with `FindParams` in shaders/count/find.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct FindParams {
+    pub n_frames: u32,
+    pub height: u32,
+    pub width: u32,
+    pub thr_q: i32,
+    /// 0: no X-ray rejection.
+    pub xray_q: i32,
+    pub suppress_px: u32,
+    pub capacity: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<FindParams>() == 32);
+
+/// A found centre: `[frame in batch, flat pixel index, 3x3 sum (i32 bits), 0]`.
+pub type Candidate = [u32; 4];
+
+/// Most centres a frame can hold: local maxima of the 3x3 sum are at least 2 pixels apart, so at
+/// most one per 2x2 block. Buffers of this size never overflow.
+pub fn max_candidates(height: u32, width: u32) -> u64 {
+    height.div_ceil(2) as u64 * width.div_ceil(2) as u64
+}
+
+#[inline(always)]
+fn beats(sa: i32, ia: u32, sb: i32, ib: u32) -> bool {
+    sa > sb || (sa == sb && ia < ib)
+}
+
+/// The kernel's `is_candidate` for pixel (r, c) of one frame.
+#[inline]
+pub fn is_candidate(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
+    let (h, w) = (p.height as i32, p.width as i32);
+    let me = (r * w + c) as u32;
+    let sm = s[me as usize];
+    // Local maximum of s first (cheap rejections), then the thresholds.
+    for dr in -1..=1 {
+        let rr = r + dr;
+        if rr < 0 || rr >= h {
+            continue;
+        }
+        for dc in -1..=1 {
+            let cc = c + dc;
+            if cc < 0 || cc >= w {
+                continue;
+            }
+            let n = (rr * w + cc) as u32;
+            if n != me && !beats(sm, me, s[n as usize], n) {
+                return false;
+            }
+        }
+    }
+    let mut qmax = i32::MIN + 1;
+    for rr in (r - 1).max(0)..=(r + 1).min(h - 1) {
+        for cc in (c - 1).max(0)..=(c + 1).min(w - 1) {
+            qmax = qmax.max(q[(rr * w + cc) as usize]);
+        }
+    }
+    qmax > p.thr_q && !(p.xray_q > 0 && qmax > p.xray_q)
+}
+
+/// Whether candidate (r, c) survives suppression by stronger candidates within `suppress_px`.
+fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
+    let (h, w) = (p.height as i32, p.width as i32);
+    let me = (r * w + c) as u32;
+    let sm = s[me as usize];
+    let rad = p.suppress_px as i32;
+    for rr in (r - rad).max(0)..=(r + rad).min(h - 1) {
+        for cc in (c - rad).max(0)..=(c + rad).min(w - 1) {
+            let n = (rr * w + cc) as u32;
+            if n != me && beats(s[n as usize], n, sm, me) && is_candidate(p, q, s, rr, cc) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The centres of one frame, in flat-index order.
+pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
+    let (h, w) = (p.height as i32, p.width as i32);
+    for r in 0..h {
+        for c in 0..w {
+            if is_candidate(p, q, s, r, c) && survives(p, q, s, r, c) {
+                let i = (r * w + c) as usize;
+                out.push([frame, i as u32, s[i] as u32, 0]);
+            }
+        }
+    }
+}
+
+/// CPU twin of `count/find`: every frame's centres, sorted by (frame, pixel), which is the order
+/// the host gives the GPU's compacted list after sorting it.
+pub fn find_cpu(p: &FindParams, q: &[i32], s: &[i32]) -> Vec<Candidate> {
+    let fp = (p.height * p.width) as usize;
+    (0..p.n_frames as usize)
+        .into_par_iter()
+        .flat_map_iter(|f| {
+            let mut v = Vec::new();
+            find_frame(p, &q[f * fp..(f + 1) * fp], &s[f * fp..(f + 1) * fp], f as u32, &mut v);
+            v
+        })
+        .collect()
+}
+
+/// Sorts a compacted candidate list into the canonical (frame, pixel) order.
+pub fn sort_candidates(c: &mut [Candidate]) {
+    c.sort_unstable_by_key(|x| (x[0], x[1]));
+}
+
+/// Runs `count/find` alone on the GPU; returns the sorted list and the raw counter value.
+pub fn find_gpu(
+    ctx: &crate::gpu::GpuContext,
+    p: &FindParams,
+    q: &[i32],
+    s: &[i32],
+) -> crate::Result<(Vec<Candidate>, u32)> {
+    let n = (p.n_frames * p.height * p.width) as u64;
+    let qb = ctx.upload("q", q)?;
+    let sb = ctx.upload("s", s)?;
+    let counter = ctx.upload("counter", &[0u32])?;
+    let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
+    let u = ctx.uniform("find_params", p);
+    let mut enc = ctx.encoder("find");
+    ctx.dispatch(&mut enc, &crate::shaders::COUNT_FIND, &[&u, &qb, &sb, &counter, &cands], n)?;
+    let rc = ctx.readback(&mut enc, &counter, 4);
+    let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
+    ctx.submit_and_wait(enc)?;
+    let count = rc.read::<u32>(ctx)?[0];
+    let mut list: Vec<Candidate> = rl.read(ctx)?;
+    list.truncate(count.min(p.capacity) as usize);
+    sort_candidates(&mut list);
+    Ok((list, count))
+}

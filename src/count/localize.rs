@@ -1,0 +1,170 @@
+//! Kernels `count/args` and `count/localize` (shaders/count/{args,localize}.wgsl): every classical
+//! position estimate around each found centre.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::calibrate::Q_SCALE;
+use super::find::Candidate;
+
+/// Keep in sync with `ArgsParams` in shaders/count/args.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ArgsParams {
+    pub capacity: u32,
+    pub wg_size: u32,
+    pub per_dim: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<ArgsParams>() == 16);
+
+/// CPU twin of `count/args`: the indirect dispatch arguments for `n` found centres.
+pub fn dispatch_args_cpu(p: &ArgsParams, counter: u32) -> [u32; 3] {
+    let n = counter.min(p.capacity);
+    let (x, y) = crate::gpu::dispatch::workgroup_grid(n as u64, p.wg_size, p.per_dim).expect("fits");
+    [x, y, 1]
+}
+
+/// Keep in sync with `LocalizeParams` in shaders/count/localize.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct LocalizeParams {
+    pub height: u32,
+    pub width: u32,
+    pub capacity: u32,
+    pub centroid_thr_q: i32,
+}
+const _: () = assert!(std::mem::size_of::<LocalizeParams>() == 16);
+
+/// Every method's estimate for one centre. Keep in sync with `Localized` in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct Localized {
+    /// (x, y) in pixels for `Method::ALL` order: max, c3x3, c5x5, c3x3t, c5x5t.
+    pub xy: [[f32; 2]; 5],
+    pub charge3_e: f32,
+    pub charge5_e: f32,
+}
+const _: () = assert!(std::mem::size_of::<Localized>() == 48);
+
+#[derive(Clone, Copy, Default)]
+struct Moments {
+    sx: i32,
+    sy: i32,
+    sq: i32,
+}
+
+impl Moments {
+    fn add(&mut self, v: i32, dc: i32, dr: i32) {
+        self.sx += v * dc;
+        self.sy += v * dr;
+        self.sq += v;
+    }
+
+    fn centroid(&self, r: u32, c: u32) -> [f32; 2] {
+        let (x0, y0) = (c as f32 + 0.5, r as f32 + 0.5);
+        if self.sq <= 0 {
+            return [x0, y0];
+        }
+        [x0 + self.sx as f32 / self.sq as f32, y0 + self.sy as f32 / self.sq as f32]
+    }
+}
+
+/// All methods around centre (r, c) of one fixed-point frame `q` (H x W): the kernel's body.
+pub fn localize_one(q: &[i32], height: u32, width: u32, r: u32, c: u32, centroid_thr_q: i32) -> Localized {
+    let (h, w, r, c) = (height as i32, width as i32, r as i32, c as i32);
+    let (mut m3, mut m5, mut m3t, mut m5t) =
+        (Moments::default(), Moments::default(), Moments::default(), Moments::default());
+    let (mut best, mut best_r, mut best_c) = (i32::MIN + 1, r, c);
+    for dr in -2..=2 {
+        let rr = r + dr;
+        if rr < 0 || rr >= h {
+            continue;
+        }
+        for dc in -2..=2 {
+            let cc = c + dc;
+            if cc < 0 || cc >= w {
+                continue;
+            }
+            let v = q[(rr * w + cc) as usize];
+            let above = v > centroid_thr_q;
+            m5.add(v, dc, dr);
+            if above {
+                m5t.add(v, dc, dr);
+            }
+            if dr.abs() <= 1 && dc.abs() <= 1 {
+                m3.add(v, dc, dr);
+                if above {
+                    m3t.add(v, dc, dr);
+                }
+                if v > best {
+                    best = v;
+                    best_r = rr;
+                    best_c = cc;
+                }
+            }
+        }
+    }
+    let (ur, uc) = (r as u32, c as u32);
+    Localized {
+        xy: [
+            [best_c as f32 + 0.5, best_r as f32 + 0.5],
+            m3.centroid(ur, uc),
+            m5.centroid(ur, uc),
+            m3t.centroid(ur, uc),
+            m5t.centroid(ur, uc),
+        ],
+        charge3_e: m3.sq as f32 * (1.0 / Q_SCALE),
+        charge5_e: m5.sq as f32 * (1.0 / Q_SCALE),
+    }
+}
+
+/// CPU twin of `count/localize` over a candidate list (frames of `q` in batch order).
+pub fn localize_cpu(p: &LocalizeParams, q: &[i32], cands: &[Candidate]) -> Vec<Localized> {
+    let fp = (p.height * p.width) as usize;
+    cands
+        .par_iter()
+        .map(|cand| {
+            let f = cand[0] as usize;
+            let (r, c) = (cand[1] / p.width, cand[1] % p.width);
+            localize_one(&q[f * fp..(f + 1) * fp], p.height, p.width, r, c, p.centroid_thr_q)
+        })
+        .collect()
+}
+
+/// Runs `count/args` + `count/localize` alone on the GPU for a given candidate list.
+pub fn localize_gpu(
+    ctx: &crate::gpu::GpuContext,
+    p: &LocalizeParams,
+    q: &[i32],
+    cands: &[Candidate],
+) -> crate::Result<Vec<Localized>> {
+    let qb = ctx.upload("q", q)?;
+    let counter = ctx.upload("counter", &[cands.len() as u32])?;
+    let cb = ctx.upload("cands", if cands.is_empty() { &[[0u32; 4]][..] } else { cands })?;
+    let garbage = Localized { xy: [[-12345.0; 2]; 5], charge3_e: -1.0, charge5_e: -1.0 };
+    let out = ctx.upload("localized", &vec![garbage; cands.len().max(1)])?;
+    let args = ctx.storage("args", 12)?;
+    let ap = ArgsParams {
+        capacity: p.capacity,
+        wg_size: crate::shaders::COUNT_LOCALIZE.workgroup_size,
+        per_dim: ctx.workgroups_per_dim(),
+        _pad0: 0,
+    };
+    let au = ctx.uniform("args_params", &ap);
+    let lu = ctx.uniform("localize_params", p);
+    let mut enc = ctx.encoder("localize");
+    ctx.dispatch(&mut enc, &crate::shaders::COUNT_ARGS, &[&au, &counter, &args], 1)?;
+    ctx.dispatch_indirect(&mut enc, &crate::shaders::COUNT_LOCALIZE, &[&lu, &qb, &counter, &cb, &out], &args)?;
+    let ra = ctx.readback(&mut enc, &args, 12);
+    let ro = ctx.readback(&mut enc, &out, cands.len().max(1) as u64 * 48);
+    ctx.submit_and_wait(enc)?;
+    let got_args: Vec<u32> = ra.read(ctx)?;
+    let want = dispatch_args_cpu(&ap, cands.len() as u32);
+    if got_args[..] != want[..] {
+        return Err(crate::Error::Other(format!("count/args gave {got_args:?}, its twin {want:?}")));
+    }
+    let mut v: Vec<Localized> = ro.read(ctx)?;
+    v.truncate(cands.len());
+    Ok(v)
+}

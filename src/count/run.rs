@@ -1,0 +1,1 @@
+//! Streaming driver of emsim count (next).

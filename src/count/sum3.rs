@@ -1,0 +1,66 @@
+//! Kernel `count/sum3` (shaders/count/sum3.wgsl): the 3x3 sum around every pixel.
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+/// Keep in sync with `Sum3Params` in shaders/count/sum3.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Sum3Params {
+    pub n_frames: u32,
+    pub height: u32,
+    pub width: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<Sum3Params>() == 16);
+
+/// CPU twin of `count/sum3` (pixels outside the frame count as 0). Separable: row sums, then
+/// column sums of those; integer arithmetic, so the result equals the kernel's direct 9-term sum.
+pub fn sum3_cpu(p: &Sum3Params, q: &[i32], s: &mut [i32]) {
+    let (h, w) = (p.height as usize, p.width as usize);
+    let fp = h * w;
+    s[..fp * p.n_frames as usize].par_chunks_mut(fp).zip(q.par_chunks(fp)).for_each_init(
+        || vec![0i32; fp],
+        |rows, (sf, qf)| {
+            for r in 0..h {
+                let qr = &qf[r * w..(r + 1) * w];
+                let out = &mut rows[r * w..(r + 1) * w];
+                for c in 0..w {
+                    let mut a = qr[c];
+                    if c > 0 {
+                        a += qr[c - 1];
+                    }
+                    if c + 1 < w {
+                        a += qr[c + 1];
+                    }
+                    out[c] = a;
+                }
+            }
+            for r in 0..h {
+                for c in 0..w {
+                    let mut a = rows[r * w + c];
+                    if r > 0 {
+                        a += rows[(r - 1) * w + c];
+                    }
+                    if r + 1 < h {
+                        a += rows[(r + 1) * w + c];
+                    }
+                    sf[r * w + c] = a;
+                }
+            }
+        },
+    );
+}
+
+/// Runs `count/sum3` alone on the GPU.
+pub fn sum3_gpu(ctx: &crate::gpu::GpuContext, p: &Sum3Params, q: &[i32]) -> crate::Result<Vec<i32>> {
+    let n = (p.n_frames * p.height * p.width) as u64;
+    let qb = ctx.upload("q", q)?;
+    let sb = ctx.upload("s", &vec![-12345i32; n as usize])?;
+    let u = ctx.uniform("sum3_params", p);
+    let mut enc = ctx.encoder("sum3");
+    ctx.dispatch(&mut enc, &crate::shaders::COUNT_SUM3, &[&u, &qb, &sb], n)?;
+    let rb = ctx.readback(&mut enc, &sb, n * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
+}

@@ -1,0 +1,220 @@
+//! Count stage: each kernel against its CPU twin on fresh random input (and on real synthetic
+//! frames), the whole GPU counter against the CPU path, and the finder's guarantees.
+//!
+//! Tolerances: calibrate, sum3 and find are integer kernels and must match exactly (the float
+//! expression before rounding to fixed point uses the same operations; a value within 1 ULP of a
+//! rounding boundary could in principle differ, so calibrate allows a difference of 1 in at most
+//! 1e-4 of values). localize: exact integer sums, one f32 division (WGSL allows 2.5 ULP), so
+//! positions agree within 1e-5 px.
+
+mod common;
+
+use common::{test_context, test_rng};
+use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu};
+use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
+use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
+use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
+use emsim::count::{CountConfig, Counter, estimate_sigma_e};
+use emsim::frames::{FramesConfig, Generator};
+use emsim::gpu::Device;
+use rand::RngExt;
+use rand_distr::{Distribution, Normal};
+
+/// Synthetic frames (ADU) from the frames generator on the CPU, with their noise sigma.
+fn synthetic_frames(n: u32, h: u32, w: u32, electrons: f64, sigma: f32, seed: u64) -> Vec<f32> {
+    let lib = emsim::io::library::EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let cfg = FramesConfig {
+        frames: n as u64,
+        height: h,
+        width: w,
+        electrons: emsim::frames::ElectronCount::Poisson { mean: electrons },
+        noise_sigma_e: sigma,
+        seed,
+        ..Default::default()
+    };
+    let g = Generator::new(cfg, &lib, &Device::Cpu).unwrap();
+    let counts: Vec<u32> = (0..n as u64).map(|k| g.cfg.electron_count(k)).collect();
+    g.generate(0, &counts).unwrap().frames
+}
+
+fn random_q(rng: &mut impl rand::Rng, n: usize) -> Vec<i32> {
+    let noise = Normal::new(0.0f32, 320.0).unwrap();
+    (0..n)
+        .map(|_| {
+            let v = noise.sample(rng) as i32;
+            if rng.random_range(0..30) == 0 { v + rng.random_range(0..200_000) } else { v }
+        })
+        .collect()
+}
+
+#[test]
+fn calibrate_matches_twin() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("calibrate_matches_twin");
+    for case in 0..3 {
+        let (h, w, n) = (rng.random_range(1..70), rng.random_range(1..90), rng.random_range(1..4));
+        let px = (h * w) as usize;
+        let adu: Vec<f32> = (0..px * n).map(|_| rng.random_range(-100.0..40_000.0f32)).collect();
+        let dark: Vec<f32> = if case >= 1 { (0..px).map(|_| rng.random_range(0.0..50.0)).collect() } else { vec![] };
+        let gain_map: Vec<f32> = if case == 2 { (0..px).map(|_| rng.random_range(0.8..1.2)).collect() } else { vec![] };
+        let p = CalibrateParams {
+            n_values: (px * n) as u32,
+            frame_px: px as u32,
+            use_dark: !dark.is_empty() as u32,
+            use_gain_map: !gain_map.is_empty() as u32,
+            offset_adu: rng.random_range(0.0..100.0),
+            inv_gain: 1.0 / rng.random_range(0.5..3.0f32),
+            ..Default::default()
+        };
+        let gpu = calibrate_gpu(&ctx, &p, &adu, &dark, &gain_map).unwrap();
+        let mut cpu = vec![0i32; px * n];
+        calibrate_cpu(&p, &adu, &dark, &gain_map, &mut cpu);
+        let off: Vec<usize> = (0..cpu.len()).filter(|&i| gpu[i] != cpu[i]).collect();
+        assert!(off.iter().all(|&i| (gpu[i] - cpu[i]).abs() <= 1), "case {case}: values differ by more than 1");
+        assert!(
+            off.len() as f64 <= 1e-4 * cpu.len() as f64,
+            "case {case}: {} of {} values differ",
+            off.len(),
+            cpu.len()
+        );
+    }
+}
+
+#[test]
+fn sum3_matches_twin_exactly() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("sum3_matches_twin_exactly");
+    for (h, w, n) in [(1, 1, 1), (1, 7, 2), (9, 1, 1), (rng.random_range(2..80), rng.random_range(2..80), 3)] {
+        let q = random_q(&mut rng, (h * w * n) as usize);
+        let p = Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 };
+        let gpu = sum3_gpu(&ctx, &p, &q).unwrap();
+        let mut cpu = vec![0; q.len()];
+        sum3_cpu(&p, &q, &mut cpu);
+        assert_eq!(gpu, cpu, "{h}x{w}x{n}");
+        // The separable twin equals the direct 9-term sum.
+        let (r, c) = ((h - 1) / 2, (w - 1) / 2);
+        let mut direct = 0;
+        for rr in r.saturating_sub(1)..=(r + 1).min(h - 1) {
+            for cc in c.saturating_sub(1)..=(c + 1).min(w - 1) {
+                direct += q[(rr * w + cc) as usize];
+            }
+        }
+        assert_eq!(cpu[(r * w + c) as usize], direct);
+    }
+}
+
+#[test]
+fn find_matches_twin_exactly() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("find_matches_twin_exactly");
+    // Random integer input (with plateaus: small value range gives ties) and real synthetic frames.
+    let mut inputs: Vec<(u32, u32, u32, Vec<i32>)> = Vec::new();
+    let (h, w) = (rng.random_range(5..60), rng.random_range(5..60));
+    inputs.push((h, w, 2, (0..h * w * 2).map(|_| rng.random_range(0..4)).collect()));
+    let (h, w) = (rng.random_range(20..90), rng.random_range(20..90));
+    inputs.push((h, w, 3, random_q(&mut rng, (h * w * 3) as usize)));
+    let frames = synthetic_frames(2, 64, 96, 120.0, 20.0, rng.random());
+    inputs.push((64, 96, 2, frames.iter().map(|&v| emsim::count::calibrate::to_q(v)).collect()));
+    for (k, (h, w, n, q)) in inputs.into_iter().enumerate() {
+        let mut s = vec![0; q.len()];
+        sum3_cpu(&Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 }, &q, &mut s);
+        for suppress_px in [1u32, 2] {
+            let p = FindParams {
+                n_frames: n,
+                height: h,
+                width: w,
+                thr_q: if k == 0 { 1 } else { 80 * 16 },
+                xray_q: if k == 1 { 150_000 } else { 0 },
+                suppress_px,
+                capacity: n * max_candidates(h, w) as u32,
+                _pad0: 0,
+            };
+            let cpu = find_cpu(&p, &q, &s);
+            let (gpu, count) = find_gpu(&ctx, &p, &q, &s).unwrap();
+            assert_eq!(count as usize, cpu.len(), "input {k}: counter");
+            assert_eq!(gpu, cpu, "input {k}, suppress {suppress_px}");
+            assert!(!cpu.is_empty(), "input {k}: the test input should contain centres");
+            // Guarantee: kept centres are more than suppress_px apart within a frame.
+            for a in &cpu {
+                for b in &cpu {
+                    if a[0] == b[0] && a[1] < b[1] {
+                        let (ra, ca) = ((a[1] / w) as i32, (a[1] % w) as i32);
+                        let (rb, cb) = ((b[1] / w) as i32, (b[1] % w) as i32);
+                        let d = (ra - rb).abs().max((ca - cb).abs());
+                        assert!(d > 1, "input {k}: centres {a:?} {b:?} touch");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn localize_matches_twin() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("localize_matches_twin");
+    let (h, w, n) = (rng.random_range(3..50), rng.random_range(3..50), 2u32);
+    let q = random_q(&mut rng, (h * w * n) as usize);
+    // Centres anywhere, edges and corners included.
+    let mut cands: Vec<[u32; 4]> =
+        (0..300).map(|_| [rng.random_range(0..n), rng.random_range(0..h * w), 0, 0]).collect();
+    cands.push([0, 0, 0, 0]);
+    cands.push([1, h * w - 1, 0, 0]);
+    let p = LocalizeParams { height: h, width: w, capacity: cands.len() as u32, centroid_thr_q: 640 };
+    let gpu = localize_gpu(&ctx, &p, &q, &cands).unwrap();
+    let cpu = localize_cpu(&p, &q, &cands);
+    assert_eq!(gpu.len(), cpu.len());
+    for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+        for m in 0..5 {
+            for a in 0..2 {
+                assert!((g.xy[m][a] - c.xy[m][a]).abs() <= 1e-5, "cand {i} method {m}: gpu {g:?} cpu {c:?}");
+            }
+        }
+        assert_eq!((g.charge3_e, g.charge5_e), (c.charge3_e, c.charge5_e), "cand {i}");
+    }
+    // Empty list: nothing dispatched, nothing written.
+    assert!(localize_gpu(&ctx, &p, &q, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn counter_gpu_equals_cpu_on_default_density_frames() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("counter_gpu_equals_cpu");
+    let (h, w) = (128, 160);
+    let density = 2927.294 / (576.0 * 576.0);
+    let frames = synthetic_frames(5, h, w, density * (h * w) as f64, 20.0, rng.random());
+    let sigma = estimate_sigma_e(frames.iter().copied()).unwrap();
+    assert!((sigma - 20.0).abs() < 1.0, "estimated sigma {sigma}");
+    let cfg = CountConfig { batch_frames: 2, ..Default::default() }; // 3 GPU batches
+    let gpu_dev = Device::Gpu(Box::new(ctx));
+    let on_gpu = Counter::new(cfg.clone(), h, w, sigma, &gpu_dev).unwrap().count(&frames).unwrap();
+    let on_cpu = Counter::new(cfg, h, w, sigma, &Device::Cpu).unwrap().count(&frames).unwrap();
+    assert_eq!(on_gpu.cands, on_cpu.cands);
+    for (g, c) in on_gpu.localized.iter().zip(&on_cpu.localized) {
+        for m in 0..5 {
+            assert!((g.xy[m][0] - c.xy[m][0]).abs() <= 1e-5 && (g.xy[m][1] - c.xy[m][1]).abs() <= 1e-5);
+        }
+    }
+    let per_frame = on_cpu.cands.len() as f64 / 5.0;
+    let expected = density * (h * w) as f64;
+    assert!(
+        per_frame > 0.7 * expected && per_frame < 1.3 * expected,
+        "{per_frame} centres per frame, {expected} electrons"
+    );
+}
+
+#[test]
+fn sigma_estimate_and_bad_config() {
+    let mut rng = test_rng("sigma_estimate");
+    let noise = Normal::new(0.0f32, 13.0).unwrap();
+    let v: Vec<f32> = (0..200_000).map(|_| noise.sample(&mut rng)).collect();
+    let s = estimate_sigma_e(v.iter().copied()).unwrap();
+    assert!((s - 13.0).abs() < 0.1, "{s}");
+    assert!(estimate_sigma_e([1.0f32, 2.0].into_iter()).is_none());
+    let bad = CountConfig { background_threshold_n_sigma: -1.0, ..Default::default() };
+    let e = Counter::new(bad, 8, 8, 20.0, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("--background-threshold-n-sigma"), "{e}");
+    let bad = CountConfig { dark: Some(vec![0.0; 10]), ..Default::default() };
+    let e = Counter::new(bad, 8, 8, 20.0, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("--dark") && e.contains("8x8"), "{e}");
+}

@@ -123,6 +123,51 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
     })
 }
 
+/// Times finding + localization (every classical method at once; the 3x3 centroid among them) on
+/// frames already in host memory (no disk), `repeats` times.
+pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
+    let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu)?;
+    let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
+    let frames = gen_.generate(0, &counts)?.frames;
+    let ccfg = crate::count::CountConfig::default();
+    let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
+    let batch = counter.batch_frames() as usize;
+    let px = (cfg.height * cfg.width) as usize;
+    let run_all = || -> Result<u64> {
+        let mut found = 0u64;
+        for chunk in frames.chunks(batch * px) {
+            found += counter.count(chunk)?.cands.len() as u64;
+        }
+        Ok(found)
+    };
+    run_all()?; // warm-up
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..repeats {
+        let t = Instant::now();
+        found = run_all()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
+    let med = median(&mut times);
+    Ok(BenchRecord {
+        stage: "count".into(),
+        path: device.path_name().into(),
+        timed: "upload + calibrate + 3x3 sums + finding + compaction + all classical methods + readback (frames in memory, no disk)".into(),
+        height: cfg.height,
+        width: cfg.width,
+        electrons_per_frame: found as f64 / cfg.frames as f64,
+        batch_frames: batch as u32,
+        frames_per_repeat: cfg.frames,
+        repeats,
+        median_s: med,
+        min_s: min,
+        max_s: max,
+        frames_per_s: cfg.frames as f64 / med,
+        electrons_per_s: found as f64 / med,
+    })
+}
+
 /// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let backend: BackendChoice = opts.backend.parse()?;
@@ -147,6 +192,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 ..Default::default()
             };
             records.push(bench_frames(d, &lib, &cfg, repeats)?);
+            records.push(bench_count(d, &lib, &cfg, repeats)?);
         }
     }
     if records.is_empty() {

@@ -49,6 +49,11 @@ enum Cmd {
     #[command(after_help = "Example:\n  emsim frames --frames 8 --seed 1 --out f.h5 --preview f.png\n  \
         python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\"")]
     Frames(FramesArgs),
+    /// Find the electrons in frames and localize them (max pixel, 3x3/5x5 centroids, thresholded).
+    #[command(after_help = "Examples:\n  emsim count f.h5 --method c3x3 --out counts.h5 --stempy counts-stempy.h5\n  \
+        emsim count f.h5 --method max,c3x3,c5x5,c3x3t,c5x5t --out 'counts-{method}.h5' --images counted/\n  \
+        python3 -c \"import h5py; c = h5py.File('counts.h5'); print(c['electrons/x_px'][:5])\"")]
+    Count(CountArgs),
     /// Measure the throughput of each stage on the GPU and CPU paths.
     #[command(after_help = "Example: emsim bench --quick --json > bench.json")]
     Bench(BenchArgs),
@@ -242,6 +247,129 @@ fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, String)> {
     Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
 }
 
+#[derive(Args)]
+struct CountArgs {
+    /// Frames: an emsim frames HDF5 file (or any HDF5 file with a 3-D dataset), an emsim npy
+    /// folder, or a 3-D .npy file.
+    input: PathBuf,
+    /// HDF5 dataset holding the frames.
+    #[arg(long, default_value = "frames")]
+    dataset: String,
+    /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t.
+    #[arg(long, default_value = "c3x3")]
+    method: String,
+    /// Output counts file (HDF5); with several methods include {method} in the name.
+    #[arg(long, short)]
+    out: String,
+    /// Also write stempy's sparse electron-counted HDF5 (stempy.io.load_electron_counts).
+    #[arg(long)]
+    stempy: Option<PathBuf>,
+    /// Folder for counted images at 1x, 2x, 4x (npy + PNG).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Read-noise sigma in electrons (default: estimated from the frames).
+    #[arg(long, allow_negative_numbers = true)]
+    sigma_e: Option<f32>,
+    /// Background threshold, in units of the noise sigma (stempy's background_threshold_n_sigma).
+    #[arg(long, default_value_t = 4.0, allow_negative_numbers = true)]
+    background_threshold_n_sigma: f32,
+    /// Reject centres with a pixel above this many electrons (X-ray-like hits); 0 = off.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    xray_threshold_e: f32,
+    /// Pixel threshold of the thresholded centroids (c3x3t, c5x5t), electrons.
+    #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+    centroid_threshold_e: f32,
+    /// Drop a centre when a stronger one lies within this many pixels.
+    #[arg(long, default_value_t = 2)]
+    suppress_px: u32,
+    /// Dark reference (ADU per pixel, HxW): file.npy, file.h5 or file.h5:/dataset.
+    #[arg(long)]
+    dark: Option<String>,
+    /// Gain map (multiplier per pixel, HxW): file.npy, file.h5 or file.h5:/dataset.
+    #[arg(long)]
+    gain_map: Option<String>,
+    /// ADU per electron (default: the frames file's gain_adu_per_e, else 1).
+    #[arg(long, allow_negative_numbers = true)]
+    gain: Option<f32>,
+    /// Scalar dark offset in ADU (default: the frames file's offset_adu, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    offset_adu: Option<f32>,
+    /// Pixel pitch in um (default: the frames file's pixel_size_um).
+    #[arg(long)]
+    pixel_size_um: Option<f32>,
+    /// Count only the first N frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Frames per batch (0: automatic).
+    #[arg(long, default_value_t = 0)]
+    batch: u32,
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    dev: DeviceArgs,
+}
+
+fn count(a: CountArgs) -> Result<()> {
+    use emsim::count::{CountConfig, Method, run::CountOptions};
+    let methods = a.method.split(',').map(|m| Method::parse(m.trim())).collect::<emsim::Result<Vec<_>>>()?;
+    let cfg = CountConfig {
+        noise_sigma_e: a.sigma_e,
+        background_threshold_n_sigma: a.background_threshold_n_sigma,
+        xray_threshold_e: a.xray_threshold_e,
+        centroid_threshold_e: a.centroid_threshold_e,
+        suppress_px: a.suppress_px,
+        batch_frames: a.batch,
+        ..Default::default()
+    };
+    // Check the settings before opening a device.
+    cfg.validate(1, 1)?;
+    if let Some(g) = a.gain
+        && !(g > 0.0)
+    {
+        return Err(emsim::Error::invalid("--gain", format!("must be > 0, got {g}")));
+    }
+    let device = Device::open(&a.dev.device, &a.dev.backend)?;
+    let opts = CountOptions {
+        input: a.input,
+        dataset: a.dataset,
+        methods,
+        out: a.out,
+        stempy: a.stempy,
+        images: a.images,
+        force: a.force,
+        progress: !a.quiet,
+        max_frames: a.max_frames,
+        gain_adu_per_e: a.gain,
+        offset_adu: a.offset_adu,
+        dark: a.dark,
+        gain_map: a.gain_map,
+        pixel_size_um: a.pixel_size_um,
+    };
+    let summary = emsim::count::run::run(cfg, &device, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&summary).unwrap());
+    } else if !a.quiet {
+        eprintln!(
+            "counted {} electrons in {} frames ({:.1} per frame, noise sigma {:.2} e-{}) in {:.2} s ({:.1} frames/s, {} path): {}",
+            summary.electrons,
+            summary.frames,
+            summary.electrons_per_frame,
+            summary.noise_sigma_e,
+            if summary.sigma_estimated { ", estimated" } else { "" },
+            summary.elapsed_s,
+            summary.frames_per_s,
+            summary.path,
+            summary.outputs.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn frames(a: FramesArgs) -> Result<()> {
     let (height, width) = parse_size(&a.size)?;
     let (shard_index, shard_count) = parse_shard(&a.shard)?;
@@ -391,6 +519,7 @@ fn main_result(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Frames(a) => frames(a),
+        Cmd::Count(a) => count(a),
         Cmd::Bench(a) => {
             let opts = emsim::bench::BenchOptions { quick: a.quick, cpu_only: a.cpu_only, backend: a.backend };
             let report = emsim::bench::run(&opts)?;

@@ -82,8 +82,9 @@ fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
     true
 }
 
-/// The centres of one frame, in flat-index order.
-pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
+/// The centres of one frame, in flat-index order: the plain version, [`is_candidate`] and
+/// [`survives`] at every pixel. Reference for [`find_frame`].
+pub fn find_frame_plain(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
     let (h, w) = (p.height as i32, p.width as i32);
     for r in 0..h {
         for c in 0..w {
@@ -92,6 +93,75 @@ pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Ve
                 out.push([frame, i as u32, s[i] as u32, 0]);
             }
         }
+    }
+}
+
+/// The centres of one frame, in flat-index order; same result as [`find_frame_plain`]. Interior
+/// rows first get a branch-free local-maximum mask (the tie rule makes it: strictly above the
+/// four neighbours with a lower index, at least equal to the four with a higher one), which the
+/// compiler vectorizes; only the few local maxima go through the threshold and suppression tests.
+pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
+    let (h, w) = (p.height as usize, p.width as usize);
+    if h < 3 || w < 3 {
+        return find_frame_plain(p, q, s, frame, out);
+    }
+    let mut mask = vec![0u8; w];
+    for r in 0..h {
+        let interior = r >= 1 && r + 1 < h;
+        if interior {
+            local_max_row(&s[(r - 1) * w..(r + 2) * w], w, &mut mask);
+            // The row's first and last pixels touch the frame edge: the plain test.
+            mask[0] = 0;
+            mask[w - 1] = 0;
+        }
+        for c in 0..w {
+            let edge = !interior || c == 0 || c == w - 1;
+            let local_max = if edge {
+                is_candidate(p, q, s, r as i32, c as i32)
+            } else {
+                mask[c] != 0 && is_candidate(p, q, s, r as i32, c as i32)
+            };
+            if local_max && survives(p, q, s, r as i32, c as i32) {
+                let i = r * w + c;
+                out.push([frame, i as u32, s[i] as u32, 0]);
+            }
+        }
+    }
+}
+
+/// mask[c] = 1 where pixel c of the middle row of `rows` (3 rows of width w) is a local maximum
+/// of s under the tie rule; columns 1..w-1 only.
+fn local_max_row(rows: &[i32], w: usize, mask: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above).
+            return unsafe { local_max_row_avx2(rows, w, mask) };
+        }
+    }
+    local_max_row_generic(rows, w, mask)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn local_max_row_avx2(rows: &[i32], w: usize, mask: &mut [u8]) {
+    local_max_row_generic(rows, w, mask)
+}
+
+#[inline(always)]
+fn local_max_row_generic(rows: &[i32], w: usize, mask: &mut [u8]) {
+    let (up, mid, dn) = (&rows[..w], &rows[w..2 * w], &rows[2 * w..3 * w]);
+    for c in 1..w - 1 {
+        let v = mid[c];
+        let m = (v > up[c - 1])
+            & (v > up[c])
+            & (v > up[c + 1])
+            & (v > mid[c - 1])
+            & (v >= mid[c + 1])
+            & (v >= dn[c - 1])
+            & (v >= dn[c])
+            & (v >= dn[c + 1]);
+        mask[c] = m as u8;
     }
 }
 
@@ -137,4 +207,49 @@ pub fn find_gpu(
     list.truncate(count.min(p.capacity) as usize);
     sort_candidates(&mut list);
     Ok((list, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The masked (vectorized) finder equals the plain one, plateaus (ties) included.
+    #[test]
+    fn fast_finder_equals_plain() {
+        let mut x: u32 = 12345;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let mut total = 0;
+        for &(h, w, range) in &[(3u32, 3u32, 3i32), (7, 40, 2), (33, 65, 5), (64, 64, 1000)] {
+            let q: Vec<i32> = (0..h * w).map(|_| (next() % range as u32) as i32).collect();
+            let mut s = vec![0; q.len()];
+            crate::count::sum3::sum3_cpu(
+                &crate::count::sum3::Sum3Params { n_frames: 1, height: h, width: w, _pad0: 0 },
+                &q,
+                &mut s,
+            );
+            for suppress_px in [0, 1, 2, 3] {
+                let p = FindParams {
+                    n_frames: 1,
+                    height: h,
+                    width: w,
+                    thr_q: range / 2,
+                    xray_q: 0,
+                    suppress_px,
+                    capacity: 0,
+                    _pad0: 0,
+                };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                find_frame(&p, &q, &s, 0, &mut a);
+                find_frame_plain(&p, &q, &s, 0, &mut b);
+                assert_eq!(a, b, "{h}x{w} range {range} suppress {suppress_px}");
+                total += a.len();
+            }
+        }
+        assert!(total > 100, "the inputs should contain centres ({total})");
+    }
 }

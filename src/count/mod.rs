@@ -20,10 +20,10 @@ pub mod sum3;
 use crate::gpu::{Device, GpuContext};
 use crate::shaders;
 use crate::{Error, Result};
-use calibrate::{CalibrateParams, Q_SCALE, calibrate_cpu, to_q};
-use find::{Candidate, FindParams, find_cpu, max_candidates, sort_candidates};
-use localize::{ArgsParams, LocalizeParams, Localized, localize_cpu};
-use sum3::{Sum3Params, sum3_cpu};
+use calibrate::{CalibrateParams, Q_SCALE, to_q};
+use find::{Candidate, FindParams, max_candidates, sort_candidates};
+use localize::{ArgsParams, LocalizeParams, Localized};
+use sum3::Sum3Params;
 
 /// A localization method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,23 +322,50 @@ impl<'a> Counter<'a> {
         }
     }
 
+    /// The CPU path: each frame is one task (calibrate, 3x3 sums, find, localize on per-thread
+    /// buffers, so the frame stays in cache); the twins' frame functions, in the kernels' order.
     fn count_cpu(&self, adu: &[f32], n: usize) -> Found {
-        let px = (self.height * self.width) as usize;
-        let mut q = vec![0i32; n * px];
+        use rayon::prelude::*;
+        let (h, w) = (self.height as usize, self.width as usize);
+        let px = h * w;
         let empty: Vec<f32> = Vec::new();
-        calibrate_cpu(
-            &self.calibrate_params(n),
-            adu,
-            self.cfg.dark.as_ref().unwrap_or(&empty),
-            self.cfg.gain_map.as_ref().unwrap_or(&empty),
-            &mut q,
-        );
-        let mut s = vec![0i32; n * px];
-        sum3_cpu(&Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 }, &q, &mut s);
-        let fp = self.find_params(n);
-        let cands = find_cpu(&fp, &q, &s);
-        let localized = localize_cpu(&self.localize_params(fp.capacity), &q, &cands);
-        Found { cands, localized }
+        let cp = self.calibrate_params(1);
+        let fp = self.find_params(1);
+        let lp = self.localize_params(fp.capacity);
+        let dark = self.cfg.dark.as_ref().unwrap_or(&empty);
+        let gain_map = self.cfg.gain_map.as_ref().unwrap_or(&empty);
+        let per_frame: Vec<(Vec<Candidate>, Vec<Localized>)> = (0..n)
+            .into_par_iter()
+            .map_init(
+                || (vec![0i32; px], vec![0i32; px], vec![0i32; px]),
+                |(q, s, rows), f| {
+                    calibrate::calibrate_frame(&cp, &adu[f * px..(f + 1) * px], dark, gain_map, q);
+                    sum3::sum3_frame(h, w, q, s, rows);
+                    let mut cands = Vec::new();
+                    find::find_frame(&fp, q, s, f as u32, &mut cands);
+                    let loc = cands
+                        .iter()
+                        .map(|c| {
+                            localize::localize_one(
+                                q,
+                                lp.height,
+                                lp.width,
+                                c[1] / lp.width,
+                                c[1] % lp.width,
+                                lp.centroid_thr_q,
+                            )
+                        })
+                        .collect();
+                    (cands, loc)
+                },
+            )
+            .collect();
+        let mut found = Found::default();
+        for (c, l) in per_frame {
+            found.cands.extend(c);
+            found.localized.extend(l);
+        }
+        found
     }
 
     fn count_gpu(&self, ctx: &GpuContext, adu: &[f32], n: usize) -> Result<Found> {

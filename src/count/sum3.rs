@@ -14,42 +14,47 @@ pub struct Sum3Params {
 }
 const _: () = assert!(std::mem::size_of::<Sum3Params>() == 16);
 
-/// CPU twin of `count/sum3` (pixels outside the frame count as 0). Separable: row sums, then
-/// column sums of those; integer arithmetic, so the result equals the kernel's direct 9-term sum.
+/// CPU twin of `count/sum3` (pixels outside the frame count as 0), parallel over frames.
 pub fn sum3_cpu(p: &Sum3Params, q: &[i32], s: &mut [i32]) {
     let (h, w) = (p.height as usize, p.width as usize);
     let fp = h * w;
-    s[..fp * p.n_frames as usize].par_chunks_mut(fp).zip(q.par_chunks(fp)).for_each_init(
-        || vec![0i32; fp],
-        |rows, (sf, qf)| {
-            for r in 0..h {
-                let qr = &qf[r * w..(r + 1) * w];
-                let out = &mut rows[r * w..(r + 1) * w];
-                for c in 0..w {
-                    let mut a = qr[c];
-                    if c > 0 {
-                        a += qr[c - 1];
-                    }
-                    if c + 1 < w {
-                        a += qr[c + 1];
-                    }
-                    out[c] = a;
-                }
+    s[..fp * p.n_frames as usize]
+        .par_chunks_mut(fp)
+        .zip(q.par_chunks(fp))
+        .for_each_init(|| vec![0i32; fp], |rows, (sf, qf)| sum3_frame(h, w, qf, sf, rows));
+}
+
+/// One frame: row sums into `rows` (scratch, H x W), then column sums of those. Integer
+/// arithmetic, so the result equals the kernel's direct 9-term sum.
+pub fn sum3_frame(h: usize, w: usize, qf: &[i32], sf: &mut [i32], rows: &mut [i32]) {
+    for r in 0..h {
+        let qr = &qf[r * w..(r + 1) * w];
+        let out = &mut rows[r * w..(r + 1) * w];
+        for c in 0..w {
+            let mut a = qr[c];
+            if c > 0 {
+                a += qr[c - 1];
             }
-            for r in 0..h {
-                for c in 0..w {
-                    let mut a = rows[r * w + c];
-                    if r > 0 {
-                        a += rows[(r - 1) * w + c];
-                    }
-                    if r + 1 < h {
-                        a += rows[(r + 1) * w + c];
-                    }
-                    sf[r * w + c] = a;
-                }
+            if c + 1 < w {
+                a += qr[c + 1];
             }
-        },
-    );
+            out[c] = a;
+        }
+    }
+    for r in 0..h {
+        let out = &mut sf[r * w..(r + 1) * w];
+        out.copy_from_slice(&rows[r * w..(r + 1) * w]);
+        if r > 0 {
+            for (o, &v) in out.iter_mut().zip(&rows[(r - 1) * w..r * w]) {
+                *o += v;
+            }
+        }
+        if r + 1 < h {
+            for (o, &v) in out.iter_mut().zip(&rows[(r + 1) * w..(r + 2) * w]) {
+                *o += v;
+            }
+        }
+    }
 }
 
 /// Runs `count/sum3` alone on the GPU.

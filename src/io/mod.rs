@@ -1,6 +1,8 @@
 //! File formats: event libraries, frame datasets (HDF5, npy), previews; atomic outputs.
 
 pub mod atomic;
+pub mod counts_out;
+pub mod frames_in;
 pub mod frames_out;
 pub mod h5util;
 pub mod library;

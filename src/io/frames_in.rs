@@ -1,0 +1,242 @@
+//! Reading frame stacks for `count`: an emsim frames HDF5 file (or any HDF5 file with a 3-D numeric
+//! dataset), an emsim `--format npy` folder, or a plain 3-D `.npy` file. Frames are read in batches
+//! (never the whole stack) and converted to f32 ADU.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::h5util::{num_attr, open, str_attr};
+use crate::{Error, Result};
+
+/// What the frames file says about itself (defaults for files emsim did not write).
+#[derive(Clone, Debug, Default)]
+pub struct FramesMeta {
+    pub n_frames: u64,
+    pub height: u32,
+    pub width: u32,
+    pub gain_adu_per_e: Option<f32>,
+    pub offset_adu: Option<f32>,
+    pub noise_sigma_e: Option<f32>,
+    pub pixel_size_um: Option<f32>,
+    pub seed: Option<u64>,
+    pub config_json: Option<String>,
+    pub first_frame: u64,
+}
+
+enum Source {
+    H5 { ds: hdf5::Dataset },
+    Npy { file: std::fs::File, data_start: u64, dtype: NpyDtype },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum NpyDtype {
+    F32,
+    U16,
+}
+
+pub struct FramesReader {
+    pub path: PathBuf,
+    pub meta: FramesMeta,
+    src: Source,
+}
+
+impl FramesReader {
+    /// Opens `path`; `dataset` names the HDF5 dataset (default `frames`).
+    pub fn open(path: &Path, dataset: &str) -> Result<Self> {
+        if path.is_dir() {
+            let npy = path.join("frames.npy");
+            if !npy.exists() {
+                return Err(Error::file(path, "folder has no frames.npy (expected an emsim --format npy dataset)"));
+            }
+            let mut r = Self::open_npy(&npy)?;
+            r.path = path.to_path_buf();
+            if let Ok(text) = std::fs::read_to_string(path.join("attrs.json")) {
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::file(&path.join("attrs.json"), format!("not valid JSON: {e}")))?;
+                let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
+                r.meta.gain_adu_per_e = f("gain_adu_per_e");
+                r.meta.offset_adu = f("offset_adu");
+                r.meta.noise_sigma_e = f("noise_sigma_e");
+                r.meta.pixel_size_um = f("pixel_size_um");
+                r.meta.seed = v.get("seed").and_then(|x| x.as_u64());
+                r.meta.first_frame = v.get("first_frame").and_then(|x| x.as_u64()).unwrap_or(0);
+                r.meta.config_json = v.get("config").map(|c| c.to_string());
+            }
+            return Ok(r);
+        }
+        if path.extension().is_some_and(|e| e == "npy") {
+            return Self::open_npy(path);
+        }
+        let file = open(path, "frames file")?;
+        let ds = file.dataset(dataset).map_err(|_| {
+            Error::file(
+                path,
+                format!("no /{dataset} dataset (expected frames as (F, H, W); pick another with --dataset)"),
+            )
+        })?;
+        let shape = ds.shape();
+        if shape.len() != 3 {
+            return Err(Error::file(
+                path,
+                format!("/{dataset} must be 3-D (frames, height, width), found shape {shape:?}"),
+            ));
+        }
+        let dtype = ds.dtype().map_err(|e| Error::file(path, format!("/{dataset}: {e}")))?;
+        use hdf5::types::TypeDescriptor as T;
+        match dtype.to_descriptor() {
+            Ok(T::Float(_) | T::Integer(_) | T::Unsigned(_)) => {}
+            Ok(other) => {
+                return Err(Error::file(
+                    path,
+                    format!("/{dataset} has type {other:?}; expected a numeric type (f32, u16, ...)"),
+                ));
+            }
+            Err(e) => return Err(Error::file(path, format!("/{dataset}: unsupported type: {e}"))),
+        }
+        if shape[1] == 0 || shape[2] == 0 || shape[1] > u32::MAX as usize || shape[2] > u32::MAX as usize {
+            return Err(Error::file(path, format!("/{dataset} has unusable frame shape {:?}", &shape[1..])));
+        }
+        let meta = FramesMeta {
+            n_frames: shape[0] as u64,
+            height: shape[1] as u32,
+            width: shape[2] as u32,
+            gain_adu_per_e: num_attr(&ds, "gain_adu_per_e"),
+            offset_adu: num_attr(&ds, "offset_adu"),
+            noise_sigma_e: num_attr(&ds, "noise_sigma_e"),
+            pixel_size_um: num_attr(&ds, "pixel_size_um"),
+            seed: num_attr(&file, "seed"),
+            config_json: str_attr(&file, "config_json"),
+            first_frame: num_attr(&file, "first_frame").unwrap_or(0),
+        };
+        Ok(Self { path: path.to_path_buf(), meta, src: Source::H5 { ds } })
+    }
+
+    fn open_npy(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+        let bad = |m: &str| Error::file(path, format!("not a readable .npy frame stack: {m}"));
+        let mut magic = [0u8; 10];
+        file.read_exact(&mut magic).map_err(|_| bad("too short"))?;
+        if &magic[..6] != b"\x93NUMPY" {
+            return Err(bad("missing the NUMPY magic"));
+        }
+        let (hlen, pre) = if magic[6] == 1 {
+            (u16::from_le_bytes([magic[8], magic[9]]) as usize, 10)
+        } else {
+            let mut b = [0u8; 2];
+            file.read_exact(&mut b).map_err(|_| bad("truncated header"))?;
+            (u32::from_le_bytes([magic[8], magic[9], b[0], b[1]]) as usize, 12)
+        };
+        let mut header = vec![0u8; hlen];
+        file.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
+        let header = String::from_utf8_lossy(&header).to_string();
+        let dtype = if header.contains("'<f4'") {
+            NpyDtype::F32
+        } else if header.contains("'<u2'") {
+            NpyDtype::U16
+        } else {
+            return Err(bad(&format!("dtype must be little-endian float32 or uint16, header {header:?}")));
+        };
+        if header.contains("'fortran_order': True") {
+            return Err(bad("Fortran order is not supported (save with C order)"));
+        }
+        let shape_str =
+            header.split("'shape':").nth(1).and_then(|s| s.split(['(', ')']).nth(1)).ok_or_else(|| bad("no shape"))?;
+        let shape: Vec<u64> = shape_str
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("bad shape"))?;
+        if shape.len() != 3 || shape[1] == 0 || shape[2] == 0 {
+            return Err(bad(&format!("must be 3-D (frames, height, width), found shape {shape:?}")));
+        }
+        let meta =
+            FramesMeta { n_frames: shape[0], height: shape[1] as u32, width: shape[2] as u32, ..Default::default() };
+        Ok(Self { path: path.to_path_buf(), meta, src: Source::Npy { file, data_start: (pre + hlen) as u64, dtype } })
+    }
+
+    /// Reads frames `[start, start + n)` as f32, row-major (n, H, W).
+    pub fn read(&mut self, start: u64, n: usize) -> Result<Vec<f32>> {
+        let px = self.meta.height as usize * self.meta.width as usize;
+        let path = self.path.clone();
+        match &mut self.src {
+            Source::H5 { ds } => {
+                let sel = ndarray::s![start as usize..start as usize + n, .., ..];
+                let a: ndarray::Array3<f32> = ds
+                    .read_slice(sel)
+                    .map_err(|e| Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64)))?;
+                Ok(a.into_raw_vec_and_offset().0)
+            }
+            Source::Npy { file, data_start, dtype } => {
+                let item = match dtype {
+                    NpyDtype::F32 => 4,
+                    NpyDtype::U16 => 2,
+                };
+                let mut bytes = vec![0u8; n * px * item];
+                file.seek(SeekFrom::Start(*data_start + start * (px * item) as u64))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|e| Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64)))?;
+                Ok(match dtype {
+                    NpyDtype::F32 => {
+                        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                    }
+                    NpyDtype::U16 => bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as f32).collect(),
+                })
+            }
+        }
+    }
+}
+
+/// Reads a 2-D map (dark reference, gain map) of `height x width` from `.npy` (f32/u16) or HDF5
+/// (`file.h5` uses the first 2-D dataset named `dark`, `gain`, `data` or given as `file.h5:/name`).
+pub fn read_map(spec: &str, flag: &str, height: u32, width: u32) -> Result<Vec<f32>> {
+    let (path, name) = match spec.rsplit_once(":/") {
+        Some((p, n)) => (PathBuf::from(p), Some(n.to_string())),
+        None => (PathBuf::from(spec), None),
+    };
+    let px = height as usize * width as usize;
+    let v: Vec<f32> = if path.extension().is_some_and(|e| e == "npy") {
+        // A 2-D npy is a 1-frame stack for our reader once the shape is checked.
+        let arr: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&path)
+            .map_err(|e| Error::invalid(flag, format!("{}: not a readable float32 .npy: {e}", path.display())))?;
+        if arr.shape() != [height as usize, width as usize] {
+            return Err(Error::invalid(
+                flag,
+                format!("{}: shape {:?}, the frames are {height}x{width}", path.display(), arr.shape()),
+            ));
+        }
+        arr.iter().copied().collect()
+    } else {
+        let f = open(&path, flag.trim_start_matches('-'))?;
+        let names = match &name {
+            Some(n) => vec![n.clone()],
+            None => vec!["dark".into(), "gain".into(), "data".into()],
+        };
+        let ds = names.iter().find_map(|n| f.dataset(n).ok()).ok_or_else(|| {
+            Error::invalid(
+                flag,
+                format!(
+                    "{}: no dataset {} (name one with {}:/name)",
+                    path.display(),
+                    names.join(" or "),
+                    path.display()
+                ),
+            )
+        })?;
+        if ds.shape() != [height as usize, width as usize] {
+            return Err(Error::invalid(
+                flag,
+                format!("{}: shape {:?}, the frames are {height}x{width}", path.display(), ds.shape()),
+            ));
+        }
+        ds.read_raw::<f32>().map_err(|e| Error::invalid(flag, format!("{}: {e}", path.display())))?
+    };
+    if v.len() != px || v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::invalid(
+            flag,
+            format!("{}: {} values, must be {px} finite numbers", path.display(), v.len()),
+        ));
+    }
+    Ok(v)
+}

@@ -54,6 +54,14 @@ enum Cmd {
         emsim count f.h5 --method max,c3x3,c5x5,c3x3t,c5x5t --out 'counts-{method}.h5' --images counted/\n  \
         python3 -c \"import h5py; c = h5py.File('counts.h5'); print(c['electrons/x_px'][:5])\"")]
     Count(CountArgs),
+    /// Score counted electrons against the truth; or the isolated-event test of the seed notes.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  emsim eval counts-c3x3.h5 counts-max.h5 --truth f.h5 --json eval.json --plots plots/\n  \
+        emsim eval isolated --events 10000 --sigma-e 20 --seed 1"
+    )]
+    Eval(EvalArgs),
     /// Measure the throughput of each stage on the GPU and CPU paths.
     #[command(after_help = "Example: emsim bench --quick --json > bench.json")]
     Bench(BenchArgs),
@@ -314,6 +322,86 @@ struct CountArgs {
     dev: DeviceArgs,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    #[command(subcommand)]
+    sub: Option<EvalCmd>,
+    /// Counts files (emsim count --out), one per method.
+    #[arg(required = true)]
+    counts: Vec<PathBuf>,
+    /// The frames file the counts came from (its /truth).
+    #[arg(long, required = true)]
+    truth: Option<PathBuf>,
+    /// Matching radius, pixels.
+    #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
+    radius_px: f32,
+    /// Write the report as JSON to this file ("-": stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write PNG plots into this folder.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Isolated library events with noise, one per small frame (the seed notes' controlled test).
+    Isolated {
+        /// Event library (default: the one in assets/).
+        #[arg(long)]
+        library: Option<PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        events: u32,
+        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        sigma_e: f32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Frame side around each event, pixels (odd).
+        #[arg(long, default_value_t = 21)]
+        crop: u32,
+        #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+        centroid_threshold_e: f32,
+        /// Print JSON on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dev: DeviceArgs,
+    },
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(EvalCmd::Isolated { library, events, sigma_e, seed, crop, centroid_threshold_e, json, dev }) = a.sub {
+        use emsim::count::isolated::{IsolatedOptions, isolated_test};
+        let (lib, _) = load_library(&library)?;
+        let o = IsolatedOptions { events, sigma_e, seed, crop, centroid_threshold_e, ..Default::default() };
+        let device = Device::open(&dev.device, &dev.backend)?;
+        let report = isolated_test(&lib, &o, &device)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
+    let to_stdout = a.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let opts = emsim::eval::EvalOptions {
+        counts: a.counts,
+        truth: a.truth.expect("required by clap"),
+        radius_px: a.radius_px,
+        json: a.json.filter(|_| !to_stdout),
+        plots: a.plots,
+    };
+    let report = emsim::eval::run(&opts)?;
+    if to_stdout {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    } else if !a.quiet {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
 fn count(a: CountArgs) -> Result<()> {
     use emsim::count::{CountConfig, Method, run::CountOptions};
     let methods = a.method.split(',').map(|m| Method::parse(m.trim())).collect::<emsim::Result<Vec<_>>>()?;
@@ -520,6 +608,7 @@ fn main_result(cli: Cli) -> Result<()> {
         }
         Cmd::Frames(a) => frames(a),
         Cmd::Count(a) => count(a),
+        Cmd::Eval(a) => eval(a),
         Cmd::Bench(a) => {
             let opts = emsim::bench::BenchOptions { quick: a.quick, cpu_only: a.cpu_only, backend: a.backend };
             let report = emsim::bench::run(&opts)?;

@@ -19,6 +19,8 @@ pub mod streams {
     pub const PLACE: u32 = 2;
     /// Per group of 4 pixels of a frame: read noise.
     pub const NOISE: u32 = 3;
+    /// Isolated-event test (`eval isolated`): event choice and read noise per event.
+    pub const ISOLATED: u32 = 4;
     /// Monte Carlo transport of one library event (`events`).
     pub const TRANSPORT: u32 = 16;
     /// Parametric (test) event library.

@@ -160,3 +160,139 @@ fn unknown_backend_is_named() {
     assert!(!o.status.success());
     assert!(stderr_line(&o).contains("cuda"), "{}", stderr_line(&o));
 }
+
+/// The count issue's acceptance: counts of default-density frames on both paths agree, every
+/// output opens, stempy's layout is there, and eval prints recall and precision with the 3x3
+/// centroid more accurate than the max pixel.
+#[test]
+fn count_and_eval_acceptance() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    ok(emsim(&["frames", "--frames", "3", "--seed", "4", "--out", "f.h5", "--device", "cpu", "-q"], d));
+    let all = "max,c3x3,c5x5,c3x3t,c5x5t";
+    let gpu = ok(emsim(
+        &[
+            "count",
+            "f.h5",
+            "--method",
+            all,
+            "--out",
+            "g-{method}.h5",
+            "--stempy",
+            "st.h5",
+            "--images",
+            "img",
+            "--json",
+            "-q",
+        ],
+        d,
+    ));
+    let summary: serde_json::Value = serde_json::from_slice(&gpu.stdout).unwrap();
+    assert_eq!(summary["frames"], 3);
+    ok(emsim(&["count", "f.h5", "--method", "c3x3", "--out", "cpu.h5", "--device", "cpu", "-q"], d));
+    let col = |p: &str, name: &str| {
+        hdf5::File::open(d.join(p)).unwrap().dataset(&format!("electrons/{name}")).unwrap().read_raw::<f32>().unwrap()
+    };
+    let (xg, xc) = (col("g-c3x3.h5", "x_px"), col("cpu.h5", "x_px"));
+    assert_eq!(xg.len(), xc.len(), "GPU and CPU found different numbers of electrons");
+    assert!(xg.iter().zip(&xc).all(|(a, b)| (a - b).abs() <= 1e-5));
+    let n = xg.len() as f64 / 3.0;
+    assert!(n > 2000.0 && n < 3200.0, "{n} electrons per frame");
+    let f = hdf5::File::open(d.join("g-c3x3.h5")).unwrap();
+    assert_eq!(f.dataset("counted_image_x4").unwrap().shape(), vec![2304, 2304]);
+    let img = f.dataset("counted_image").unwrap().read_raw::<u32>().unwrap();
+    assert_eq!(img.iter().map(|&v| v as usize).sum::<usize>(), xg.len(), "every electron is in the counted image");
+    // stempy layout: vlen frames with int64 Nx/Ny, version 3.
+    let st = hdf5::File::open(d.join("st.h5")).unwrap();
+    assert_eq!(st.attr("version").unwrap().read_scalar::<i32>().unwrap(), 3);
+    let fr = st.dataset("electron_events/frames").unwrap();
+    assert_eq!(fr.shape(), vec![3]);
+    assert_eq!(fr.attr("Nx").unwrap().read_scalar::<i64>().unwrap(), 576);
+    assert!(d.join("img/counted_x2.png").exists() && d.join("img/counted_x4.npy").exists());
+
+    let ev = ok(emsim(&["eval", "g-max.h5", "g-c3x3.h5", "--truth", "f.h5", "--json", "-"], d));
+    let report: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    let m = report["methods"].as_array().unwrap();
+    let get = |i: usize, k: &str| m[i][k].as_f64().unwrap_or_else(|| panic!("key {k} in {}", m[i]));
+    for i in 0..2 {
+        for k in
+            ["recall", "precision", "mean_error_px", "median_error_px", "p90_error_px", "p95_error_px", "p99_error_px"]
+        {
+            assert!(get(i, k).is_finite(), "{k}");
+        }
+        assert!(get(i, "recall") > 0.5 && get(i, "precision") > 0.5);
+    }
+    assert_eq!(m[0]["method"], "max");
+    assert!(get(1, "mean_error_px") < get(0, "mean_error_px"), "3x3 centroid should beat the max pixel");
+}
+
+#[test]
+fn count_bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = emsim(
+        &["frames", "--frames", "2", "--size", "32x32", "--electrons", "5", "--out", "f.h5", "--device", "cpu", "-q"],
+        d,
+    );
+    assert!(o.status.success());
+    // An HDF5 file without /frames, and one whose /frames is 2-D.
+    {
+        let f = hdf5::File::create(d.join("noframes.h5")).unwrap();
+        f.new_dataset_builder().with_data(&[1.0f32, 2.0]).create("other").unwrap();
+        let f = hdf5::File::create(d.join("flat.h5")).unwrap();
+        f.new_dataset_builder().with_data(&ndarray::Array2::<f32>::zeros((4, 4))).create("frames").unwrap();
+    }
+    std::fs::write(d.join("junk.h5"), b"not hdf5").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["count", "noframes.h5", "--out", "c.h5"], "no /frames"),
+        (&["count", "flat.h5", "--out", "c.h5"], "3-D"),
+        (&["count", "junk.h5", "--out", "c.h5"], "junk.h5"),
+        (&["count", "missing.h5", "--out", "c.h5"], "not found"),
+        (&["count", "f.h5", "--out", "c.h5", "--background-threshold-n-sigma", "-1"], "--background-threshold-n-sigma"),
+        (&["count", "f.h5", "--out", "c.h5", "--centroid-threshold-e", "-5"], "--centroid-threshold-e"),
+        (&["count", "f.h5", "--out", "c.h5", "--method", "c7x7"], "--method"),
+        (&["count", "f.h5", "--out", "c.h5", "--method", "max,c3x3"], "{method}"),
+        (&["count", "f.h5", "--out", "c.h5", "--dark", "missing.npy"], "--dark"),
+    ];
+    for (args, expect) in cases {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--device", "cpu"]);
+        let out = emsim(&a, d);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let line = stderr_line(&out);
+        assert_eq!(line.lines().count(), 1, "{args:?}: one error line, got {line:?}");
+        assert!(line.contains(expect), "{args:?}: {line:?} should mention {expect}");
+    }
+    // Truth from another dataset.
+    let o = emsim(
+        &[
+            "frames",
+            "--frames",
+            "2",
+            "--size",
+            "32x32",
+            "--electrons",
+            "5",
+            "--seed",
+            "99",
+            "--out",
+            "other.h5",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        d,
+    );
+    assert!(o.status.success());
+    let o = emsim(&["count", "f.h5", "--out", "c.h5", "--device", "cpu", "-q"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = emsim(&["eval", "c.h5", "--truth", "other.h5"], d);
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(line.contains("other.h5") && line.contains("seed"), "{line}");
+    only(d, &["f.h5", "noframes.h5", "flat.h5", "junk.h5", "other.h5", "c.h5"]);
+}

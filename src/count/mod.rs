@@ -13,6 +13,7 @@
 
 pub mod calibrate;
 pub mod find;
+pub mod isolated;
 pub mod localize;
 pub mod run;
 pub mod sum3;

@@ -1,1 +1,463 @@
-//! Evaluation of counted electrons against truth (in progress).
+//! `emsim eval`: counted electrons (one `emsim-counts/1` file per method) against the truth of
+//! the frames file they were counted from.
+//!
+//! * Matching ([`matching`]): per frame, one-to-one, within `--radius-px` (default 1.5 px), with
+//!   the most pairs and then the least total distance; frames in parallel.
+//! * Metrics ([`metrics`]): recall, precision, error percentiles in px and um, bias.
+//! * With two or more methods, errors are also compared on the true electrons that every method
+//!   matched (`mean_error_common_px`), since each method's own mean is over a different subset.
+//! * For a method whose file has `sigma_px` (the network), the "sigma knob": keeping only found
+//!   electrons with `sigma_px <= cut` trades recall for error (the matching is not redone).
+//! * Plots ([`plots`], `--plots DIR`): `error_histogram.png`, `error_cumulative.png`,
+//!   `error_scatter_A_vs_B.png` for each pair of methods, `sigma_cut.png`.
+//!
+//! Counts and truth must come from the same dataset (seed, configuration, first frame) and the
+//! counts must cover every frame of the truth file.
+
+pub mod matching;
+pub mod metrics;
+pub mod plots;
+pub mod read;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::io::atomic::Output;
+use crate::{Error, Result};
+pub use matching::{DEFAULT_RADIUS_PX, MAX_EXACT_COMPONENT};
+pub use metrics::MethodMetrics;
+use metrics::{MethodMatch, common_stats, match_sets, quantile};
+use read::check_same_dataset;
+pub use read::{CountsSet, TruthSet, read_counts, read_truth};
+
+pub const SCHEMA: &str = "emsim-eval/1";
+
+/// Points of the sigma-cut curve (cuts at these fractions of the found electrons, by sigma).
+const SIGMA_CUT_STEPS: usize = 20;
+
+/// What `emsim eval` was asked to do.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Counts files, one per method.
+    pub counts: Vec<PathBuf>,
+    /// The frames file (HDF5) with the truth.
+    pub truth: PathBuf,
+    pub radius_px: f32,
+    /// Write the report as JSON here.
+    pub json: Option<PathBuf>,
+    /// Write PNG plots into this folder (created if missing; its parent must exist).
+    pub plots: Option<PathBuf>,
+}
+
+/// One point of a sigma-cut curve: found electrons with `sigma_px <= sigma_cut_px` only.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SigmaCutPoint {
+    pub sigma_cut_px: f64,
+    /// Fraction of the found electrons kept.
+    pub kept_fraction: f64,
+    pub recall: f64,
+    pub precision: f64,
+    pub mean_error_px: f64,
+    pub median_error_px: f64,
+}
+
+/// The sigma-cut curve of a method with `sigma_px`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SigmaCurve {
+    pub method: String,
+    pub points: Vec<SigmaCutPoint>,
+}
+
+/// The result of an evaluation (printed by [`EvalReport::table`], written by `--json`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EvalReport {
+    pub schema: String,
+    pub generator: String,
+    pub truth_file: String,
+    pub frames_seed: u64,
+    pub first_frame: u64,
+    pub n_frames: u64,
+    pub n_true: u64,
+    pub pixel_size_um: f64,
+    pub radius_px: f64,
+    /// Components with more points are matched greedily (counted per method).
+    pub max_exact_component: usize,
+    /// True electrons matched by every method (null with one method).
+    pub n_matched_by_all: Option<u64>,
+    /// One record per counts file, in the order given.
+    pub methods: Vec<MethodMetrics>,
+    pub sigma_cuts: Vec<SigmaCurve>,
+    /// PNG files written (`--plots`).
+    pub plots: Vec<String>,
+}
+
+/// Reads, checks, matches, measures; writes `--json` and `--plots` when asked.
+pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
+    let r = opts.radius_px;
+    if !(r > 0.0 && r.is_finite()) {
+        return Err(Error::invalid("--radius-px", format!("{r} must be > 0 pixels")));
+    }
+    if opts.counts.is_empty() {
+        return Err(Error::invalid("counts", "give at least one counts file (emsim count ... --out counts.h5)"));
+    }
+    // Check the outputs before any work, so that a bad path fails at once.
+    if let Some(p) = opts.json.as_deref().filter(|p| p.is_dir()) {
+        return Err(Error::file(p, "is a folder; --json names the report file to write"));
+    }
+    let json_out = opts.json.as_deref().map(|p| Output::new(p, true, "--json")).transpose()?;
+    if let Some(dir) = &opts.plots {
+        check_plots_dir(dir)?;
+    }
+
+    let truth = read_truth(&opts.truth)?;
+    let counts: Vec<CountsSet> = opts.counts.iter().map(|p| read_counts(p)).collect::<Result<_>>()?;
+    for c in &counts {
+        check_same_dataset(&truth, c)?;
+    }
+    let matches: Vec<MethodMatch> = counts.iter().map(|c| match_sets(&truth, c, r, MAX_EXACT_COMPONENT)).collect();
+
+    let n_true = truth.len();
+    // The radius as typed (0.6, not 0.6000000238) for the report.
+    let radius_report: f64 = r.to_string().parse().unwrap_or(r as f64);
+    let errors: Vec<Vec<f64>> = matches.iter().map(|m| m.error_by_truth_row(n_true)).collect();
+    let mut methods: Vec<MethodMetrics> = counts
+        .iter()
+        .zip(&matches)
+        .map(|(c, m)| {
+            let mut mm = MethodMetrics::compute(
+                &c.method,
+                &c.path.display().to_string(),
+                n_true as u64,
+                c.len() as u64,
+                &m.pairs,
+                truth.pixel_size_um,
+                radius_report,
+            );
+            mm.greedy_components = m.greedy_components;
+            mm.greedy_points = m.greedy_points;
+            mm
+        })
+        .collect();
+    let mut n_matched_by_all = None;
+    if counts.len() > 1 {
+        let all: Vec<bool> = (0..n_true).map(|i| errors.iter().all(|e| !e[i].is_nan())).collect();
+        n_matched_by_all = Some(all.iter().filter(|&&k| k).count() as u64);
+        for (mm, e) in methods.iter_mut().zip(&errors) {
+            let (mean, median) = common_stats(e, &all);
+            mm.mean_error_common_px = Some(mean);
+            mm.median_error_common_px = Some(median);
+        }
+    }
+    let sigma_cuts: Vec<SigmaCurve> = counts
+        .iter()
+        .zip(&matches)
+        .filter_map(|(c, m)| {
+            let s = c.sigma_px.as_ref()?;
+            Some(SigmaCurve { method: c.method.clone(), points: sigma_cut_curve(s, m, n_true) })
+        })
+        .collect();
+
+    let mut report = EvalReport {
+        schema: SCHEMA.into(),
+        generator: crate::generator(),
+        truth_file: truth.path.display().to_string(),
+        frames_seed: truth.seed,
+        first_frame: truth.first_frame,
+        n_frames: truth.n_frames() as u64,
+        n_true: n_true as u64,
+        pixel_size_um: truth.pixel_size_um,
+        radius_px: radius_report,
+        max_exact_component: MAX_EXACT_COMPONENT,
+        n_matched_by_all,
+        methods,
+        sigma_cuts,
+        plots: Vec::new(),
+    };
+    if let Some(dir) = &opts.plots {
+        report.plots =
+            write_eval_plots(dir, &report, &counts, &errors)?.into_iter().map(|p| p.display().to_string()).collect();
+    }
+    if let Some(out) = json_out {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::file(out.final_path(), e))?;
+        std::fs::write(out.tmp(), text + "\n").map_err(|e| Error::file(out.final_path(), e))?;
+        out.commit()?;
+    }
+    Ok(report)
+}
+
+/// The plots folder may exist; otherwise its parent must (it is created when plotting).
+fn check_plots_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return if dir.is_dir() { Ok(()) } else { Err(Error::file(dir, "exists and is not a folder [--plots]")) };
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::file(dir, format!("cannot create: folder {} does not exist [--plots]", parent.display())));
+    }
+    Ok(())
+}
+
+/// Recall, precision and error when only found electrons with `sigma_px <= cut` are kept, for
+/// cuts at 5 %, 10 %, ... 100 % of the found electrons ordered by sigma.
+fn sigma_cut_curve(sigma: &[f32], m: &MethodMatch, n_true: usize) -> Vec<SigmaCutPoint> {
+    let mut sorted: Vec<f64> = sigma.iter().map(|&s| s as f64).filter(|s| !s.is_nan()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut out = Vec::new();
+    for step in 1..=SIGMA_CUT_STEPS {
+        let cut = quantile(&sorted, step as f64 / SIGMA_CUT_STEPS as f64);
+        let kept_found = sorted.partition_point(|&s| s <= cut);
+        let mut d: Vec<f64> =
+            m.pairs.iter().filter(|p| (sigma[p.found_row as usize] as f64) <= cut).map(|p| p.dist_px).collect();
+        d.sort_by(f64::total_cmp);
+        let mean = if d.is_empty() { f64::NAN } else { d.iter().sum::<f64>() / d.len() as f64 };
+        out.push(SigmaCutPoint {
+            sigma_cut_px: cut,
+            kept_fraction: kept_found as f64 / sigma.len().max(1) as f64,
+            recall: d.len() as f64 / n_true.max(1) as f64,
+            precision: if kept_found == 0 { f64::NAN } else { d.len() as f64 / kept_found as f64 },
+            mean_error_px: mean,
+            median_error_px: quantile(&d, 0.5),
+        });
+    }
+    out
+}
+
+/// Labels of the methods for legends: the method name, with the file name when names repeat.
+fn labels(methods: &[MethodMetrics], counts: &[CountsSet]) -> Vec<String> {
+    methods
+        .iter()
+        .zip(counts)
+        .map(|(m, c)| {
+            if methods.iter().filter(|o| o.method == m.method).count() > 1 {
+                let stem = c.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                format!("{} ({stem})", m.method)
+            } else {
+                m.method.clone()
+            }
+        })
+        .collect()
+}
+
+/// A label made safe for a file name.
+fn file_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Error histogram, cumulative curve, method-vs-method scatter plots and the sigma-cut curve.
+fn write_eval_plots(
+    dir: &Path,
+    report: &EvalReport,
+    counts: &[CountsSet],
+    errors: &[Vec<f64>],
+) -> Result<Vec<PathBuf>> {
+    use plots::{Chart, Sample, Series};
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e} [--plots]")))?;
+    let labels = labels(&report.methods, counts);
+    let r = report.radius_px;
+    let matched: Vec<Vec<f64>> =
+        errors.iter().map(|e| e.iter().copied().filter(|v| !v.is_nan()).collect::<Vec<f64>>()).collect();
+    let mut written = Vec::new();
+
+    let title = format!("Position error of matched electrons (radius {r} px)");
+    let mut chart = Chart::new(&title, "error (px)", "electrons per bin");
+    chart.x_range = Some((0.0, r));
+    let samples: Vec<Sample> = labels.iter().zip(&matched).map(|(l, v)| Sample { label: l, values: v }).collect();
+    let p = dir.join("error_histogram.png");
+    plots::histogram(&p, &chart, &samples, 60)?;
+    written.push(p);
+
+    // Fraction of all true electrons found within a given error (ends at the recall).
+    let n_true = report.n_true.max(1) as f64;
+    let curves: Vec<Vec<(f64, f64)>> = matched
+        .iter()
+        .map(|v| {
+            let mut s = v.clone();
+            s.sort_by(f64::total_cmp);
+            (0..=300)
+                .map(|i| r * i as f64 / 300.0)
+                .map(|x| (x, s.partition_point(|&e| e <= x) as f64 / n_true))
+                .collect()
+        })
+        .collect();
+    let title = format!("Cumulative error ({} true electrons)", report.n_true);
+    let mut chart = Chart::new(&title, "error (px)", "fraction of true electrons found within error");
+    chart.x_range = Some((0.0, r));
+    chart.y_range = Some((0.0, 1.0));
+    chart.legend_at = plots::SeriesLabelPosition::LowerRight;
+    let series: Vec<Series> = labels.iter().zip(&curves).map(|(l, c)| Series { label: l, points: c }).collect();
+    let p = dir.join("error_cumulative.png");
+    plots::line_chart(&p, &chart, &series)?;
+    written.push(p);
+
+    for a in 0..labels.len() {
+        for b in a + 1..labels.len() {
+            let pts: Vec<(f64, f64)> = errors[a]
+                .iter()
+                .zip(&errors[b])
+                .filter(|(x, y)| !x.is_nan() && !y.is_nan())
+                .map(|(&x, &y)| (x, y))
+                .collect();
+            let title = format!("Error per true electron matched by both ({} electrons)", pts.len());
+            let (xl, yl) = (format!("{} error (px)", labels[a]), format!("{} error (px)", labels[b]));
+            let mut chart = Chart::new(&title, &xl, &yl);
+            chart.x_range = Some((0.0, r));
+            chart.y_range = Some((0.0, r));
+            chart.size = (750, 700);
+            let p = dir.join(format!("error_scatter_{}_vs_{}.png", file_safe(&labels[a]), file_safe(&labels[b])));
+            plots::scatter(&p, &chart, &[Series { label: "", points: &pts }], true)?;
+            written.push(p);
+        }
+    }
+
+    if !report.sigma_cuts.is_empty() {
+        let curves: Vec<(String, Vec<(f64, f64)>)> = report
+            .sigma_cuts
+            .iter()
+            .map(|c| (c.method.clone(), c.points.iter().map(|p| (p.recall, p.mean_error_px)).collect()))
+            .collect();
+        let series: Vec<Series> = curves.iter().map(|(l, c)| Series { label: l, points: c }).collect();
+        let chart = Chart::new("Sigma cut: mean error vs recall", "recall (efficiency)", "mean error (px)");
+        let p = dir.join("sigma_cut.png");
+        plots::line_chart(&p, &chart, &series)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+fn num(v: f64, digits: usize) -> String {
+    if v.is_finite() { format!("{v:.digits$}") } else { "n/a".into() }
+}
+
+fn signed(v: f64, digits: usize) -> String {
+    if v.is_finite() { format!("{v:+.digits$}") } else { "n/a".into() }
+}
+
+/// Columns padded to their widest cell; the first column left-aligned, the others right-aligned.
+fn format_table(rows: &[Vec<String>]) -> String {
+    let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> =
+        (0..ncol).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c == 0 {
+                let _ = write!(line, "{cell:<w$}", w = width[c]);
+            } else {
+                let _ = write!(line, "  {cell:>w$}", w = width[c]);
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+impl EvalReport {
+    /// A readable table: one row per method, then notes.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "truth {}: {} frames (first global frame {}), {} true electrons, seed {}, pitch {} um; match radius {} px",
+            self.truth_file,
+            self.n_frames,
+            self.first_frame,
+            self.n_true,
+            self.frames_seed,
+            self.pixel_size_um,
+            self.radius_px
+        );
+        let mut rows = vec![
+            [
+                "method",
+                "found",
+                "matched",
+                "recall",
+                "precision",
+                "mean",
+                "median",
+                "p90",
+                "p95",
+                "p99",
+                "max",
+                "mean",
+                "bias x",
+                "bias y",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ["", "", "", "", "", "px", "px", "px", "px", "px", "px", "um", "px", "px"].map(String::from).to_vec(),
+        ];
+        for m in &self.methods {
+            rows.push(vec![
+                m.method.clone(),
+                m.n_found.to_string(),
+                m.n_matched.to_string(),
+                num(m.recall, 4),
+                num(m.precision, 4),
+                num(m.mean_error_px, 4),
+                num(m.median_error_px, 4),
+                num(m.p90_error_px, 4),
+                num(m.p95_error_px, 4),
+                num(m.p99_error_px, 4),
+                num(m.max_error_px, 4),
+                num(m.mean_error_um, 3),
+                signed(m.mean_dx_px, 4),
+                signed(m.mean_dy_px, 4),
+            ]);
+        }
+        s.push_str(&format_table(&rows));
+        if let Some(n) = self.n_matched_by_all {
+            let per: Vec<String> = self
+                .methods
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} px (median {})",
+                        m.method,
+                        num(m.mean_error_common_px.unwrap_or(f64::NAN), 4),
+                        num(m.median_error_common_px.unwrap_or(f64::NAN), 4)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "matched by every method: {n} true electrons ({} %); mean error there: {}",
+                num(100.0 * n as f64 / self.n_true.max(1) as f64, 2),
+                per.join(", ")
+            );
+        }
+        for c in &self.sigma_cuts {
+            // The cuts keeping 50 %, 80 % and 100 % of the found electrons.
+            let pick: Vec<String> = [10, 16, 20]
+                .iter()
+                .filter_map(|&step| c.points.get(step * SIGMA_CUT_STEPS / 20 - 1))
+                .map(|p| {
+                    format!(
+                        "sigma <= {} px (keeps {} %): recall {}, mean {} px",
+                        num(p.sigma_cut_px, 4),
+                        num(100.0 * p.kept_fraction, 1),
+                        num(p.recall, 4),
+                        num(p.mean_error_px, 4)
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "{} sigma cut: {}", c.method, pick.join("; "));
+        }
+        for m in self.methods.iter().filter(|m| m.greedy_components > 0) {
+            let _ = writeln!(
+                s,
+                "note: {}: {} crowded components ({} points, > {} each) matched greedily, not provably optimally",
+                m.method, m.greedy_components, m.greedy_points, self.max_exact_component
+            );
+        }
+        for p in &self.plots {
+            let _ = writeln!(s, "plot: {p}");
+        }
+        s
+    }
+}

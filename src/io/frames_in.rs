@@ -52,7 +52,7 @@ impl FramesReader {
             r.path = path.to_path_buf();
             if let Ok(text) = std::fs::read_to_string(path.join("attrs.json")) {
                 let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::file(&path.join("attrs.json"), format!("not valid JSON: {e}")))?;
+                    .map_err(|e| Error::file(path.join("attrs.json"), format!("not valid JSON: {e}")))?;
                 let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
                 r.meta.gain_adu_per_e = f("gain_adu_per_e");
                 r.meta.offset_adu = f("offset_adu");

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::events::build::SimulateRequest;
 use crate::frames::{FramesConfig, Generator};
 use crate::gpu::{AdapterSummary, BackendChoice, Device, GpuContext};
 use crate::io::library::EventLibrary;
@@ -35,8 +36,59 @@ pub struct BenchRecord {
     pub median_s: f64,
     pub min_s: f64,
     pub max_s: f64,
-    pub frames_per_s: f64,
-    pub electrons_per_s: f64,
+    /// Frame stages (`frames`, `count`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub electrons_per_s: Option<f64>,
+    /// `events` (Monte Carlo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_per_s: Option<f64>,
+    /// `copy`: bytes moved per second; frame stages: f32 frame bytes produced or consumed per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_s: Option<f64>,
+    /// Frame stages: `bytes_per_s` over the same path's copy bandwidth measured in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_copy_bandwidth: Option<f64>,
+}
+
+impl BenchRecord {
+    fn timing(stage: &str, path: &str, timed: &str, times: &mut [f64]) -> Self {
+        let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
+        let med = median(times);
+        Self {
+            stage: stage.into(),
+            path: path.into(),
+            timed: timed.into(),
+            height: 0,
+            width: 0,
+            electrons_per_frame: 0.0,
+            batch_frames: 0,
+            frames_per_repeat: 0,
+            repeats: times.len() as u32,
+            median_s: med,
+            min_s: min,
+            max_s: max,
+            frames_per_s: None,
+            electrons_per_s: None,
+            events_per_s: None,
+            bytes_per_s: None,
+            fraction_of_copy_bandwidth: None,
+        }
+    }
+
+    /// The headline figure and its unit.
+    pub fn headline(&self) -> (f64, &'static str) {
+        if let Some(v) = self.frames_per_s {
+            (v, "frames/s")
+        } else if let Some(v) = self.events_per_s {
+            (v, "events/s")
+        } else if let Some(v) = self.bytes_per_s {
+            (v / 1e9, "GB/s")
+        } else {
+            (f64::NAN, "")
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -60,19 +112,23 @@ impl BenchReport {
         }
         s += &format!("cpu threads: {}\n", self.threads);
         s += &format!(
-            "{:<8} {:<4} {:>11} {:>9} {:>6} {:>12} {:>14} {:>10}\n",
-            "stage", "path", "size", "e-/frame", "batch", "frames/s", "electrons/s", "spread"
+            "{:<7} {:<4} {:>9} {:>8} {:>5} {:>12} {:<9} {:>11} {:>8} {:>7}\n",
+            "stage", "path", "size", "e-/frame", "batch", "rate", "unit", "electrons/s", "of copy", "spread"
         );
         for r in &self.records {
+            let (v, unit) = r.headline();
+            let size = if r.height > 0 { format!("{}x{}", r.height, r.width) } else { "-".into() };
             s += &format!(
-                "{:<8} {:<4} {:>11} {:>9.0} {:>6} {:>12.1} {:>14.3e} {:>9.1}%\n",
+                "{:<7} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}%\n",
                 r.stage,
                 r.path,
-                format!("{}x{}", r.height, r.width),
+                size,
                 r.electrons_per_frame,
                 r.batch_frames,
-                r.frames_per_s,
-                r.electrons_per_s,
+                v,
+                unit,
+                r.electrons_per_s.map_or("-".into(), |e| format!("{e:.3e}")),
+                r.fraction_of_copy_bandwidth.map_or("-".into(), |f| format!("{:.1}%", 100.0 * f)),
                 100.0 * (r.max_s - r.min_s) / r.median_s
             );
         }
@@ -102,25 +158,15 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
         }
         times.push(t.elapsed().as_secs_f64());
     }
-    let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
-    let med = median(&mut times);
     let electrons: u64 = counts.iter().map(|&c| c as u64).sum();
-    Ok(BenchRecord {
-        stage: "frames".into(),
-        path: device.path_name().into(),
-        timed: "placement + accumulation + noise + readback to host (no disk)".into(),
-        height: cfg.height,
-        width: cfg.width,
-        electrons_per_frame: electrons as f64 / cfg.frames as f64,
-        batch_frames: cfg.batch_frames,
-        frames_per_repeat: cfg.frames,
-        repeats,
-        median_s: med,
-        min_s: min,
-        max_s: max,
-        frames_per_s: cfg.frames as f64 / med,
-        electrons_per_s: electrons as f64 / med,
-    })
+    let mut r = BenchRecord::timing(
+        "frames",
+        device.path_name(),
+        "placement + accumulation + noise + readback to host (no disk)",
+        &mut times,
+    );
+    r.frame_figures(cfg, cfg.batch_frames, electrons);
+    Ok(r)
 }
 
 /// Times finding + localization (every classical method at once; the 3x3 centroid among them) on
@@ -148,24 +194,90 @@ pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repe
         found = run_all()?;
         times.push(t.elapsed().as_secs_f64());
     }
-    let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
-    let med = median(&mut times);
-    Ok(BenchRecord {
-        stage: "count".into(),
-        path: device.path_name().into(),
-        timed: "upload + calibrate + 3x3 sums + finding + compaction + all classical methods + readback (frames in memory, no disk)".into(),
-        height: cfg.height,
-        width: cfg.width,
-        electrons_per_frame: found as f64 / cfg.frames as f64,
-        batch_frames: batch as u32,
-        frames_per_repeat: cfg.frames,
-        repeats,
-        median_s: med,
-        min_s: min,
-        max_s: max,
-        frames_per_s: cfg.frames as f64 / med,
-        electrons_per_s: found as f64 / med,
-    })
+    let mut r = BenchRecord::timing(
+        "count",
+        device.path_name(),
+        "upload + calibrate + 3x3 sums + finding + compaction + all classical methods + readback (frames in memory, no disk)",
+        &mut times,
+    );
+    r.frame_figures(cfg, batch as u32, found);
+    Ok(r)
+}
+
+impl BenchRecord {
+    fn frame_figures(&mut self, cfg: &FramesConfig, batch: u32, electrons: u64) {
+        self.height = cfg.height;
+        self.width = cfg.width;
+        self.batch_frames = batch;
+        self.frames_per_repeat = cfg.frames;
+        self.electrons_per_frame = electrons as f64 / cfg.frames as f64;
+        let fps = cfg.frames as f64 / self.median_s;
+        self.frames_per_s = Some(fps);
+        self.electrons_per_s = Some(electrons as f64 / self.median_s);
+        self.bytes_per_s = Some(fps * cfg.height as f64 * cfg.width as f64 * 4.0);
+    }
+}
+
+/// Monte Carlo events per second (`seed` preset, 300 keV, all cores); CPU only.
+pub fn bench_events(count: usize, repeats: u32) -> Result<BenchRecord> {
+    let req = crate::events::build::SimulateRequest { preset: "seed".into(), count, seed: 7, ..Default::default() };
+    crate::events::build::simulate_library(&SimulateRequest { count: 200, ..req.clone() }, false)?; // warm-up
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let t = Instant::now();
+        std::hint::black_box(crate::events::build::simulate_library(&req, false)?);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let mut r = BenchRecord::timing(
+        "events",
+        "cpu",
+        "Monte Carlo transport + charge collection of `seed`-preset 300 keV events, all cores (no disk)",
+        &mut times,
+    );
+    r.frames_per_repeat = count as u64;
+    r.events_per_s = Some(count as f64 / r.median_s);
+    Ok(r)
+}
+
+/// Copy bandwidth of a path: GPU buffer-to-buffer copy of `bytes` (submission to completion), or
+/// a host memcpy of `bytes` on the CPU path.
+pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchRecord> {
+    let mut times = Vec::new();
+    match device {
+        Device::Gpu(ctx) => {
+            let a = ctx.storage("copy_src", bytes)?;
+            let b = ctx.storage("copy_dst", bytes)?;
+            for k in 0..=repeats {
+                let mut enc = ctx.encoder("copy");
+                enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+                let t = Instant::now();
+                ctx.submit_and_wait(enc)?;
+                if k > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        Device::Cpu => {
+            let a = vec![1u8; bytes as usize];
+            let mut b = vec![0u8; bytes as usize];
+            for k in 0..=repeats {
+                let t = Instant::now();
+                b.copy_from_slice(std::hint::black_box(&a));
+                std::hint::black_box(&b);
+                if k > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    let timed = match device {
+        Device::Gpu(_) => "device buffer-to-buffer copy (read + write of `frames_per_repeat` bytes), wall clock",
+        Device::Cpu => "host memcpy (one thread), wall clock",
+    };
+    let mut r = BenchRecord::timing("copy", device.path_name(), timed, &mut times);
+    r.frames_per_repeat = bytes;
+    r.bytes_per_s = Some(bytes as f64 / r.median_s);
+    Ok(r)
 }
 
 /// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path.
@@ -182,6 +294,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         devices.push(g);
     }
     devices.push(&Device::Cpu);
+    let mut copy_bw = Vec::new();
+    for d in &devices {
+        let r = bench_copy(d, 64 << 20, repeats.max(5))?;
+        copy_bw.push((d.path_name(), r.bytes_per_s.unwrap()));
+        records.push(r);
+    }
+    records.push(bench_events(if opts.quick { 2000 } else { 20_000 }, repeats)?);
     for &(side, electrons) in sizes {
         for d in &devices {
             let cfg = FramesConfig {
@@ -198,6 +317,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     if records.is_empty() {
         return Err(Error::Other("no benchmark ran".into()));
     }
+    for r in &mut records {
+        if let (Some(b), Some((_, bw))) = (r.bytes_per_s, copy_bw.iter().find(|(p, _)| *p == r.path))
+            && r.stage != "copy"
+        {
+            r.fraction_of_copy_bandwidth = Some(b / bw);
+        }
+    }
     Ok(BenchReport {
         schema: "emsim-bench/1",
         generator: crate::generator(),
@@ -206,4 +332,56 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         adapter: gpu.as_ref().and_then(|g| g.adapter().cloned()),
         records,
     })
+}
+
+/// `emsim bench --compare a.json b.json`: the records the two runs share (same stage, path and
+/// size), side by side with the ratio b / a of their headline rates.
+pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<String> {
+    let read = |p: &std::path::Path| -> Result<serde_json::Value> {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::file(p, format!("cannot read: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(p, format!("not JSON from emsim bench --json: {e}")))?;
+        if v.get("schema").and_then(|s| s.as_str()) != Some("emsim-bench/1") {
+            return Err(Error::file(p, "not an emsim bench --json report (schema emsim-bench/1 expected)"));
+        }
+        Ok(v)
+    };
+    let (a, b) = (read(a_path)?, read(b_path)?);
+    let key = |r: &serde_json::Value| {
+        format!(
+            "{} {} {}x{}",
+            r["stage"].as_str().unwrap_or("?"),
+            r["path"].as_str().unwrap_or("?"),
+            r["height"],
+            r["width"]
+        )
+    };
+    let rate = |r: &serde_json::Value| -> Option<(f64, &'static str)> {
+        for (k, unit, scale) in
+            [("frames_per_s", "frames/s", 1.0), ("events_per_s", "events/s", 1.0), ("bytes_per_s", "GB/s", 1e-9)]
+        {
+            if let Some(v) = r.get(k).and_then(|v| v.as_f64()) {
+                return Some((v * scale, unit));
+            }
+        }
+        None
+    };
+    let adapter = |v: &serde_json::Value| v["adapter"]["name"].as_str().unwrap_or("none (CPU only)").to_string();
+    let mut s = format!("a: {} ({})\nb: {} ({})\n", a_path.display(), adapter(&a), b_path.display(), adapter(&b));
+    s += &format!("{:<32} {:>14} {:>14} {:<9} {:>8}\n", "stage path size", "a", "b", "unit", "b / a");
+    let empty = Vec::new();
+    let brecs = b["records"].as_array().unwrap_or(&empty);
+    let mut shared = 0;
+    for ra in a["records"].as_array().unwrap_or(&empty) {
+        if let Some(rb) = brecs.iter().find(|rb| key(rb) == key(ra))
+            && let (Some((va, unit)), Some((vb, _))) = (rate(ra), rate(rb))
+        {
+            shared += 1;
+            s += &format!("{:<32} {:>14.1} {:>14.1} {:<9} {:>7.2}x\n", key(ra), va, vb, unit, vb / va);
+        }
+    }
+    if shared == 0 {
+        return Err(Error::Other(format!("{} and {} share no stage/path/size", a_path.display(), b_path.display())));
+    }
+    Ok(s)
 }

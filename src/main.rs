@@ -236,6 +236,9 @@ struct BenchArgs {
     cpu_only: bool,
     #[arg(long, default_value = "auto")]
     backend: String,
+    /// Compare two `--json` reports (a, then b): rates side by side with b / a.
+    #[arg(long, num_args = 2, value_names = ["A_JSON", "B_JSON"])]
+    compare: Option<Vec<PathBuf>>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -610,6 +613,10 @@ fn main_result(cli: Cli) -> Result<()> {
         Cmd::Count(a) => count(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Bench(a) => {
+            if let Some(files) = &a.compare {
+                print!("{}", emsim::bench::compare(&files[0], &files[1])?);
+                return Ok(());
+            }
             let opts = emsim::bench::BenchOptions { quick: a.quick, cpu_only: a.cpu_only, backend: a.backend };
             let report = emsim::bench::run(&opts)?;
             if a.json {

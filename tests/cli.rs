@@ -296,3 +296,51 @@ fn count_bad_input_is_named() {
     assert!(line.contains("other.h5") && line.contains("seed"), "{line}");
     only(d, &["f.h5", "noframes.h5", "flat.h5", "junk.h5", "other.h5", "c.h5"]);
 }
+
+/// `bench --quick --json` (CPU path, to keep CI short) follows docs/bench-schema.json: the
+/// required keys of every record, the stage-specific ones, and every stage present; `--compare`
+/// reads two reports.
+#[test]
+fn bench_json_follows_schema_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = emsim(&["bench", "--quick", "--json", "--cpu-only"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bench-schema.json")).unwrap(),
+    )
+    .unwrap();
+    for k in schema["required"].as_array().unwrap() {
+        assert!(report.get(k.as_str().unwrap()).is_some(), "report lacks {k}");
+    }
+    let items = &schema["properties"]["records"]["items"];
+    let stages: Vec<&str> =
+        items["properties"]["stage"]["enum"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let records = report["records"].as_array().unwrap();
+    for st in &stages {
+        assert!(records.iter().any(|r| r["stage"] == *st), "no record for stage {st}");
+    }
+    for r in records {
+        for k in items["required"].as_array().unwrap() {
+            assert!(r.get(k.as_str().unwrap()).is_some(), "record {r} lacks {k}");
+        }
+        for cond in items["allOf"].as_array().unwrap() {
+            let st = &cond["if"]["properties"]["stage"];
+            let applies = st.get("const").is_some_and(|c| *c == r["stage"])
+                || st.get("enum").is_some_and(|e| e.as_array().unwrap().contains(&r["stage"]));
+            if applies {
+                for k in cond["then"]["required"].as_array().unwrap() {
+                    let v = r.get(k.as_str().unwrap()).and_then(|v| v.as_f64());
+                    assert!(v.is_some_and(|v| v > 0.0), "record {r}: {k} should be a positive number");
+                }
+            }
+        }
+    }
+    std::fs::write(dir.path().join("a.json"), &out.stdout).unwrap();
+    let cmp = emsim(&["bench", "--compare", "a.json", "a.json"], dir.path());
+    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stderr));
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    assert!(text.contains("frames cpu 576x576") && text.contains("1.00x"), "{text}");
+    let bad = emsim(&["bench", "--compare", "a.json", "missing.json"], dir.path());
+    assert!(!bad.status.success() && stderr_line(&bad).contains("missing.json"));
+}

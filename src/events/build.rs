@@ -20,7 +20,7 @@ pub const CHUNK_EVENTS: usize = 4096;
 pub const MAX_INCIDENCE_PX: f32 = 0.999_999_94;
 
 /// What `emsim events simulate` asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimulateRequest {
     /// Preset name (`--preset`), see [`physics::KNOWN_PRESETS`].
     pub preset: String,

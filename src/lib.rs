@@ -13,6 +13,7 @@ pub mod events;
 pub mod frames;
 pub mod gpu;
 pub mod io;
+pub mod net;
 pub mod rng;
 pub mod shaders;
 
@@ -21,6 +22,11 @@ pub use error::{Error, Result};
 /// `"emsim <version>"`, stored in every output file.
 pub fn generator() -> String {
     format!("emsim {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The default network for `count --method net` (the trained `fast` preset), in `assets/models/`.
+pub fn default_model_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fast.safetensors")
 }
 
 /// The default event library shipped in `assets/`.

@@ -65,6 +65,67 @@ enum Cmd {
     /// Measure the throughput of each stage on the GPU and CPU paths.
     #[command(after_help = "Example: emsim bench --quick --json > bench.json")]
     Bench(BenchArgs),
+    /// Train the sub-pixel network on samples made on the fly from an event library.
+    #[command(after_help = "Examples:\n  emsim train --preset seed --epochs 6 --out seed.safetensors\n  \
+        emsim train --preset fast --library lib.h5 --epochs 20 --lr-schedule cosine --out fast.safetensors\n  \
+        emsim train --preset fast --epochs 30 --resume fast.ckpt.safetensors --out fast.safetensors --force\n  \
+        python3 -c \"from safetensors.torch import load_file; print(load_file('seed.safetensors').keys())\"")]
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast.
+    #[arg(long, default_value = "seed", conflicts_with = "config")]
+    preset: String,
+    /// A model config file (JSON, the `emsim_config` layout of docs/network.md) instead of a preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Event library (default: the shipped 300 keV library).
+    #[arg(long)]
+    library: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    force: bool,
+    #[arg(long, default_value_t = 6)]
+    epochs: u32,
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Training samples per epoch (the seed: 80,000).
+    #[arg(long, default_value_t = 80_000)]
+    train_samples: usize,
+    /// Validation samples per epoch, from held-out library events (the seed: 20,000).
+    #[arg(long, default_value_t = 20_000)]
+    val_samples: usize,
+    /// Fraction of library events held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    holdout: f32,
+    /// Read noise, electrons.
+    #[arg(long, default_value_t = 20.0)]
+    sigma_e: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// constant, cosine[:min_factor] or steps:E1,E2:gamma (epochs from 0). Default: the seed's 1e-3 then 1e-4 at half way.
+    #[arg(long)]
+    lr_schedule: Option<String>,
+    /// adam (L2 weight decay, the seed's) or adamw (decoupled).
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f32,
+    /// Turn amsgrad off (the seed used it).
+    #[arg(long)]
+    no_amsgrad: bool,
+    /// Continue from a checkpoint (`<out>.ckpt.safetensors`).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(Args)]
@@ -266,9 +327,15 @@ struct CountArgs {
     /// HDF5 dataset holding the frames.
     #[arg(long, default_value = "frames")]
     dataset: String,
-    /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t.
+    /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t, net.
     #[arg(long, default_value = "c3x3")]
     method: String,
+    /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast.safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Crops per network batch (--method net).
+    #[arg(long, default_value_t = 2048)]
+    net_batch: usize,
     /// Output counts file (HDF5); with several methods include {method} in the name.
     #[arg(long, short)]
     out: String,
@@ -415,8 +482,25 @@ fn count(a: CountArgs) -> Result<()> {
         centroid_threshold_e: a.centroid_threshold_e,
         suppress_px: a.suppress_px,
         batch_frames: a.batch,
+        net_batch: a.net_batch,
         ..Default::default()
     };
+    let mut cfg = cfg;
+    if methods.contains(&Method::Net) {
+        if a.net_batch == 0 {
+            return Err(emsim::Error::invalid("--net-batch", "must be at least 1"));
+        }
+        let path = a.model.clone().unwrap_or_else(emsim::default_model_path);
+        if a.model.is_none() && !path.exists() {
+            return Err(emsim::Error::invalid(
+                "--model",
+                format!("--method net needs a model: none given and {} does not exist", path.display()),
+            ));
+        }
+        cfg.net = Some(emsim::io::model_file::load(&path, None)?.model);
+    } else if a.model.is_some() {
+        return Err(emsim::Error::invalid("--model", "only used with --method net"));
+    }
     // Check the settings before opening a device.
     cfg.validate(1, 1)?;
     if let Some(g) = a.gain
@@ -504,6 +588,56 @@ fn frames(a: FramesArgs) -> Result<()> {
             summary.frames, summary.electrons, summary.output, summary.elapsed_s, summary.frames_per_s, summary.path
         );
     }
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use emsim::net::model::ModelConfig;
+    use emsim::net::optim::{AdamConfig, LrSchedule};
+    let cfg = match &a.config {
+        Some(p) => ModelConfig::from_file(p)?,
+        None => ModelConfig::preset(&a.preset)?,
+    };
+    let decoupled = match a.optimizer.as_str() {
+        "adam" => false,
+        "adamw" => true,
+        o => return Err(Error::invalid("--optimizer", format!("'{o}': expected adam or adamw"))),
+    };
+    if !(a.lr > 0.0) {
+        return Err(Error::invalid("--lr", format!("{} must be > 0", a.lr)));
+    }
+    let schedule = match &a.lr_schedule {
+        Some(s) => LrSchedule::parse(s)?,
+        None => LrSchedule::Steps { milestones: vec![a.epochs.div_ceil(2)], gamma: 0.1 },
+    };
+    let adam = AdamConfig { lr: a.lr, weight_decay: a.weight_decay, decoupled, amsgrad: !a.no_amsgrad, ..AdamConfig::seed() };
+    let opts = emsim::net::train::TrainOptions {
+        cfg,
+        library: a.library.unwrap_or_else(emsim::default_library_path),
+        out: a.out,
+        force: a.force,
+        epochs: a.epochs,
+        batch: a.batch,
+        train_samples: a.train_samples,
+        val_samples: a.val_samples,
+        holdout: a.holdout,
+        sigma_e: a.sigma_e,
+        seed: a.seed,
+        adam,
+        schedule,
+        resume: a.resume,
+        quiet: a.quiet,
+    };
+    let device = Device::open(&a.device.device, &a.device.backend)?;
+    let s = emsim::net::train::train(&opts, &device)?;
+    eprintln!(
+        "wrote {} ({} trainable values), log {}, curve {}, checkpoint {}",
+        s.out.display(),
+        s.model.n_trainable(),
+        s.csv.display(),
+        s.plot.display(),
+        s.checkpoint.display()
+    );
     Ok(())
 }
 
@@ -612,6 +746,7 @@ fn main_result(cli: Cli) -> Result<()> {
         Cmd::Frames(a) => frames(a),
         Cmd::Count(a) => count(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Train(a) => train(a),
         Cmd::Bench(a) => {
             if let Some(files) = &a.compare {
                 print!("{}", emsim::bench::compare(&files[0], &files[1])?);

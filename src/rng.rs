@@ -25,8 +25,14 @@ pub mod streams {
     pub const TRANSPORT: u32 = 16;
     /// Parametric (test) event library.
     pub const PARAMETRIC: u32 = 17;
-    /// Training batches (network issue).
+    /// Training batches (network issue): event choice, shift, read noise per sample.
     pub const TRAIN: u32 = 32;
+    /// Dropout masks: counter `(element_group, step, layer)`, this stream.
+    pub const DROPOUT: u32 = 33;
+    /// Weight initialisation (He): counter `(element_group, tensor, 0)`, this stream.
+    pub const INIT: u32 = 34;
+    /// Sample order when training from a frames dataset.
+    pub const SHUFFLE: u32 = 35;
 }
 
 pub(crate) const M0: u32 = 0xD251_1F53;

@@ -83,6 +83,190 @@ pub const COUNT_LOCALIZE: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const NET_SOFTMAX_XENT: Kernel = Kernel {
+    name: "net/softmax_xent",
+    source: wgsl!("shared/rng.wgsl", "net/softmax_xent.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_MSE: Kernel = Kernel {
+    name: "net/mse",
+    source: wgsl!("shared/rng.wgsl", "net/mse.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_ADAM: Kernel = Kernel {
+    name: "net/adam",
+    source: wgsl!("shared/rng.wgsl", "net/adam.wgsl"),
+    bindings: &[Uniform, StorageReadWrite, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_MAKE_BATCH: Kernel = Kernel {
+    name: "net/make_batch",
+    source: wgsl!("shared/rng.wgsl", "net/make_batch.wgsl"),
+    bindings: &[
+        Uniform,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageReadWrite,
+        StorageReadWrite,
+        StorageReadWrite,
+    ],
+    workgroup_size: 256,
+};
+
+pub const NET_CONV2D_FWD: Kernel = Kernel {
+    name: "net/conv2d_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_CONV2D_BWD_INPUT: Kernel = Kernel {
+    name: "net/conv2d_bwd_input",
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_bwd_input.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_CONV2D_BWD_WEIGHT: Kernel = Kernel {
+    name: "net/conv2d_bwd_weight",
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_bwd_weight.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_REDUCE_CHUNKS: Kernel = Kernel {
+    name: "net/reduce_chunks",
+    source: wgsl!("shared/rng.wgsl", "net/reduce_chunks.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_LINEAR_FWD: Kernel = Kernel {
+    name: "net/linear_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/linear_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_LINEAR_BWD_INPUT: Kernel = Kernel {
+    name: "net/linear_bwd_input",
+    source: wgsl!("shared/rng.wgsl", "net/linear_bwd_input.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_LINEAR_BWD_WEIGHT: Kernel = Kernel {
+    name: "net/linear_bwd_weight",
+    source: wgsl!("shared/rng.wgsl", "net/linear_bwd_weight.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_RELU_FWD: Kernel = Kernel {
+    name: "net/relu_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/relu_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_RELU_BWD: Kernel = Kernel {
+    name: "net/relu_bwd",
+    source: wgsl!("shared/rng.wgsl", "net/relu_bwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_MAXPOOL2D_FWD: Kernel = Kernel {
+    name: "net/maxpool2d_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/maxpool2d_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_MAXPOOL2D_BWD: Kernel = Kernel {
+    name: "net/maxpool2d_bwd",
+    source: wgsl!("shared/rng.wgsl", "net/maxpool2d_bwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_STATS_PARTIAL: Kernel = Kernel {
+    name: "net/batchnorm2d_stats_partial",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_stats_partial.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_STATS: Kernel = Kernel {
+    name: "net/batchnorm2d_stats",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_stats.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_FWD: Kernel = Kernel {
+    name: "net/batchnorm2d_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_RUNNING: Kernel = Kernel {
+    name: "net/batchnorm2d_running",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_running.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_BWD_REDUCE_PARTIAL: Kernel = Kernel {
+    name: "net/batchnorm2d_bwd_reduce_partial",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_reduce_partial.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_BWD_REDUCE: Kernel = Kernel {
+    name: "net/batchnorm2d_bwd_reduce",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_reduce.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_BATCHNORM2D_BWD_INPUT: Kernel = Kernel {
+    name: "net/batchnorm2d_bwd_input",
+    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_input.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_DROPOUT_FWD: Kernel = Kernel {
+    name: "net/dropout_fwd",
+    source: wgsl!("shared/rng.wgsl", "net/dropout_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_DROPOUT_BWD: Kernel = Kernel {
+    name: "net/dropout_bwd",
+    source: wgsl!("shared/rng.wgsl", "net/dropout_bwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+pub const NET_CROP: Kernel = Kernel {
+    name: "net/crop",
+    source: wgsl!("shared/rng.wgsl", "net/crop.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
 /// Every kernel, for validation and for `emsim devices --check`.
 pub const ALL: &[Kernel] = &[
     FRAMES_PLACE,
@@ -93,4 +277,29 @@ pub const ALL: &[Kernel] = &[
     COUNT_FIND,
     COUNT_ARGS,
     COUNT_LOCALIZE,
+    NET_SOFTMAX_XENT,
+    NET_MSE,
+    NET_ADAM,
+    NET_MAKE_BATCH,
+    NET_CONV2D_FWD,
+    NET_CONV2D_BWD_INPUT,
+    NET_CONV2D_BWD_WEIGHT,
+    NET_REDUCE_CHUNKS,
+    NET_LINEAR_FWD,
+    NET_LINEAR_BWD_INPUT,
+    NET_LINEAR_BWD_WEIGHT,
+    NET_RELU_FWD,
+    NET_RELU_BWD,
+    NET_MAXPOOL2D_FWD,
+    NET_MAXPOOL2D_BWD,
+    NET_BATCHNORM2D_STATS_PARTIAL,
+    NET_BATCHNORM2D_STATS,
+    NET_BATCHNORM2D_FWD,
+    NET_BATCHNORM2D_RUNNING,
+    NET_BATCHNORM2D_BWD_REDUCE_PARTIAL,
+    NET_BATCHNORM2D_BWD_REDUCE,
+    NET_BATCHNORM2D_BWD_INPUT,
+    NET_DROPOUT_FWD,
+    NET_DROPOUT_BWD,
+    NET_CROP,
 ];

@@ -23,10 +23,17 @@ pub struct CalibrateParams {
 }
 const _: () = assert!(std::mem::size_of::<CalibrateParams>() == 32);
 
-/// Electrons to fixed point (round half to even, clamped): the kernel's expression.
+/// Electrons to fixed point (round half to even, clamped): the kernel's
+/// `clamp(round(e * 16), -Q_MAX, Q_MAX)`. Clamping first gives the same value (Q_MAX is an
+/// integer), and then |v| <= 2^20 < 2^22, where adding and subtracting 1.5 * 2^23 rounds to the
+/// nearest integer, ties to even, exactly, and leaves that integer in the low mantissa bits: the
+/// same result as `round_ties_even` + cast, with integer operations only (no libm call, no
+/// saturating cast), so the loops vectorize on any x86-64.
 #[inline(always)]
 pub fn to_q(e: f32) -> i32 {
-    (e * Q_SCALE).round_ties_even().clamp(-Q_MAX, Q_MAX) as i32
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let v = (e * Q_SCALE).clamp(-Q_MAX, Q_MAX);
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
 /// CPU twin of `count/calibrate`. `dark` / `gain_map` hold one frame's pixels when used.
@@ -79,4 +86,29 @@ pub fn calibrate_gpu(
     let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The magic-number rounding equals round-half-to-even then clamp, ties and extremes included.
+    #[test]
+    fn to_q_rounds_half_to_even() {
+        let mut vals = vec![0.0f32, -0.0, 0.03125, -0.03125, 0.09375, 1.0 / 32.0 * 3.0, 65536.0, 65535.97, -65536.5, 1e9, -1e9];
+        let mut x = 0.001f32;
+        while x < 70_000.0 {
+            vals.push(x);
+            vals.push(-x);
+            vals.push(x + 1.0 / 32.0);
+            x *= 1.013;
+        }
+        for k in -2000..2000 {
+            vals.push(k as f32 / 32.0); // exact ties at 1/32 steps
+        }
+        for e in vals {
+            let want = (e * Q_SCALE).round_ties_even().clamp(-Q_MAX, Q_MAX) as i32;
+            assert_eq!(to_q(e), want, "e = {e}");
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub enum Method {
     /// 3x3 centroid of the pixels above the centroid threshold.
     C3x3T,
     C5x5T,
+    /// The sub-pixel network (`--model`): probability-weighted mean near the peak of its grid.
+    Net,
 }
 
 impl Method {
@@ -49,19 +51,21 @@ impl Method {
             Method::C5x5 => "c5x5",
             Method::C3x3T => "c3x3t",
             Method::C5x5T => "c5x5t",
+            Method::Net => "net",
         }
     }
 
+    /// Index into `Localized::xy` (the classical methods only).
     pub fn index(self) -> usize {
-        Self::ALL.iter().position(|&m| m == self).unwrap()
+        Self::ALL.iter().position(|&m| m == self).expect("a classical method")
     }
 
     pub fn parse(s: &str) -> Result<Self> {
+        if s == "net" {
+            return Ok(Method::Net);
+        }
         Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            Error::invalid(
-                "--method",
-                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t (net: not available yet)"),
-            )
+            Error::invalid("--method", format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net"))
         })
     }
 }
@@ -87,6 +91,10 @@ pub struct CountConfig {
     pub gain_map: Option<Vec<f32>>,
     /// Frames per batch (0: automatic).
     pub batch_frames: u32,
+    /// The network for `Method::Net` (crops around each found centre).
+    pub net: Option<crate::net::model::Model>,
+    /// Crops per network batch.
+    pub net_batch: usize,
 }
 
 impl Default for CountConfig {
@@ -102,6 +110,8 @@ impl Default for CountConfig {
             dark: None,
             gain_map: None,
             batch_frames: 0,
+            net: None,
+            net_batch: 2048,
         }
     }
 }
@@ -168,6 +178,8 @@ pub fn estimate_sigma_e(values_e: impl Iterator<Item = f32>) -> Option<f32> {
 pub struct Found {
     pub cands: Vec<Candidate>,
     pub localized: Vec<Localized>,
+    /// The network's estimates, one per candidate (empty without a network).
+    pub net: Vec<crate::net::infer::NetEstimate>,
 }
 
 struct GpuBuffers {
@@ -192,12 +204,22 @@ pub struct Counter<'a> {
     pub sigma_e: f32,
     device: &'a Device,
     gpu: Option<GpuBuffers>,
+    net_gpu: Option<(crate::net::gpu_net::GpuNet<'a>, wgpu::Buffer)>,
 }
 
 impl<'a> Counter<'a> {
     /// `sigma_e`: the noise sigma to use (see [`estimate_sigma_e`]).
     pub fn new(cfg: CountConfig, height: u32, width: u32, sigma_e: f32, device: &'a Device) -> Result<Self> {
         cfg.validate(height, width)?;
+        if let Some(m) = &cfg.net {
+            let side = m.cfg.input_px as u32;
+            if side > height || side > width {
+                return Err(Error::invalid(
+                    "--model",
+                    format!("the model's {side}x{side} crop is larger than the {height}x{width} frame"),
+                ));
+            }
+        }
         let gpu = match device {
             Device::Gpu(ctx) => {
                 ctx.warm_up(&[
@@ -211,7 +233,21 @@ impl<'a> Counter<'a> {
             }
             Device::Cpu => None,
         };
-        Ok(Self { cfg, height, width, sigma_e, device, gpu })
+        let net_gpu = match (device, &cfg.net, &gpu) {
+            (Device::Gpu(ctx), Some(m), Some(b)) => {
+                let net = crate::net::gpu_net::GpuNet::new(
+                    ctx,
+                    m.clone(),
+                    cfg.net_batch.max(1).min(crate::net::gpu_net::GpuNet::max_capacity(ctx, m)?),
+                    false,
+                    None,
+                )?;
+                let cap = b.capacity_frames as u64 * max_candidates(height, width);
+                Some((net, ctx.storage("net_cands", cap * 16)?))
+            }
+            _ => None,
+        };
+        Ok(Self { cfg, height, width, sigma_e, device, gpu, net_gpu })
     }
 
     /// Frames per batch: the requested number, capped so every buffer fits one storage binding.
@@ -305,7 +341,7 @@ impl<'a> Counter<'a> {
         assert_eq!(adu.len() % px, 0, "whole frames");
         let n = adu.len() / px;
         match self.device {
-            Device::Cpu => Ok(self.count_cpu(adu, n)),
+            Device::Cpu => self.count_cpu(adu, n),
             Device::Gpu(ctx) => {
                 let mut found = Found::default();
                 let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
@@ -317,6 +353,7 @@ impl<'a> Counter<'a> {
                     }
                     found.cands.extend(part.cands);
                     found.localized.extend(part.localized);
+                    found.net.extend(part.net);
                 }
                 Ok(found)
             }
@@ -325,7 +362,7 @@ impl<'a> Counter<'a> {
 
     /// The CPU path: each frame is one task (calibrate, 3x3 sums, find, localize on per-thread
     /// buffers, so the frame stays in cache); the twins' frame functions, in the kernels' order.
-    fn count_cpu(&self, adu: &[f32], n: usize) -> Found {
+    fn count_cpu(&self, adu: &[f32], n: usize) -> Result<Found> {
         use rayon::prelude::*;
         let (h, w) = (self.height as usize, self.width as usize);
         let px = h * w;
@@ -335,7 +372,11 @@ impl<'a> Counter<'a> {
         let lp = self.localize_params(fp.capacity);
         let dark = self.cfg.dark.as_ref().unwrap_or(&empty);
         let gain_map = self.cfg.gain_map.as_ref().unwrap_or(&empty);
-        let per_frame: Vec<(Vec<Candidate>, Vec<Localized>)> = (0..n)
+        let side = self.cfg.net.as_ref().map_or(0, |m| m.cfg.input_px);
+        let crop_p = self.cfg.net.as_ref().map(|m| {
+            crate::net::crop::CropParams::new(0, 0, side, self.height, self.width, m.cfg.input_scale)
+        });
+        let per_frame: Vec<(Vec<Candidate>, Vec<Localized>, Vec<f32>)> = (0..n)
             .into_par_iter()
             .map_init(
                 || (vec![0i32; px], vec![0i32; px], vec![0i32; px]),
@@ -357,16 +398,33 @@ impl<'a> Counter<'a> {
                             )
                         })
                         .collect();
-                    (cands, loc)
+                    let mut crops = Vec::new();
+                    if let Some(cp) = &crop_p {
+                        crops = vec![0.0f32; cands.len() * side * side];
+                        for (c, out) in cands.iter().zip(crops.chunks_exact_mut(side * side)) {
+                            crate::net::crop::crop_one(cp, q, c[1] / lp.width, c[1] % lp.width, out);
+                        }
+                    }
+                    (cands, loc, crops)
                 },
             )
             .collect();
         let mut found = Found::default();
-        for (c, l) in per_frame {
+        let mut crops = Vec::new();
+        for (c, l, cr) in per_frame {
             found.cands.extend(c);
             found.localized.extend(l);
+            crops.extend(cr);
         }
-        found
+        if let Some(m) = &self.cfg.net {
+            let dec = crate::net::infer::infer_cpu(m, &crops, found.cands.len(), self.cfg.net_batch)?;
+            found.net = dec
+                .iter()
+                .zip(&found.cands)
+                .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
+                .collect();
+        }
+        Ok(found)
     }
 
     fn count_gpu(&self, ctx: &GpuContext, adu: &[f32], n: usize) -> Result<Found> {
@@ -418,6 +476,41 @@ impl<'a> Counter<'a> {
         order.sort_unstable_by_key(|&i| (cands[i][0], cands[i][1]));
         let mut sorted_c: Vec<Candidate> = order.iter().map(|&i| cands[i]).collect();
         sort_candidates(&mut sorted_c); // already sorted; keeps the invariant explicit
-        Ok(Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect() })
+        let net = match &self.net_gpu {
+            Some((net, nc)) => self.net_gpu_estimates(ctx, net, nc, &b.q, &sorted_c)?,
+            None => Vec::new(),
+        };
+        Ok(Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect(), net })
+    }
+
+    /// The network on the GPU over the sorted candidates of the batch whose calibrated frames are
+    /// in `q`: crops (kernel `net/crop`), forward pass, logits back, decoded on the host.
+    fn net_gpu_estimates(
+        &self,
+        ctx: &GpuContext,
+        net: &crate::net::gpu_net::GpuNet,
+        nc: &wgpu::Buffer,
+        q: &wgpu::Buffer,
+        cands: &[Candidate],
+    ) -> Result<Vec<crate::net::infer::NetEstimate>> {
+        let cfg = &net.model.cfg;
+        ctx.write(nc, cands);
+        let k = cfg.head_outputs();
+        let mut out = Vec::with_capacity(cands.len());
+        for start in (0..cands.len()).step_by(net.capacity) {
+            let m = net.capacity.min(cands.len() - start);
+            let p = crate::net::crop::CropParams::new(m, start, cfg.input_px, self.height, self.width, cfg.input_scale);
+            let mut enc = ctx.encoder("net");
+            crate::net::crop::crop_record(ctx, &mut enc, &p, q, nc, &net.input)?;
+            net.record_forward(&mut enc, m, false, 0, 0)?;
+            let rb = ctx.readback(&mut enc, net.output(), (m * k * 4) as u64);
+            ctx.submit_and_wait(enc)?;
+            let logits: Vec<f32> = rb.read(ctx)?;
+            let dec = crate::net::decode::decode(cfg, &logits, m);
+            out.extend(dec.iter().zip(&cands[start..start + m]).map(|(d, c)| {
+                crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width)
+            }));
+        }
+        Ok(out)
     }
 }

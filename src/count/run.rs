@@ -143,7 +143,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
                 centroid_threshold_e: cfg.centroid_threshold_e,
                 params_json: params_json.clone(),
             };
-            Ok((*m, CountsWriter::create(o.tmp(), &cm, false)?))
+            Ok((*m, CountsWriter::create(o.tmp(), &cm, *m == Method::Net)?))
         })
         .collect::<Result<_>>()?;
     let mut stempy = match &stempy_out {
@@ -239,12 +239,16 @@ fn per_frame_counts(found: &Found, n: usize) -> Vec<u64> {
 
 /// The electrons of a batch as columns for one method; frame indices offset by `start`.
 pub fn columns(found: &Found, m: Method, start: u64, width: u32) -> ElectronColumns {
-    let k = m.index();
     let mut e = ElectronColumns::default();
-    for (c, l) in found.cands.iter().zip(&found.localized) {
+    if m == Method::Net {
+        assert_eq!(found.net.len(), found.cands.len(), "network estimates for every centre");
+        e.sigma_px = Some(found.net.iter().map(|n| n.sigma_px).collect());
+    }
+    for (i, (c, l)) in found.cands.iter().zip(&found.localized).enumerate() {
+        let xy = if m == Method::Net { found.net[i].xy } else { l.xy[m.index()] };
         e.frame.push((start + c[0] as u64) as u32);
-        e.x_px.push(l.xy[k][0]);
-        e.y_px.push(l.xy[k][1]);
+        e.x_px.push(xy[0]);
+        e.y_px.push(xy[1]);
         e.row.push(c[1] / width);
         e.col.push(c[1] % width);
         e.charge_e.push(l.charge3_e);

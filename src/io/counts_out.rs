@@ -234,9 +234,11 @@ impl StempyWriter {
         set_attr(&file, "version", 3i32).map_err(&e)?;
         let g = file.create_group("electron_events").map_err(&e)?;
         let frames = g.new_dataset::<VarLenArray<u32>>().chunk(1024).shape(0..).create("frames").map_err(&e)?;
-        // stempy needs signed 64-bit Nx/Ny (u32 loads but breaks indexing).
-        set_attr(&frames, "Nx", width as i64).map_err(&e)?;
-        set_attr(&frames, "Ny", height as i64).map_err(&e)?;
+        // stempy reads frame_shape = (Nx, Ny) as the array shape (rows, columns): Nx = H, Ny = W
+        // (checked with non-square frames against stempy 3.6's reader and writer). Signed 64-bit:
+        // unsigned loads but breaks indexing.
+        set_attr(&frames, "Nx", height as i64).map_err(&e)?;
+        set_attr(&frames, "Ny", width as i64).map_err(&e)?;
         let pos: Vec<u32> = (0..n_frames as u32).collect();
         let sp = g.new_dataset_builder().with_data(&pos).create("scan_positions").map_err(&e)?;
         set_attr(&sp, "Nx", n_frames as i64).map_err(&e)?;

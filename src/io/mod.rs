@@ -6,5 +6,6 @@ pub mod frames_in;
 pub mod frames_out;
 pub mod h5util;
 pub mod library;
+pub mod model_file;
 pub mod npy;
 pub mod preview;

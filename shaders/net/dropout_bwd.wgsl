@@ -1,0 +1,42 @@
+// dropout_bwd: one invocation per group g of 4 elements (4g .. 4g+3), one Philox call per group:
+//   dx = keep(i) ? dy[i] * scale : 0 (the forward's mask, regenerated),
+//   keep(i) = u01(philox4x32_10((i / 4, step_lo, step_hi, stream), key)[i % 4]) >= p,
+//   stream = STREAM_DROPOUT ^ (layer << 8), key = the seed, scale = 1 / (1 - p) (from the host).
+// Integer RNG bit-identical to src/rng.rs and one correctly rounded multiplication: equals the twin
+// exactly. Keep the mask in sync with shaders/net/dropout_fwd.wgsl.
+// CPU twin: src/net/dropout.rs::dropout_bwd_cpu.
+
+struct DropoutParams {        // keep in sync with src/net/dropout.rs::DropoutParams
+    n: u32,
+    step_lo: u32,
+    step_hi: u32,
+    stream: u32,              // STREAM_DROPOUT ^ (layer << 8)
+    key_lo: u32,
+    key_hi: u32,
+    p: f32,
+    scale: f32,               // 1 / (1 - p)
+}
+
+@group(0) @binding(0) var<uniform> params: DropoutParams;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let g = flat_index(wid, nwg, lid, WG);
+    let n_groups = (params.n >> 2u) + select(0u, 1u, (params.n & 3u) != 0u);
+    if (g >= n_groups) {
+        return;
+    }
+    let bits = philox4x32_10(vec4<u32>(g, params.step_lo, params.step_hi, params.stream),
+                             vec2<u32>(params.key_lo, params.key_hi));
+    for (var k = 0u; k < 4u; k++) {
+        let i = 4u * g + k;
+        if (i < params.n) {
+            dx[i] = select(0.0, dy[i] * params.scale, u01(bits[k]) >= params.p);
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! 2-D convolution (PyTorch `nn.Conv2d`, cross-correlation, no dilation, groups = 1): forward and
+//! backward. Twins of the kernels `conv2d_fwd`, `conv2d_bwd_input` and `conv2d_bwd_weight`.
+//!
+//! Shapes: input `[N, C_in, H, W]`, weight `[C_out, C_in, kh, kw]` (OIHW), bias `[C_out]`, output
+//! `[N, C_out, OH, OW]` with `OH = (H + 2 pad - kh) / stride + 1` (floor), likewise `OW`. The input is
+//! zero-padded by `pad` on all four sides.
+//!
+//! ```text
+//! y[n, o, oy, ox] = b[o] + sum_{i, ky, kx} x[n, i, oy*stride + ky - pad, ox*stride + kx - pad] * w[o, i, ky, kx]
+//! ```
+//!
+//! All three functions are written "one output element per thread" (gather form): the backward
+//! passes loop over the terms that touch an element instead of scattering, so a kernel needs no
+//! atomics.
+//!
+//! GPU side (`_record` for the training executor, `_gpu` test wrappers): `conv2d_fwd` runs one
+//! invocation per output pixel and block of [`CONV2D_FWD_OC_BLOCK`] output channels (one input read
+//! feeds 8 accumulators); `conv2d_bwd_input` one invocation per input element (gather, as the twin);
+//! `conv2d_bwd_weight` is a fixed-order two-stage reduction over the `N * OH * OW` rows: partial sums
+//! per (chunk of rows, parameter) into a scratch buffer, then `reduce_chunks` adds the chunks in
+//! order ([`chunk_plan`]). The dot products add in the twin's order; the batch sums are f32 on the
+//! GPU and f64 in the twin.
+
+use super::{Shape4, check_len};
+use crate::gpu::{GpuContext, GpuError};
+use crate::shaders::{NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_WEIGHT, NET_CONV2D_FWD, NET_REDUCE_CHUNKS};
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+/// Shape and hyper-parameters of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    /// Input `[N, C_in, H, W]`.
+    pub input: Shape4,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// Zero padding on each side (PyTorch's integer `padding`).
+    pub pad: usize,
+    /// Stride, >= 1, the same along both axes.
+    pub stride: usize,
+}
+
+impl Conv2dShape {
+    /// Panics unless `stride >= 1` and the (padded) input is at least as large as the kernel.
+    pub fn new(input: Shape4, c_out: usize, kh: usize, kw: usize, pad: usize, stride: usize) -> Self {
+        assert!(stride >= 1, "conv2d: stride must be >= 1");
+        assert!(kh >= 1 && kw >= 1, "conv2d: empty kernel");
+        assert!(
+            kh <= input.h + 2 * pad && kw <= input.w + 2 * pad,
+            "conv2d: kernel {kh}x{kw} larger than the padded input {}x{} (pad {pad})",
+            input.h,
+            input.w
+        );
+        Self { input, c_out, kh, kw, pad, stride }
+    }
+
+    pub fn out_h(&self) -> usize {
+        (self.input.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.input.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+
+    /// Output `[N, C_out, OH, OW]`.
+    pub fn output(&self) -> Shape4 {
+        Shape4::new(self.input.n, self.c_out, self.out_h(), self.out_w())
+    }
+
+    /// Weight shape `[C_out, C_in, kh, kw]` as a [`Shape4`].
+    pub fn weight(&self) -> Shape4 {
+        Shape4::new(self.c_out, self.input.c, self.kh, self.kw)
+    }
+
+    /// `C_in * kh * kw`: the fan-in of one output element.
+    pub fn fan_in(&self) -> usize {
+        self.input.c * self.kh * self.kw
+    }
+
+    /// Input coordinate read by output coordinate `o` and kernel tap `k` (None in the padding).
+    #[inline(always)]
+    fn input_coord(&self, o: usize, k: usize, size: usize) -> Option<usize> {
+        (o * self.stride + k).checked_sub(self.pad).filter(|&i| i < size)
+    }
+
+    /// Output coordinate that reads input coordinate `i` through kernel tap `k`, if any.
+    #[inline(always)]
+    fn output_coord(&self, i: usize, k: usize, out_size: usize) -> Option<usize> {
+        let t = (i + self.pad).checked_sub(k)?;
+        (t % self.stride == 0 && t / self.stride < out_size).then_some(t / self.stride)
+    }
+}
+
+/// Forward: `y = conv(x, w) + b`. Writes all of `y`.
+pub fn conv2d_fwd_cpu(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    let (xs, ws, ys) = (s.input, s.weight(), s.output());
+    check_len("conv2d x", x.len(), xs.len());
+    check_len("conv2d w", w.len(), ws.len());
+    check_len("conv2d b", b.len(), s.c_out);
+    check_len("conv2d y", y.len(), ys.len());
+    if ys.is_empty() {
+        return;
+    }
+    y.par_chunks_mut(ys.plane()).enumerate().for_each(|(plane, out)| {
+        let (n, o) = (plane / ys.c, plane % ys.c);
+        for oy in 0..ys.h {
+            for ox in 0..ys.w {
+                let mut acc = b[o];
+                for i in 0..xs.c {
+                    for ky in 0..s.kh {
+                        let Some(iy) = s.input_coord(oy, ky, xs.h) else { continue };
+                        for kx in 0..s.kw {
+                            let Some(ix) = s.input_coord(ox, kx, xs.w) else { continue };
+                            acc += x[xs.index(n, i, iy, ix)] * w[ws.index(o, i, ky, kx)];
+                        }
+                    }
+                }
+                out[oy * ys.w + ox] = acc;
+            }
+        }
+    });
+}
+
+/// Backward to the input: `dx[n, i, iy, ix] = sum over (o, ky, kx) of dy[n, o, oy, ox] * w[o, i, ky, kx]`
+/// for every output position `(oy, ox)` whose window reads `(iy, ix)` through tap `(ky, kx)`.
+/// Input pixels no window reads (the floor-mode remainder) get 0. Writes all of `dx`.
+pub fn conv2d_bwd_input_cpu(s: &Conv2dShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (xs, ws, ys) = (s.input, s.weight(), s.output());
+    check_len("conv2d w", w.len(), ws.len());
+    check_len("conv2d dy", dy.len(), ys.len());
+    check_len("conv2d dx", dx.len(), xs.len());
+    if xs.is_empty() {
+        return;
+    }
+    dx.par_chunks_mut(xs.plane()).enumerate().for_each(|(plane, out)| {
+        let (n, i) = (plane / xs.c, plane % xs.c);
+        for iy in 0..xs.h {
+            for ix in 0..xs.w {
+                let mut acc = 0.0f32;
+                for o in 0..s.c_out {
+                    for ky in 0..s.kh {
+                        let Some(oy) = s.output_coord(iy, ky, ys.h) else { continue };
+                        for kx in 0..s.kw {
+                            let Some(ox) = s.output_coord(ix, kx, ys.w) else { continue };
+                            acc += dy[ys.index(n, o, oy, ox)] * w[ws.index(o, i, ky, kx)];
+                        }
+                    }
+                }
+                out[iy * xs.w + ix] = acc;
+            }
+        }
+    });
+}
+
+/// Backward to the parameters: `dw[o, i, ky, kx] = sum over (n, oy, ox) of dy[n, o, oy, ox] * x[n, i, iy, ix]`
+/// (padding contributes nothing) and `db[o] = sum over (n, oy, ox) of dy[n, o, oy, ox]`, both
+/// accumulated in f64. Writes all of `dw` and `db`.
+pub fn conv2d_bwd_weight_cpu(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let (xs, ws, ys) = (s.input, s.weight(), s.output());
+    check_len("conv2d x", x.len(), xs.len());
+    check_len("conv2d dy", dy.len(), ys.len());
+    check_len("conv2d dw", dw.len(), ws.len());
+    check_len("conv2d db", db.len(), s.c_out);
+    if !ws.is_empty() {
+        dw.par_chunks_mut(s.kh * s.kw).enumerate().for_each(|(oi, taps)| {
+            let (o, i) = (oi / xs.c, oi % xs.c);
+            for ky in 0..s.kh {
+                for kx in 0..s.kw {
+                    let mut acc = 0.0f64;
+                    for n in 0..xs.n {
+                        for oy in 0..ys.h {
+                            let Some(iy) = s.input_coord(oy, ky, xs.h) else { continue };
+                            for ox in 0..ys.w {
+                                let Some(ix) = s.input_coord(ox, kx, xs.w) else { continue };
+                                acc += dy[ys.index(n, o, oy, ox)] as f64 * x[xs.index(n, i, iy, ix)] as f64;
+                            }
+                        }
+                    }
+                    taps[ky * s.kw + kx] = acc as f32;
+                }
+            }
+        });
+    }
+    db.par_iter_mut().enumerate().for_each(|(o, db)| {
+        let mut acc = 0.0f64;
+        for n in 0..ys.n {
+            let start = ys.index(n, o, 0, 0);
+            acc += dy[start..start + ys.plane()].iter().map(|&v| v as f64).sum::<f64>();
+        }
+        *db = acc as f32;
+    });
+}
+
+/// Both backward passes: `(dx, dw, db)`.
+pub fn conv2d_bwd_cpu(s: &Conv2dShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; s.input.len()];
+    let mut dw = vec![0.0; s.weight().len()];
+    let mut db = vec![0.0; s.c_out];
+    conv2d_bwd_input_cpu(s, w, dy, &mut dx);
+    conv2d_bwd_weight_cpu(s, x, dy, &mut dw, &mut db);
+    (dx, dw, db)
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU side: kernels net/conv2d_fwd, net/conv2d_bwd_input, net/conv2d_bwd_weight (+ net/reduce_chunks).
+
+/// Output channels that one `conv2d_fwd` invocation computes (keep in sync with `OB` in
+/// shaders/net/conv2d_fwd.wgsl).
+pub const CONV2D_FWD_OC_BLOCK: usize = 8;
+
+/// Uniform of the three conv2d kernels. Keep in sync with `Conv2dParams` in
+/// shaders/net/conv2d_fwd.wgsl, conv2d_bwd_input.wgsl and conv2d_bwd_weight.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Conv2dParams {
+    pub n: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub pad: u32,
+    pub stride: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    /// `ceil(c_out / CONV2D_FWD_OC_BLOCK)` (conv2d_fwd).
+    pub n_oc_blocks: u32,
+    /// Rows `(n, oy, ox)` per partial sum (conv2d_bwd_weight).
+    pub chunk_rows: u32,
+    /// Number of partial sums per parameter (conv2d_bwd_weight).
+    pub n_chunks: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+const _: () = assert!(std::mem::size_of::<Conv2dParams>() == 64);
+
+impl Conv2dParams {
+    /// The uniform for shape `s`. Panics if a tensor of `s` has more than `u32::MAX` elements (the
+    /// kernels index with u32).
+    pub fn new(s: &Conv2dShape) -> Self {
+        let (xs, ys) = (s.input, s.output());
+        for (name, len) in [("x", xs.len()), ("y", ys.len()), ("w", s.weight().len())] {
+            to_u32(&format!("conv2d {name} length"), len);
+        }
+        let plan = conv2d_bwd_weight_plan(s);
+        Self {
+            n: xs.n as u32,
+            c_in: xs.c as u32,
+            h: xs.h as u32,
+            w: xs.w as u32,
+            c_out: s.c_out as u32,
+            kh: s.kh as u32,
+            kw: s.kw as u32,
+            pad: to_u32("conv2d pad", s.pad),
+            stride: to_u32("conv2d stride", s.stride),
+            out_h: ys.h as u32,
+            out_w: ys.w as u32,
+            n_oc_blocks: s.c_out.div_ceil(CONV2D_FWD_OC_BLOCK) as u32,
+            chunk_rows: to_u32("conv2d chunk rows", plan.chunk_rows),
+            n_chunks: to_u32("conv2d chunks", plan.n_chunks),
+            _pad0: 0,
+            _pad1: 0,
+        }
+    }
+}
+
+/// Parameters of the weight gradient: `dw` then `db`, `C_out * C_in * kh * kw + C_out`.
+fn conv2d_n_params(s: &Conv2dShape) -> usize {
+    s.weight().len() + s.c_out
+}
+
+/// How `conv2d_bwd_weight` splits its `N * OH * OW` rows into chunks.
+pub fn conv2d_bwd_weight_plan(s: &Conv2dShape) -> ChunkPlan {
+    let ys = s.output();
+    chunk_plan(ys.n * ys.h * ys.w, conv2d_n_params(s))
+}
+
+/// f32 elements of the scratch buffer `conv2d_bwd_weight_record` needs (0 for an empty batch: then
+/// pass any buffer of at least 4 bytes). Never decreases with the batch size, so a scratch sized for
+/// the largest batch serves every smaller one ([`chunk_scratch_len`]).
+pub fn conv2d_bwd_weight_scratch_len(s: &Conv2dShape) -> usize {
+    let ys = s.output();
+    chunk_scratch_len(ys.n * ys.h * ys.w, conv2d_n_params(s))
+}
+
+/// Records `conv2d_fwd`: `y = conv(x, w) + b` (all of `y` written). One invocation per output pixel
+/// and block of [`CONV2D_FWD_OC_BLOCK`] output channels.
+pub fn conv2d_fwd_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    check_buffer("conv2d x", x, s.input.len());
+    check_buffer("conv2d w", w, s.weight().len());
+    check_buffer("conv2d b", b, s.c_out);
+    check_buffer("conv2d y", y, s.output().len());
+    let p = Conv2dParams::new(s);
+    let u = ctx.uniform("conv2d_fwd_params", &p);
+    let threads = p.n as u64 * p.n_oc_blocks as u64 * p.out_h as u64 * p.out_w as u64;
+    ctx.dispatch(enc, &NET_CONV2D_FWD, &[&u, x, w, b, y], threads)
+}
+
+/// Records `conv2d_bwd_input`: `dx` from `w` and `dy` (all of `dx` written). One invocation per
+/// input element.
+pub fn conv2d_bwd_input_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &Conv2dShape,
+    w: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    check_buffer("conv2d w", w, s.weight().len());
+    check_buffer("conv2d dy", dy, s.output().len());
+    check_buffer("conv2d dx", dx, s.input.len());
+    let p = Conv2dParams::new(s);
+    let u = ctx.uniform("conv2d_bwd_input_params", &p);
+    ctx.dispatch(enc, &NET_CONV2D_BWD_INPUT, &[&u, w, dy, dx], s.input.len() as u64)
+}
+
+/// Records `conv2d_bwd_weight` (partial sums per chunk of rows into `scratch`, at least
+/// [`conv2d_bwd_weight_scratch_len`] f32) and `reduce_chunks` (the chunks added in order into `dw`
+/// and `db`). All of `dw` and `db` written, zeros for an empty batch.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_bwd_weight_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &Conv2dShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    db: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    let n_params = conv2d_n_params(s);
+    check_buffer("conv2d x", x, s.input.len());
+    check_buffer("conv2d dy", dy, s.output().len());
+    check_buffer("conv2d dw", dw, s.weight().len());
+    check_buffer("conv2d db", db, s.c_out);
+    check_buffer("conv2d_bwd_weight scratch", scratch, conv2d_bwd_weight_scratch_len(s));
+    let p = Conv2dParams::new(s);
+    let u = ctx.uniform("conv2d_bwd_weight_params", &p);
+    let threads = p.n_chunks as u64 * n_params as u64;
+    ctx.dispatch(enc, &NET_CONV2D_BWD_WEIGHT, &[&u, x, dy, scratch], threads)?;
+    let r = ReduceChunksParams {
+        n_params: to_u32("conv2d parameters", n_params),
+        n_chunks: p.n_chunks,
+        n_split: to_u32("conv2d dw length", s.weight().len()),
+        _pad0: 0,
+    };
+    reduce_chunks_record(ctx, enc, &r, scratch, dw, db)
+}
+
+/// Runs `conv2d_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).
+pub fn conv2d_fwd_gpu(ctx: &GpuContext, s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
+    check_len("conv2d x", x.len(), s.input.len());
+    check_len("conv2d w", w.len(), s.weight().len());
+    check_len("conv2d b", b.len(), s.c_out);
+    let ny = s.output().len();
+    let (xb, wb, bb) = (ctx.upload("x", x)?, ctx.upload("w", w)?, ctx.upload("b", b)?);
+    let yb = ctx.upload("y", &vec![GARBAGE; ny])?;
+    let mut enc = ctx.encoder("conv2d_fwd");
+    conv2d_fwd_record(ctx, &mut enc, s, &xb, &wb, &bb, &yb)?;
+    let rb = ctx.readback(&mut enc, &yb, ny as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
+}
+
+/// Runs `conv2d_bwd_input` alone on the GPU (test wrapper; `dx` pre-filled with garbage).
+pub fn conv2d_bwd_input_gpu(ctx: &GpuContext, s: &Conv2dShape, w: &[f32], dy: &[f32]) -> crate::Result<Vec<f32>> {
+    check_len("conv2d w", w.len(), s.weight().len());
+    check_len("conv2d dy", dy.len(), s.output().len());
+    let nx = s.input.len();
+    let (wb, dyb) = (ctx.upload("w", w)?, ctx.upload("dy", dy)?);
+    let dxb = ctx.upload("dx", &vec![GARBAGE; nx])?;
+    let mut enc = ctx.encoder("conv2d_bwd_input");
+    conv2d_bwd_input_record(ctx, &mut enc, s, &wb, &dyb, &dxb)?;
+    let rb = ctx.readback(&mut enc, &dxb, nx as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
+}
+
+/// Runs `conv2d_bwd_weight` + `reduce_chunks` on the GPU: `(dw, db)` (test wrapper; `dw`, `db`
+/// and the scratch pre-filled with garbage).
+pub fn conv2d_bwd_weight_gpu(
+    ctx: &GpuContext,
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+) -> crate::Result<(Vec<f32>, Vec<f32>)> {
+    check_len("conv2d x", x.len(), s.input.len());
+    check_len("conv2d dy", dy.len(), s.output().len());
+    let (nw, nb) = (s.weight().len(), s.c_out);
+    let (xb, dyb) = (ctx.upload("x", x)?, ctx.upload("dy", dy)?);
+    let dwb = ctx.upload("dw", &vec![GARBAGE; nw])?;
+    let dbb = ctx.upload("db", &vec![GARBAGE; nb])?;
+    let scratch = ctx.upload("scratch", &vec![GARBAGE; conv2d_bwd_weight_scratch_len(s)])?;
+    let mut enc = ctx.encoder("conv2d_bwd_weight");
+    conv2d_bwd_weight_record(ctx, &mut enc, s, &xb, &dyb, &dwb, &dbb, &scratch)?;
+    let rw = ctx.readback(&mut enc, &dwb, nw as u64 * 4);
+    let rbias = ctx.readback(&mut enc, &dbb, nb as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok((rw.read(ctx)?, rbias.read(ctx)?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two-stage batch reduction shared by conv2d_bwd_weight and linear_bwd_weight: stage 1 (the
+// layer's kernel) writes one partial sum per (chunk of rows, parameter) into a scratch buffer laid
+// out `[n_chunks][n_params]`; stage 2 (`net/reduce_chunks`) adds each parameter's chunks in order.
+// Both stages sum in f32 in a fixed order: deterministic, no float atomics.
+
+/// Partial sums stage 1 aims for (`n_chunks * n_params`): enough invocations to fill a large GPU
+/// while keeping the scratch at ~1 MiB and stage 2 short.
+pub const REDUCE_TARGET_PARTIALS: usize = 1 << 18;
+/// Fewest rows a chunk sums (so that small layers do not make many tiny chunks).
+pub const REDUCE_MIN_CHUNK_ROWS: usize = 32;
+
+/// How a sum over `rows` rows is split into chunks of `chunk_rows` consecutive rows (the last one
+/// shorter); `n_chunks` is 0 when there are no rows. Stage 1 writes `n_chunks * n_params` f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkPlan {
+    pub chunk_rows: usize,
+    pub n_chunks: usize,
+}
+
+/// The chunking for `rows` rows and `n_params` parameters: about [`REDUCE_TARGET_PARTIALS`] /
+/// `n_params` chunks (at least 1), each of at least [`REDUCE_MIN_CHUNK_ROWS`] rows. For the seed
+/// network at batch 1000: conv1 (272 parameters, 1.6M rows) 963 chunks of 1662 rows, conv2 (4640,
+/// 100k rows) 56 chunks of 1786 rows, linear 64 -> 100 (6500, 1000 rows) 32 chunks of 32 rows.
+pub fn chunk_plan(rows: usize, n_params: usize) -> ChunkPlan {
+    let chunk_rows = rows.div_ceil(wanted_chunks(n_params)).max(REDUCE_MIN_CHUNK_ROWS);
+    ChunkPlan { chunk_rows, n_chunks: rows.div_ceil(chunk_rows) }
+}
+
+fn wanted_chunks(n_params: usize) -> usize {
+    (REDUCE_TARGET_PARTIALS / n_params.max(1)).max(1)
+}
+
+/// Scratch (f32 elements) for stage 1 of a sum over `rows` rows: `n_params * min(wanted chunks,
+/// ceil(rows / REDUCE_MIN_CHUNK_ROWS))`. That bounds [`chunk_plan`]'s `n_chunks * n_params` and,
+/// unlike it, never decreases as `rows` grows (`n_chunks` itself can: 1280 rows in chunks of 32
+/// make 40 chunks, 1281 rows in chunks of 33 make 39), so a scratch sized for the largest batch is
+/// large enough for every smaller one.
+pub fn chunk_scratch_len(rows: usize, n_params: usize) -> usize {
+    n_params * wanted_chunks(n_params).min(rows.div_ceil(REDUCE_MIN_CHUNK_ROWS))
+}
+
+/// Uniform of `net/reduce_chunks`. Keep in sync with `ReduceChunksParams` in
+/// shaders/net/reduce_chunks.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ReduceChunksParams {
+    pub n_params: u32,
+    pub n_chunks: u32,
+    /// Parameters `p < n_split` go to `out_a[p]`, the others to `out_b[p - n_split]`.
+    pub n_split: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<ReduceChunksParams>() == 16);
+
+/// Twin of `net/reduce_chunks`: `s[p] = sum over c of partials[c * n_params + p]` in f32, chunk
+/// order, from 0; `out_a = s[..n_split]`, `out_b = s[n_split..]`. Exact same operations as the
+/// kernel, so the results are bit-identical.
+pub fn reduce_chunks_cpu(p: &ReduceChunksParams, partials: &[f32], out_a: &mut [f32], out_b: &mut [f32]) {
+    let (np, nc, split) = (p.n_params as usize, p.n_chunks as usize, p.n_split as usize);
+    check_len("reduce_chunks partials", partials.len(), np * nc);
+    check_len("reduce_chunks out_a", out_a.len(), split);
+    check_len("reduce_chunks out_b", out_b.len(), np - split);
+    let sum = |q: usize| (0..nc).fold(0.0f32, |acc, c| acc + partials[c * np + q]);
+    out_a.par_iter_mut().enumerate().for_each(|(q, o)| *o = sum(q));
+    out_b.par_iter_mut().enumerate().for_each(|(q, o)| *o = sum(split + q));
+}
+
+/// Records `net/reduce_chunks` (stage 2): `out_a` gets the first `n_split` sums, `out_b` the rest.
+pub fn reduce_chunks_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &ReduceChunksParams,
+    partials: &wgpu::Buffer,
+    out_a: &wgpu::Buffer,
+    out_b: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    assert!(p.n_split <= p.n_params, "reduce_chunks: n_split {} > n_params {}", p.n_split, p.n_params);
+    let (np, nc, split) = (p.n_params as usize, p.n_chunks as usize, p.n_split as usize);
+    check_buffer("reduce_chunks partials", partials, np * nc);
+    check_buffer("reduce_chunks out_a", out_a, split);
+    check_buffer("reduce_chunks out_b", out_b, np - split);
+    let u = ctx.uniform("reduce_chunks_params", p);
+    ctx.dispatch(enc, &NET_REDUCE_CHUNKS, &[&u, partials, out_a, out_b], np as u64)
+}
+
+/// Runs `net/reduce_chunks` alone on the GPU: `(out_a, out_b)` (test wrapper; outputs pre-filled
+/// with garbage).
+pub fn reduce_chunks_gpu(
+    ctx: &GpuContext,
+    p: &ReduceChunksParams,
+    partials: &[f32],
+) -> crate::Result<(Vec<f32>, Vec<f32>)> {
+    let (np, nc, split) = (p.n_params as usize, p.n_chunks as usize, p.n_split as usize);
+    check_len("reduce_chunks partials", partials.len(), np * nc);
+    let pb = ctx.upload("partials", partials)?;
+    let ab = ctx.upload("out_a", &vec![GARBAGE; split])?;
+    let bb = ctx.upload("out_b", &vec![GARBAGE; np - split])?;
+    let mut enc = ctx.encoder("reduce_chunks");
+    reduce_chunks_record(ctx, &mut enc, p, &pb, &ab, &bb)?;
+    let ra = ctx.readback(&mut enc, &ab, split as u64 * 4);
+    let rb = ctx.readback(&mut enc, &bb, (np - split) as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok((ra.read(ctx)?, rb.read(ctx)?))
+}
+
+// Helpers shared by the GPU sides of conv2d, linear and relu.
+
+/// What the `_gpu` test wrappers pre-fill outputs and scratch with, so that a missing write shows.
+pub(crate) const GARBAGE: f32 = -12345.0;
+
+/// Panics unless `buf` holds at least `len` f32 (a wrong buffer is a programming error; unchecked,
+/// the GPU would clamp or drop out-of-range accesses silently).
+#[track_caller]
+pub(crate) fn check_buffer(name: &str, buf: &wgpu::Buffer, len: usize) {
+    let need = (len as u64 * 4).max(4);
+    assert!(buf.size() >= need, "{name}: buffer of {} bytes, need {len} f32 ({need} bytes)", buf.size());
+}
+
+/// `v` as u32, or a panic naming it (the kernels index with u32).
+#[track_caller]
+pub(crate) fn to_u32(name: &str, v: usize) -> u32 {
+    u32::try_from(v).unwrap_or_else(|_| panic!("{name} = {v} exceeds the kernels' u32 indices"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        let s = Conv2dShape::new(Shape4::new(1, 1, 41, 41), 16, 4, 4, 1, 1);
+        assert_eq!((s.out_h(), s.out_w()), (40, 40));
+        let s = Conv2dShape::new(Shape4::new(1, 1, 7, 8), 1, 3, 2, 1, 2);
+        // (7 + 2 - 3) / 2 + 1 = 4, (8 + 2 - 2) / 2 + 1 = 5
+        assert_eq!((s.out_h(), s.out_w()), (4, 5));
+        let s = Conv2dShape::new(Shape4::new(1, 1, 2, 2), 1, 4, 4, 1, 3);
+        assert_eq!((s.out_h(), s.out_w()), (1, 1));
+    }
+
+    #[test]
+    fn coordinate_maps_are_inverse() {
+        for (pad, stride, k) in [(0, 1, 3), (1, 2, 3), (2, 2, 4), (1, 3, 2)] {
+            let s = Conv2dShape::new(Shape4::new(1, 1, 9, 9), 1, k, k, pad, stride);
+            for o in 0..s.out_h() {
+                for t in 0..k {
+                    if let Some(i) = s.input_coord(o, t, 9) {
+                        assert_eq!(s.output_coord(i, t, s.out_h()), Some(o));
+                    }
+                }
+            }
+            let pairs_fwd = (0..s.out_h()).flat_map(|o| (0..k).filter_map(move |t| s.input_coord(o, t, 9))).count();
+            let pairs_bwd = (0..9).flat_map(|i| (0..k).filter_map(move |t| s.output_coord(i, t, s.out_h()))).count();
+            assert_eq!(pairs_fwd, pairs_bwd, "pad {pad} stride {stride} k {k}");
+        }
+    }
+
+    #[test]
+    fn chunk_plans_of_the_seed_network() {
+        let plan =
+            |n, c, hw, o, k, pad| conv2d_bwd_weight_plan(&Conv2dShape::new(Shape4::new(n, c, hw, hw), o, k, k, pad, 1));
+        assert_eq!(plan(1000, 1, 41, 16, 4, 1), ChunkPlan { chunk_rows: 1662, n_chunks: 963 });
+        assert_eq!(plan(1000, 16, 10, 32, 3, 1), ChunkPlan { chunk_rows: 1786, n_chunks: 56 });
+        // conv 32 -> 64 k2 on 3x3: 8256 parameters, 4000 rows.
+        assert_eq!(plan(1000, 32, 3, 64, 2, 0), ChunkPlan { chunk_rows: 130, n_chunks: 31 });
+        assert_eq!(plan(0, 32, 3, 64, 2, 0).n_chunks, 0);
+        // Small layers: chunks of the minimum size; huge layers: one chunk.
+        assert_eq!(chunk_plan(100, 10), ChunkPlan { chunk_rows: REDUCE_MIN_CHUNK_ROWS, n_chunks: 4 });
+        assert_eq!(chunk_plan(1000, 64 * 7056 + 7056), ChunkPlan { chunk_rows: 1000, n_chunks: 1 });
+        for (rows, params) in [(1, 1), (31, 5), (33, 5), (12345, 77), (1 << 20, 3), (999, 1 << 19)] {
+            let p = chunk_plan(rows, params);
+            assert!(p.n_chunks * p.chunk_rows >= rows && (p.n_chunks - 1) * p.chunk_rows < rows, "{rows} {params}");
+            assert!(p.n_chunks * params <= chunk_scratch_len(rows, params), "{rows} {params}");
+            assert!(chunk_scratch_len(rows, params) <= REDUCE_TARGET_PARTIALS.max(params), "{rows} {params}");
+        }
+    }
+
+    #[test]
+    fn scratch_covers_the_plan_and_grows_with_the_rows() {
+        for n_params in [1, 7, 56, 272, 4640, 6553, 8256, 300_000] {
+            let mut prev = 0;
+            for rows in (0..5000).chain((5000..2_000_000).step_by(997)) {
+                let (plan, len) = (chunk_plan(rows, n_params), chunk_scratch_len(rows, n_params));
+                assert!(plan.n_chunks * n_params <= len, "rows {rows} params {n_params}: {plan:?} > {len}");
+                assert!(plan.n_chunks * plan.chunk_rows >= rows, "rows {rows} params {n_params}: {plan:?}");
+                assert!(len >= prev, "rows {rows} params {n_params}: scratch {len} < {prev} for fewer rows");
+                prev = len;
+            }
+        }
+        // The example in chunk_scratch_len's doc: n_chunks drops, the scratch does not.
+        let n_params = REDUCE_TARGET_PARTIALS / 40;
+        assert_eq!((chunk_plan(1280, n_params).n_chunks, chunk_plan(1281, n_params).n_chunks), (40, 39));
+        assert_eq!(chunk_scratch_len(1281, n_params), 40 * n_params);
+    }
+
+    #[test]
+    fn reduce_chunks_twin_splits_and_sums_in_order() {
+        let p = ReduceChunksParams { n_params: 3, n_chunks: 2, n_split: 2, _pad0: 0 };
+        let (mut a, mut b) = (vec![-12345.0; 2], vec![-12345.0; 1]);
+        reduce_chunks_cpu(&p, &[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], &mut a, &mut b);
+        assert_eq!((a, b), (vec![11.0, 22.0], vec![33.0]));
+    }
+
+    #[test]
+    #[should_panic(expected = "larger than the padded input")]
+    fn rejects_kernel_larger_than_input() {
+        Conv2dShape::new(Shape4::new(1, 1, 2, 2), 1, 5, 5, 1, 1);
+    }
+}

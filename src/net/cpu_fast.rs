@@ -1,0 +1,496 @@
+//! Fast CPU conv2d and linear layers: the same functions as the twins in [`super::conv2d`] and
+//! [`super::linear`] (same signatures, shapes, layouts, and every output overwritten), computed as
+//! im2col + SGEMM (`matrixmultiply::sgemm`, single-threaded) and parallelized over fixed blocks of
+//! samples with rayon. The twins stay the readable reference; the tests in tests/net_cpu_fast.rs
+//! check every function here against its twin.
+//!
+//! Convolution as a matrix product, for a block of `S` samples and output rows `r0..r1` (the
+//! block's columns `j = (s, oy, ox)`, `cols = S * (r1 - r0) * OW`):
+//!
+//! ```text
+//! col[k, j] = x[n0 + s, i, oy*stride + ky - pad, ox*stride + kx - pad]   (0 in the padding), k = (i, ky, kx)
+//! forward:          Y[C_out, cols]  = W[C_out, K] col[K, cols] + b
+//! backward input:   dcol[K, cols]   = W^T dY[C_out, cols], then dx += col2im(dcol)
+//! backward weight:  [dW | db][C_out, K + 1] += dY[C_out, cols] [col; 1]^T[cols, K + 1]
+//! ```
+//!
+//! A block is one sample when its output plane has at least [`TARGET_COLS`] pixels (then the
+//! product reads and writes the NCHW tensors in place, `S = 1`), else `TARGET_COLS / (OH * OW)`
+//! samples (gathered and scattered through a scratch buffer). A plane whose `K x cols` columns
+//! would exceed [`MAX_COL_ELEMS`] is split into blocks of whole output rows. The `col` and gather
+//! buffers are per-thread scratch (`thread_local`), reused across calls.
+//!
+//! Determinism: blocks and groups depend only on the shape, never on the number of threads, and
+//! each block is computed by one thread with a single-threaded SGEMM; so results are bitwise
+//! identical whatever the rayon pool. Weight gradients: each of at most [`MAX_GROUPS`] fixed groups
+//! of consecutive blocks sums its blocks in f32 (SGEMM with `beta = 1`) into its own partial, then
+//! the partials are added in group order in f64 (the twins sum the whole batch in f64; the
+//! difference is within f32 rounding of each group's sum).
+//!
+//! Sums are in another order than the twins' (SGEMM's blocking), so results differ from them by
+//! f32 rounding: the tests require `|fast - twin| <= 1e-4 * sum of |terms|` per element.
+//!
+//! Every stride, padding and kernel size is handled here (no fallback to the twins).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::check_len;
+use super::conv2d::Conv2dShape;
+use super::linear::LinearShape;
+
+/// Columns (sample x output pixel) one SGEMM of a convolution aims for: planes smaller than this
+/// are batched, `TARGET_COLS / (OH * OW)` samples per block.
+pub const TARGET_COLS: usize = 512;
+/// Largest `col` buffer (f32 elements, `K x cols`) of one block; a larger plane is split into
+/// blocks of whole output rows (at least one row).
+pub const MAX_COL_ELEMS: usize = 1 << 17;
+/// Most partial sums of a weight gradient (fixed groups of consecutive blocks / rows).
+pub const MAX_GROUPS: usize = 32;
+/// Cap on the memory of the partial sums of a weight gradient (f32 elements, all groups together):
+/// fewer groups for very large layers.
+pub const MAX_PARTIAL_ELEMS: usize = 1 << 23;
+/// Rows (samples) per parallel task of the linear forward and input gradient.
+pub const LINEAR_ROWS: usize = 64;
+/// Fewest rows one partial sum of the linear weight gradient covers.
+pub const LINEAR_MIN_GROUP_ROWS: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: scratch, a bounds-checked SGEMM, the block plan, im2col / col2im.
+
+#[derive(Default)]
+struct Scratch {
+    col: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch. `f` must not call into rayon (a stolen job could borrow
+/// the scratch again); nothing in this module does.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// The first `len` elements of `v`, growing it if needed (contents unspecified).
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// Index one past the last element a `rows x cols` matrix with strides `(rs, cs)` touches.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    (rows - 1) * rs + (cols - 1) * cs + 1
+}
+
+/// `C[m, n] = A[m, k] B[k, n] + beta C`, element `(r, c)` of a matrix `X` at `x[r * rsx + c * csx]`.
+/// Bounds are checked here, so the unsafe SGEMM only touches the given slices. `beta` is 0 or 1;
+/// with `beta = 0` the old contents of `C` are ignored (`matrixmultiply` guarantees it).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    (rsc, csc): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(extent(m, n, rsc, csc) <= c.len(), "gemm: C out of bounds");
+    if k == 0 {
+        if beta == 0.0 {
+            for r in 0..m {
+                for q in 0..n {
+                    c[r * rsc + q * csc] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(extent(m, k, rsa, csa) <= a.len(), "gemm: A out of bounds");
+    assert!(extent(k, n, rsb, csb) <= b.len(), "gemm: B out of bounds");
+    // SAFETY: every element the product reads or writes lies in the slices (checked above), C does
+    // not alias A or B (a &mut and two & borrows), and C's strides do not alias (rsc, csc > 0 with
+    // distinct elements: callers pass row-major or column-major layouts).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
+    }
+}
+
+/// How a convolution is cut into blocks: `ns` samples per block of samples, each block of samples
+/// cut into output-row blocks of `rows` rows (`rows = OH` unless a plane is too large; `ns = 1`
+/// then). Depends on the shape only.
+#[derive(Clone, Copy, Debug)]
+struct ConvPlan {
+    ns: usize,
+    rows: usize,
+}
+
+impl ConvPlan {
+    fn new(s: &Conv2dShape, col_rows: usize) -> Self {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let p = oh * ow;
+        let max_cols = (MAX_COL_ELEMS / col_rows.max(1)).max(ow);
+        if p > max_cols {
+            Self { ns: 1, rows: (max_cols / ow).clamp(1, oh) }
+        } else {
+            let ns = (TARGET_COLS / p).clamp(1, (max_cols / p).max(1));
+            Self { ns, rows: oh }
+        }
+    }
+
+    /// Output-row blocks `(r0, r1)` of one block of samples.
+    fn row_blocks(&self, oh: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..oh).step_by(self.rows).map(move |r0| (r0, (r0 + self.rows).min(oh)))
+    }
+}
+
+/// Range `lo..hi` of output columns `ox` whose tap `kx` reads inside the input row (`0 <= ox *
+/// stride + kx - pad < W`).
+#[inline]
+fn ox_range(s: &Conv2dShape, kx: usize, ow: usize) -> (usize, usize) {
+    let lo = s.pad.saturating_sub(kx).div_ceil(s.stride).min(ow);
+    let hi = (s.input.w + s.pad).saturating_sub(kx).div_ceil(s.stride).min(ow).max(lo);
+    (lo, hi)
+}
+
+/// Input row read by output row `oy` through tap `ky` (None in the padding).
+#[inline]
+fn input_row(s: &Conv2dShape, oy: usize, ky: usize) -> Option<usize> {
+    (oy * s.stride + ky).checked_sub(s.pad).filter(|&iy| iy < s.input.h)
+}
+
+/// Fills rows `0..K` of `col` (`[K, cols]`, row-major) for samples `n0..n0 + ns` of `x` and output
+/// rows `r0..r1`.
+fn im2col(s: &Conv2dShape, x: &[f32], n0: usize, ns: usize, (r0, r1): (usize, usize), col: &mut [f32]) {
+    let xs = s.input;
+    let ow = s.out_w();
+    let seg_rows = r1 - r0;
+    let cols = ns * seg_rows * ow;
+    for i in 0..xs.c {
+        for ky in 0..s.kh {
+            for kx in 0..s.kw {
+                let k = (i * s.kh + ky) * s.kw + kx;
+                let row = &mut col[k * cols..(k + 1) * cols];
+                let (lo, hi) = ox_range(s, kx, ow);
+                for si in 0..ns {
+                    let plane = &x[xs.index(n0 + si, i, 0, 0)..][..xs.plane()];
+                    for oy in r0..r1 {
+                        let seg = &mut row[(si * seg_rows + oy - r0) * ow..][..ow];
+                        let Some(iy) = input_row(s, oy, ky) else {
+                            seg.fill(0.0);
+                            continue;
+                        };
+                        let xrow = &plane[iy * xs.w..(iy + 1) * xs.w];
+                        seg[..lo].fill(0.0);
+                        seg[hi..].fill(0.0);
+                        if s.stride == 1 {
+                            let ix0 = lo + kx - s.pad;
+                            seg[lo..hi].copy_from_slice(&xrow[ix0..ix0 + hi - lo]);
+                        } else {
+                            for (ox, v) in seg[lo..hi].iter_mut().enumerate() {
+                                *v = xrow[(lo + ox) * s.stride + kx - s.pad];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` (`[K, cols]`, laid out as [`im2col`]'s) into `dx` (the `ns` samples of the block,
+/// `[ns, C_in, H, W]`): the adjoint of [`im2col`].
+fn col2im_add(s: &Conv2dShape, col: &[f32], ns: usize, (r0, r1): (usize, usize), dx: &mut [f32]) {
+    let xs = s.input;
+    let ow = s.out_w();
+    let seg_rows = r1 - r0;
+    let cols = ns * seg_rows * ow;
+    for i in 0..xs.c {
+        for ky in 0..s.kh {
+            for kx in 0..s.kw {
+                let k = (i * s.kh + ky) * s.kw + kx;
+                let row = &col[k * cols..(k + 1) * cols];
+                let (lo, hi) = ox_range(s, kx, ow);
+                for si in 0..ns {
+                    let plane = &mut dx[(si * xs.c + i) * xs.plane()..][..xs.plane()];
+                    for oy in r0..r1 {
+                        let Some(iy) = input_row(s, oy, ky) else { continue };
+                        let seg = &row[(si * seg_rows + oy - r0) * ow..][..ow];
+                        let xrow = &mut plane[iy * xs.w..(iy + 1) * xs.w];
+                        if s.stride == 1 {
+                            let ix0 = lo + kx - s.pad;
+                            for (d, v) in xrow[ix0..ix0 + hi - lo].iter_mut().zip(&seg[lo..hi]) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ox, v) in seg[lo..hi].iter().enumerate() {
+                                xrow[(lo + ox) * s.stride + kx - s.pad] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `dy` of samples `n0..n0 + ns` (all output rows) into `t` as `[C_out, ns * P]` (column
+/// `s * P + p`).
+fn gather_planes(t: &mut [f32], src: &[f32], n0: usize, ns: usize, c: usize, p: usize) {
+    let cols = ns * p;
+    for si in 0..ns {
+        for o in 0..c {
+            t[o * cols + si * p..][..p].copy_from_slice(&src[((n0 + si) * c + o) * p..][..p]);
+        }
+    }
+}
+
+/// Fixed split of `units` consecutive work units into at most [`MAX_GROUPS`] groups (fewer when
+/// each group's partial has `partial_len` elements and the total would pass
+/// [`MAX_PARTIAL_ELEMS`]): group `g` covers `bounds(g)..bounds(g + 1)`.
+fn n_groups(units: usize, partial_len: usize) -> usize {
+    units.min(MAX_GROUPS).min((MAX_PARTIAL_ELEMS / partial_len.max(1)).max(1))
+}
+
+fn group_bounds(units: usize, groups: usize, g: usize) -> (usize, usize) {
+    (g * units / groups, (g + 1) * units / groups)
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv2d.
+
+/// Fast [`super::conv2d::conv2d_fwd_cpu`]: `y = conv(x, w) + b`. Writes all of `y`.
+pub fn conv2d_fwd_fast(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    let (xs, ys) = (s.input, s.output());
+    check_len("conv2d x", x.len(), xs.len());
+    check_len("conv2d w", w.len(), s.weight().len());
+    check_len("conv2d b", b.len(), s.c_out);
+    check_len("conv2d y", y.len(), ys.len());
+    if ys.is_empty() {
+        return;
+    }
+    let (k, co, p, ow) = (s.fan_in(), s.c_out, ys.plane(), ys.w);
+    let plan = ConvPlan::new(s, k);
+    y.par_chunks_mut(plan.ns * co * p).enumerate().for_each(|(bi, yb)| {
+        let (n0, ns) = (bi * plan.ns, yb.len() / (co * p));
+        with_scratch(|sc| {
+            for (r0, r1) in plan.row_blocks(ys.h) {
+                let cols = ns * (r1 - r0) * ow;
+                let col = grow(&mut sc.col, k * cols);
+                im2col(s, x, n0, ns, (r0, r1), col);
+                if ns == 1 {
+                    // In place: Y[:, r0*OW..] = b + W col.
+                    for (o, &bo) in b.iter().enumerate() {
+                        yb[o * p + r0 * ow..][..cols].fill(bo);
+                    }
+                    gemm((co, k, cols), w, (k, 1), col, (cols, 1), 1.0, &mut yb[r0 * ow..], (p, 1));
+                } else {
+                    let t = grow(&mut sc.tmp, co * cols);
+                    gemm((co, k, cols), w, (k, 1), col, (cols, 1), 0.0, t, (cols, 1));
+                    for si in 0..ns {
+                        for (o, &bo) in b.iter().enumerate() {
+                            let src = &t[o * cols + si * p..][..p];
+                            for (d, v) in yb[(si * co + o) * p..][..p].iter_mut().zip(src) {
+                                *d = v + bo;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// Fast [`super::conv2d::conv2d_bwd_input_cpu`]: `dx = dL/dx` from `dy`. Writes all of `dx`.
+pub fn conv2d_bwd_input_fast(s: &Conv2dShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (xs, ys) = (s.input, s.output());
+    check_len("conv2d w", w.len(), s.weight().len());
+    check_len("conv2d dy", dy.len(), ys.len());
+    check_len("conv2d dx", dx.len(), xs.len());
+    if xs.is_empty() {
+        return;
+    }
+    let (k, co, p, ow) = (s.fan_in(), s.c_out, ys.plane(), ys.w);
+    let plan = ConvPlan::new(s, k);
+    let per_sample = xs.c * xs.plane();
+    dx.par_chunks_mut(plan.ns * per_sample).enumerate().for_each(|(bi, dxb)| {
+        let (n0, ns) = (bi * plan.ns, dxb.len() / per_sample);
+        dxb.fill(0.0);
+        with_scratch(|sc| {
+            let Scratch { col, tmp } = sc;
+            for (r0, r1) in plan.row_blocks(ys.h) {
+                let cols = ns * (r1 - r0) * ow;
+                let dcol = grow(col, k * cols);
+                // dcol[K, cols] = W^T[K, C_out] dY[C_out, cols]
+                if ns == 1 {
+                    let dyb = &dy[n0 * co * p + r0 * ow..];
+                    gemm((k, co, cols), w, (1, k), dyb, (p, 1), 0.0, dcol, (cols, 1));
+                } else {
+                    let t = grow(tmp, co * cols);
+                    gather_planes(t, dy, n0, ns, co, p);
+                    gemm((k, co, cols), w, (1, k), t, (cols, 1), 0.0, dcol, (cols, 1));
+                }
+                col2im_add(s, dcol, ns, (r0, r1), dxb);
+            }
+        });
+    });
+}
+
+/// Fast [`super::conv2d::conv2d_bwd_weight_cpu`]: `dw = dL/dw`, `db = dL/db` from `x` and `dy`.
+/// Writes all of `dw` and `db` (zeros for an empty batch).
+pub fn conv2d_bwd_weight_fast(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let (xs, ys) = (s.input, s.output());
+    check_len("conv2d x", x.len(), xs.len());
+    check_len("conv2d dy", dy.len(), ys.len());
+    check_len("conv2d dw", dw.len(), s.weight().len());
+    check_len("conv2d db", db.len(), s.c_out);
+    let (k, co, p, ow) = (s.fan_in(), s.c_out, ys.plane(), ys.w);
+    let k1 = k + 1; // im2col rows plus a row of ones: the last column of the product is db.
+    let plan = ConvPlan::new(s, k1);
+    // Work units in order: (first sample, samples, output rows).
+    let units: Vec<(usize, usize, (usize, usize))> = (0..xs.n)
+        .step_by(plan.ns)
+        .flat_map(|n0| {
+            let ns = plan.ns.min(xs.n - n0);
+            plan.row_blocks(ys.h).map(move |rb| (n0, ns, rb))
+        })
+        .collect();
+    let part_len = co * k1;
+    let groups = if ys.is_empty() { 0 } else { n_groups(units.len(), part_len) };
+    let mut partials = vec![0.0f32; groups * part_len];
+    if groups > 0 {
+        partials.par_chunks_mut(part_len).enumerate().for_each(|(g, part)| {
+            let (u0, u1) = group_bounds(units.len(), groups, g);
+            with_scratch(|sc| {
+                let Scratch { col, tmp } = sc;
+                for (ui, &(n0, ns, (r0, r1))) in units[u0..u1].iter().enumerate() {
+                    let cols = ns * (r1 - r0) * ow;
+                    let colb = grow(col, k1 * cols);
+                    im2col(s, x, n0, ns, (r0, r1), colb);
+                    colb[k * cols..].fill(1.0);
+                    let beta = if ui == 0 { 0.0 } else { 1.0 };
+                    // part[C_out, K + 1] (+)= dY[C_out, cols] [col; 1]^T[cols, K + 1]
+                    if ns == 1 {
+                        let dyb = &dy[n0 * co * p + r0 * ow..];
+                        gemm((co, cols, k1), dyb, (p, 1), colb, (1, cols), beta, part, (k1, 1));
+                    } else {
+                        let t = grow(tmp, co * cols);
+                        gather_planes(t, dy, n0, ns, co, p);
+                        gemm((co, cols, k1), t, (cols, 1), colb, (1, cols), beta, part, (k1, 1));
+                    }
+                }
+            });
+        });
+    }
+    let sum = |q: usize| (0..groups).map(|g| partials[g * part_len + q] as f64).sum::<f64>() as f32;
+    dw.par_chunks_mut(k.max(1)).enumerate().for_each(|(o, dwo)| {
+        for (i, d) in dwo.iter_mut().enumerate() {
+            *d = sum(o * k1 + i);
+        }
+    });
+    for (o, d) in db.iter_mut().enumerate() {
+        *d = sum(o * k1 + k);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear.
+
+/// Fast [`super::linear::linear_fwd_cpu`]: `y = x w^T + b`. Writes all of `y`.
+pub fn linear_fwd_fast(s: &LinearShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    check_len("linear x", x.len(), s.n * s.in_f);
+    check_len("linear w", w.len(), s.weight_len());
+    check_len("linear b", b.len(), s.out_f);
+    check_len("linear y", y.len(), s.n * s.out_f);
+    if y.is_empty() {
+        return;
+    }
+    let (fi, fo) = (s.in_f, s.out_f);
+    y.par_chunks_mut(LINEAR_ROWS * fo).enumerate().for_each(|(ci, yb)| {
+        let rows = yb.len() / fo;
+        let xb = &x[ci * LINEAR_ROWS * fi..][..rows * fi];
+        for yr in yb.chunks_exact_mut(fo) {
+            yr.copy_from_slice(b);
+        }
+        // Y[rows, out] = b + X[rows, in] W^T[in, out]
+        gemm((rows, fi, fo), xb, (fi, 1), w, (1, fi), 1.0, yb, (fo, 1));
+    });
+}
+
+/// Fast [`super::linear::linear_bwd_input_cpu`]: `dx = dy w`. Writes all of `dx`.
+pub fn linear_bwd_input_fast(s: &LinearShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    check_len("linear w", w.len(), s.weight_len());
+    check_len("linear dy", dy.len(), s.n * s.out_f);
+    check_len("linear dx", dx.len(), s.n * s.in_f);
+    if dx.is_empty() {
+        return;
+    }
+    let (fi, fo) = (s.in_f, s.out_f);
+    dx.par_chunks_mut(LINEAR_ROWS * fi).enumerate().for_each(|(ci, dxb)| {
+        let rows = dxb.len() / fi;
+        let dyb = &dy[ci * LINEAR_ROWS * fo..][..rows * fo];
+        // dX[rows, in] = dY[rows, out] W[out, in]
+        gemm((rows, fo, fi), dyb, (fo, 1), w, (fi, 1), 0.0, dxb, (fi, 1));
+    });
+}
+
+/// Fast [`super::linear::linear_bwd_weight_cpu`]: `dw = dy^T x`, `db = sum_n dy`. Writes all of
+/// `dw` and `db` (zeros for an empty batch).
+pub fn linear_bwd_weight_fast(s: &LinearShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    check_len("linear x", x.len(), s.n * s.in_f);
+    check_len("linear dy", dy.len(), s.n * s.out_f);
+    check_len("linear dw", dw.len(), s.weight_len());
+    check_len("linear db", db.len(), s.out_f);
+    let (fi, fo) = (s.in_f, s.out_f);
+    let part_len = s.n_params();
+    let groups = if part_len == 0 { 0 } else { n_groups(s.n.div_ceil(LINEAR_MIN_GROUP_ROWS), part_len) };
+    let mut partials = vec![0.0f32; groups * part_len];
+    if groups > 0 {
+        partials.par_chunks_mut(part_len).enumerate().for_each(|(g, part)| {
+            let (n0, n1) = group_bounds(s.n, groups, g);
+            let (pw, pb) = part.split_at_mut(fi * fo);
+            // dW[out, in] = dY^T[out, rows] X[rows, in]
+            let (xb, dyb) = (&x[n0 * fi..n1 * fi], &dy[n0 * fo..n1 * fo]);
+            gemm((fo, n1 - n0, fi), dyb, (1, fo), xb, (fi, 1), 0.0, pw, (fi, 1));
+            let mut acc = vec![0.0f64; fo];
+            for r in dyb.chunks_exact(fo) {
+                for (a, &v) in acc.iter_mut().zip(r) {
+                    *a += v as f64;
+                }
+            }
+            for (d, a) in pb.iter_mut().zip(acc) {
+                *d = a as f32;
+            }
+        });
+    }
+    let sum = |q: usize| (0..groups).map(|g| partials[g * part_len + q] as f64).sum::<f64>() as f32;
+    dw.par_iter_mut().enumerate().for_each(|(q, d)| *d = sum(q));
+    for (o, d) in db.iter_mut().enumerate() {
+        *d = sum(fi * fo + o);
+    }
+}

@@ -1,0 +1,101 @@
+//! From network outputs to positions. For the grid head: the arg-max cell's centre, the
+//! probability-weighted mean over the cells within one pixel of the peak, and the spread
+//! `sigma = sqrt(sx^2 + sy^2)` of the whole predicted distribution (the seed notes' "knob": a cut
+//! on sigma trades efficiency for accuracy). Positions are in pixels relative to the centre of the
+//! crop's centre pixel, x = column.
+
+use super::loss::softmax_cpu;
+use super::model::{Head, ModelConfig};
+
+/// One sample's decoded output.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Decoded {
+    /// Arg-max cell centre.
+    pub argmax_xy: [f32; 2],
+    /// Probability-weighted mean near the peak (the position we report).
+    pub mean_xy: [f32; 2],
+    /// Spread of the distribution, pixels (0 for the regression head).
+    pub sigma_px: f32,
+    /// Probability of the arg-max cell (1 for the regression head).
+    pub p_max: f32,
+}
+
+/// Decodes `n` rows of network outputs.
+pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
+    match cfg.head {
+        Head::Xy => out
+            .chunks_exact(2)
+            .take(n)
+            .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
+            .collect(),
+        Head::Grid { cells_per_px, .. } => {
+            let g = cfg.grid_cells();
+            let k = g * g;
+            let mut probs = vec![0.0f32; n * k];
+            softmax_cpu(n, k, &out[..n * k], &mut probs);
+            let origin = cfg.grid_origin_px() - (cfg.input_px / 2) as f32 - 0.5;
+            let cell = 1.0 / cells_per_px as f32;
+            let centre = |i: usize| origin + (i as f32 + 0.5) * cell;
+            probs
+                .chunks_exact(k)
+                .map(|p| {
+                    let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+                    let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+                    for (i, &v) in p.iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            arg = i;
+                        }
+                        let (x, y) = (centre(i % g) as f64, centre(i / g) as f64);
+                        mx += v as f64 * x;
+                        my += v as f64 * y;
+                        mxx += v as f64 * x * x;
+                        myy += v as f64 * y * y;
+                    }
+                    let (ax, ay) = (arg % g, arg / g);
+                    let r = cells_per_px as isize;
+                    let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
+                    for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
+                        for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
+                            let v = p[cy as usize * g + cx as usize] as f64;
+                            w += v;
+                            wx += v * centre(cx as usize) as f64;
+                            wy += v * centre(cy as usize) as f64;
+                        }
+                    }
+                    let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
+                    Decoded {
+                        argmax_xy: [centre(ax), centre(ay)],
+                        mean_xy: if w > 0.0 { [(wx / w) as f32, (wy / w) as f32] } else { [centre(ax), centre(ay)] },
+                        sigma_px: var.sqrt() as f32,
+                        p_max: best,
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peaked_distribution_decodes_to_its_cell() {
+        let cfg = ModelConfig::preset("fast").unwrap(); // 24x24 cells over 3x3 px, 8 per px
+        let g = cfg.grid_cells();
+        let mut logits = vec![-20.0f32; g * g];
+        // cell (13, 10): x centre = -1.5 + 13.5/8 = 0.1875, y = -1.5 + 10.5/8 = -0.1875
+        logits[10 * g + 13] = 20.0;
+        let d = decode(&cfg, &logits, 1)[0];
+        assert!((d.argmax_xy[0] - 0.1875).abs() < 1e-6 && (d.argmax_xy[1] + 0.1875).abs() < 1e-6, "{d:?}");
+        assert!((d.mean_xy[0] - 0.1875).abs() < 1e-4, "{d:?}");
+        assert!(d.sigma_px < 1e-3 && d.p_max > 0.99);
+        // two equal peaks one pixel apart: the mean lies between them, sigma is about 0.5 px
+        let mut logits = vec![-20.0f32; g * g];
+        logits[12 * g + 8] = 20.0;
+        logits[12 * g + 16] = 20.0;
+        let d = decode(&cfg, &logits, 1)[0];
+        assert!((d.sigma_px - 0.5).abs() < 0.01, "{d:?}");
+    }
+}

@@ -1,0 +1,38 @@
+//! Inference for counting: network outputs for crops around found centres, decoded to positions
+//! in frame coordinates with the distribution's spread (`sigma_px`).
+
+use super::decode::{Decoded, decode};
+use super::model::Model;
+use crate::Result;
+
+/// The network's estimate for one found electron.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NetEstimate {
+    /// Position in the frame, pixels (x = column; pixel (r, c) covers [c, c+1) x [r, r+1)).
+    pub xy: [f32; 2],
+    pub sigma_px: f32,
+    pub p_max: f32,
+}
+
+/// Turns decoded crop outputs into frame positions: the crop of candidate `(r, c)` is centred on
+/// pixel (r, c), whose centre is (c + 0.5, r + 0.5).
+pub fn to_frame(dec: &Decoded, r: u32, c: u32) -> NetEstimate {
+    NetEstimate {
+        xy: [c as f32 + 0.5 + dec.mean_xy[0], r as f32 + 0.5 + dec.mean_xy[1]],
+        sigma_px: dec.sigma_px,
+        p_max: dec.p_max,
+    }
+}
+
+/// Runs the model (evaluation mode) on `n` crops on the CPU, in chunks of `batch`.
+pub fn infer_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result<Vec<Decoded>> {
+    let plane = model.cfg.input_px * model.cfg.input_px;
+    let mut m = model.clone();
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch.max(1)) {
+        let k = batch.max(1).min(n - start);
+        let act = m.forward_cpu(&crops[start * plane..(start + k) * plane], k, false, 0, 0)?;
+        out.extend(decode(&model.cfg, act.last(), k));
+    }
+    Ok(out)
+}

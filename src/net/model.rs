@@ -1,0 +1,603 @@
+//! Network models: a config (a list of layers, PyTorch `nn.Sequential` style, plus the head and the
+//! crop geometry), the presets, the shape plan for a batch, the parameter tensors with
+//! PyTorch-style names (`"0.weight"`, `"2.running_mean"`, ... as `nn.Sequential.state_dict()`
+//! names them), and the CPU forward/backward built from the layer twins.
+
+use serde::{Deserialize, Serialize};
+
+use super::Shape4;
+use super::batchnorm2d::{
+    BatchNorm2dShape, batchnorm2d_bwd_input_cpu, batchnorm2d_bwd_reduce_cpu, batchnorm2d_fwd_cpu,
+    batchnorm2d_running_cpu, batchnorm2d_stats_cpu,
+};
+use super::conv2d::{Conv2dShape, conv2d_bwd_input_cpu, conv2d_bwd_weight_cpu, conv2d_fwd_cpu};
+use super::dropout::{DropoutCfg, dropout_bwd_cpu, dropout_fwd_cpu};
+use super::init::he_normal;
+use super::linear::{LinearShape, linear_bwd_input_cpu, linear_bwd_weight_cpu, linear_fwd_cpu};
+use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_cpu, maxpool2d_fwd_cpu};
+use super::relu::{relu_bwd_cpu, relu_fwd_cpu};
+use crate::{Error, Result};
+
+pub const SCHEMA: &str = "emsim-model/1";
+
+fn one() -> usize {
+    1
+}
+fn bn_eps() -> f32 {
+    1e-5
+}
+fn bn_momentum() -> f32 {
+    0.1
+}
+
+/// One layer of the sequence (serde tag `type`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    Conv2d {
+        out_channels: usize,
+        kernel: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default = "one")]
+        stride: usize,
+    },
+    Relu,
+    BatchNorm2d {
+        #[serde(default = "bn_eps")]
+        eps: f32,
+        #[serde(default = "bn_momentum")]
+        momentum: f32,
+    },
+    MaxPool2d {
+        kernel: usize,
+        #[serde(default)]
+        stride: Option<usize>,
+    },
+    Dropout {
+        p: f32,
+    },
+    Flatten,
+    Linear {
+        out_features: usize,
+    },
+}
+
+/// What the network predicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Head {
+    /// A softmax over a `G x G` grid of cells, `G = span_px * cells_per_px`, covering the `span_px`
+    /// x `span_px` pixels centred on the crop's centre pixel; trained with cross-entropy on the cell
+    /// that holds the true incidence point.
+    Grid { cells_per_px: usize, span_px: usize },
+    /// Regression of the incidence point `(x, y)` relative to the centre of the crop's centre pixel,
+    /// in pixels; trained with mean squared error.
+    Xy,
+}
+
+/// A model: layers, head and crop geometry. Stored as JSON in the safetensors metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub schema: String,
+    pub name: String,
+    /// Side of the square input crop, pixels (odd: the centre pixel is `input_px / 2`).
+    pub input_px: usize,
+    /// Training samples put the pixel of incidence at a random integer offset in
+    /// `[-shift_px, shift_px]` (both axes) from the crop centre.
+    pub shift_px: usize,
+    /// Network input = charge (electrons) x this.
+    pub input_scale: f32,
+    pub head: Head,
+    pub layers: Vec<LayerSpec>,
+}
+
+impl ModelConfig {
+    /// The preset names.
+    pub const PRESETS: &'static [&'static str] = &["seed", "seed-84", "fast"];
+
+    /// A preset by name: `seed`, `seed-84`, `fast`.
+    pub fn preset(name: &str) -> Result<Self> {
+        use LayerSpec::*;
+        let seed_body = |classes: usize| {
+            vec![
+                Conv2d { out_channels: 16, kernel: 4, padding: 1, stride: 1 },
+                Relu,
+                BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                MaxPool2d { kernel: 4, stride: None },
+                Conv2d { out_channels: 32, kernel: 3, padding: 1, stride: 1 },
+                Relu,
+                BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                MaxPool2d { kernel: 3, stride: None },
+                Conv2d { out_channels: 64, kernel: 2, padding: 0, stride: 1 },
+                Relu,
+                BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                MaxPool2d { kernel: 2, stride: None },
+                Dropout { p: 0.5 },
+                Flatten,
+                Linear { out_features: classes },
+            ]
+        };
+        let cfg = match name {
+            // The seed network exactly (shared/seeds/README.md): 41x41 in, 10x10 grid in the centre pixel.
+            "seed" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "seed".into(),
+                input_px: 41,
+                shift_px: 0,
+                input_scale: 1e-3,
+                head: Head::Grid { cells_per_px: 10, span_px: 1 },
+                layers: seed_body(100),
+            },
+            // 84x84 grid over the central 21x21 pixels, +-10 px shifts.
+            "seed-84" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "seed-84".into(),
+                input_px: 41,
+                shift_px: 10,
+                input_scale: 1e-3,
+                head: Head::Grid { cells_per_px: 4, span_px: 21 },
+                layers: seed_body(84 * 84),
+            },
+            // Ours, for full frames: 11x11 crop around the found centre; a 24x24 grid over the 3x3
+            // pixels around it (the true entry pixel is the found one or a neighbour).
+            "fast" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "fast".into(),
+                input_px: 11,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Grid { cells_per_px: 8, span_px: 3 },
+                layers: vec![
+                    Conv2d { out_channels: 16, kernel: 3, padding: 1, stride: 1 },
+                    BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                    Relu,
+                    Conv2d { out_channels: 32, kernel: 3, padding: 0, stride: 1 },
+                    BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                    Relu,
+                    MaxPool2d { kernel: 3, stride: None },
+                    Flatten,
+                    Linear { out_features: 128 },
+                    Relu,
+                    Linear { out_features: 24 * 24 },
+                ],
+            },
+            other => {
+                return Err(Error::invalid(
+                    "--preset",
+                    format!("'{other}': expected one of {}", Self::PRESETS.join(", ")),
+                ));
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file (JSON).
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        let cfg: ModelConfig =
+            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a model config: {e}")))?;
+        cfg.validate().map_err(|e| Error::file(path, e))?;
+        Ok(cfg)
+    }
+
+    /// Number of outputs of the head: grid cells or 2.
+    pub fn head_outputs(&self) -> usize {
+        match self.head {
+            Head::Grid { cells_per_px, span_px } => (cells_per_px * span_px).pow(2),
+            Head::Xy => 2,
+        }
+    }
+
+    /// Checks the geometry and that the layers chain and end in the head's size.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(format!("model '{}'", self.name), m));
+        if self.schema != SCHEMA {
+            return bad(format!("schema '{}', expected '{SCHEMA}'", self.schema));
+        }
+        if self.input_px == 0 || self.input_px % 2 == 0 {
+            return bad(format!("input_px {} must be odd", self.input_px));
+        }
+        if let Head::Grid { cells_per_px, span_px } = self.head {
+            if cells_per_px == 0 || span_px == 0 || span_px % 2 == 0 || span_px > self.input_px {
+                return bad(format!("grid span_px {span_px} must be odd and <= input_px, cells_per_px >= 1"));
+            }
+            if 2 * self.shift_px + 1 > span_px {
+                return bad(format!(
+                    "shift_px {} puts the incidence pixel outside the {span_px}-px grid",
+                    self.shift_px
+                ));
+            }
+        }
+        if !(self.input_scale > 0.0) {
+            return bad("input_scale must be > 0".into());
+        }
+        let plan = self.plan(1)?;
+        let last = plan.last().map(|p| p.output).unwrap_or(Shape4::new(1, 1, self.input_px, self.input_px));
+        if last.c * last.h * last.w != self.head_outputs() || last.h != 1 || last.w != 1 {
+            return bad(format!(
+                "the last layer gives {}x{}x{} values, the head needs {}",
+                last.c,
+                last.h,
+                last.w,
+                self.head_outputs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shapes through the network for a batch of `n`.
+    pub fn plan(&self, n: usize) -> Result<Vec<LayerPlan>> {
+        let mut cur = Shape4::new(n, 1, self.input_px, self.input_px);
+        let mut out = Vec::with_capacity(self.layers.len());
+        let bad = |i: usize, m: String| Err(Error::invalid(format!("model '{}' layer {i}", self.name), m));
+        for (i, l) in self.layers.iter().enumerate() {
+            let flat = cur.h == 1 && cur.w == 1;
+            let next = match *l {
+                LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
+                    if out_channels == 0
+                        || kernel == 0
+                        || stride == 0
+                        || kernel > cur.h + 2 * padding
+                        || kernel > cur.w + 2 * padding
+                    {
+                        return bad(
+                            i,
+                            format!(
+                                "conv2d k{kernel} pad{padding} stride{stride} does not fit a {}x{} input",
+                                cur.h, cur.w
+                            ),
+                        );
+                    }
+                    Conv2dShape::new(cur, out_channels, kernel, kernel, padding, stride).output()
+                }
+                LayerSpec::MaxPool2d { kernel, stride } => {
+                    let st = stride.unwrap_or(kernel);
+                    if kernel == 0 || st == 0 || kernel > cur.h || kernel > cur.w {
+                        return bad(i, format!("max-pool {kernel} does not fit a {}x{} input", cur.h, cur.w));
+                    }
+                    MaxPool2dShape { input: cur, k: kernel, stride: st }.output()
+                }
+                LayerSpec::Relu | LayerSpec::BatchNorm2d { .. } => cur,
+                LayerSpec::Dropout { p } => {
+                    if !(0.0..1.0).contains(&p) {
+                        return bad(i, format!("dropout p {p} must be in [0, 1)"));
+                    }
+                    cur
+                }
+                LayerSpec::Flatten => Shape4::new(n, cur.c * cur.h * cur.w, 1, 1),
+                LayerSpec::Linear { out_features } => {
+                    if !flat {
+                        return bad(i, "linear needs a flat input: put a flatten layer before it".into());
+                    }
+                    if out_features == 0 {
+                        return bad(i, "linear out_features must be >= 1".into());
+                    }
+                    Shape4::new(n, out_features, 1, 1)
+                }
+            };
+            out.push(LayerPlan { input: cur, output: next });
+            cur = next;
+        }
+        Ok(out)
+    }
+
+    /// The grid's side in cells (`G`), or 0 for the regression head.
+    pub fn grid_cells(&self) -> usize {
+        match self.head {
+            Head::Grid { cells_per_px, span_px } => cells_per_px * span_px,
+            Head::Xy => 0,
+        }
+    }
+
+    /// Crop coordinate (pixels, x = column) of the grid's left/top edge.
+    pub fn grid_origin_px(&self) -> f32 {
+        match self.head {
+            Head::Grid { span_px, .. } => (self.input_px / 2) as f32 - ((span_px - 1) / 2) as f32,
+            Head::Xy => 0.0,
+        }
+    }
+}
+
+/// Input and output shape of one layer for a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerPlan {
+    pub input: Shape4,
+    pub output: Shape4,
+}
+
+/// One named tensor (PyTorch state-dict name and shape).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    /// Trained by the optimizer (weights, biases, gamma, beta); else a buffer (running stats).
+    pub trainable: bool,
+}
+
+/// Indices into [`Model::tensors`] of one layer's tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerTensors {
+    /// Conv/linear weight, batch-norm gamma.
+    pub weight: Option<usize>,
+    /// Conv/linear bias, batch-norm beta.
+    pub bias: Option<usize>,
+    pub running_mean: Option<usize>,
+    pub running_var: Option<usize>,
+}
+
+/// A model: config + tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub cfg: ModelConfig,
+    pub tensors: Vec<Tensor>,
+    pub layer_tensors: Vec<LayerTensors>,
+    /// Batch-norm `num_batches_tracked` (one count for the whole model: every BN layer sees every step).
+    pub batches_tracked: i64,
+}
+
+impl Model {
+    /// A freshly initialised model (He normal weights, zero biases, gamma 1, beta 0, running stats 0/1).
+    pub fn new(cfg: ModelConfig, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let plan = cfg.plan(1)?;
+        let mut tensors = Vec::new();
+        let mut layer_tensors = Vec::new();
+        for (i, (l, p)) in cfg.layers.iter().zip(&plan).enumerate() {
+            let mut lt = LayerTensors::default();
+            let mut push = |suffix: &str, shape: Vec<usize>, data: Vec<f32>, trainable: bool| {
+                tensors.push(Tensor { name: format!("{i}.{suffix}"), shape, data, trainable });
+                tensors.len() - 1
+            };
+            match *l {
+                LayerSpec::Conv2d { out_channels, kernel, .. } => {
+                    let fan_in = p.input.c * kernel * kernel;
+                    let len = out_channels * fan_in;
+                    let w = he_normal(seed, i as u32, len, fan_in);
+                    lt.weight = Some(push("weight", vec![out_channels, p.input.c, kernel, kernel], w, true));
+                    lt.bias = Some(push("bias", vec![out_channels], vec![0.0; out_channels], true));
+                }
+                LayerSpec::Linear { out_features } => {
+                    let fan_in = p.input.c;
+                    let w = he_normal(seed, i as u32, out_features * fan_in, fan_in);
+                    lt.weight = Some(push("weight", vec![out_features, fan_in], w, true));
+                    lt.bias = Some(push("bias", vec![out_features], vec![0.0; out_features], true));
+                }
+                LayerSpec::BatchNorm2d { .. } => {
+                    let c = p.input.c;
+                    lt.weight = Some(push("weight", vec![c], vec![1.0; c], true));
+                    lt.bias = Some(push("bias", vec![c], vec![0.0; c], true));
+                    lt.running_mean = Some(push("running_mean", vec![c], vec![0.0; c], false));
+                    lt.running_var = Some(push("running_var", vec![c], vec![1.0; c], false));
+                }
+                _ => {}
+            }
+            layer_tensors.push(lt);
+        }
+        Ok(Self { cfg, tensors, layer_tensors, batches_tracked: 0 })
+    }
+
+    /// Number of trainable values.
+    pub fn n_trainable(&self) -> usize {
+        self.tensors.iter().filter(|t| t.trainable).map(|t| t.data.len()).sum()
+    }
+
+    fn t(&self, i: Option<usize>) -> &[f32] {
+        &self.tensors[i.expect("layer tensor")].data
+    }
+
+    /// Forward pass on the CPU twins. `train`: batch statistics (and running-average update),
+    /// dropout with the mask of `(seed, step)`; else running statistics and no dropout. Returns every
+    /// layer's output and what backward needs.
+    pub fn forward_cpu(&mut self, x: &[f32], n: usize, train: bool, seed: u64, step: u64) -> Result<Activations> {
+        let plan = self.cfg.plan(n)?;
+        super::check_len("model input", x.len(), n * self.cfg.input_px * self.cfg.input_px);
+        let mut outs: Vec<Vec<f32>> = Vec::with_capacity(plan.len());
+        let mut aux: Vec<Aux> = Vec::with_capacity(plan.len());
+        for (i, p) in plan.iter().enumerate() {
+            let input: &[f32] = if i == 0 { x } else { &outs[i - 1] };
+            let mut y = vec![0.0f32; p.output.len()];
+            let lt = self.layer_tensors[i];
+            let mut a = Aux::None;
+            match self.cfg.layers[i] {
+                LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
+                    let s = Conv2dShape::new(p.input, out_channels, kernel, kernel, padding, stride);
+                    conv2d_fwd_cpu(&s, input, self.t(lt.weight), self.t(lt.bias), &mut y);
+                }
+                LayerSpec::Linear { out_features } => {
+                    let s = LinearShape { n, in_f: p.input.c, out_f: out_features };
+                    linear_fwd_cpu(&s, input, self.t(lt.weight), self.t(lt.bias), &mut y);
+                }
+                LayerSpec::Relu => relu_fwd_cpu(input, &mut y),
+                LayerSpec::MaxPool2d { kernel, stride } => {
+                    let s = MaxPool2dShape { input: p.input, k: kernel, stride: stride.unwrap_or(kernel) };
+                    let mut idx = vec![0u32; p.output.len()];
+                    maxpool2d_fwd_cpu(&s, input, &mut y, &mut idx);
+                    a = Aux::Idx(idx);
+                }
+                LayerSpec::BatchNorm2d { eps, momentum } => {
+                    let s = BatchNorm2dShape { x: p.input, eps };
+                    let c = p.input.c;
+                    if train {
+                        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+                        batchnorm2d_stats_cpu(&s, input, &mut mean, &mut var);
+                        batchnorm2d_fwd_cpu(&s, input, &mean, &var, self.t(lt.weight), self.t(lt.bias), &mut y);
+                        let (rm, rv) = (lt.running_mean.unwrap(), lt.running_var.unwrap());
+                        let mut run_mean = std::mem::take(&mut self.tensors[rm].data);
+                        let mut run_var = std::mem::take(&mut self.tensors[rv].data);
+                        batchnorm2d_running_cpu(&s, momentum, &mean, &var, &mut run_mean, &mut run_var);
+                        self.tensors[rm].data = run_mean;
+                        self.tensors[rv].data = run_var;
+                        a = Aux::Stats { mean, var };
+                    } else {
+                        batchnorm2d_fwd_cpu(
+                            &s,
+                            input,
+                            self.t(lt.running_mean),
+                            self.t(lt.running_var),
+                            self.t(lt.weight),
+                            self.t(lt.bias),
+                            &mut y,
+                        );
+                    }
+                }
+                LayerSpec::Dropout { p: prob } => {
+                    if train {
+                        dropout_fwd_cpu(
+                            &DropoutCfg { n: y.len(), p: prob, seed, step, layer: i as u32 },
+                            input,
+                            &mut y,
+                        );
+                    } else {
+                        y.copy_from_slice(input);
+                    }
+                }
+                LayerSpec::Flatten => y.copy_from_slice(input),
+            }
+            outs.push(y);
+            aux.push(a);
+        }
+        if train && self.cfg.layers.iter().any(|l| matches!(l, LayerSpec::BatchNorm2d { .. })) {
+            self.batches_tracked += 1;
+        }
+        Ok(Activations { n, outs, aux })
+    }
+
+    /// Backward pass on the CPU twins from `dout` = dL/d(last output). Returns the gradient of every
+    /// trainable tensor (same order as `tensors`; empty for buffers).
+    pub fn backward_cpu(
+        &self,
+        x: &[f32],
+        act: &Activations,
+        dout: &[f32],
+        seed: u64,
+        step: u64,
+    ) -> Result<Vec<Vec<f32>>> {
+        let n = act.n;
+        let plan = self.cfg.plan(n)?;
+        let mut grads: Vec<Vec<f32>> = self.tensors.iter().map(|_| Vec::new()).collect();
+        let mut dy = dout.to_vec();
+        for i in (0..plan.len()).rev() {
+            let p = plan[i];
+            let input: &[f32] = if i == 0 { x } else { &act.outs[i - 1] };
+            let lt = self.layer_tensors[i];
+            let mut dx = vec![0.0f32; p.input.len()];
+            match self.cfg.layers[i] {
+                LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
+                    let s = Conv2dShape::new(p.input, out_channels, kernel, kernel, padding, stride);
+                    let (mut dw, mut db) = (vec![0.0; s.weight().len()], vec![0.0; out_channels]);
+                    conv2d_bwd_weight_cpu(&s, input, &dy, &mut dw, &mut db);
+                    if i > 0 {
+                        conv2d_bwd_input_cpu(&s, self.t(lt.weight), &dy, &mut dx);
+                    }
+                    grads[lt.weight.unwrap()] = dw;
+                    grads[lt.bias.unwrap()] = db;
+                }
+                LayerSpec::Linear { out_features } => {
+                    let s = LinearShape { n, in_f: p.input.c, out_f: out_features };
+                    let (mut dw, mut db) = (vec![0.0; out_features * p.input.c], vec![0.0; out_features]);
+                    linear_bwd_weight_cpu(&s, input, &dy, &mut dw, &mut db);
+                    linear_bwd_input_cpu(&s, self.t(lt.weight), &dy, &mut dx);
+                    grads[lt.weight.unwrap()] = dw;
+                    grads[lt.bias.unwrap()] = db;
+                }
+                LayerSpec::Relu => relu_bwd_cpu(&act.outs[i], &dy, &mut dx),
+                LayerSpec::MaxPool2d { kernel, stride } => {
+                    let s = MaxPool2dShape { input: p.input, k: kernel, stride: stride.unwrap_or(kernel) };
+                    let Aux::Idx(idx) = &act.aux[i] else { unreachable!("max-pool indices") };
+                    maxpool2d_bwd_cpu(&s, idx, &dy, &mut dx);
+                }
+                LayerSpec::BatchNorm2d { eps, .. } => {
+                    let s = BatchNorm2dShape { x: p.input, eps };
+                    let Aux::Stats { mean, var } = &act.aux[i] else {
+                        return Err(Error::Other("backward needs a training-mode forward".into()));
+                    };
+                    let c = p.input.c;
+                    let (mut dg, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+                    batchnorm2d_bwd_reduce_cpu(&s, input, mean, var, &dy, &mut dg, &mut dbeta);
+                    batchnorm2d_bwd_input_cpu(&s, input, mean, var, self.t(lt.weight), &dg, &dbeta, &dy, &mut dx);
+                    grads[lt.weight.unwrap()] = dg;
+                    grads[lt.bias.unwrap()] = dbeta;
+                }
+                LayerSpec::Dropout { p: prob } => {
+                    dropout_bwd_cpu(&DropoutCfg { n: dy.len(), p: prob, seed, step, layer: i as u32 }, &dy, &mut dx);
+                }
+                LayerSpec::Flatten => dx.copy_from_slice(&dy),
+            }
+            dy = dx;
+        }
+        Ok(grads)
+    }
+}
+
+/// What a layer's forward pass keeps for its backward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Aux {
+    None,
+    /// Max-pool arg-max indices.
+    Idx(Vec<u32>),
+    /// Batch-norm batch statistics (biased variance).
+    Stats {
+        mean: Vec<f32>,
+        var: Vec<f32>,
+    },
+}
+
+/// Every layer's output of one forward pass.
+#[derive(Clone, Debug)]
+pub struct Activations {
+    pub n: usize,
+    pub outs: Vec<Vec<f32>>,
+    pub aux: Vec<Aux>,
+}
+
+impl Activations {
+    /// The network's output (logits or x, y).
+    pub fn last(&self) -> &[f32] {
+        self.outs.last().map(|v| v.as_slice()).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_chain_to_their_heads() {
+        for name in ModelConfig::PRESETS {
+            let cfg = ModelConfig::preset(name).unwrap();
+            let plan = cfg.plan(3).unwrap();
+            let last = plan.last().unwrap().output;
+            assert_eq!(last.c, cfg.head_outputs(), "{name}");
+        }
+        let seed = ModelConfig::preset("seed").unwrap();
+        let plan = seed.plan(2).unwrap();
+        // 41 -> conv k4 pad1 -> 40 -> pool4 -> 10 -> conv k3 pad1 -> 10 -> pool3 -> 3 -> conv k2 -> 2 -> pool2 -> 1
+        assert_eq!(plan[0].output, Shape4::new(2, 16, 40, 40));
+        assert_eq!(plan[3].output, Shape4::new(2, 16, 10, 10));
+        assert_eq!(plan[7].output, Shape4::new(2, 32, 3, 3));
+        assert_eq!(plan[8].output, Shape4::new(2, 64, 2, 2));
+        assert_eq!(plan[11].output, Shape4::new(2, 64, 1, 1));
+        assert_eq!(plan[14].output, Shape4::new(2, 100, 1, 1));
+        let m = Model::new(seed, 1).unwrap();
+        let names: Vec<&str> = m.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(&names[..6], &["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var"]);
+        assert_eq!(m.tensors[0].shape, vec![16, 1, 4, 4]);
+        assert_eq!(names.last(), Some(&"14.bias"));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        let mut cfg = ModelConfig::preset("fast").unwrap();
+        cfg.layers.pop();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("head needs 576"), "{e}");
+        let mut cfg = ModelConfig::preset("seed").unwrap();
+        cfg.input_px = 40;
+        assert!(cfg.validate().unwrap_err().to_string().contains("odd"));
+        assert!(ModelConfig::preset("big").unwrap_err().to_string().contains("--preset"));
+    }
+}

@@ -439,9 +439,65 @@ enum EvalCmd {
         #[command(flatten)]
         dev: DeviceArgs,
     },
+    /// A trained network on held-out library events vs the centroids on the same crops, and its sigma knob.
+    Net {
+        /// The model (safetensors from `emsim train`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Event library (default: the one in assets/); events are drawn from its held-out part.
+        #[arg(long)]
+        library: Option<PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        sigma_e: f32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The fraction of library events held out in training.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f32,
+        #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+        centroid_threshold_e: f32,
+        /// Write the report as JSON here ('-': stdout instead of the table).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Folder for knob.png and net_vs_c3x3.png.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        #[command(flatten)]
+        dev: DeviceArgs,
+    },
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(EvalCmd::Net { model, library, events, sigma_e, seed, holdout, centroid_threshold_e, json, plots, dev }) = a.sub {
+        use emsim::net::heldout::{HeldoutOptions, heldout_eval};
+        if !(sigma_e >= 0.0) {
+            return Err(Error::invalid("--sigma-e", format!("must be >= 0, got {sigma_e}")));
+        }
+        let m = emsim::io::model_file::load(&model, None)?.model;
+        let (lib, _) = load_library(&library)?;
+        let o = HeldoutOptions { events, sigma_e, seed, holdout, centroid_threshold_e, ..Default::default() };
+        let device = Device::open(&dev.device, &dev.backend)?;
+        let report = heldout_eval(&m, &lib, &o, &device)?;
+        let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
+        if let Some(p) = json.filter(|_| !to_stdout) {
+            let out = emsim::io::atomic::Output::new(&p, true, "--json")?;
+            std::fs::write(out.tmp(), serde_json::to_string_pretty(&report).unwrap()).map_err(|e| Error::file(&p, e))?;
+            out.commit()?;
+        }
+        if to_stdout {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        } else {
+            print!("{}", report.table());
+        }
+        if let Some(dir) = plots {
+            for p in report.plots(&dir)? {
+                eprintln!("plot: {}", p.display());
+            }
+        }
+        return Ok(());
+    }
     if let Some(EvalCmd::Isolated { library, events, sigma_e, seed, crop, centroid_threshold_e, json, dev }) = a.sub {
         use emsim::count::isolated::{IsolatedOptions, isolated_test};
         let (lib, _) = load_library(&library)?;

@@ -496,3 +496,63 @@ mod timing {
         time_preset("fast", 1000, 10, false);
     }
 }
+
+/// Per-function times of the fast layers on the seed network's shapes at batch 1000.
+#[test]
+#[ignore = "timing; run with --release -- --ignored --nocapture"]
+fn time_seed_layers() {
+    use std::time::Instant;
+    let n = 1000;
+    let mut rng = test_rng("time_seed_layers");
+    let reps = 10;
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        t0.elapsed().as_secs_f64() / reps as f64
+    };
+    for (name, s) in conv_shapes(n).into_iter().take(5) {
+        let x = uniform(&mut rng, s.input.len(), -1.0, 1.0);
+        let w = uniform(&mut rng, s.weight().len(), -0.5, 0.5);
+        let b = uniform(&mut rng, s.c_out, -0.5, 0.5);
+        let dy = uniform(&mut rng, s.output().len(), -1.0, 1.0);
+        let (mut y, mut dx) = (vec![0.0; s.output().len()], vec![0.0; s.input.len()]);
+        let (mut dw, mut db) = (vec![0.0; s.weight().len()], vec![0.0; s.c_out]);
+        let gflop = 2.0 * s.output().len() as f64 * s.fan_in() as f64 / 1e9;
+        let tf = time(&mut || conv2d_fwd_fast(&s, &x, &w, &b, &mut y));
+        let ti = time(&mut || conv2d_bwd_input_fast(&s, &w, &dy, &mut dx));
+        let tw = time(&mut || conv2d_bwd_weight_fast(&s, &x, &dy, &mut dw, &mut db));
+        eprintln!(
+            "{name}: fwd {:.1} ms ({:.1} GFLOP/s), bwd_input {:.1} ms ({:.1}), bwd_weight {:.1} ms ({:.1})",
+            tf * 1e3,
+            gflop / tf,
+            ti * 1e3,
+            gflop / ti,
+            tw * 1e3,
+            gflop / tw
+        );
+    }
+    for (name, s) in linear_shapes(n).into_iter().take(4) {
+        let x = uniform(&mut rng, s.n * s.in_f, -1.0, 1.0);
+        let w = uniform(&mut rng, s.weight_len(), -0.5, 0.5);
+        let b = uniform(&mut rng, s.out_f, -0.5, 0.5);
+        let dy = uniform(&mut rng, s.n * s.out_f, -1.0, 1.0);
+        let (mut y, mut dx) = (vec![0.0; s.n * s.out_f], vec![0.0; s.n * s.in_f]);
+        let (mut dw, mut db) = (vec![0.0; s.weight_len()], vec![0.0; s.out_f]);
+        let gflop = 2.0 * (s.n * s.weight_len()) as f64 / 1e9;
+        let tf = time(&mut || linear_fwd_fast(&s, &x, &w, &b, &mut y));
+        let ti = time(&mut || linear_bwd_input_fast(&s, &w, &dy, &mut dx));
+        let tw = time(&mut || linear_bwd_weight_fast(&s, &x, &dy, &mut dw, &mut db));
+        eprintln!(
+            "{name}: fwd {:.1} ms ({:.1} GFLOP/s), bwd_input {:.1} ms ({:.1}), bwd_weight {:.1} ms ({:.1})",
+            tf * 1e3,
+            gflop / tf,
+            ti * 1e3,
+            gflop / ti,
+            tw * 1e3,
+            gflop / tw
+        );
+    }
+}

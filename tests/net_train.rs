@@ -294,3 +294,52 @@ fn forward_layers_gpu_equal_cpu() {
     }
 }
 
+
+/// Wall time of each kernel of a seed-network training step on this adapter (prints only;
+/// `cargo test --release --test net_train kernel_times -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn kernel_times() {
+    let Some(ctx) = test_context() else { return };
+    let n: usize = std::env::var("EMSIM_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    let cfg = ModelConfig::preset("seed").unwrap();
+    let model = Model::new(cfg.clone(), 1).unwrap();
+    let net = GpuNet::new(&ctx, model, n, true, None).unwrap();
+    let batch = small_batch(&cfg, n, 0);
+    ctx.write(&net.input, &batch.x);
+    ctx.write(&net.labels, &batch.labels);
+    let time = |name: &str, f: &dyn Fn(&mut wgpu::CommandEncoder)| {
+        let mut enc = ctx.encoder("t");
+        f(&mut enc);
+        ctx.submit_and_wait(enc).unwrap();
+        let t = std::time::Instant::now();
+        let mut enc = ctx.encoder("t");
+        f(&mut enc);
+        ctx.submit_and_wait(enc).unwrap();
+        eprintln!("{name:<12} {:>9.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    };
+    time("forward", &|e| net.record_forward(e, n, true, 1, 1).unwrap());
+    time("loss", &|e| net.record_loss(e, n, true).unwrap());
+    time("backward", &|e| net.record_backward(e, n, 1, 1).unwrap());
+    time("adam", &|e| net.record_adam(e, &AdamConfig::seed(), 1, 1e-3).unwrap());
+    let lib = test_library();
+    let arrays = LibraryArrays::new(&lib).unwrap();
+    let lb = emsim::net::data::LibraryBuffers::upload(&ctx, &arrays).unwrap();
+    let spec = SampleSpec { seed: 3, ev_lo: 0, ev_count: lib.len() as u32, sigma_e: 20.0 };
+    let p = MakeBatchParams::new(&cfg, &spec, 0, n);
+    time("make_batch", &|e| emsim::net::data::make_batch_record(&ctx, e, &p, &lb, &net.input, &net.labels, &net.target).unwrap());
+    use emsim::net::conv2d::*;
+    use emsim::net::Shape4;
+    let s1 = Conv2dShape::new(Shape4::new(n, 1, 41, 41), 16, 4, 4, 1, 1);
+    let s2 = Conv2dShape::new(Shape4::new(n, 16, 10, 10), 32, 3, 3, 1, 1);
+    for (name, s) in [("conv1", s1), ("conv2", s2)] {
+        let x = ctx.storage("x", (s.input.len() * 4) as u64).unwrap();
+        let w = ctx.storage("w", (s.weight().len() * 4) as u64).unwrap();
+        let b = ctx.storage("b", (s.c_out * 4) as u64).unwrap();
+        let y = ctx.storage("y", (s.output().len() * 4) as u64).unwrap();
+        let sc = ctx.storage("sc", (conv2d_bwd_weight_scratch_len(&s).max(1) * 4) as u64).unwrap();
+        time(&format!("{name} fwd"), &|e| conv2d_fwd_record(&ctx, e, &s, &x, &w, &b, &y).unwrap());
+        time(&format!("{name} bwd_in"), &|e| conv2d_bwd_input_record(&ctx, e, &s, &w, &y, &x).unwrap());
+        time(&format!("{name} bwd_w"), &|e| conv2d_bwd_weight_record(&ctx, e, &s, &x, &y, &w, &b, &sc).unwrap());
+    }
+}

@@ -295,29 +295,32 @@ pub fn conv2d_fwd_fast(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], y: &mut
         return;
     }
     let (k, co, p, ow) = (s.fan_in(), s.c_out, ys.plane(), ys.w);
-    let plan = ConvPlan::new(s, k);
+    // The bias rides along as one more column of the weight against a row of ones in `col`.
+    let k1 = k + 1;
+    let mut wb = vec![0.0f32; co * k1];
+    for o in 0..co {
+        wb[o * k1..o * k1 + k].copy_from_slice(&w[o * k..(o + 1) * k]);
+        wb[o * k1 + k] = b[o];
+    }
+    let plan = ConvPlan::new(s, k1);
     y.par_chunks_mut(plan.ns * co * p).enumerate().for_each(|(bi, yb)| {
         let (n0, ns) = (bi * plan.ns, yb.len() / (co * p));
         with_scratch(|sc| {
+            let Scratch { col, tmp } = sc;
             for (r0, r1) in plan.row_blocks(ys.h) {
                 let cols = ns * (r1 - r0) * ow;
-                let col = grow(&mut sc.col, k * cols);
-                im2col(s, x, n0, ns, (r0, r1), col);
+                let colb = grow(col, k1 * cols);
+                im2col(s, x, n0, ns, (r0, r1), colb);
+                colb[k * cols..].fill(1.0);
                 if ns == 1 {
-                    // In place: Y[:, r0*OW..] = b + W col.
-                    for (o, &bo) in b.iter().enumerate() {
-                        yb[o * p + r0 * ow..][..cols].fill(bo);
-                    }
-                    gemm((co, k, cols), w, (k, 1), col, (cols, 1), 1.0, &mut yb[r0 * ow..], (p, 1));
+                    // In place: Y[:, r0*OW..] = [W | b] [col; 1].
+                    gemm((co, k1, cols), &wb, (k1, 1), colb, (cols, 1), 0.0, &mut yb[r0 * ow..], (p, 1));
                 } else {
-                    let t = grow(&mut sc.tmp, co * cols);
-                    gemm((co, k, cols), w, (k, 1), col, (cols, 1), 0.0, t, (cols, 1));
+                    let t = grow(tmp, co * cols);
+                    gemm((co, k1, cols), &wb, (k1, 1), colb, (cols, 1), 0.0, t, (cols, 1));
                     for si in 0..ns {
-                        for (o, &bo) in b.iter().enumerate() {
-                            let src = &t[o * cols + si * p..][..p];
-                            for (d, v) in yb[(si * co + o) * p..][..p].iter_mut().zip(src) {
-                                *d = v + bo;
-                            }
+                        for o in 0..co {
+                            yb[(si * co + o) * p..][..p].copy_from_slice(&t[o * cols + si * p..][..p]);
                         }
                     }
                 }
@@ -370,8 +373,7 @@ pub fn conv2d_bwd_weight_fast(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [
     check_len("conv2d dw", dw.len(), s.weight().len());
     check_len("conv2d db", db.len(), s.c_out);
     let (k, co, p, ow) = (s.fan_in(), s.c_out, ys.plane(), ys.w);
-    let k1 = k + 1; // im2col rows plus a row of ones: the last column of the product is db.
-    let plan = ConvPlan::new(s, k1);
+    let plan = ConvPlan::new(s, k);
     // Work units in order: (first sample, samples, output rows).
     let units: Vec<(usize, usize, (usize, usize))> = (0..xs.n)
         .step_by(plan.ns)
@@ -380,42 +382,60 @@ pub fn conv2d_bwd_weight_fast(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [
             plan.row_blocks(ys.h).map(move |rb| (n0, ns, rb))
         })
         .collect();
-    let part_len = co * k1;
-    let groups = if ys.is_empty() { 0 } else { n_groups(units.len(), part_len) };
-    let mut partials = vec![0.0f32; groups * part_len];
-    if groups > 0 {
-        partials.par_chunks_mut(part_len).enumerate().for_each(|(g, part)| {
+    let groups = if ys.is_empty() { 0 } else { n_groups(units.len(), co * (k + 1)) };
+    // Per group: dW partial [C_out, K] summed by SGEMM in f32, db partial [C_out] in f64.
+    let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
             let (u0, u1) = group_bounds(units.len(), groups, g);
+            let (mut pw, mut pb) = (vec![0.0f32; co * k], vec![0.0f64; co]);
             with_scratch(|sc| {
                 let Scratch { col, tmp } = sc;
                 for (ui, &(n0, ns, (r0, r1))) in units[u0..u1].iter().enumerate() {
                     let cols = ns * (r1 - r0) * ow;
-                    let colb = grow(col, k1 * cols);
+                    let colb = grow(col, k * cols);
                     im2col(s, x, n0, ns, (r0, r1), colb);
-                    colb[k * cols..].fill(1.0);
                     let beta = if ui == 0 { 0.0 } else { 1.0 };
-                    // part[C_out, K + 1] (+)= dY[C_out, cols] [col; 1]^T[cols, K + 1]
+                    // pw[C_out, K] (+)= dY[C_out, cols] col^T[cols, K]
                     if ns == 1 {
                         let dyb = &dy[n0 * co * p + r0 * ow..];
-                        gemm((co, cols, k1), dyb, (p, 1), colb, (1, cols), beta, part, (k1, 1));
+                        gemm((co, cols, k), dyb, (p, 1), colb, (1, cols), beta, &mut pw, (k, 1));
                     } else {
                         let t = grow(tmp, co * cols);
                         gather_planes(t, dy, n0, ns, co, p);
-                        gemm((co, cols, k1), t, (cols, 1), colb, (1, cols), beta, part, (k1, 1));
+                        gemm((co, cols, k), t, (cols, 1), colb, (1, cols), beta, &mut pw, (k, 1));
+                    }
+                    for si in 0..ns {
+                        for (o, acc) in pb.iter_mut().enumerate() {
+                            *acc += sum_f32(&dy[((n0 + si) * co + o) * p + r0 * ow..][..(r1 - r0) * ow]) as f64;
+                        }
                     }
                 }
             });
-        });
-    }
-    let sum = |q: usize| (0..groups).map(|g| partials[g * part_len + q] as f64).sum::<f64>() as f32;
+            (pw, pb)
+        })
+        .collect();
     dw.par_chunks_mut(k.max(1)).enumerate().for_each(|(o, dwo)| {
         for (i, d) in dwo.iter_mut().enumerate() {
-            *d = sum(o * k1 + i);
+            *d = partials.iter().map(|(pw, _)| pw[o * k + i] as f64).sum::<f64>() as f32;
         }
     });
     for (o, d) in db.iter_mut().enumerate() {
-        *d = sum(o * k1 + k);
+        *d = partials.iter().map(|(_, pb)| pb[o]).sum::<f64>() as f32;
     }
+}
+
+/// Sum of `v` in f32, 8 interleaved accumulators (vectorizes), then the 8 added in order.
+fn sum_f32(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ pub mod data;
 pub mod decode;
 pub mod dropout;
 pub mod gpu_net;
+pub mod heldout;
 pub mod infer;
 pub mod init;
 pub mod linear;

@@ -1,0 +1,93 @@
+//! The network in the counting pipeline: the crop kernel against its twin, `count --method net` on
+//! the GPU against the CPU path, and the errors for a model that does not fit.
+
+mod common;
+
+use common::{assert_close, test_context, test_rng};
+use emsim::count::find::Candidate;
+use emsim::net::crop::{CropParams, crop_cpu, crop_gpu};
+use rand::RngExt;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn crop_gpu_matches_twin_at_edges_and_inside() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("crop");
+    let (frames, h, w) = (3usize, 37u32, 53u32);
+    let q: Vec<i32> = (0..frames * (h * w) as usize).map(|_| rng.random_range(-400..40_000)).collect();
+    let mut cands: Vec<Candidate> = (0..40)
+        .map(|_| [rng.random_range(0..frames as u32), rng.random_range(0..h * w), 0, 0])
+        .collect();
+    cands.push([0, 0, 0, 0]); // corner
+    cands.push([2, h * w - 1, 0, 0]); // other corner
+    for side in [1usize, 11, 41] {
+        let p = CropParams::new(cands.len() - 2, 2, side, h, w, 1e-3);
+        let mut cpu = vec![-1.0f32; p.n as usize * side * side];
+        crop_cpu(&p, &q, &cands, &mut cpu);
+        let gpu = crop_gpu(&ctx, &p, &q, &cands).unwrap();
+        // a product of two floats: the same on both paths
+        assert_close(&gpu, &cpu, 0.0, 1e-7);
+        // the centre pixel of each crop is the candidate's pixel
+        let c = side / 2;
+        for (i, cand) in cands[2..].iter().enumerate() {
+            let want = q[cand[0] as usize * (h * w) as usize + cand[1] as usize] as f32 / 16.0 * 1e-3;
+            assert!((cpu[i * side * side + c * side + c] - want).abs() <= 1e-6 * want.abs().max(1.0));
+        }
+    }
+}
+
+fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
+}
+
+fn error_line(out: &std::process::Output) -> String {
+    let s = String::from_utf8_lossy(&out.stderr);
+    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
+}
+
+/// `count --method net` writes the same electrons and sigmas on the GPU and the CPU path (an
+/// untrained `fast` model is enough to compare the paths), and `sigma_px` is in the file.
+#[test]
+fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = emsim::net::model::Model::new(emsim::net::model::ModelConfig::preset("fast").unwrap(), 5).unwrap();
+    emsim::io::model_file::save(&model, None, &d.join("fast.safetensors"), false, "--out").unwrap();
+    let o = emsim(&["frames", "--frames", "2", "--size", "64x80", "--electrons", "25", "--seed", "4", "--out", "f.h5", "-q"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut results = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let out = format!("n-{device}.h5");
+        let o = emsim(&["count", "f.h5", "--method", "net", "--model", "fast.safetensors", "--out", &out, "--device", device, "-q"], d);
+        assert!(o.status.success(), "{device}: {}", String::from_utf8_lossy(&o.stderr));
+        let f = hdf5::File::open(d.join(&out)).unwrap();
+        let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
+        results.push((col("x_px"), col("y_px"), col("sigma_px")));
+    }
+    let (c, g) = (&results[0], &results[1]);
+    assert!(!c.0.is_empty());
+    assert_close(&g.0, &c.0, 1e-4, 0.0);
+    assert_close(&g.1, &c.1, 1e-4, 0.0);
+    assert_close(&g.2, &c.2, 1e-4, 1e-4);
+    assert!(c.2.iter().all(|&s| s >= 0.0 && s.is_finite()));
+
+    // A seed model (41x41 crop) on 32x32 frames: the crop is larger than the frame.
+    let seed = emsim::net::model::Model::new(emsim::net::model::ModelConfig::preset("seed").unwrap(), 5).unwrap();
+    emsim::io::model_file::save(&seed, None, &d.join("seed.safetensors"), false, "--out").unwrap();
+    let o = emsim(&["frames", "--frames", "1", "--size", "32x32", "--electrons", "3", "--out", "small.h5", "-q"], d);
+    assert!(o.status.success());
+    let o = emsim(&["count", "small.h5", "--method", "net", "--model", "seed.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    let e = error_line(&o);
+    assert!(e.contains("--model") && e.contains("41x41 crop is larger than the 32x32 frame"), "{e}");
+    assert!(!d.join("x.h5").exists());
+    // A corrupt model file.
+    std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
+    let o = emsim(&["count", "f.h5", "--method", "net", "--model", "bad.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    let e = error_line(&o);
+    assert!(e.contains("bad.safetensors") && e.contains("safetensors"), "{e}");
+    // --model without the net method.
+    let o = emsim(&["count", "f.h5", "--method", "c3x3", "--model", "fast.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    assert!(error_line(&o).contains("--model"), "{}", error_line(&o));
+    assert!(!d.join("x.h5").exists());
+}

@@ -211,6 +211,9 @@ impl<'a> Counter<'a> {
     /// `sigma_e`: the noise sigma to use (see [`estimate_sigma_e`]).
     pub fn new(cfg: CountConfig, height: u32, width: u32, sigma_e: f32, device: &'a Device) -> Result<Self> {
         cfg.validate(height, width)?;
+        let mut cfg = cfg;
+        // Inference runs the model with its batch norms folded into the convolutions.
+        cfg.net = cfg.net.as_ref().map(|m| m.fold_batchnorm()).transpose()?;
         if let Some(m) = &cfg.net {
             let side = m.cfg.input_px as u32;
             if side > height || side > width {

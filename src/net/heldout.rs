@@ -103,6 +103,8 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     if o.events == 0 {
         return Err(Error::invalid("--events", "must be at least 1"));
     }
+    let folded = model.fold_batchnorm()?;
+    let model = &folded;
     let cfg = &model.cfg;
     let arrays = LibraryArrays::new(lib)?;
     let (_, (va_lo, va_n)) = split_events(lib.len(), o.holdout)?;

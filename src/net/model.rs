@@ -389,6 +389,62 @@ impl Model {
         &self.tensors[i.expect("layer tensor")].data
     }
 
+    /// The inference model with every batch norm that directly follows a convolution folded into
+    /// it: `w' = w * g`, `b' = (b - running_mean) * g + beta` with `g = gamma / sqrt(running_var + eps)`
+    /// per output channel. Its evaluation-mode output equals this model's (to float rounding); it
+    /// has fewer layers, so its tensor names differ (it is not for saving).
+    pub fn fold_batchnorm(&self) -> Result<Model> {
+        let mut layers = Vec::new();
+        let mut tensors: Vec<Tensor> = Vec::new();
+        let mut layer_tensors = Vec::new();
+        let mut i = 0;
+        while i < self.cfg.layers.len() {
+            let lt = self.layer_tensors[i];
+            let fold = matches!(self.cfg.layers[i], LayerSpec::Conv2d { .. })
+                && matches!(self.cfg.layers.get(i + 1), Some(LayerSpec::BatchNorm2d { .. }));
+            let j = layers.len();
+            let mut nt = LayerTensors::default();
+            let mut push = |suffix: &str, t: &Tensor, data: Vec<f32>| {
+                tensors.push(Tensor { name: format!("{j}.{suffix}"), shape: t.shape.clone(), data, trainable: t.trainable });
+                Some(tensors.len() - 1)
+            };
+            if fold {
+                let LayerSpec::BatchNorm2d { eps, .. } = self.cfg.layers[i + 1] else { unreachable!() };
+                let bn = self.layer_tensors[i + 1];
+                let (w, b) = (&self.tensors[lt.weight.unwrap()], &self.tensors[lt.bias.unwrap()]);
+                let (gamma, beta) = (self.t(bn.weight), self.t(bn.bias));
+                let (rm, rv) = (self.t(bn.running_mean), self.t(bn.running_var));
+                let per_out = w.data.len() / b.data.len();
+                let g: Vec<f32> = (0..b.data.len()).map(|o| gamma[o] / (rv[o] + eps).sqrt()).collect();
+                let wd = w.data.iter().enumerate().map(|(k, &v)| v * g[k / per_out]).collect();
+                let bd = (0..b.data.len()).map(|o| (b.data[o] - rm[o]) * g[o] + beta[o]).collect();
+                nt.weight = push("weight", w, wd);
+                nt.bias = push("bias", b, bd);
+                layers.push(self.cfg.layers[i].clone());
+                layer_tensors.push(nt);
+                i += 2;
+                continue;
+            }
+            for (slot, suffix) in [(lt.weight, "weight"), (lt.bias, "bias"), (lt.running_mean, "running_mean"), (lt.running_var, "running_var")] {
+                if let Some(k) = slot {
+                    let idx = push(suffix, &self.tensors[k], self.tensors[k].data.clone());
+                    match suffix {
+                        "weight" => nt.weight = idx,
+                        "bias" => nt.bias = idx,
+                        "running_mean" => nt.running_mean = idx,
+                        _ => nt.running_var = idx,
+                    }
+                }
+            }
+            layers.push(self.cfg.layers[i].clone());
+            layer_tensors.push(nt);
+            i += 1;
+        }
+        let cfg = ModelConfig { layers, ..self.cfg.clone() };
+        cfg.validate()?;
+        Ok(Model { cfg, tensors, layer_tensors, batches_tracked: self.batches_tracked })
+    }
+
     /// Forward pass on the CPU twins. `train`: batch statistics (and running-average update),
     /// dropout with the mask of `(seed, step)`; else running statistics and no dropout. Returns every
     /// layer's output and what backward needs.
@@ -587,6 +643,32 @@ mod tests {
         assert_eq!(&names[..6], &["0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var"]);
         assert_eq!(m.tensors[0].shape, vec![16, 1, 4, 4]);
         assert_eq!(names.last(), Some(&"14.bias"));
+    }
+
+    #[test]
+    fn folding_batch_norm_keeps_the_output() {
+        let mut m = Model::new(ModelConfig::preset("fast").unwrap(), 3).unwrap();
+        // non-trivial statistics and affine parameters
+        for (k, t) in m.tensors.iter_mut().enumerate() {
+            if t.name.ends_with("running_var") || (t.name.ends_with("weight") && t.shape.len() == 1) {
+                t.data.iter_mut().enumerate().for_each(|(i, v)| *v = 0.5 + 0.1 * ((i + k) % 7) as f32);
+            } else if t.name.ends_with("running_mean") || t.name.ends_with("bias") {
+                t.data.iter_mut().enumerate().for_each(|(i, v)| *v = 0.05 * ((i + k) % 5) as f32 - 0.1);
+            }
+        }
+        let folded = m.fold_batchnorm().unwrap();
+        assert_eq!(folded.cfg.layers.len(), m.cfg.layers.len() - 2, "both conv+BN pairs folded");
+        let n = 3;
+        let x: Vec<f32> = (0..n * 121).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.3) * 2.0).collect();
+        let a = m.clone().forward_cpu(&x, n, false, 0, 0).unwrap();
+        let b = folded.clone().forward_cpu(&x, n, false, 0, 0).unwrap();
+        let scale = a.last().iter().fold(0.0f32, |s, &v| s.max(v.abs()));
+        for (u, v) in a.last().iter().zip(b.last()) {
+            assert!((u - v).abs() <= 1e-4 * scale.max(1.0), "{u} vs {v}");
+        }
+        // the seed network has BN after ReLU: nothing to fold
+        let seed = Model::new(ModelConfig::preset("seed").unwrap(), 1).unwrap();
+        assert_eq!(seed.fold_batchnorm().unwrap().cfg.layers.len(), seed.cfg.layers.len());
     }
 
     #[test]

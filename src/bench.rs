@@ -50,6 +50,13 @@ pub struct BenchRecord {
     /// Frame stages: `bytes_per_s` over the same path's copy bandwidth measured in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_copy_bandwidth: Option<f64>,
+    /// Network stages (`net_infer`, `net_train`): the model preset, samples per batch, samples/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_samples: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples_per_s: Option<f64>,
 }
 
 impl BenchRecord {
@@ -74,6 +81,9 @@ impl BenchRecord {
             events_per_s: None,
             bytes_per_s: None,
             fraction_of_copy_bandwidth: None,
+            model: None,
+            batch_samples: None,
+            samples_per_s: None,
         }
     }
 
@@ -83,6 +93,8 @@ impl BenchRecord {
             (v, "frames/s")
         } else if let Some(v) = self.events_per_s {
             (v, "events/s")
+        } else if let Some(v) = self.samples_per_s {
+            (v, "samples/s")
         } else if let Some(v) = self.bytes_per_s {
             (v / 1e9, "GB/s")
         } else {
@@ -117,14 +129,19 @@ impl BenchReport {
         );
         for r in &self.records {
             let (v, unit) = r.headline();
-            let size = if r.height > 0 { format!("{}x{}", r.height, r.width) } else { "-".into() };
+            let size = match (&r.model, r.batch_samples) {
+                (Some(m), _) => m.clone(),
+                _ if r.height > 0 => format!("{}x{}", r.height, r.width),
+                _ => "-".into(),
+            };
+            let batch = r.batch_samples.unwrap_or(r.batch_frames);
             s += &format!(
                 "{:<7} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}%\n",
                 r.stage,
                 r.path,
                 size,
                 r.electrons_per_frame,
-                r.batch_frames,
+                batch,
                 v,
                 unit,
                 r.electrons_per_s.map_or("-".into(), |e| format!("{e:.3e}")),
@@ -280,6 +297,100 @@ pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchReco
     Ok(r)
 }
 
+/// Network samples per second: `train = false`: inference (crops already on the device, forward
+/// pass with batch norm folded + output readback; CPU: the same on the CPU path); `train = true`:
+/// one training step per batch (samples made from the library, forward, loss, backward, Adam).
+pub fn bench_net(device: &Device, lib: &EventLibrary, preset: &str, batch: usize, repeats: u32, train: bool) -> Result<BenchRecord> {
+    use crate::net::data::{LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, make_batch_cpu, make_batch_record};
+    use crate::net::gpu_net::GpuNet;
+    use crate::net::model::{Model, ModelConfig};
+    use crate::net::optim::{AdamConfig, adam_cpu};
+    let cfg = ModelConfig::preset(preset)?;
+    let model = Model::new(cfg.clone(), 1)?;
+    let arrays = LibraryArrays::new(lib)?;
+    let spec = SampleSpec { seed: 1, ev_lo: 0, ev_count: lib.len() as u32, sigma_e: 20.0 };
+    let adam = AdamConfig::seed();
+    let mut times = Vec::new();
+    match device {
+        Device::Gpu(ctx) => {
+            let net = if train {
+                GpuNet::new(ctx, model, batch, true, None)?
+            } else {
+                GpuNet::new(ctx, model.fold_batchnorm()?, batch, false, None)?
+            };
+            let lb = LibraryBuffers::upload(ctx, &arrays)?;
+            for k in 0..=repeats {
+                let p = MakeBatchParams::new(&cfg, &spec, k as u64 * batch as u64, batch);
+                let mut enc = ctx.encoder("bench_net");
+                if !train {
+                    make_batch_record(ctx, &mut enc, &p, &lb, &net.input, &net.labels, &net.target)?;
+                    ctx.submit_and_wait(enc)?;
+                    enc = ctx.encoder("bench_net");
+                }
+                let t = Instant::now();
+                if train {
+                    make_batch_record(ctx, &mut enc, &p, &lb, &net.input, &net.labels, &net.target)?;
+                    net.record_forward(&mut enc, batch, true, 1, k as u64 + 1)?;
+                    net.record_loss(&mut enc, batch, true)?;
+                    net.record_backward(&mut enc, batch, 1, k as u64 + 1)?;
+                    net.record_adam(&mut enc, &adam, k as u64 + 1, 1e-3)?;
+                    ctx.submit_and_wait(enc)?;
+                } else {
+                    net.record_forward(&mut enc, batch, false, 0, 0)?;
+                    let rb = ctx.readback(&mut enc, net.output(), (batch * cfg.head_outputs() * 4) as u64);
+                    ctx.submit_and_wait(enc)?;
+                    std::hint::black_box(rb.read::<f32>(ctx)?);
+                }
+                if k > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        Device::Cpu => {
+            let mut m = if train { model } else { model.fold_batchnorm()? };
+            let mut optim: Vec<crate::io::model_file::OptimState> = m
+                .tensors
+                .iter()
+                .map(|t| {
+                    let z = vec![0.0; if t.trainable { t.data.len() } else { 0 }];
+                    crate::io::model_file::OptimState { m: z.clone(), v: z.clone(), vmax: z }
+                })
+                .collect();
+            for k in 0..=repeats {
+                let b = make_batch_cpu(&MakeBatchParams::new(&cfg, &spec, k as u64 * batch as u64, batch), &arrays);
+                let t = Instant::now();
+                if train {
+                    let act = m.forward_cpu(&b.x, batch, true, 1, k as u64 + 1)?;
+                    let (_, _, dout) = crate::net::train::loss_cpu(&cfg, act.last(), &b, batch, true);
+                    let grads = m.backward_cpu(&b.x, &act, &dout, 1, k as u64 + 1)?;
+                    for ((tensor, g), st) in m.tensors.iter_mut().zip(&grads).zip(optim.iter_mut()) {
+                        if tensor.trainable {
+                            let p = adam.params(tensor.data.len(), k as u64 + 1, 1e-3);
+                            adam_cpu(&p, &mut tensor.data, g, &mut st.m, &mut st.v, &mut st.vmax);
+                        }
+                    }
+                } else {
+                    std::hint::black_box(m.forward_cpu(&b.x, batch, false, 0, 0)?);
+                }
+                if k > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    let (stage, timed) = if train {
+        ("net_train", "one training step per batch: samples made from the library, forward (batch statistics, dropout), loss, backward, Adam (amsgrad)")
+    } else {
+        ("net_infer", "forward pass (evaluation mode, batch norm folded where it follows a convolution) on crops already in memory, output read back")
+    };
+    let mut r = BenchRecord::timing(stage, device.path_name(), timed, &mut times);
+    r.frames_per_repeat = batch as u64;
+    r.model = Some(preset.to_string());
+    r.batch_samples = Some(batch as u32);
+    r.samples_per_s = Some(batch as f64 / r.median_s);
+    Ok(r)
+}
+
 /// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let backend: BackendChoice = opts.backend.parse()?;
@@ -312,6 +423,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             };
             records.push(bench_frames(d, &lib, &cfg, repeats)?);
             records.push(bench_count(d, &lib, &cfg, repeats)?);
+        }
+    }
+    // The network: the seed network at the batch of 1000 (PyTorch's figures are for that),
+    // and `fast`. Quick mode uses smaller batches on the GPU path (lavapipe is slow).
+    for d in &devices {
+        let gpu_quick = opts.quick && matches!(d, Device::Gpu(_));
+        let batch = if gpu_quick { 100 } else { 1000 };
+        for preset in ["seed", "fast"] {
+            records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false)?);
+            records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true)?);
         }
     }
     if records.is_empty() {

@@ -9,9 +9,9 @@
 //!
 //! ```text
 //! col[k, j] = x[n0 + s, i, oy*stride + ky - pad, ox*stride + kx - pad]   (0 in the padding), k = (i, ky, kx)
-//! forward:          Y[C_out, cols]  = W[C_out, K] col[K, cols] + b
-//! backward input:   dcol[K, cols]   = W^T dY[C_out, cols], then dx += col2im(dcol)
-//! backward weight:  [dW | db][C_out, K + 1] += dY[C_out, cols] [col; 1]^T[cols, K + 1]
+//! forward:          Y[C_out, cols] = [W | b][C_out, K + 1] [col; 1][K + 1, cols]
+//! backward input:   dcol[K, cols]  = W^T dY[C_out, cols], then dx = col2im(dcol) (a scatter-add)
+//! backward weight:  dW[C_out, K]  += dY[C_out, cols] col^T[cols, K],  db[o] += sum_j dY[o, j]
 //! ```
 //!
 //! A block is one sample when its output plane has at least [`TARGET_COLS`] pixels (then the
@@ -23,9 +23,10 @@
 //! Determinism: blocks and groups depend only on the shape, never on the number of threads, and
 //! each block is computed by one thread with a single-threaded SGEMM; so results are bitwise
 //! identical whatever the rayon pool. Weight gradients: each of at most [`MAX_GROUPS`] fixed groups
-//! of consecutive blocks sums its blocks in f32 (SGEMM with `beta = 1`) into its own partial, then
-//! the partials are added in group order in f64 (the twins sum the whole batch in f64; the
-//! difference is within f32 rounding of each group's sum).
+//! of consecutive blocks sums its blocks in f32 (SGEMM with `beta = 1`; the bias gradient in f64
+//! from f32 sums of each output row) into its own partial, then the partials are added in group
+//! order in f64 (the twins sum the whole batch in f64; the difference is within f32 rounding of
+//! each group's sum).
 //!
 //! Sums are in another order than the twins' (SGEMM's blocking), so results differ from them by
 //! f32 rounding: the tests require `|fast - twin| <= 1e-4 * sum of |terms|` per element.
@@ -270,9 +271,9 @@ fn gather_planes(t: &mut [f32], src: &[f32], n0: usize, ns: usize, c: usize, p: 
     }
 }
 
-/// Fixed split of `units` consecutive work units into at most [`MAX_GROUPS`] groups (fewer when
-/// each group's partial has `partial_len` elements and the total would pass
-/// [`MAX_PARTIAL_ELEMS`]): group `g` covers `bounds(g)..bounds(g + 1)`.
+/// Number of groups `units` consecutive work units are split into: at most [`MAX_GROUPS`], fewer
+/// when each group's partial has `partial_len` elements and the total would pass
+/// [`MAX_PARTIAL_ELEMS`]. Group `g` covers units [`group_bounds`]`(units, groups, g)`.
 fn n_groups(units: usize, partial_len: usize) -> usize {
     units.min(MAX_GROUPS).min((MAX_PARTIAL_ELEMS / partial_len.max(1)).max(1))
 }

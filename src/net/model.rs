@@ -10,10 +10,17 @@ use super::batchnorm2d::{
     BatchNorm2dShape, batchnorm2d_bwd_input_cpu, batchnorm2d_bwd_reduce_cpu, batchnorm2d_fwd_cpu,
     batchnorm2d_running_cpu, batchnorm2d_stats_cpu,
 };
-use super::conv2d::{Conv2dShape, conv2d_bwd_input_cpu, conv2d_bwd_weight_cpu, conv2d_fwd_cpu};
+use super::conv2d::Conv2dShape;
+// The CPU path runs conv2d and linear as im2col + SGEMM (`cpu_fast`), tested against the plain
+// twins in `conv2d` / `linear` (tests/net_cpu_fast.rs); the other layers run their twins.
+use super::cpu_fast::{
+    conv2d_bwd_input_fast as conv2d_bwd_input_cpu, conv2d_bwd_weight_fast as conv2d_bwd_weight_cpu,
+    conv2d_fwd_fast as conv2d_fwd_cpu, linear_bwd_input_fast as linear_bwd_input_cpu,
+    linear_bwd_weight_fast as linear_bwd_weight_cpu, linear_fwd_fast as linear_fwd_cpu,
+};
 use super::dropout::{DropoutCfg, dropout_bwd_cpu, dropout_fwd_cpu};
 use super::init::he_normal;
-use super::linear::{LinearShape, linear_bwd_input_cpu, linear_bwd_weight_cpu, linear_fwd_cpu};
+use super::linear::LinearShape;
 use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_cpu, maxpool2d_fwd_cpu};
 use super::relu::{relu_bwd_cpu, relu_fwd_cpu};
 use crate::{Error, Result};

@@ -101,3 +101,30 @@ fn train_bad_input_is_one_line_and_leaves_nothing() {
     assert!(error_line(&o).contains("not a checkpoint"), "{}", error_line(&o));
     assert!(!d.join("f2.safetensors").exists());
 }
+
+/// A model from a config file (a small regression net, the second seed notebook's kind of head):
+/// trains, and a config that does not chain to its head is refused naming the file.
+#[test]
+fn train_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = r#"{"schema": "emsim-model/1", "name": "tiny-xy", "input_px": 7, "shift_px": 0, "input_scale": 0.001,
+        "head": {"type": "xy"},
+        "layers": [{"type": "conv2d", "out_channels": 4, "kernel": 3}, {"type": "relu"}, {"type": "flatten"},
+                   {"type": "linear", "out_features": 2}]}"#;
+    std::fs::write(d.join("tiny.json"), cfg).unwrap();
+    let o = emsim(
+        &["train", "--config", "tiny.json", "--batch", "16", "--train-samples", "64", "--val-samples", "16", "--epochs", "1",
+          "--device", "cpu", "--quiet", "--out", "t.safetensors"],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = emsim::io::model_file::load(&d.join("t.safetensors"), None).unwrap().model;
+    assert_eq!(m.cfg.name, "tiny-xy");
+    assert_eq!(m.tensors[0].shape, vec![4, 1, 3, 3]);
+    assert_eq!(m.tensors[2].shape, vec![2, 100]);
+    std::fs::write(d.join("bad.json"), cfg.replace("\"out_features\": 2", "\"out_features\": 3")).unwrap();
+    let o = emsim(&["train", "--config", "bad.json", "--device", "cpu", "--out", "b.safetensors"], d);
+    let e = error_line(&o);
+    assert!(e.contains("bad.json") && e.contains("head needs 2"), "{e}");
+}

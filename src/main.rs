@@ -71,6 +71,28 @@ enum Cmd {
         emsim train --preset fast --epochs 30 --resume fast.ckpt.safetensors --out fast.safetensors --force\n  \
         python3 -c \"from safetensors.torch import load_file; print(load_file('seed.safetensors').keys())\"")]
     Train(TrainArgs),
+    /// Run a trained network on crops from a .npy file (N x S x S, electrons) and write its estimates.
+    #[command(after_help = "Example:\n  emsim infer --model assets/models/fast.safetensors --input crops.npy --out est.npy --logits logits.npy\n  \
+        python3 -c \"import numpy as np; e = np.load('est.npy'); print(e[:3])  # x_px, y_px, sigma_px, p_max\"")]
+    Infer(InferArgs),
+}
+
+#[derive(Args)]
+struct InferArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Crops, float32 .npy of shape (N, S, S) with S the model's input_px; values in electrons.
+    #[arg(long)]
+    input: PathBuf,
+    /// Estimates, float32 .npy (N, 4): x_px, y_px (relative to the centre of the crop's centre pixel),
+    /// sigma_px, p_max.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the raw network outputs (N, outputs) here.
+    #[arg(long)]
+    logits: Option<PathBuf>,
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -697,6 +719,35 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn infer(a: InferArgs) -> Result<()> {
+    let out = emsim::io::atomic::Output::new(&a.out, a.force, "--out")?;
+    let logits_out = a.logits.as_ref().map(|p| emsim::io::atomic::Output::new(p, a.force, "--logits")).transpose()?;
+    let model = emsim::io::model_file::load(&a.model, None)?.model;
+    let crops: ndarray::Array3<f32> = ndarray_npy::read_npy(&a.input)
+        .map_err(|e| Error::file(&a.input, format!("expected a float32 .npy of shape (N, S, S): {e}")))?;
+    let (n, h, w) = crops.dim();
+    let side = model.cfg.input_px;
+    if h != side || w != side {
+        return Err(Error::file(&a.input, format!("crops are {h}x{w}, the model '{}' takes {side}x{side}", model.cfg.name)));
+    }
+    let x: Vec<f32> = crops.iter().map(|&v| v * model.cfg.input_scale).collect();
+    let folded = model.fold_batchnorm()?;
+    let act = folded.clone().forward_cpu(&x, n, false, 0, 0)?;
+    let dec = emsim::net::decode::decode(&folded.cfg, act.last(), n);
+    let est: Vec<f32> = dec.iter().flat_map(|d| [d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max]).collect();
+    let arr = ndarray::Array2::from_shape_vec((n, 4), est).unwrap();
+    ndarray_npy::write_npy(out.tmp(), &arr).map_err(|e| Error::file(&a.out, e))?;
+    if let Some(lo) = logits_out {
+        let k = folded.cfg.head_outputs();
+        let arr = ndarray::Array2::from_shape_vec((n, k), act.last().to_vec()).unwrap();
+        ndarray_npy::write_npy(lo.tmp(), &arr).map_err(|e| Error::file(lo.final_path(), e))?;
+        lo.commit()?;
+    }
+    out.commit()?;
+    eprintln!("wrote {} estimates to {}", n, a.out.display());
+    Ok(())
+}
+
 fn main_result(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Devices { json } => {
@@ -803,6 +854,7 @@ fn main_result(cli: Cli) -> Result<()> {
         Cmd::Count(a) => count(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Train(a) => train(a),
+        Cmd::Infer(a) => infer(a),
         Cmd::Bench(a) => {
             if let Some(files) = &a.compare {
                 print!("{}", emsim::bench::compare(&files[0], &files[1])?);

@@ -111,3 +111,30 @@ fn shipped_fast_model_beats_the_centroids_on_heldout_events() {
     // the knob: a tighter sigma cut never makes the kept electrons worse on average (10% vs 100%)
     assert!(r.knob.first().unwrap().mean_error_px < r.knob.last().unwrap().mean_error_px);
 }
+
+/// `emsim infer`: estimates for crops from a .npy file; crops of the wrong size are refused.
+#[test]
+fn infer_command_writes_estimates_and_refuses_wrong_crops() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = emsim::default_model_path();
+    let mut crops = ndarray::Array3::<f32>::zeros((5, 11, 11));
+    for k in 0..5 {
+        crops[[k, 5, 5]] = 400.0;
+        crops[[k, 5, 6]] = 100.0 * k as f32; // more charge to the right: the estimate moves right
+    }
+    ndarray_npy::write_npy(d.join("c.npy"), &crops).unwrap();
+    let m = model.to_str().unwrap();
+    let o = emsim(&["infer", "--model", m, "--input", "c.npy", "--out", "e.npy"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: ndarray::Array2<f32> = ndarray_npy::read_npy(d.join("e.npy")).unwrap();
+    assert_eq!(e.dim(), (5, 4));
+    assert!(e[[4, 0]] > e[[0, 0]], "x moves towards the charge: {e:?}");
+    assert!(e.iter().all(|v| v.is_finite()));
+    let wrong = ndarray::Array3::<f32>::zeros((2, 9, 9));
+    ndarray_npy::write_npy(d.join("w.npy"), &wrong).unwrap();
+    let o = emsim(&["infer", "--model", m, "--input", "w.npy", "--out", "x.npy"], d);
+    let err = error_line(&o);
+    assert!(err.contains("w.npy") && err.contains("9x9") && err.contains("11x11"), "{err}");
+    assert!(!d.join("x.npy").exists());
+}

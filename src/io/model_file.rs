@@ -105,8 +105,9 @@ pub fn from_bytes(bytes: &[u8], expect: Option<&ModelConfig>) -> Result<Loaded> 
         info.get("emsim_config").ok_or_else(|| bad("no 'emsim_config' in the safetensors metadata: not an emsim model".into()))?;
     let cfg: ModelConfig = serde_json::from_str(cfg_json).map_err(|e| bad(format!("bad emsim_config: {e}")))?;
     cfg.validate().map_err(|e| bad(e.to_string()))?;
-    if let Some(want) = expect {
-        if want != &cfg {
+    if let Some(want) = expect
+        && want != &cfg
+    {
             return Err(bad(format!(
                 "model is '{}' (input {}px, head {:?}, {} layers), expected '{}' (input {}px, head {:?}, {} layers)",
                 cfg.name,
@@ -118,7 +119,6 @@ pub fn from_bytes(bytes: &[u8], expect: Option<&ModelConfig>) -> Result<Loaded> 
                 want.head,
                 want.layers.len()
             )));
-        }
     }
     let mut model = Model::new(cfg, 0).map_err(|e| bad(e.to_string()))?;
     let read_f32 = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
@@ -141,10 +141,11 @@ pub fn from_bytes(bytes: &[u8], expect: Option<&ModelConfig>) -> Result<Loaded> 
     for (i, lt) in model.layer_tensors.iter().enumerate() {
         if lt.running_mean.is_some() {
             let name = format!("{i}.num_batches_tracked");
-            if let Ok(v) = st.tensor(&name) {
-                if v.dtype() == Dtype::I64 && v.data().len() == 8 {
-                    model.batches_tracked = i64::from_le_bytes(v.data().try_into().unwrap());
-                }
+            if let Ok(v) = st.tensor(&name)
+                && v.dtype() == Dtype::I64
+                && v.data().len() == 8
+            {
+                model.batches_tracked = i64::from_le_bytes(v.data().try_into().unwrap());
             }
         }
     }

@@ -204,7 +204,7 @@ impl ModelConfig {
         if self.schema != SCHEMA {
             return bad(format!("schema '{}', expected '{SCHEMA}'", self.schema));
         }
-        if self.input_px == 0 || self.input_px % 2 == 0 {
+        if self.input_px == 0 || self.input_px.is_multiple_of(2) {
             return bad(format!("input_px {} must be odd", self.input_px));
         }
         if let Head::Grid { cells_per_px, span_px } = self.head {

@@ -133,9 +133,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     let plot = sibling(&opts.out, "png");
     let ckpt = sibling(&opts.out, "ckpt.safetensors");
     // Fail on an existing output before any work.
-    for (p, flag) in [(&opts.out, "--out")] {
-        crate::io::atomic::Output::new(p, opts.force, flag)?;
-    }
+    crate::io::atomic::Output::new(&opts.out, opts.force, "--out")?;
     let lib = EventLibrary::read_h5(&opts.library)?;
     let arrays = LibraryArrays::new(&lib).map_err(|e| Error::file(&opts.library, e))?;
     let ((tr_lo, tr_n), (va_lo, va_n)) = split_events(lib.len(), opts.holdout)?;

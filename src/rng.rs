@@ -33,6 +33,8 @@ pub mod streams {
     pub const INIT: u32 = 34;
     /// Sample order when training from a frames dataset.
     pub const SHUFFLE: u32 = 35;
+    /// One-or-two-electron samples (issue 6): choices `(0|1, k, PAIRS)`, noise `(2 + pixel/4, k, PAIRS)`.
+    pub const PAIRS: u32 = 36;
 }
 
 pub(crate) const M0: u32 = 0xD251_1F53;

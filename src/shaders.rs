@@ -267,6 +267,23 @@ pub const NET_CROP: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const NET_MAKE_PAIRS: Kernel = Kernel {
+    name: "net/make_pairs",
+    source: wgsl!("shared/rng.wgsl", "net/make_pairs.wgsl"),
+    bindings: &[
+        Uniform,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageReadWrite,
+        StorageReadWrite,
+        StorageReadWrite,
+        StorageReadWrite,
+    ],
+    workgroup_size: 256,
+};
+
 /// Every kernel, for validation and for `emsim devices --check`.
 pub const ALL: &[Kernel] = &[
     FRAMES_PLACE,
@@ -302,4 +319,5 @@ pub const ALL: &[Kernel] = &[
     NET_DROPOUT_FWD,
     NET_DROPOUT_BWD,
     NET_CROP,
+    NET_MAKE_PAIRS,
 ];

@@ -112,6 +112,23 @@ fn shipped_fast_model_beats_the_centroids_on_heldout_events() {
     assert!(r.knob.first().unwrap().mean_error_px < r.knob.last().unwrap().mean_error_px);
 }
 
+/// The acceptance for the seed network (the seed notes' 24 JUL test): on held-out events,
+/// sigma 20 e, central pixel known, the shipped `seed` model's mean error is no worse than the 3x3
+/// centroid's on the same crops.
+#[test]
+fn shipped_seed_model_is_no_worse_than_the_3x3_centroid() {
+    use emsim::net::heldout::{HeldoutOptions, heldout_eval};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/seed.safetensors");
+    let loaded = emsim::io::model_file::load(&path, Some(&emsim::net::model::ModelConfig::preset("seed").unwrap()))
+        .expect("the shipped seed model");
+    let lib = emsim::io::library::EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let o = HeldoutOptions { events: 2000, seed: 12, ..Default::default() };
+    let r = heldout_eval(&loaded.model, &lib, &o, &emsim::gpu::Device::Cpu).unwrap();
+    eprint!("{}", r.table());
+    let get = |m: &str| r.records.iter().find(|x| x.method == m).unwrap().mean_error_px;
+    assert!(get("net") <= get("c3x3"), "network {:.4} px vs 3x3 centroid {:.4} px", get("net"), get("c3x3"));
+}
+
 /// `emsim infer`: estimates for crops from a .npy file; crops of the wrong size are refused.
 #[test]
 fn infer_command_writes_estimates_and_refuses_wrong_crops() {

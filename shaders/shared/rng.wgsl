@@ -6,6 +6,7 @@ const STREAM_PLACE: u32 = 2u;
 const STREAM_NOISE: u32 = 3u;
 const STREAM_TRAIN: u32 = 32u;
 const STREAM_DROPOUT: u32 = 33u;
+const STREAM_PAIRS: u32 = 36u;
 
 // High and low 32 bits of a * b, from 16-bit halves (WGSL has no 64-bit integers).
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {

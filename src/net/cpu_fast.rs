@@ -37,9 +37,13 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::check_len;
+use super::batchnorm2d::{BatchNorm2dShape, invstd};
 use super::conv2d::Conv2dShape;
+use super::dropout::DropoutCfg;
 use super::linear::LinearShape;
+use super::maxpool2d::MaxPool2dShape;
+use super::{Shape4, check_len};
+use crate::rng;
 
 /// Columns (sample x output pixel) one SGEMM of a convolution aims for: planes smaller than this
 /// are batched, `TARGET_COLS / (OH * OW)` samples per block.
@@ -515,3 +519,515 @@ pub fn linear_bwd_weight_fast(s: &LinearShape, x: &[f32], dy: &[f32], dw: &mut [
         *d = sum(fi * fo + o);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Buffers.
+
+/// Size (bytes) from which [`zeroed`] advises transparent huge pages.
+pub const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
+
+/// `vec![0; len]` for the large activations of the CPU path. A large zeroed allocation is a fresh
+/// anonymous mapping whose pages the kernel faults in and zeroes on first write, 4 KiB at a time:
+/// for a 100 MB activation that costs about as much as writing it twice. On Linux, allocations of
+/// at least [`HUGE_PAGE_MIN_BYTES`] are advised to use transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`, honoured when `/sys/kernel/mm/transparent_hugepage/enabled` is
+/// `madvise` or `always`), which makes that first write about twice as fast. Contents and
+/// semantics are exactly `vec![0; len]`'s; the advice is only a hint (errors are ignored).
+pub fn zeroed<T: Copy + Default>(len: usize) -> Vec<T> {
+    let v = vec![T::default(); len];
+    if std::mem::size_of_val(v.as_slice()) >= HUGE_PAGE_MIN_BYTES {
+        advise_huge_pages(&v);
+    }
+    v
+}
+
+/// Advises transparent huge pages for the whole 2 MiB pages inside `v`'s memory (Linux only).
+fn advise_huge_pages<T>(v: &[T]) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::{c_int, c_void};
+        unsafe extern "C" {
+            fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
+        }
+        const MADV_HUGEPAGE: c_int = 14;
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(v);
+        let (lo, hi) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
+        if hi > lo {
+            // SAFETY: `[lo, hi)` is whole pages inside `v`'s allocation; MADV_HUGEPAGE only changes
+            // how those pages are backed, never their contents, and reads or writes nothing.
+            unsafe {
+                madvise(v.as_ptr().cast::<u8>().wrapping_add(lo - start).cast_mut().cast(), hi - lo, MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise layers: ReLU, dropout. Bitwise equal to their twins (the same expression per
+// element), in larger parallel chunks.
+
+/// Elements per rayon task of the element-wise layers.
+pub const ELEM_CHUNK: usize = 1 << 15;
+
+/// Planes per rayon task for per-plane work: at least [`ELEM_CHUNK`] / 8 elements per task.
+fn planes_per_task(plane: usize) -> usize {
+    (ELEM_CHUNK / 8).div_ceil(plane.max(1))
+}
+
+/// Fast [`super::relu::relu_fwd_cpu`]: `y = x if x > 0 else 0`. Bitwise equal to the twin.
+pub fn relu_fwd_fast(x: &[f32], y: &mut [f32]) {
+    check_len("relu y", y.len(), x.len());
+    y.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = if x > 0.0 { x } else { 0.0 };
+        }
+    });
+}
+
+/// Fast [`super::relu::relu_bwd_cpu`]: `dx = dy if y > 0 else 0`. Bitwise equal to the twin.
+pub fn relu_bwd_fast(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    check_len("relu dy", dy.len(), y.len());
+    check_len("relu dx", dx.len(), y.len());
+    dx.par_chunks_mut(ELEM_CHUNK).zip(y.par_chunks(ELEM_CHUNK).zip(dy.par_chunks(ELEM_CHUNK))).for_each(
+        |(dx, (y, dy))| {
+            for ((d, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                *d = if y > 0.0 { g } else { 0.0 };
+            }
+        },
+    );
+}
+
+/// `out[i] = keep(i) ? inp[i] * scale : 0` with the mask of `c`, one Philox call per 4 elements,
+/// [`ELEM_CHUNK`] elements per task.
+fn dropout_apply(c: &DropoutCfg, inp: &[f32], out: &mut [f32]) {
+    let scale = c.scale();
+    let params = c.params(); // checks p, layer and n
+    let (key, stream) = ([params.key_lo, params.key_hi], params.stream);
+    out.par_chunks_mut(ELEM_CHUNK).zip(inp.par_chunks(ELEM_CHUNK)).enumerate().for_each(|(ci, (out, inp))| {
+        let g0 = ci * ELEM_CHUNK / 4;
+        for (g, (out, inp)) in out.chunks_mut(4).zip(inp.chunks(4)).enumerate() {
+            let bits = rng::philox4x32_10(rng::counter((g0 + g) as u32, c.step, stream), key);
+            for ((o, &v), &b) in out.iter_mut().zip(inp).zip(&bits) {
+                *o = if rng::u01(b) >= c.p { v * scale } else { 0.0 };
+            }
+        }
+    });
+}
+
+/// Fast [`super::dropout::dropout_fwd_cpu`]: `y = keep ? x / (1 - p) : 0`. Bitwise equal to the twin.
+pub fn dropout_fwd_fast(c: &DropoutCfg, x: &[f32], y: &mut [f32]) {
+    check_len("dropout x", x.len(), c.n);
+    check_len("dropout y", y.len(), c.n);
+    dropout_apply(c, x, y);
+}
+
+/// Fast [`super::dropout::dropout_bwd_cpu`]: `dx = keep ? dy / (1 - p) : 0`. Bitwise equal to the twin.
+pub fn dropout_bwd_fast(c: &DropoutCfg, dy: &[f32], dx: &mut [f32]) {
+    check_len("dropout dy", dy.len(), c.n);
+    check_len("dropout dx", dx.len(), c.n);
+    dropout_apply(c, dy, dx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling. Bitwise equal to the twins.
+
+/// Checks the shapes of a max-pool forward or backward; returns (input, output) shapes.
+#[track_caller]
+fn maxpool_shapes(s: &MaxPool2dShape) -> (Shape4, Shape4) {
+    let ys = s.output(); // checks k, stride and the window
+    assert!(s.input.len() <= u32::MAX as usize, "maxpool2d: input of {} elements exceeds u32 indexing", s.input.len());
+    (s.input, ys)
+}
+
+/// Max-pool forward of one `(n, c)` plane: `x` the input plane, `base` its flat offset in the
+/// tensor (for `idx`). The twin's loop (first maximum in row-major window order, strict `>`),
+/// branch-free.
+#[inline]
+fn maxpool_plane(s: &MaxPool2dShape, ys: Shape4, x: &[f32], base: usize, y: &mut [f32], idx: &mut [u32]) {
+    let (w, k, st) = (s.input.w, s.k, s.stride);
+    for oy in 0..ys.h {
+        let (yr, ir) = (&mut y[oy * ys.w..(oy + 1) * ys.w], &mut idx[oy * ys.w..(oy + 1) * ys.w]);
+        for (ox, (yv, iv)) in yr.iter_mut().zip(ir).enumerate() {
+            let first = oy * st * w + ox * st;
+            let (mut best, mut at) = (x[first], first);
+            for ky in 0..k {
+                let row = first + ky * w;
+                for (kx, &v) in x[row..row + k].iter().enumerate() {
+                    let gt = v > best;
+                    best = if gt { v } else { best };
+                    at = if gt { row + kx } else { at };
+                }
+            }
+            *yv = best;
+            *iv = (base + at) as u32;
+        }
+    }
+}
+
+/// Fast [`super::maxpool2d::maxpool2d_fwd_cpu`]: window maxima and their flat indices into `x`
+/// (first maximum on ties). Writes all of `y` and `idx`; bitwise equal to the twin.
+pub fn maxpool2d_fwd_fast(s: &MaxPool2dShape, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
+    let (xs, ys) = maxpool_shapes(s);
+    check_len("maxpool2d x", x.len(), xs.len());
+    check_len("maxpool2d y", y.len(), ys.len());
+    check_len("maxpool2d idx", idx.len(), ys.len());
+    if ys.is_empty() {
+        return;
+    }
+    let (ip, op) = (xs.plane(), ys.plane());
+    let ppt = planes_per_task(ip);
+    y.par_chunks_mut(ppt * op).zip(idx.par_chunks_mut(ppt * op)).enumerate().for_each(|(t, (y, idx))| {
+        for (j, (y, idx)) in y.chunks_mut(op).zip(idx.chunks_mut(op)).enumerate() {
+            let plane = t * ppt + j;
+            maxpool_plane(s, ys, &x[plane * ip..(plane + 1) * ip], plane * ip, y, idx);
+        }
+    });
+}
+
+/// Max-pool backward of one plane, scatter form: `dx` (the plane, `base` its flat offset) zeroed,
+/// then `dy[o]` added at `idx[o]` in `o` order, which is the twin's order of the terms of each sum.
+#[inline]
+fn maxpool_bwd_plane(idx: &[u32], dy: &[f32], base: usize, dx: &mut [f32]) {
+    dx.fill(0.0);
+    for (&i, &g) in idx.iter().zip(dy) {
+        let j = (i as usize).checked_sub(base).filter(|&j| j < dx.len());
+        let j = j.unwrap_or_else(|| panic!("maxpool2d: index {i} is not in its plane (from maxpool2d_fwd?)"));
+        dx[j] += g;
+    }
+}
+
+/// Fast [`super::maxpool2d::maxpool2d_bwd_cpu`]: `dx[i]` = sum of `dy[o]` over the outputs with
+/// `idx[o] == i`. `idx` must come from the forward pass (each index inside its own window, as the
+/// twin assumes; an index outside its plane panics). Writes all of `dx`; bitwise equal to the twin.
+pub fn maxpool2d_bwd_fast(s: &MaxPool2dShape, idx: &[u32], dy: &[f32], dx: &mut [f32]) {
+    let (xs, ys) = maxpool_shapes(s);
+    check_len("maxpool2d idx", idx.len(), ys.len());
+    check_len("maxpool2d dy", dy.len(), ys.len());
+    check_len("maxpool2d dx", dx.len(), xs.len());
+    if xs.is_empty() {
+        return;
+    }
+    let (ip, op) = (xs.plane(), ys.plane());
+    let ppt = planes_per_task(ip);
+    dx.par_chunks_mut(ppt * ip).enumerate().for_each(|(t, dx)| {
+        for (j, dx) in dx.chunks_mut(ip).enumerate() {
+            let plane = t * ppt + j;
+            let o = plane * op..(plane + 1) * op;
+            maxpool_bwd_plane(&idx[o.clone()], &dy[o], plane * ip, dx);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch norm. Sums over the batch in f64, each channel's terms in a fixed order (4 interleaved
+// f64 accumulators per plane, the planes in sample order), so the results do not depend on the
+// thread count. The element-wise passes use the twins' f32 expressions: bitwise equal.
+
+#[track_caller]
+fn bn_check(s: &BatchNorm2dShape) {
+    assert!(s.x.c >= 1 && s.m() >= 1, "batchnorm2d: empty input {:?}", s.x);
+    assert!(s.eps >= 0.0, "batchnorm2d: eps must be >= 0");
+}
+
+/// `(sum (x - k), sum (x - k)^2)` over `x` in f64.
+#[inline]
+fn shifted_moments(x: &[f32], k: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; 4], [0f64; 4]);
+    let chunks = x.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..4 {
+            let d = c[l] as f64 - k;
+            s1[l] += d;
+            s2[l] += d * d;
+        }
+    }
+    let (mut a, mut b) = ((s1[0] + s1[1]) + (s1[2] + s1[3]), (s2[0] + s2[1]) + (s2[2] + s2[3]));
+    for &v in rest {
+        let d = v as f64 - k;
+        a += d;
+        b += d * d;
+    }
+    (a, b)
+}
+
+/// Mean and biased variance per channel from per-plane shifted moments `part[n * C + c]` (shift
+/// `shift[c]`), the planes added in sample order.
+fn finish_stats(s: &BatchNorm2dShape, part: &[(f64, f64)], shift: &[f64], mean: &mut [f32], var: &mut [f32]) {
+    let (c_len, m) = (s.x.c, s.m() as f64);
+    for c in 0..c_len {
+        let (mut s1, mut s2) = (0f64, 0f64);
+        for n in 0..s.x.n {
+            let (a, b) = part[n * c_len + c];
+            s1 += a;
+            s2 += b;
+        }
+        let d = s1 / m;
+        mean[c] = (shift[c] + d) as f32;
+        var[c] = ((s2 / m - d * d).max(0.0)) as f32;
+    }
+}
+
+/// Fast [`super::batchnorm2d::batchnorm2d_stats_cpu`]: per-channel mean and biased variance over
+/// `N, H, W`, in one pass: f64 sums of `x - k` and `(x - k)^2` with the shift `k` = the channel's
+/// first element (so the variance does not lose digits when `|mean| >> std`). Equals the twin's
+/// two-pass result to f64 rounding: within about 1 f32 ulp. Writes all of `mean` and `var`.
+pub fn batchnorm2d_stats_fast(s: &BatchNorm2dShape, x: &[f32], mean: &mut [f32], var: &mut [f32]) {
+    bn_check(s);
+    check_len("batchnorm2d x", x.len(), s.x.len());
+    check_len("batchnorm2d mean", mean.len(), s.x.c);
+    check_len("batchnorm2d var", var.len(), s.x.c);
+    let (c_len, hw) = (s.x.c, s.x.plane());
+    let shift: Vec<f64> = (0..c_len).map(|c| x[c * hw] as f64).collect();
+    let mut part = vec![(0f64, 0f64); s.x.n * c_len];
+    part.par_iter_mut()
+        .zip(x.par_chunks(hw))
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(plane, (p, x))| *p = shifted_moments(x, shift[plane % c_len]));
+    finish_stats(s, &part, &shift, mean, var);
+}
+
+/// Fast [`super::batchnorm2d::batchnorm2d_fwd_cpu`]: `y = (x - mean[c]) * invstd * gamma[c] +
+/// beta[c]`. Writes all of `y`; bitwise equal to the twin.
+pub fn batchnorm2d_fwd_fast(
+    s: &BatchNorm2dShape,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+) {
+    bn_check(s);
+    let c_len = s.x.c;
+    check_len("batchnorm2d x", x.len(), s.x.len());
+    for (name, v) in [("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta)] {
+        check_len(&format!("batchnorm2d {name}"), v.len(), c_len);
+    }
+    check_len("batchnorm2d y", y.len(), s.x.len());
+    let hw = s.x.plane();
+    let ppt = planes_per_task(hw);
+    y.par_chunks_mut(ppt * hw).zip(x.par_chunks(ppt * hw)).enumerate().for_each(|(t, (y, x))| {
+        for (j, (y, x)) in y.chunks_mut(hw).zip(x.chunks(hw)).enumerate() {
+            let c = (t * ppt + j) % c_len;
+            let (mu, inv, g, b) = (mean[c], invstd(var[c], s.eps), gamma[c], beta[c]);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - mu) * inv * g + b;
+            }
+        }
+    });
+}
+
+/// `(sum dy, sum dy * xhat)` over one plane in f64, `xhat = (x - mu) * inv` in f32 (the twin's).
+#[inline]
+fn dy_moments(x: &[f32], dy: &[f32], mu: f32, inv: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; 4], [0f64; 4]);
+    let (xc, gc) = (x.chunks_exact(4), dy.chunks_exact(4));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (x, g) in xc.zip(gc) {
+        for l in 0..4 {
+            let g64 = g[l] as f64;
+            s1[l] += g64;
+            s2[l] += g64 * ((x[l] - mu) * inv) as f64;
+        }
+    }
+    let (mut a, mut b) = ((s1[0] + s1[1]) + (s1[2] + s1[3]), (s2[0] + s2[1]) + (s2[2] + s2[3]));
+    for (&x, &g) in xr.iter().zip(gr) {
+        a += g as f64;
+        b += g as f64 * ((x - mu) * inv) as f64;
+    }
+    (a, b)
+}
+
+/// Per-channel sums of per-plane pairs `part[n * C + c]`, planes in sample order, as f32.
+fn finish_sums(n: usize, part: &[(f64, f64)], first: &mut [f32], second: &mut [f32]) {
+    let c_len = first.len();
+    for c in 0..c_len {
+        let (mut a, mut b) = (0f64, 0f64);
+        for k in 0..n {
+            a += part[k * c_len + c].0;
+            b += part[k * c_len + c].1;
+        }
+        first[c] = a as f32;
+        second[c] = b as f32;
+    }
+}
+
+/// Fast [`super::batchnorm2d::batchnorm2d_bwd_reduce_cpu`]: `dbeta[c] = sum dy`, `dgamma[c] = sum
+/// dy * xhat` (xhat in f32, sums in f64 in another order than the twin's: equal to about 1 f32 ulp).
+/// Writes all of `dgamma` and `dbeta`.
+pub fn batchnorm2d_bwd_reduce_fast(
+    s: &BatchNorm2dShape,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    dy: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    bn_check(s);
+    let c_len = s.x.c;
+    check_len("batchnorm2d x", x.len(), s.x.len());
+    check_len("batchnorm2d mean", mean.len(), c_len);
+    check_len("batchnorm2d var", var.len(), c_len);
+    check_len("batchnorm2d dy", dy.len(), s.x.len());
+    check_len("batchnorm2d dgamma", dgamma.len(), c_len);
+    check_len("batchnorm2d dbeta", dbeta.len(), c_len);
+    let hw = s.x.plane();
+    let mut part = vec![(0f64, 0f64); s.x.n * c_len];
+    part.par_iter_mut()
+        .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(plane, (p, (x, dy)))| {
+            let c = plane % c_len;
+            *p = dy_moments(x, dy, mean[c], invstd(var[c], s.eps));
+        });
+    finish_sums(s.x.n, &part, dbeta, dgamma);
+}
+
+/// The twin's per-element input gradient of batch norm over one plane of channel `c`, optionally
+/// followed by the backward of a ReLU before the batch norm (`x` is then the ReLU's output: `dx =
+/// 0` where `x <= 0`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn bn_input_plane(
+    s: &BatchNorm2dShape,
+    c: usize,
+    x: &[f32],
+    dy: &[f32],
+    (mean, var, gamma, dgamma, dbeta): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    relu_before: bool,
+    dx: &mut [f32],
+) {
+    let mf = s.m() as f32;
+    let inv = invstd(var[c], s.eps);
+    let k = gamma[c] * inv / mf;
+    let (mu, db, dg) = (mean[c], dbeta[c], dgamma[c]);
+    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+        let xhat = (x - mu) * inv;
+        let v = k * (mf * g - db - xhat * dg);
+        *d = if !relu_before || x > 0.0 { v } else { 0.0 };
+    }
+}
+
+/// Fast [`super::batchnorm2d::batchnorm2d_bwd_input_cpu`]: `dx = gamma[c] * invstd / m * (m * dy -
+/// dbeta[c] - xhat * dgamma[c])`. Writes all of `dx`; bitwise equal to the twin.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm2d_bwd_input_fast(
+    s: &BatchNorm2dShape,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    dgamma: &[f32],
+    dbeta: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    bn_check(s);
+    let c_len = s.x.c;
+    check_len("batchnorm2d x", x.len(), s.x.len());
+    for (name, v) in [("mean", mean), ("var", var), ("gamma", gamma), ("dgamma", dgamma), ("dbeta", dbeta)] {
+        check_len(&format!("batchnorm2d {name}"), v.len(), c_len);
+    }
+    check_len("batchnorm2d dy", dy.len(), s.x.len());
+    check_len("batchnorm2d dx", dx.len(), s.x.len());
+    let hw = s.x.plane();
+    let ppt = planes_per_task(hw);
+    let stats = (mean, var, gamma, dgamma, dbeta);
+    dx.par_chunks_mut(ppt * hw).zip(x.par_chunks(ppt * hw).zip(dy.par_chunks(ppt * hw))).enumerate().for_each(
+        |(t, (dx, (x, dy)))| {
+            for (j, (dx, (x, dy))) in dx.chunks_mut(hw).zip(x.chunks(hw).zip(dy.chunks(hw))).enumerate() {
+                bn_input_plane(s, (t * ppt + j) % c_len, x, dy, stats, false, dx);
+            }
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused backward of `[ReLU ->] BatchNorm2d -> MaxPool2d` (the seed network's blocks).
+
+/// The backward pass of `BatchNorm2d -> MaxPool2d`, optionally preceded by a ReLU, without
+/// materializing the max-pool's input gradient (the largest tensor of the seed network):
+///
+/// - `dbeta[c] = sum dy_pool`, `dgamma[c] = sum dy_pool[o] * xhat[idx[o]]` (f64; each plane's
+///   pooled outputs in order, the planes in sample order);
+/// - `dx` = the batch norm's input gradient from the scattered max-pool gradient, times the ReLU
+///   mask `x > 0` when `relu_before` (then `x`, the batch norm's input, is the ReLU's output).
+///
+/// `x`, `mean`, `var`, `gamma` are the batch norm's (shape `bn`, `bn.x == pool.input`), `idx` and
+/// `dy_pool` the max-pool's (from its forward pass). Equals
+/// `maxpool2d_bwd -> batchnorm2d_bwd_reduce -> batchnorm2d_bwd_input [-> relu_bwd]`: `dgamma` and
+/// `dbeta` to f64 rounding (the terms are summed in window order instead of pixel order; with
+/// overlapping windows the twin first adds the terms of one pixel in f32), `dx` bitwise given the
+/// same `dgamma`, `dbeta`. Writes all of `dgamma`, `dbeta` and `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn maxpool2d_batchnorm2d_bwd_fast(
+    pool: &MaxPool2dShape,
+    bn: &BatchNorm2dShape,
+    relu_before: bool,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    idx: &[u32],
+    dy_pool: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: &mut [f32],
+) {
+    let (xs, ys) = maxpool_shapes(pool);
+    bn_check(bn);
+    assert!(bn.x == xs, "maxpool2d_batchnorm2d_bwd: batch norm {:?} vs max-pool input {:?}", bn.x, xs);
+    let c_len = xs.c;
+    check_len("batchnorm2d x", x.len(), xs.len());
+    for (name, v) in [("mean", mean), ("var", var), ("gamma", gamma)] {
+        check_len(&format!("batchnorm2d {name}"), v.len(), c_len);
+    }
+    check_len("maxpool2d idx", idx.len(), ys.len());
+    check_len("maxpool2d dy", dy_pool.len(), ys.len());
+    check_len("batchnorm2d dgamma", dgamma.len(), c_len);
+    check_len("batchnorm2d dbeta", dbeta.len(), c_len);
+    check_len("batchnorm2d dx", dx.len(), xs.len());
+    let (ip, op) = (xs.plane(), ys.plane());
+    // Pass 1: the parameter gradients from the pooled outputs only.
+    let mut part = vec![(0f64, 0f64); xs.n * c_len];
+    part.par_iter_mut().enumerate().with_min_len(planes_per_task(op.max(1))).for_each(|(plane, p)| {
+        let c = plane % c_len;
+        let (mu, inv) = (mean[c], invstd(var[c], bn.eps));
+        let (xp, o) = (&x[plane * ip..(plane + 1) * ip], plane * op..(plane + 1) * op);
+        let (mut a, mut b) = (0f64, 0f64);
+        for (&i, &g) in idx[o.clone()].iter().zip(&dy_pool[o]) {
+            let j = (i as usize).checked_sub(plane * ip).filter(|&j| j < ip);
+            let j = j.unwrap_or_else(|| panic!("maxpool2d: index {i} is not in its plane (from maxpool2d_fwd?)"));
+            a += g as f64;
+            b += g as f64 * ((xp[j] - mu) * inv) as f64;
+        }
+        *p = (a, b);
+    });
+    finish_sums(xs.n, &part, dbeta, dgamma);
+    // Pass 2: per plane, scatter the pooled gradient (in cache), then the input gradient.
+    let ppt = planes_per_task(ip);
+    let stats = (mean, var, gamma, &*dgamma, &*dbeta);
+    dx.par_chunks_mut(ppt * ip).enumerate().for_each_init(Vec::new, |dyp, (t, dx)| {
+        for (j, dx) in dx.chunks_mut(ip).enumerate() {
+            let plane = t * ppt + j;
+            let o = plane * op..(plane + 1) * op;
+            let dyp = grow(dyp, ip);
+            maxpool_bwd_plane(&idx[o.clone()], &dy_pool[o], plane * ip, dyp);
+            bn_input_plane(bn, plane % c_len, &x[plane * ip..(plane + 1) * ip], dyp, stats, relu_before, dx);
+        }
+    });
+}
+
+/// Most values per layer output in one chunk of the evaluation-mode forward pass
+/// (`Model::forward_cpu` with `train == false`): chunks of `EVAL_CHUNK_ELEMS / (largest layer
+/// output per sample)` samples (at least 1) run through the whole network with their activations
+/// in the cache.
+pub const EVAL_CHUNK_ELEMS: usize = 1 << 17;

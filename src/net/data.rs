@@ -7,6 +7,7 @@
 //! the library's held-out range.
 
 use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
 
 use super::model::{Head, ModelConfig};
 use crate::gpu::{GpuContext, GpuError};
@@ -130,41 +131,47 @@ fn sample_choice(p: &MakeBatchParams, k: u64) -> (u32, i32, i32) {
     (ev, below(r[1], span) as i32 - p.shift as i32, below(r[2], span) as i32 - p.shift as i32)
 }
 
-/// CPU twin of `net/make_batch`.
+/// CPU twin of `net/make_batch`. Samples are made in parallel (rayon, one task per sample); each
+/// sample's values depend only on its index, so the batch does not depend on the thread count.
+/// Per pixel, the event's charges that land on it are added in the library's order, starting
+/// from 0, as the kernel does (scattered here rather than gathered: the same sums, bit for bit).
 pub fn make_batch_cpu(p: &MakeBatchParams, lib: &LibraryArrays) -> Batch {
     let (n, side) = (p.n as usize, p.side as usize);
+    let plane = side * side;
     let key = [p.key_lo, p.key_hi];
     let first = p.first_lo as u64 | (p.first_hi as u64) << 32;
     let c0 = (side / 2) as i32;
-    let mut x = vec![0.0f32; n * side * side];
+    let mut x = vec![0.0f32; n * plane];
     let mut labels = vec![0u32; n];
     let mut target = vec![0.0f32; 2 * n];
-    for s in 0..n {
-        let k = first + s as u64;
-        let (ev, sx, sy) = sample_choice(p, k);
-        let (lo, hi) = (lib.offsets[ev as usize] as usize, lib.offsets[ev as usize + 1] as usize);
-        let img = &mut x[s * side * side..(s + 1) * side * side];
-        for (pix, v) in img.iter_mut().enumerate() {
-            let (col, row) = ((pix % side) as i32, (pix / side) as i32);
-            let mut q = 0.0f32;
+    x.par_chunks_mut(plane.max(1)).zip(labels.par_iter_mut().zip(target.par_chunks_mut(2))).enumerate().for_each(
+        |(s, (img, (label, t)))| {
+            let k = first + s as u64;
+            let (ev, sx, sy) = sample_choice(p, k);
+            let (lo, hi) = (lib.offsets[ev as usize] as usize, lib.offsets[ev as usize + 1] as usize);
+            // The charge per pixel (img is all zeros here).
             for j in lo..hi {
-                if c0 + sx + lib.dxdy[2 * j] == col && c0 + sy + lib.dxdy[2 * j + 1] == row {
-                    q += lib.charge[j];
+                let (col, row) = (c0 + sx + lib.dxdy[2 * j], c0 + sy + lib.dxdy[2 * j + 1]);
+                if (0..side as i32).contains(&col) && (0..side as i32).contains(&row) {
+                    img[row as usize * side + col as usize] += lib.charge[j];
                 }
             }
-            let r = philox4x32_10(counter(1 + (pix / 4) as u32, k, streams::TRAIN), key);
-            let lane = pix % 4;
-            let (a, b) = if lane < 2 { (r[0], r[1]) } else { (r[2], r[3]) };
-            let (z0, z1) = gauss_pair(a, b);
-            let z = if lane % 2 == 0 { z0 } else { z1 };
-            *v = (q + p.sigma_e * z) * p.input_scale;
-        }
-        let tx = (c0 + sx) as f32 + lib.incidence[2 * ev as usize];
-        let ty = (c0 + sy) as f32 + lib.incidence[2 * ev as usize + 1];
-        target[2 * s] = tx - c0 as f32 - 0.5;
-        target[2 * s + 1] = ty - c0 as f32 - 0.5;
-        labels[s] = grid_label(p, tx, ty);
-    }
+            // Read noise: pixels 4g .. 4g + 3 take the two Gaussian pairs of Philox call g.
+            for (g, px) in img.chunks_mut(4).enumerate() {
+                let r = philox4x32_10(counter(1 + g as u32, k, streams::TRAIN), key);
+                let (z0, z1) = gauss_pair(r[0], r[1]);
+                let (z2, z3) = gauss_pair(r[2], r[3]);
+                for (v, z) in px.iter_mut().zip([z0, z1, z2, z3]) {
+                    *v = (*v + p.sigma_e * z) * p.input_scale;
+                }
+            }
+            let tx = (c0 + sx) as f32 + lib.incidence[2 * ev as usize];
+            let ty = (c0 + sy) as f32 + lib.incidence[2 * ev as usize + 1];
+            t[0] = tx - c0 as f32 - 0.5;
+            t[1] = ty - c0 as f32 - 0.5;
+            *label = grid_label(p, tx, ty);
+        },
+    );
     Batch { x, labels, target }
 }
 

@@ -120,25 +120,66 @@ pub const NET_MAKE_BATCH: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+// conv2d_fwd and conv2d_bwd_input read their weights from a uniform buffer (conv2d_w_uniform.wgsl)
+// or, the `_wstorage` variants, from a storage buffer (conv2d_w_storage.wgsl); see src/net/conv2d.rs.
 pub const NET_CONV2D_FWD: Kernel = Kernel {
     name: "net/conv2d_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/conv2d_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_uniform.wgsl", "net/conv2d_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    workgroup_size: 64,
+};
+
+pub const NET_CONV2D_FWD_WSTORAGE: Kernel = Kernel {
+    name: "net/conv2d_fwd_wstorage",
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_storage.wgsl", "net/conv2d_fwd.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 64,
 };
 
 pub const NET_CONV2D_BWD_INPUT: Kernel = Kernel {
     name: "net/conv2d_bwd_input",
-    source: wgsl!("shared/rng.wgsl", "net/conv2d_bwd_input.wgsl"),
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "net/conv2d_common.wgsl",
+        "net/conv2d_w_uniform.wgsl",
+        "net/conv2d_ib16.wgsl",
+        "net/conv2d_bwd_input.wgsl"
+    ),
+    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    workgroup_size: 64,
+};
+
+pub const NET_CONV2D_BWD_INPUT_IB4: Kernel = Kernel {
+    name: "net/conv2d_bwd_input_ib4",
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "net/conv2d_common.wgsl",
+        "net/conv2d_w_uniform.wgsl",
+        "net/conv2d_ib4.wgsl",
+        "net/conv2d_bwd_input.wgsl"
+    ),
+    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    workgroup_size: 64,
+};
+
+pub const NET_CONV2D_BWD_INPUT_WSTORAGE: Kernel = Kernel {
+    name: "net/conv2d_bwd_input_wstorage",
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "net/conv2d_common.wgsl",
+        "net/conv2d_w_storage.wgsl",
+        "net/conv2d_ib16.wgsl",
+        "net/conv2d_bwd_input.wgsl"
+    ),
     bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
+    workgroup_size: 64,
 };
 
 pub const NET_CONV2D_BWD_WEIGHT: Kernel = Kernel {
     name: "net/conv2d_bwd_weight",
-    source: wgsl!("shared/rng.wgsl", "net/conv2d_bwd_weight.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_bwd_weight.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
+    workgroup_size: 64,
 };
 
 pub const NET_REDUCE_CHUNKS: Kernel = Kernel {
@@ -299,7 +340,10 @@ pub const ALL: &[Kernel] = &[
     NET_ADAM,
     NET_MAKE_BATCH,
     NET_CONV2D_FWD,
+    NET_CONV2D_FWD_WSTORAGE,
     NET_CONV2D_BWD_INPUT,
+    NET_CONV2D_BWD_INPUT_IB4,
+    NET_CONV2D_BWD_INPUT_WSTORAGE,
     NET_CONV2D_BWD_WEIGHT,
     NET_REDUCE_CHUNKS,
     NET_LINEAR_FWD,

@@ -5,9 +5,11 @@
 //! for recursive summation of K (rounded) products: `|fl(s) - s| <= gamma_K * sum|terms|`,
 //! `gamma_K = K u / (1 - K u)`, `u = 2^-24`. The per-element `sum|terms|` is computed exactly the way
 //! the layer is, by running the twin on `|inputs|`. Hence:
-//! - dot products (conv2d_fwd, conv2d_bwd_input, linear_fwd, linear_bwd_input): the GPU adds in the
-//!   twin's order, but may fuse multiply-adds; both results lie within `gamma_K * scale` of the exact
-//!   value, so `|gpu - cpu| <= 2 gamma_K * scale` with K the number of terms (+ bias);
+//! - dot products (conv2d_fwd, conv2d_bwd_input, linear_fwd, linear_bwd_input): the GPU adds the
+//!   same terms recursively (in the twin's order, except conv2d_fwd with stride > 1, which takes kx
+//!   by residue class; the bound holds for any order) and may fuse multiply-adds; both results lie
+//!   within `gamma_K * scale` of the exact value, so `|gpu - cpu| <= 2 gamma_K * scale` with K the
+//!   number of terms (+ bias);
 //! - batch reductions (conv2d_bwd_weight, linear_bwd_weight): the twin sums in f64 (then rounds
 //!   once, `u |cpu|`), the GPU in two f32 stages of `chunk_rows` and `n_chunks` terms, so
 //!   `|gpu - cpu| <= (gamma_{chunk_rows + n_chunks + 1} + u) * scale`;
@@ -186,6 +188,30 @@ fn conv2d_bwd_weight_uses_several_chunks() {
     }
 }
 
+/// The kernels' block structure (src/net/conv2d.rs): partial channel blocks of the wide
+/// conv2d_bwd_input variant and of the forward, and weights too large for the uniform buffer
+/// (the `_wstorage` variants, with wide and narrow C_in, stride 1 and 2).
+#[test]
+fn conv2d_block_edges_and_storage_weights() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("conv2d_block_edges_and_storage_weights");
+    let cases: [(&str, [usize; 9], bool); 4] = [
+        ("C_in 20 -> C_out 21, stride 2 (partial blocks)", [2, 20, 6, 7, 21, 3, 3, 1, 2], true),
+        ("C_in 17 -> C_out 33, k2 (one channel past a block)", [3, 17, 5, 4, 33, 2, 2, 0, 1], true),
+        ("64 -> 32 k3: weights over 64 KiB", [1, 64, 5, 5, 32, 3, 3, 1, 1], false),
+        ("3 -> 200 k6x5 stride 2: weights over 64 KiB, narrow C_in", [2, 3, 7, 6, 200, 6, 5, 2, 2], false),
+    ];
+    for (what, c, uniform) in cases {
+        let s = conv_shape(c);
+        assert_eq!(conv2d_weights_in_uniform(&ctx, s.weight().len() + s.c_out), uniform, "{what}");
+        assert_eq!(conv2d_weights_in_uniform(&ctx, s.weight().len()), uniform, "{what}");
+        let d = conv_data(&mut rng, &s);
+        check_conv_fwd(&ctx, what, &s, &d);
+        check_conv_bwd_input(&ctx, what, &s, &d);
+        check_conv_bwd_weight(&ctx, what, &s, &d);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // linear
 
@@ -310,17 +336,22 @@ fn reduce_chunks_matches_twin_exactly() {
 // 2-D dispatch grids and buffer checks
 
 /// With the test hook limiting a dispatch dimension to 8 workgroups, every kernel runs on a 2-D
-/// grid (more than 8 * 256 invocations) and must still cover each element exactly once.
+/// grid (more than 8 workgroups: 8 * 256 invocations, 8 * 64 for the conv2d kernels) and must
+/// still cover each element exactly once. The conv2d shapes give each kernel at least 15
+/// workgroups (e.g. conv2d_fwd of the first: 40 * 16 rows * 4 pixel groups / 64 = 40), with the
+/// narrow and the wide conv2d_bwd_input.
 #[test]
 fn kernels_on_a_2d_grid() {
     let Some(mut ctx) = test_context() else { return };
     ctx.set_workgroups_per_dim(8);
     let mut rng = test_rng("kernels_on_a_2d_grid");
-    let s = conv_shape([5, 3, 16, 16, 10, 3, 3, 1, 1]);
-    let d = conv_data(&mut rng, &s);
-    check_conv_fwd(&ctx, "2-D grid", &s, &d);
-    check_conv_bwd_input(&ctx, "2-D grid", &s, &d);
-    check_conv_bwd_weight(&ctx, "2-D grid", &s, &d);
+    for c in [[40, 3, 16, 16, 10, 3, 3, 1, 1], [12, 20, 16, 16, 21, 3, 3, 1, 1]] {
+        let s = conv_shape(c);
+        let d = conv_data(&mut rng, &s);
+        check_conv_fwd(&ctx, "2-D grid", &s, &d);
+        check_conv_bwd_input(&ctx, "2-D grid", &s, &d);
+        check_conv_bwd_weight(&ctx, "2-D grid", &s, &d);
+    }
     let s = LinearShape::new(50, 70, 60);
     check_linear(&ctx, "2-D grid", &s, &linear_data(&mut rng, &s));
     let x = relu_input(&mut rng, 3000);

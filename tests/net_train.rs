@@ -332,7 +332,8 @@ fn kernel_times() {
     use emsim::net::Shape4;
     let s1 = Conv2dShape::new(Shape4::new(n, 1, 41, 41), 16, 4, 4, 1, 1);
     let s2 = Conv2dShape::new(Shape4::new(n, 16, 10, 10), 32, 3, 3, 1, 1);
-    for (name, s) in [("conv1", s1), ("conv2", s2)] {
+    let s3 = Conv2dShape::new(Shape4::new(n, 32, 3, 3), 64, 2, 2, 0, 1);
+    for (name, s) in [("conv1", s1), ("conv2", s2), ("conv3", s3)] {
         let x = ctx.storage("x", (s.input.len() * 4) as u64).unwrap();
         let w = ctx.storage("w", (s.weight().len() * 4) as u64).unwrap();
         let b = ctx.storage("b", (s.c_out * 4) as u64).unwrap();

@@ -13,17 +13,23 @@
 //! passes loop over the terms that touch an element instead of scattering, so a kernel needs no
 //! atomics.
 //!
-//! GPU side (`_record` for the training executor, `_gpu` test wrappers): `conv2d_fwd` runs one
-//! invocation per output pixel and block of [`CONV2D_FWD_OC_BLOCK`] output channels (one input read
-//! feeds 8 accumulators); `conv2d_bwd_input` one invocation per input element (gather, as the twin);
-//! `conv2d_bwd_weight` is a fixed-order two-stage reduction over the `N * OH * OW` rows: partial sums
-//! per (chunk of rows, parameter) into a scratch buffer, then `reduce_chunks` adds the chunks in
-//! order ([`chunk_plan`]). The dot products add in the twin's order; the batch sums are f32 on the
-//! GPU and f64 in the twin.
+//! GPU side (`_record` for the training executor, `_gpu` test wrappers): register-blocked direct
+//! convolutions in gather form, as the twins. `conv2d_fwd` runs one invocation per block of
+//! [`CONV2D_FWD_PX`] output pixels of a row times [`CONV2D_FWD_OC_BLOCK`] output channels;
+//! `conv2d_bwd_input` one per block of [`CONV2D_BWD_INPUT_PX`] input pixels of a row (and column
+//! phase, for strides > 1) times [`CONV2D_BWD_INPUT_IB`] input channels; `conv2d_bwd_weight` is a
+//! fixed-order two-stage reduction over the `N * OH * OW` rows: partial sums per (chunk of rows,
+//! parameter) into a scratch buffer, one invocation per chunk and block of parameters, then
+//! `reduce_chunks` adds the chunks in order ([`chunk_plan`]). Each dot product adds the twin's terms
+//! as one recursive sum (in the twin's order except the kx order of strided forward convolutions;
+//! multiply-adds fused); the batch sums are f32 on the GPU and f64 in the twin.
 
 use super::{Shape4, check_len};
 use crate::gpu::{GpuContext, GpuError};
-use crate::shaders::{NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_WEIGHT, NET_CONV2D_FWD, NET_REDUCE_CHUNKS};
+use crate::shaders::{
+    NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_INPUT_IB4, NET_CONV2D_BWD_INPUT_WSTORAGE, NET_CONV2D_BWD_WEIGHT,
+    NET_CONV2D_FWD, NET_CONV2D_FWD_WSTORAGE, NET_REDUCE_CHUNKS,
+};
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
@@ -204,13 +210,44 @@ pub fn conv2d_bwd_cpu(s: &Conv2dShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec
 
 // ---------------------------------------------------------------------------------------------
 // GPU side: kernels net/conv2d_fwd, net/conv2d_bwd_input, net/conv2d_bwd_weight (+ net/reduce_chunks).
+//
+// All three are register-blocked direct convolutions (the headers of the .wgsl files give the
+// details): an invocation computes a block of outputs in registers, so that each activation it
+// loads feeds many multiply-adds. Activation loads are what these kernels spend their time on (on
+// lavapipe a storage-buffer load costs about as much as 50 fused multiply-adds), so the blocks are
+// chosen to load each value as few times as possible. conv2d_fwd and conv2d_bwd_input read the
+// weights through a 64 KiB uniform buffer (recorded copies of `w`, and of `b` for the forward)
+// when they fit ([`conv2d_weights_in_uniform`]): every invocation of a workgroup reads the same
+// weight at the same time, a broadcast on GPUs and a cheap load on lavapipe; larger weights use
+// the `_wstorage` variants of the same kernels.
 
 /// Output channels that one `conv2d_fwd` invocation computes (keep in sync with `OB` in
 /// shaders/net/conv2d_fwd.wgsl).
-pub const CONV2D_FWD_OC_BLOCK: usize = 8;
+pub const CONV2D_FWD_OC_BLOCK: usize = 16;
+/// Neighbouring output pixels of one row that one `conv2d_fwd` invocation computes (`PX` in
+/// shaders/net/conv2d_fwd.wgsl).
+pub const CONV2D_FWD_PX: usize = 5;
+/// Input pixels (of one row and column phase) that one `conv2d_bwd_input` invocation computes
+/// (`PX` in shaders/net/conv2d_bwd_input.wgsl).
+pub const CONV2D_BWD_INPUT_PX: usize = 5;
+/// Input channels per `conv2d_bwd_input` invocation (`4 * IQ` of shaders/net/conv2d_ib16.wgsl).
+pub const CONV2D_BWD_INPUT_IB: usize = 16;
+/// Input channels per `conv2d_bwd_input_ib4` invocation (shaders/net/conv2d_ib4.wgsl), the variant
+/// for `C_in <= 4`.
+pub const CONV2D_BWD_INPUT_IB_NARROW: usize = 4;
+/// Output channels per `conv2d_bwd_weight` invocation (`OB` in shaders/net/conv2d_bwd_weight.wgsl).
+pub const CONV2D_BWD_WEIGHT_OC_BLOCK: usize = 16;
+/// Kernel rows `(i, ky)` per `conv2d_bwd_weight` invocation (`KR`).
+pub const CONV2D_BWD_WEIGHT_ROWS: usize = 4;
+/// Kernel columns `kx` per `conv2d_bwd_weight` invocation (`KC`).
+pub const CONV2D_BWD_WEIGHT_COLS: usize = 4;
+/// f32 that the uniform weight binding holds (`array<vec4<f32>, 4096>` in
+/// shaders/net/conv2d_w_uniform.wgsl: 64 KiB).
+pub const CONV2D_UNIFORM_WEIGHTS: usize = 16384;
+const UNIFORM_WEIGHT_BYTES: u64 = CONV2D_UNIFORM_WEIGHTS as u64 * 4;
 
 /// Uniform of the three conv2d kernels. Keep in sync with `Conv2dParams` in
-/// shaders/net/conv2d_fwd.wgsl, conv2d_bwd_input.wgsl and conv2d_bwd_weight.wgsl.
+/// shaders/net/conv2d_common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Conv2dParams {
@@ -225,20 +262,25 @@ pub struct Conv2dParams {
     pub stride: u32,
     pub out_h: u32,
     pub out_w: u32,
-    /// `ceil(c_out / CONV2D_FWD_OC_BLOCK)` (conv2d_fwd).
-    pub n_oc_blocks: u32,
+    /// Channel blocks: `ceil(C_out / block)` (conv2d_fwd, conv2d_bwd_weight) or `ceil(C_in /
+    /// block)` (conv2d_bwd_input).
+    pub n_ch_blocks: u32,
     /// Rows `(n, oy, ox)` per partial sum (conv2d_bwd_weight).
     pub chunk_rows: u32,
     /// Number of partial sums per parameter (conv2d_bwd_weight).
     pub n_chunks: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Workgroups per channel block (conv2d_fwd, conv2d_bwd_input).
+    pub blk_groups: u32,
+    /// Pixel groups per row: `ceil(out_w / CONV2D_FWD_PX)` (conv2d_fwd) or `ceil(ceil(W /
+    /// stride) / CONV2D_BWD_INPUT_PX)` per column phase (conv2d_bwd_input).
+    pub x_groups: u32,
 }
 const _: () = assert!(std::mem::size_of::<Conv2dParams>() == 64);
 
 impl Conv2dParams {
-    /// The uniform for shape `s`. Panics if a tensor of `s` has more than `u32::MAX` elements (the
-    /// kernels index with u32).
+    /// The shape of `s` and the chunking of conv2d_bwd_weight ([`conv2d_bwd_weight_plan`]); the
+    /// block fields are 0 (each kernel's record function sets its own). Panics if a tensor of `s`
+    /// has more than `u32::MAX` elements (the kernels index with u32).
     pub fn new(s: &Conv2dShape) -> Self {
         let (xs, ys) = (s.input, s.output());
         for (name, len) in [("x", xs.len()), ("y", ys.len()), ("w", s.weight().len())] {
@@ -257,13 +299,61 @@ impl Conv2dParams {
             stride: to_u32("conv2d stride", s.stride),
             out_h: ys.h as u32,
             out_w: ys.w as u32,
-            n_oc_blocks: s.c_out.div_ceil(CONV2D_FWD_OC_BLOCK) as u32,
+            n_ch_blocks: 0,
             chunk_rows: to_u32("conv2d chunk rows", plan.chunk_rows),
             n_chunks: to_u32("conv2d chunks", plan.n_chunks),
-            _pad0: 0,
-            _pad1: 0,
+            blk_groups: 0,
+            x_groups: 0,
         }
     }
+
+    /// Sets the grid of a kernel whose workgroups each serve one of `n_blocks` channel blocks, with
+    /// `per_block` invocations per block; returns the invocations to dispatch.
+    fn blocked(&mut self, n_blocks: usize, per_block: usize) -> u64 {
+        let groups = per_block.div_ceil(CONV2D_WG as usize);
+        self.n_ch_blocks = to_u32("conv2d channel blocks", n_blocks);
+        self.blk_groups = to_u32("conv2d workgroups per block", groups);
+        to_u32("conv2d invocations per block", groups * CONV2D_WG as usize);
+        n_blocks as u64 * groups as u64 * CONV2D_WG as u64
+    }
+}
+
+/// Workgroup size of the three conv2d kernels (`WG` in their .wgsl files).
+const CONV2D_WG: u32 = 64;
+
+/// Whether [`conv2d_fwd_record`] / [`conv2d_bwd_input_record`] read `len` f32 of weights (and
+/// bias) through the 64 KiB uniform buffer (else through a storage buffer, the `_wstorage`
+/// kernels).
+pub fn conv2d_weights_in_uniform(ctx: &GpuContext, len: usize) -> bool {
+    len <= CONV2D_UNIFORM_WEIGHTS && ctx.limits.max_uniform_buffer_binding_size >= UNIFORM_WEIGHT_BYTES
+}
+
+/// Records copies of the first `w_len` f32 of `w`, then the first `b_len` of `b`, into a new
+/// buffer for the kernels' `wt(k)`: the 64 KiB uniform buffer, or a storage buffer when they do
+/// not fit ([`conv2d_weights_in_uniform`]). Returns the buffer and whether it is the uniform one.
+fn conv2d_weights(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    w: &wgpu::Buffer,
+    w_len: usize,
+    b: Option<(&wgpu::Buffer, usize)>,
+) -> Result<(wgpu::Buffer, bool), GpuError> {
+    let b_len = b.map_or(0, |(_, len)| len);
+    let uniform = conv2d_weights_in_uniform(ctx, w_len + b_len);
+    let buf = if uniform {
+        // The binding's full 64 KiB (the size the WGSL declares); the copies below fill its start.
+        static ZEROS: [f32; CONV2D_UNIFORM_WEIGHTS] = [0.0; CONV2D_UNIFORM_WEIGHTS];
+        ctx.uniform("conv2d weights (uniform)", &ZEROS)
+    } else {
+        ctx.storage("conv2d weights", (w_len + b_len) as u64 * 4)?
+    };
+    if w_len > 0 {
+        enc.copy_buffer_to_buffer(w, 0, &buf, 0, w_len as u64 * 4);
+    }
+    if let Some((b, _)) = b.filter(|&(_, len)| len > 0) {
+        enc.copy_buffer_to_buffer(b, 0, &buf, w_len as u64 * 4, b_len as u64 * 4);
+    }
+    Ok((buf, uniform))
 }
 
 /// Parameters of the weight gradient: `dw` then `db`, `C_out * C_in * kh * kw + C_out`.
@@ -285,8 +375,10 @@ pub fn conv2d_bwd_weight_scratch_len(s: &Conv2dShape) -> usize {
     chunk_scratch_len(ys.n * ys.h * ys.w, conv2d_n_params(s))
 }
 
-/// Records `conv2d_fwd`: `y = conv(x, w) + b` (all of `y` written). One invocation per output pixel
-/// and block of [`CONV2D_FWD_OC_BLOCK`] output channels.
+/// Records `conv2d_fwd`: `y = conv(x, w) + b` (all of `y` written). One invocation per block of
+/// [`CONV2D_FWD_PX`] output pixels of a row and [`CONV2D_FWD_OC_BLOCK`] output channels. `w` and
+/// `b` are copied (recorded) into the kernel's weight buffer, so they need `COPY_SRC` usage, as
+/// every buffer of [`GpuContext::storage`] and [`GpuContext::upload`] has.
 pub fn conv2d_fwd_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -300,14 +392,23 @@ pub fn conv2d_fwd_record(
     check_buffer("conv2d w", w, s.weight().len());
     check_buffer("conv2d b", b, s.c_out);
     check_buffer("conv2d y", y, s.output().len());
-    let p = Conv2dParams::new(s);
+    if s.output().is_empty() {
+        return Ok(());
+    }
+    let mut p = Conv2dParams::new(s);
+    let ys = s.output();
+    p.x_groups = to_u32("conv2d_fwd pixel groups", ys.w.div_ceil(CONV2D_FWD_PX));
+    let threads = p.blocked(s.c_out.div_ceil(CONV2D_FWD_OC_BLOCK), ys.n * ys.h * p.x_groups as usize);
+    let (wts, uniform) = conv2d_weights(ctx, enc, w, s.weight().len(), Some((b, s.c_out)))?;
+    let kernel = if uniform { &NET_CONV2D_FWD } else { &NET_CONV2D_FWD_WSTORAGE };
     let u = ctx.uniform("conv2d_fwd_params", &p);
-    let threads = p.n as u64 * p.n_oc_blocks as u64 * p.out_h as u64 * p.out_w as u64;
-    ctx.dispatch(enc, &NET_CONV2D_FWD, &[&u, x, w, b, y], threads)
+    ctx.dispatch(enc, kernel, &[&u, x, &wts, y], threads)
 }
 
 /// Records `conv2d_bwd_input`: `dx` from `w` and `dy` (all of `dx` written). One invocation per
-/// input element.
+/// block of [`CONV2D_BWD_INPUT_PX`] input pixels (of a row and column phase) and
+/// [`CONV2D_BWD_INPUT_IB`] input channels ([`CONV2D_BWD_INPUT_IB_NARROW`] when `C_in <= 4`). `w`
+/// is copied (recorded) into the kernel's weight buffer, so it needs `COPY_SRC` usage.
 pub fn conv2d_bwd_input_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -319,14 +420,29 @@ pub fn conv2d_bwd_input_record(
     check_buffer("conv2d w", w, s.weight().len());
     check_buffer("conv2d dy", dy, s.output().len());
     check_buffer("conv2d dx", dx, s.input.len());
-    let p = Conv2dParams::new(s);
+    let xs = s.input;
+    if xs.is_empty() {
+        return Ok(());
+    }
+    let (wts, uniform) = conv2d_weights(ctx, enc, w, s.weight().len(), None)?;
+    let narrow = uniform && xs.c <= CONV2D_BWD_INPUT_IB_NARROW;
+    let (kernel, ib) = match (uniform, narrow) {
+        (true, true) => (&NET_CONV2D_BWD_INPUT_IB4, CONV2D_BWD_INPUT_IB_NARROW),
+        (true, false) => (&NET_CONV2D_BWD_INPUT, CONV2D_BWD_INPUT_IB),
+        (false, _) => (&NET_CONV2D_BWD_INPUT_WSTORAGE, CONV2D_BWD_INPUT_IB),
+    };
+    let mut p = Conv2dParams::new(s);
+    p.x_groups = to_u32("conv2d_bwd_input pixel groups", xs.w.div_ceil(s.stride).div_ceil(CONV2D_BWD_INPUT_PX));
+    let threads = p.blocked(xs.c.div_ceil(ib), xs.n * xs.h * s.stride * p.x_groups as usize);
     let u = ctx.uniform("conv2d_bwd_input_params", &p);
-    ctx.dispatch(enc, &NET_CONV2D_BWD_INPUT, &[&u, w, dy, dx], s.input.len() as u64)
+    ctx.dispatch(enc, kernel, &[&u, dy, &wts, dx], threads)
 }
 
 /// Records `conv2d_bwd_weight` (partial sums per chunk of rows into `scratch`, at least
 /// [`conv2d_bwd_weight_scratch_len`] f32) and `reduce_chunks` (the chunks added in order into `dw`
-/// and `db`). All of `dw` and `db` written, zeros for an empty batch.
+/// and `db`). All of `dw` and `db` written, zeros for an empty batch. Stage 1 runs one invocation
+/// per chunk and block of [`CONV2D_BWD_WEIGHT_OC_BLOCK`] output channels x
+/// [`CONV2D_BWD_WEIGHT_ROWS`] kernel rows x [`CONV2D_BWD_WEIGHT_COLS`] kernel columns.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_bwd_weight_record(
     ctx: &GpuContext,
@@ -344,9 +460,13 @@ pub fn conv2d_bwd_weight_record(
     check_buffer("conv2d dw", dw, s.weight().len());
     check_buffer("conv2d db", db, s.c_out);
     check_buffer("conv2d_bwd_weight scratch", scratch, conv2d_bwd_weight_scratch_len(s));
-    let p = Conv2dParams::new(s);
+    let mut p = Conv2dParams::new(s);
+    let n_ob = s.c_out.div_ceil(CONV2D_BWD_WEIGHT_OC_BLOCK);
+    p.n_ch_blocks = to_u32("conv2d_bwd_weight channel blocks", n_ob);
+    let n_blocks = n_ob * (s.input.c * s.kh).div_ceil(CONV2D_BWD_WEIGHT_ROWS) * s.kw.div_ceil(CONV2D_BWD_WEIGHT_COLS);
+    let threads = p.n_chunks as u64 * n_blocks as u64;
+    to_u32("conv2d_bwd_weight invocations", threads as usize);
     let u = ctx.uniform("conv2d_bwd_weight_params", &p);
-    let threads = p.n_chunks as u64 * n_params as u64;
     ctx.dispatch(enc, &NET_CONV2D_BWD_WEIGHT, &[&u, x, dy, scratch], threads)?;
     let r = ReduceChunksParams {
         n_params: to_u32("conv2d parameters", n_params),
@@ -610,6 +730,63 @@ mod tests {
         let (mut a, mut b) = (vec![-12345.0; 2], vec![-12345.0; 1]);
         reduce_chunks_cpu(&p, &[1.0, 2.0, 3.0, 10.0, 20.0, 30.0], &mut a, &mut b);
         assert_eq!((a, b), (vec![11.0, 22.0], vec![33.0]));
+    }
+
+    /// A `const NAME: u32` of a kernel's source, as naga evaluates it.
+    fn wgsl_const(k: &crate::shaders::Kernel, name: &str) -> u32 {
+        let module = naga::front::wgsl::parse_str(k.source).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{}: no const {name}", k.name));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref e => panic!("{}: const {name} = {e:?}, not a u32 literal", k.name),
+        }
+    }
+
+    /// The block sizes the host dispatches by are the kernels' own, and the uniform weight
+    /// binding holds CONV2D_UNIFORM_WEIGHTS f32.
+    #[test]
+    fn block_sizes_match_the_kernels() {
+        use crate::shaders::*;
+        for k in [NET_CONV2D_FWD, NET_CONV2D_FWD_WSTORAGE] {
+            assert_eq!(wgsl_const(&k, "OB") as usize, CONV2D_FWD_OC_BLOCK, "{}", k.name);
+            assert_eq!(wgsl_const(&k, "PX") as usize, CONV2D_FWD_PX, "{}", k.name);
+        }
+        for (k, ib) in [
+            (NET_CONV2D_BWD_INPUT, CONV2D_BWD_INPUT_IB),
+            (NET_CONV2D_BWD_INPUT_WSTORAGE, CONV2D_BWD_INPUT_IB),
+            (NET_CONV2D_BWD_INPUT_IB4, CONV2D_BWD_INPUT_IB_NARROW),
+        ] {
+            assert_eq!(wgsl_const(&k, "PX") as usize, CONV2D_BWD_INPUT_PX, "{}", k.name);
+            assert_eq!(4 * wgsl_const(&k, "IQ") as usize, ib, "{}", k.name);
+        }
+        let k = NET_CONV2D_BWD_WEIGHT;
+        assert_eq!(wgsl_const(&k, "OB") as usize, CONV2D_BWD_WEIGHT_OC_BLOCK);
+        assert_eq!(wgsl_const(&k, "KR") as usize, CONV2D_BWD_WEIGHT_ROWS);
+        assert_eq!(wgsl_const(&k, "KC") as usize, CONV2D_BWD_WEIGHT_COLS);
+        let all = [
+            NET_CONV2D_FWD,
+            NET_CONV2D_FWD_WSTORAGE,
+            NET_CONV2D_BWD_INPUT,
+            NET_CONV2D_BWD_INPUT_IB4,
+            NET_CONV2D_BWD_INPUT_WSTORAGE,
+            NET_CONV2D_BWD_WEIGHT,
+        ];
+        for k in all {
+            assert_eq!(wgsl_const(&k, "WG"), CONV2D_WG, "{}", k.name);
+            assert_eq!(k.workgroup_size, CONV2D_WG, "{}", k.name);
+        }
+        for k in [NET_CONV2D_FWD, NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_INPUT_IB4] {
+            let module = naga::front::wgsl::parse_str(k.source).unwrap();
+            let (_, var) = module.global_variables.iter().find(|(_, v)| v.name.as_deref() == Some("wts")).unwrap();
+            assert_eq!(var.space, naga::AddressSpace::Uniform, "{}", k.name);
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).unwrap();
+            assert_eq!(layouter[var.ty].size as u64, UNIFORM_WEIGHT_BYTES, "{}", k.name);
+        }
     }
 
     #[test]

@@ -300,8 +300,17 @@ pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchReco
 /// Network samples per second: `train = false`: inference (crops already on the device, forward
 /// pass with batch norm folded + output readback; CPU: the same on the CPU path); `train = true`:
 /// one training step per batch (samples made from the library, forward, loss, backward, Adam).
-pub fn bench_net(device: &Device, lib: &EventLibrary, preset: &str, batch: usize, repeats: u32, train: bool) -> Result<BenchRecord> {
-    use crate::net::data::{LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, make_batch_cpu, make_batch_record};
+pub fn bench_net(
+    device: &Device,
+    lib: &EventLibrary,
+    preset: &str,
+    batch: usize,
+    repeats: u32,
+    train: bool,
+) -> Result<BenchRecord> {
+    use crate::net::data::{
+        LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, make_batch_cpu, make_batch_record,
+    };
     use crate::net::gpu_net::GpuNet;
     use crate::net::model::{Model, ModelConfig};
     use crate::net::optim::{AdamConfig, adam_cpu};
@@ -379,9 +388,15 @@ pub fn bench_net(device: &Device, lib: &EventLibrary, preset: &str, batch: usize
         }
     }
     let (stage, timed) = if train {
-        ("net_train", "one training step per batch: samples made from the library, forward (batch statistics, dropout), loss, backward, Adam (amsgrad)")
+        (
+            "net_train",
+            "one training step per batch: samples made from the library, forward (batch statistics, dropout), loss, backward, Adam (amsgrad)",
+        )
     } else {
-        ("net_infer", "forward pass (evaluation mode, batch norm folded where it follows a convolution) on crops already in memory, output read back")
+        (
+            "net_infer",
+            "forward pass (evaluation mode, batch norm folded where it follows a convolution) on crops already in memory, output read back",
+        )
     };
     let mut r = BenchRecord::timing(stage, device.path_name(), timed, &mut times);
     r.frames_per_repeat = batch as u64;

@@ -72,8 +72,10 @@ enum Cmd {
         python3 -c \"from safetensors.torch import load_file; print(load_file('seed.safetensors').keys())\"")]
     Train(TrainArgs),
     /// Run a trained network on crops from a .npy file (N x S x S, electrons) and write its estimates.
-    #[command(after_help = "Example:\n  emsim infer --model assets/models/fast.safetensors --input crops.npy --out est.npy --logits logits.npy\n  \
-        python3 -c \"import numpy as np; e = np.load('est.npy'); print(e[:3])  # x_px, y_px, sigma_px, p_max\"")]
+    #[command(
+        after_help = "Example:\n  emsim infer --model assets/models/fast.safetensors --input crops.npy --out est.npy --logits logits.npy\n  \
+        python3 -c \"import numpy as np; e = np.load('est.npy'); print(e[:3])  # x_px, y_px, sigma_px, p_max\""
+    )]
     Infer(InferArgs),
 }
 
@@ -492,7 +494,19 @@ enum EvalCmd {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    if let Some(EvalCmd::Net { model, library, events, sigma_e, seed, holdout, centroid_threshold_e, json, plots, dev }) = a.sub {
+    if let Some(EvalCmd::Net {
+        model,
+        library,
+        events,
+        sigma_e,
+        seed,
+        holdout,
+        centroid_threshold_e,
+        json,
+        plots,
+        dev,
+    }) = a.sub
+    {
         use emsim::net::heldout::{HeldoutOptions, heldout_eval};
         if !(sigma_e >= 0.0) {
             return Err(Error::invalid("--sigma-e", format!("must be >= 0, got {sigma_e}")));
@@ -505,7 +519,8 @@ fn eval(a: EvalArgs) -> Result<()> {
         let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
         if let Some(p) = json.filter(|_| !to_stdout) {
             let out = emsim::io::atomic::Output::new(&p, true, "--json")?;
-            std::fs::write(out.tmp(), serde_json::to_string_pretty(&report).unwrap()).map_err(|e| Error::file(&p, e))?;
+            std::fs::write(out.tmp(), serde_json::to_string_pretty(&report).unwrap())
+                .map_err(|e| Error::file(&p, e))?;
             out.commit()?;
         }
         if to_stdout {
@@ -688,7 +703,8 @@ fn train(a: TrainArgs) -> Result<()> {
         Some(s) => LrSchedule::parse(s)?,
         None => LrSchedule::Steps { milestones: vec![a.epochs.div_ceil(2)], gamma: 0.1 },
     };
-    let adam = AdamConfig { lr: a.lr, weight_decay: a.weight_decay, decoupled, amsgrad: !a.no_amsgrad, ..AdamConfig::seed() };
+    let adam =
+        AdamConfig { lr: a.lr, weight_decay: a.weight_decay, decoupled, amsgrad: !a.no_amsgrad, ..AdamConfig::seed() };
     let opts = emsim::net::train::TrainOptions {
         cfg,
         library: a.library.unwrap_or_else(emsim::default_library_path),
@@ -728,7 +744,10 @@ fn infer(a: InferArgs) -> Result<()> {
     let (n, h, w) = crops.dim();
     let side = model.cfg.input_px;
     if h != side || w != side {
-        return Err(Error::file(&a.input, format!("crops are {h}x{w}, the model '{}' takes {side}x{side}", model.cfg.name)));
+        return Err(Error::file(
+            &a.input,
+            format!("crops are {h}x{w}, the model '{}' takes {side}x{side}", model.cfg.name),
+        ));
     }
     let x: Vec<f32> = crops.iter().map(|&v| v * model.cfg.input_scale).collect();
     let folded = model.fold_batchnorm()?;

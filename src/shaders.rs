@@ -283,7 +283,17 @@ pub const NET_BATCHNORM2D_BWD_REDUCE: Kernel = Kernel {
 pub const NET_BATCHNORM2D_BWD_INPUT: Kernel = Kernel {
     name: "net/batchnorm2d_bwd_input",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_input.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[
+        Uniform,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageReadWrite,
+    ],
     workgroup_size: 256,
 };
 

@@ -20,8 +20,20 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-const SMALL: &[&str] =
-    &["train", "--preset", "fast", "--batch", "16", "--train-samples", "64", "--val-samples", "32", "--seed", "3", "--quiet"];
+const SMALL: &[&str] = &[
+    "train",
+    "--preset",
+    "fast",
+    "--batch",
+    "16",
+    "--train-samples",
+    "64",
+    "--val-samples",
+    "32",
+    "--seed",
+    "3",
+    "--quiet",
+];
 
 fn run(dir: &Path, extra: &[&str]) -> std::process::Output {
     let mut a = SMALL.to_vec();
@@ -37,8 +49,7 @@ fn train_small_run_cpu_and_gpu_agree_and_resume_continues() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(files(d), ["c.ckpt.safetensors", "c.csv", "c.png", "c.safetensors"]);
     let csv = std::fs::read_to_string(d.join("c.csv")).unwrap();
-    let rows: Vec<Vec<f64>> =
-        csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r[2].is_finite() && r[2] > 0.0), "{csv}");
 
@@ -48,8 +59,10 @@ fn train_small_run_cpu_and_gpu_agree_and_resume_continues() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let g = std::fs::read_to_string(d.join("g.csv")).unwrap();
         for (a, b) in csv.lines().skip(1).zip(g.lines().skip(1)) {
-            let (a, b): (Vec<f64>, Vec<f64>) =
-                (a.split(',').map(|v| v.parse().unwrap()).collect(), b.split(',').map(|v| v.parse().unwrap()).collect());
+            let (a, b): (Vec<f64>, Vec<f64>) = (
+                a.split(',').map(|v| v.parse().unwrap()).collect(),
+                b.split(',').map(|v| v.parse().unwrap()).collect(),
+            );
             // Losses agree to float tolerance; accuracies and the mean error of an untrained net
             // depend on arg-maxes that a last-bit difference can flip for a sample or two.
             for (k, tol) in [(2, 2e-3), (4, 2e-3), (3, 0.07), (5, 0.07), (6, 0.05)] {
@@ -59,7 +72,10 @@ fn train_small_run_cpu_and_gpu_agree_and_resume_continues() {
     }
 
     // Resume from the checkpoint for a third epoch.
-    let o = run(d, &["--epochs", "3", "--device", "cpu", "--resume", "c.ckpt.safetensors", "--out", "c.safetensors", "--force"]);
+    let o = run(
+        d,
+        &["--epochs", "3", "--device", "cpu", "--resume", "c.ckpt.safetensors", "--out", "c.safetensors", "--force"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv3 = std::fs::read_to_string(d.join("c.csv")).unwrap();
     assert_eq!(csv3.lines().count(), 4, "{csv3}");
@@ -93,7 +109,10 @@ fn train_bad_input_is_one_line_and_leaves_nothing() {
     // Resuming from a model of another preset names the mismatch.
     let o = run(d, &["--epochs", "1", "--device", "cpu", "--out", "f.safetensors"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = emsim(&["train", "--preset", "seed", "--resume", "f.ckpt.safetensors", "--out", "s.safetensors", "--device", "cpu"], d);
+    let o = emsim(
+        &["train", "--preset", "seed", "--resume", "f.ckpt.safetensors", "--out", "s.safetensors", "--device", "cpu"],
+        d,
+    );
     let e = error_line(&o);
     assert!(e.contains("f.ckpt.safetensors") && e.contains("'fast'") && e.contains("expected 'seed'"), "{e}");
     // A model file is not a checkpoint.
@@ -114,8 +133,24 @@ fn train_from_a_config_file() {
                    {"type": "linear", "out_features": 2}]}"#;
     std::fs::write(d.join("tiny.json"), cfg).unwrap();
     let o = emsim(
-        &["train", "--config", "tiny.json", "--batch", "16", "--train-samples", "64", "--val-samples", "16", "--epochs", "1",
-          "--device", "cpu", "--quiet", "--out", "t.safetensors"],
+        &[
+            "train",
+            "--config",
+            "tiny.json",
+            "--batch",
+            "16",
+            "--train-samples",
+            "64",
+            "--val-samples",
+            "16",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            "t.safetensors",
+        ],
         d,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -16,9 +16,8 @@ fn crop_gpu_matches_twin_at_edges_and_inside() {
     let mut rng = test_rng("crop");
     let (frames, h, w) = (3usize, 37u32, 53u32);
     let q: Vec<i32> = (0..frames * (h * w) as usize).map(|_| rng.random_range(-400..40_000)).collect();
-    let mut cands: Vec<Candidate> = (0..40)
-        .map(|_| [rng.random_range(0..frames as u32), rng.random_range(0..h * w), 0, 0])
-        .collect();
+    let mut cands: Vec<Candidate> =
+        (0..40).map(|_| [rng.random_range(0..frames as u32), rng.random_range(0..h * w), 0, 0]).collect();
     cands.push([0, 0, 0, 0]); // corner
     cands.push([2, h * w - 1, 0, 0]); // other corner
     for side in [1usize, 11, 41] {
@@ -54,12 +53,30 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     let d = dir.path();
     let model = emsim::net::model::Model::new(emsim::net::model::ModelConfig::preset("fast").unwrap(), 5).unwrap();
     emsim::io::model_file::save(&model, None, &d.join("fast.safetensors"), false, "--out").unwrap();
-    let o = emsim(&["frames", "--frames", "2", "--size", "64x80", "--electrons", "25", "--seed", "4", "--out", "f.h5", "-q"], d);
+    let o = emsim(
+        &["frames", "--frames", "2", "--size", "64x80", "--electrons", "25", "--seed", "4", "--out", "f.h5", "-q"],
+        d,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut results = Vec::new();
     for device in ["cpu", "gpu"] {
         let out = format!("n-{device}.h5");
-        let o = emsim(&["count", "f.h5", "--method", "net", "--model", "fast.safetensors", "--out", &out, "--device", device, "-q"], d);
+        let o = emsim(
+            &[
+                "count",
+                "f.h5",
+                "--method",
+                "net",
+                "--model",
+                "fast.safetensors",
+                "--out",
+                &out,
+                "--device",
+                device,
+                "-q",
+            ],
+            d,
+        );
         assert!(o.status.success(), "{device}: {}", String::from_utf8_lossy(&o.stderr));
         let f = hdf5::File::open(d.join(&out)).unwrap();
         let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
@@ -77,17 +94,26 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     emsim::io::model_file::save(&seed, None, &d.join("seed.safetensors"), false, "--out").unwrap();
     let o = emsim(&["frames", "--frames", "1", "--size", "32x32", "--electrons", "3", "--out", "small.h5", "-q"], d);
     assert!(o.status.success());
-    let o = emsim(&["count", "small.h5", "--method", "net", "--model", "seed.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    let o = emsim(
+        &["count", "small.h5", "--method", "net", "--model", "seed.safetensors", "--out", "x.h5", "--device", "cpu"],
+        d,
+    );
     let e = error_line(&o);
     assert!(e.contains("--model") && e.contains("41x41 crop is larger than the 32x32 frame"), "{e}");
     assert!(!d.join("x.h5").exists());
     // A corrupt model file.
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
-    let o = emsim(&["count", "f.h5", "--method", "net", "--model", "bad.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    let o = emsim(
+        &["count", "f.h5", "--method", "net", "--model", "bad.safetensors", "--out", "x.h5", "--device", "cpu"],
+        d,
+    );
     let e = error_line(&o);
     assert!(e.contains("bad.safetensors") && e.contains("safetensors"), "{e}");
     // --model without the net method.
-    let o = emsim(&["count", "f.h5", "--method", "c3x3", "--model", "fast.safetensors", "--out", "x.h5", "--device", "cpu"], d);
+    let o = emsim(
+        &["count", "f.h5", "--method", "c3x3", "--model", "fast.safetensors", "--out", "x.h5", "--device", "cpu"],
+        d,
+    );
     assert!(error_line(&o).contains("--model"), "{}", error_line(&o));
     assert!(!d.join("x.h5").exists());
 }

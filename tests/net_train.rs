@@ -197,8 +197,11 @@ fn training_step_gpu_equals_cpu() {
         // noise (|g| < 1e-4 of the model's largest) its sign may differ between the paths, so
         // those elements may differ by up to 2 lr; all others agree to 2e-5.
         for (k, (g, c)) in net.model.tensors.iter().zip(&cpu.tensors).enumerate() {
-            let noise: Vec<bool> =
-                if g.trainable { grads[k].iter().map(|&v| v.abs() < 1e-4 * global).collect() } else { vec![false; g.data.len()] };
+            let noise: Vec<bool> = if g.trainable {
+                grads[k].iter().map(|&v| v.abs() < 1e-4 * global).collect()
+            } else {
+                vec![false; g.data.len()]
+            };
             for (i, (a, b)) in g.data.iter().zip(&c.data).enumerate() {
                 let tol = if noise[i] { 2.1e-3 } else { 2e-5 + 1e-4 * b.abs() };
                 assert!((a - b).abs() <= tol, "{preset} {} [{i}]: gpu {a} vs cpu {b}", g.name);
@@ -294,7 +297,6 @@ fn forward_layers_gpu_equal_cpu() {
     }
 }
 
-
 /// Wall time of each kernel of a seed-network training step on this adapter (prints only;
 /// `cargo test --release --test net_train kernel_times -- --ignored --nocapture`).
 #[test]
@@ -327,9 +329,11 @@ fn kernel_times() {
     let lb = emsim::net::data::LibraryBuffers::upload(&ctx, &arrays).unwrap();
     let spec = SampleSpec { seed: 3, ev_lo: 0, ev_count: lib.len() as u32, sigma_e: 20.0 };
     let p = MakeBatchParams::new(&cfg, &spec, 0, n);
-    time("make_batch", &|e| emsim::net::data::make_batch_record(&ctx, e, &p, &lb, &net.input, &net.labels, &net.target).unwrap());
-    use emsim::net::conv2d::*;
+    time("make_batch", &|e| {
+        emsim::net::data::make_batch_record(&ctx, e, &p, &lb, &net.input, &net.labels, &net.target).unwrap()
+    });
     use emsim::net::Shape4;
+    use emsim::net::conv2d::*;
     let s1 = Conv2dShape::new(Shape4::new(n, 1, 41, 41), 16, 4, 4, 1, 1);
     let s2 = Conv2dShape::new(Shape4::new(n, 16, 10, 10), 32, 3, 3, 1, 1);
     let s3 = Conv2dShape::new(Shape4::new(n, 32, 3, 3), 64, 2, 2, 0, 1);

@@ -95,7 +95,8 @@ mod tests {
     /// The magic-number rounding equals round-half-to-even then clamp, ties and extremes included.
     #[test]
     fn to_q_rounds_half_to_even() {
-        let mut vals = vec![0.0f32, -0.0, 0.03125, -0.03125, 0.09375, 1.0 / 32.0 * 3.0, 65536.0, 65535.97, -65536.5, 1e9, -1e9];
+        let mut vals =
+            vec![0.0f32, -0.0, 0.03125, -0.03125, 0.09375, 1.0 / 32.0 * 3.0, 65536.0, 65535.97, -65536.5, 1e9, -1e9];
         let mut x = 0.001f32;
         while x < 70_000.0 {
             vals.push(x);

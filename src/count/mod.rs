@@ -65,7 +65,10 @@ impl Method {
             return Ok(Method::Net);
         }
         Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            Error::invalid("--method", format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net"))
+            Error::invalid(
+                "--method",
+                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net"),
+            )
         })
     }
 }
@@ -376,9 +379,11 @@ impl<'a> Counter<'a> {
         let dark = self.cfg.dark.as_ref().unwrap_or(&empty);
         let gain_map = self.cfg.gain_map.as_ref().unwrap_or(&empty);
         let side = self.cfg.net.as_ref().map_or(0, |m| m.cfg.input_px);
-        let crop_p = self.cfg.net.as_ref().map(|m| {
-            crate::net::crop::CropParams::new(0, 0, side, self.height, self.width, m.cfg.input_scale)
-        });
+        let crop_p = self
+            .cfg
+            .net
+            .as_ref()
+            .map(|m| crate::net::crop::CropParams::new(0, 0, side, self.height, self.width, m.cfg.input_scale));
         let per_frame: Vec<(Vec<Candidate>, Vec<Localized>, Vec<f32>)> = (0..n)
             .into_par_iter()
             .map_init(
@@ -510,9 +515,11 @@ impl<'a> Counter<'a> {
             ctx.submit_and_wait(enc)?;
             let logits: Vec<f32> = rb.read(ctx)?;
             let dec = crate::net::decode::decode(cfg, &logits, m);
-            out.extend(dec.iter().zip(&cands[start..start + m]).map(|(d, c)| {
-                crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width)
-            }));
+            out.extend(
+                dec.iter()
+                    .zip(&cands[start..start + m])
+                    .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width)),
+            );
         }
         Ok(out)
     }

@@ -64,7 +64,9 @@ pub fn to_bytes(model: &Model, optim: Option<(&[OptimState], &str)>) -> Result<V
     let views: Vec<(String, TensorView)> = owned
         .iter()
         .map(|(name, dt, shape, data)| {
-            TensorView::new(*dt, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| Error::Other(format!("{name}: {e}")))
+            TensorView::new(*dt, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::Other(format!("{name}: {e}")))
         })
         .collect::<Result<_>>()?;
     safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("safetensors: {e}")))
@@ -101,24 +103,25 @@ pub fn from_bytes(bytes: &[u8], expect: Option<&ModelConfig>) -> Result<Loaded> 
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt safetensors: {e}")))?;
     let info = meta.metadata().clone().unwrap_or_default();
-    let cfg_json =
-        info.get("emsim_config").ok_or_else(|| bad("no 'emsim_config' in the safetensors metadata: not an emsim model".into()))?;
+    let cfg_json = info
+        .get("emsim_config")
+        .ok_or_else(|| bad("no 'emsim_config' in the safetensors metadata: not an emsim model".into()))?;
     let cfg: ModelConfig = serde_json::from_str(cfg_json).map_err(|e| bad(format!("bad emsim_config: {e}")))?;
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     if let Some(want) = expect
         && want != &cfg
     {
-            return Err(bad(format!(
-                "model is '{}' (input {}px, head {:?}, {} layers), expected '{}' (input {}px, head {:?}, {} layers)",
-                cfg.name,
-                cfg.input_px,
-                cfg.head,
-                cfg.layers.len(),
-                want.name,
-                want.input_px,
-                want.head,
-                want.layers.len()
-            )));
+        return Err(bad(format!(
+            "model is '{}' (input {}px, head {:?}, {} layers), expected '{}' (input {}px, head {:?}, {} layers)",
+            cfg.name,
+            cfg.input_px,
+            cfg.head,
+            cfg.layers.len(),
+            want.name,
+            want.input_px,
+            want.head,
+            want.layers.len()
+        )));
     }
     let mut model = Model::new(cfg, 0).map_err(|e| bad(e.to_string()))?;
     let read_f32 = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
@@ -153,7 +156,14 @@ pub fn from_bytes(bytes: &[u8], expect: Option<&ModelConfig>) -> Result<Loaded> 
         .tensors
         .iter()
         .map(|t| t.name.clone())
-        .chain(model.layer_tensors.iter().enumerate().filter(|(_, l)| l.running_mean.is_some()).map(|(i, _)| format!("{i}.num_batches_tracked")))
+        .chain(
+            model
+                .layer_tensors
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.running_mean.is_some())
+                .map(|(i, _)| format!("{i}.num_batches_tracked")),
+        )
         .collect();
     if let Some(extra) = st.names().into_iter().find(|n| !n.starts_with("optimizer.") && !expected.contains(*n)) {
         return Err(bad(format!("unexpected tensor '{extra}' for model '{}'", model.cfg.name)));

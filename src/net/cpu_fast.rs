@@ -1,8 +1,29 @@
-//! Fast CPU conv2d and linear layers: the same functions as the twins in [`super::conv2d`] and
-//! [`super::linear`] (same signatures, shapes, layouts, and every output overwritten), computed as
-//! im2col + SGEMM (`matrixmultiply::sgemm`, single-threaded) and parallelized over fixed blocks of
-//! samples with rayon. The twins stay the readable reference; the tests in tests/net_cpu_fast.rs
-//! check every function here against its twin.
+//! The fast CPU path of the network: the same functions as the layer twins (same signatures,
+//! shapes, layouts, and every output overwritten), named `*_fast`, plus a few fused pairs of layers
+//! that `Model::forward_cpu` / `backward_cpu` use. The twins stay the readable reference (and the
+//! GPU kernels' twins); the tests in tests/net_cpu_fast.rs check every function here against them.
+//!
+//! - conv2d and linear ([`super::conv2d`], [`super::linear`]): im2col + SGEMM
+//!   (`matrixmultiply::sgemm`, single-threaded), parallelized over fixed blocks of samples (below).
+//! - ReLU, dropout, max pooling, batch norm: rayon over fixed chunks of elements or of `(sample,
+//!   channel)` planes. ReLU, dropout, max pooling and the batch norm's forward and input gradient
+//!   compute each element with the twin's expression: bitwise equal to the twins. The batch norm's
+//!   sums (statistics, parameter gradients) are f64, per plane in a fixed lane order (8 lanes),
+//!   the planes added in sample order: equal to the twins' to about one f32 ulp, and independent of
+//!   the thread count. The statistics take one pass (shifted sums, see
+//!   [`batchnorm2d_stats_fast`]).
+//! - Fused (training): [`relu_batchnorm2d_stats_fast`] (ReLU and the next batch norm's
+//!   statistics), [`batchnorm2d_maxpool2d_fwd_fast`] (batch norm and the next max-pool), both
+//!   bitwise equal to the separate functions; [`maxpool2d_batchnorm2d_bwd_fast`] (the backward of
+//!   `[ReLU ->] BatchNorm2d -> MaxPool2d` without materializing the max-pool's input gradient).
+//! - Evaluation mode: [`relu_batchnorm2d_maxpool2d_eval_fast`] pools first and applies the
+//!   (monotone) ReLU and batch norm to the pooled values only.
+//! - The hot per-plane loops run as AVX2 builds when the CPU has it (the same arithmetic in the
+//!   same order: bitwise the same results; `EMSIM_NO_SIMD=1` turns them off).
+//! - [`zeroed`]: large activations on transparent huge pages (about half the cost of the first
+//!   write to a fresh 100 MB buffer).
+//!
+//! The rest of this comment is about conv2d and linear.
 //!
 //! Convolution as a matrix product, for a block of `S` samples and output rows `r0..r1` (the
 //! block's columns `j = (s, oy, ox)`, `cols = S * (r1 - r0) * OW`):
@@ -60,6 +81,11 @@ pub const MAX_PARTIAL_ELEMS: usize = 1 << 23;
 pub const LINEAR_ROWS: usize = 64;
 /// Fewest rows one partial sum of the linear weight gradient covers.
 pub const LINEAR_MIN_GROUP_ROWS: usize = 64;
+/// Most values per layer output in one chunk of the evaluation-mode forward pass
+/// (`Model::forward_cpu` with `train == false`): chunks of `EVAL_CHUNK_ELEMS / (largest layer
+/// output per sample)` samples (at least 1) run through the whole network with their activations
+/// in the cache.
+pub const EVAL_CHUNK_ELEMS: usize = 1 << 17;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: scratch, a bounds-checked SGEMM, the block plan, im2col / col2im.
@@ -567,6 +593,41 @@ fn advise_huge_pages<T>(v: &[T]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SIMD dispatch.
+
+/// Whether the AVX2 builds of the per-plane loops below run: on x86-64 CPUs with AVX2, unless the
+/// environment variable `EMSIM_NO_SIMD` is set. They are the same Rust code compiled for wider
+/// vectors (Rust never fuses or reorders float operations on its own, and each accumulator lane
+/// is explicit in the code), so both builds give bitwise the same results.
+#[cfg(target_arch = "x86_64")]
+fn use_avx2() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| std::env::var_os("EMSIM_NO_SIMD").is_none() && is_x86_feature_detected!("avx2"))
+}
+
+/// `fn $name(args) -> ret` that runs the `#[inline(always)]` function `$body` compiled for AVX2
+/// when [`use_avx2`], else as compiled for the baseline target.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if use_avx2() {
+                    // SAFETY: the CPU has AVX2 (checked at run time).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Element-wise layers: ReLU, dropout. Bitwise equal to their twins (the same expression per
 // element), in larger parallel chunks.
 
@@ -643,11 +704,25 @@ fn maxpool_shapes(s: &MaxPool2dShape) -> (Shape4, Shape4) {
     (s.input, ys)
 }
 
-/// Max-pool forward of one `(n, c)` plane: `x` the input plane, `base` its flat offset in the
-/// tensor (for `idx`). The twin's loop (first maximum in row-major window order, strict `>`),
-/// branch-free.
-#[inline]
-fn maxpool_plane(s: &MaxPool2dShape, ys: Shape4, x: &[f32], base: usize, y: &mut [f32], idx: &mut [u32]) {
+simd_dispatch! {
+    /// Max-pool forward of one `(n, c)` plane: `x` the input plane, `base` its flat offset in the
+    /// tensor (for `idx`).
+    fn maxpool_plane(s: &MaxPool2dShape, ys: Shape4, x: &[f32], base: usize, y: &mut [f32], idx: &mut [u32]) =
+        maxpool_plane_body
+}
+
+/// [`maxpool_plane`]: the twin's loop (first maximum in row-major window order, strict `>`),
+/// branch-free; specialized for the non-overlapping windows of sizes 2, 3, 4.
+#[inline(always)]
+fn maxpool_plane_body(s: &MaxPool2dShape, ys: Shape4, x: &[f32], base: usize, y: &mut [f32], idx: &mut [u32]) {
+    if s.stride == s.k {
+        match s.k {
+            2 => return maxpool_plane_k::<2>(s.input.w, ys, x, base, y, idx),
+            3 => return maxpool_plane_k::<3>(s.input.w, ys, x, base, y, idx),
+            4 => return maxpool_plane_k::<4>(s.input.w, ys, x, base, y, idx),
+            _ => {}
+        }
+    }
     let (w, k, st) = (s.input.w, s.k, s.stride);
     for oy in 0..ys.h {
         let (yr, ir) = (&mut y[oy * ys.w..(oy + 1) * ys.w], &mut idx[oy * ys.w..(oy + 1) * ys.w]);
@@ -664,6 +739,32 @@ fn maxpool_plane(s: &MaxPool2dShape, ys: Shape4, x: &[f32], base: usize, y: &mut
             }
             *yv = best;
             *iv = (base + at) as u32;
+        }
+    }
+}
+
+/// [`maxpool_plane_body`] for `stride == k == K`: the same comparisons in the same order, with
+/// the window loops unrolled (the output columns vectorize).
+#[inline(always)]
+fn maxpool_plane_k<const K: usize>(w: usize, ys: Shape4, x: &[f32], base: usize, y: &mut [f32], idx: &mut [u32]) {
+    let ow = ys.w;
+    for oy in 0..ys.h {
+        let r0 = oy * K * w;
+        let rows: [&[f32]; K] = std::array::from_fn(|ky| &x[r0 + ky * w..r0 + ky * w + ow * K]);
+        let (yr, ir) = (&mut y[oy * ow..(oy + 1) * ow], &mut idx[oy * ow..(oy + 1) * ow]);
+        let first = (base + r0) as u32;
+        for (ox, (yv, iv)) in yr.iter_mut().zip(ir.iter_mut()).enumerate() {
+            let (mut best, mut at) = (rows[0][ox * K], 0u32);
+            for (ky, row) in rows.iter().enumerate() {
+                let win: &[f32; K] = row[ox * K..ox * K + K].try_into().unwrap();
+                for (kx, &v) in win.iter().enumerate() {
+                    let gt = v > best;
+                    best = if gt { v } else { best };
+                    at = if gt { (ky * w + kx) as u32 } else { at };
+                }
+            }
+            *yv = best;
+            *iv = first + (ox * K) as u32 + at;
         }
     }
 }
@@ -733,20 +834,76 @@ fn bn_check(s: &BatchNorm2dShape) {
     assert!(s.eps >= 0.0, "batchnorm2d: eps must be >= 0");
 }
 
-/// `(sum (x - k), sum (x - k)^2)` over `x` in f64.
-#[inline]
+/// Lanes of the f64 accumulators of the batch-norm sums: element `i` of a plane (but a remainder
+/// of fewer than `LANES`) goes to lane `i % LANES`; the lanes are added as
+/// [`combine_lanes`] says, then the remainder in order. The AVX2 and the plain builds follow this
+/// order exactly.
+const LANES: usize = 8;
+
+/// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
+#[inline(always)]
+fn combine_lanes(l: &[f64; LANES]) -> f64 {
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+}
+
+/// `(sum (x - k), sum (x - k)^2)` over `x` in f64 (lanes: [`LANES`]).
 fn shifted_moments(x: &[f32], k: f64) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0f64; 4], [0f64; 4]);
-    let chunks = x.chunks_exact(4);
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the CPU has AVX2 (checked at run time).
+        return unsafe { shifted_moments_avx2(x, k) };
+    }
+    shifted_moments_plain(x, k)
+}
+
+fn shifted_moments_plain(x: &[f32], k: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
-        for l in 0..4 {
+        for l in 0..LANES {
             let d = c[l] as f64 - k;
             s1[l] += d;
             s2[l] += d * d;
         }
     }
-    let (mut a, mut b) = ((s1[0] + s1[1]) + (s1[2] + s1[3]), (s2[0] + s2[1]) + (s2[2] + s2[3]));
+    let (mut a, mut b) = (combine_lanes(&s1), combine_lanes(&s2));
+    for &v in rest {
+        let d = v as f64 - k;
+        a += d;
+        b += d * d;
+    }
+    (a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn shifted_moments_avx2(x: &[f32], k: f64) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let kv = _mm256_set1_pd(k);
+    let (mut a0, mut a1, mut b0, mut b1) =
+        (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
+    for c in chunks {
+        // SAFETY: `c` holds LANES = 8 f32.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        let lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), kv);
+        let hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)), kv);
+        a0 = _mm256_add_pd(a0, lo);
+        a1 = _mm256_add_pd(a1, hi);
+        b0 = _mm256_add_pd(b0, _mm256_mul_pd(lo, lo));
+        b1 = _mm256_add_pd(b1, _mm256_mul_pd(hi, hi));
+    }
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    // SAFETY: each array holds 8 f64: two stores of 4.
+    unsafe {
+        _mm256_storeu_pd(s1.as_mut_ptr(), a0);
+        _mm256_storeu_pd(s1.as_mut_ptr().add(4), a1);
+        _mm256_storeu_pd(s2.as_mut_ptr(), b0);
+        _mm256_storeu_pd(s2.as_mut_ptr().add(4), b1);
+    }
+    let (mut a, mut b) = (combine_lanes(&s1), combine_lanes(&s2));
     for &v in rest {
         let d = v as f64 - k;
         a += d;
@@ -815,28 +972,73 @@ pub fn batchnorm2d_fwd_fast(
     y.par_chunks_mut(ppt * hw).zip(x.par_chunks(ppt * hw)).enumerate().for_each(|(t, (y, x))| {
         for (j, (y, x)) in y.chunks_mut(hw).zip(x.chunks(hw)).enumerate() {
             let c = (t * ppt + j) % c_len;
-            let (mu, inv, g, b) = (mean[c], invstd(var[c], s.eps), gamma[c], beta[c]);
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - mu) * inv * g + b;
-            }
+            bn_fwd_kernel(x, y, mean[c], invstd(var[c], s.eps), gamma[c], beta[c]);
         }
     });
 }
 
-/// `(sum dy, sum dy * xhat)` over one plane in f64, `xhat = (x - mu) * inv` in f32 (the twin's).
-#[inline]
+/// `(sum dy, sum dy * xhat)` over one plane in f64 (lanes: [`LANES`]), `xhat = (x - mu) * inv` in
+/// f32 (the twin's).
 fn dy_moments(x: &[f32], dy: &[f32], mu: f32, inv: f32) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0f64; 4], [0f64; 4]);
-    let (xc, gc) = (x.chunks_exact(4), dy.chunks_exact(4));
+    assert_eq!(x.len(), dy.len());
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the CPU has AVX2 (checked at run time).
+        return unsafe { dy_moments_avx2(x, dy, mu, inv) };
+    }
+    dy_moments_plain(x, dy, mu, inv)
+}
+
+fn dy_moments_plain(x: &[f32], dy: &[f32], mu: f32, inv: f32) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let (xc, gc) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
     let (xr, gr) = (xc.remainder(), gc.remainder());
     for (x, g) in xc.zip(gc) {
-        for l in 0..4 {
+        for l in 0..LANES {
             let g64 = g[l] as f64;
             s1[l] += g64;
             s2[l] += g64 * ((x[l] - mu) * inv) as f64;
         }
     }
-    let (mut a, mut b) = ((s1[0] + s1[1]) + (s1[2] + s1[3]), (s2[0] + s2[1]) + (s2[2] + s2[3]));
+    let (mut a, mut b) = (combine_lanes(&s1), combine_lanes(&s2));
+    for (&x, &g) in xr.iter().zip(gr) {
+        a += g as f64;
+        b += g as f64 * ((x - mu) * inv) as f64;
+    }
+    (a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dy_moments_avx2(x: &[f32], dy: &[f32], mu: f32, inv: f32) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let (xc, gc) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    let (muv, invv) = (_mm256_set1_ps(mu), _mm256_set1_ps(inv));
+    let (mut a0, mut a1, mut b0, mut b1) =
+        (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
+    for (xs, gs) in xc.zip(gc) {
+        // SAFETY: `xs` and `gs` hold LANES = 8 f32 each.
+        let (xv, gv) = unsafe { (_mm256_loadu_ps(xs.as_ptr()), _mm256_loadu_ps(gs.as_ptr())) };
+        let xhat = _mm256_mul_ps(_mm256_sub_ps(xv, muv), invv);
+        let (g_lo, g_hi) =
+            (_mm256_cvtps_pd(_mm256_castps256_ps128(gv)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(gv)));
+        let (h_lo, h_hi) =
+            (_mm256_cvtps_pd(_mm256_castps256_ps128(xhat)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(xhat)));
+        a0 = _mm256_add_pd(a0, g_lo);
+        a1 = _mm256_add_pd(a1, g_hi);
+        b0 = _mm256_add_pd(b0, _mm256_mul_pd(g_lo, h_lo));
+        b1 = _mm256_add_pd(b1, _mm256_mul_pd(g_hi, h_hi));
+    }
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    // SAFETY: each array holds 8 f64: two stores of 4.
+    unsafe {
+        _mm256_storeu_pd(s1.as_mut_ptr(), a0);
+        _mm256_storeu_pd(s1.as_mut_ptr().add(4), a1);
+        _mm256_storeu_pd(s2.as_mut_ptr(), b0);
+        _mm256_storeu_pd(s2.as_mut_ptr().add(4), b1);
+    }
+    let (mut a, mut b) = (combine_lanes(&s1), combine_lanes(&s2));
     for (&x, &g) in xr.iter().zip(gr) {
         a += g as f64;
         b += g as f64 * ((x - mu) * inv) as f64;
@@ -891,6 +1093,9 @@ pub fn batchnorm2d_bwd_reduce_fast(
     finish_sums(s.x.n, &part, dbeta, dgamma);
 }
 
+/// `(mean, var, gamma, dgamma, dbeta)` of a batch-norm input gradient, `[C]` each.
+type BnBackwardInputs<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
+
 /// The twin's per-element input gradient of batch norm over one plane of channel `c`, optionally
 /// followed by the backward of a ReLU before the batch norm (`x` is then the ReLU's output: `dx =
 /// 0` where `x <= 0`).
@@ -901,18 +1106,57 @@ fn bn_input_plane(
     c: usize,
     x: &[f32],
     dy: &[f32],
-    (mean, var, gamma, dgamma, dbeta): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    (mean, var, gamma, dgamma, dbeta): BnBackwardInputs,
     relu_before: bool,
     dx: &mut [f32],
 ) {
     let mf = s.m() as f32;
     let inv = invstd(var[c], s.eps);
-    let k = gamma[c] * inv / mf;
-    let (mu, db, dg) = (mean[c], dbeta[c], dgamma[c]);
-    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-        let xhat = (x - mu) * inv;
-        let v = k * (mf * g - db - xhat * dg);
-        *d = if !relu_before || x > 0.0 { v } else { 0.0 };
+    let k = BnInputConsts { mu: mean[c], inv, k: gamma[c] * inv / mf, mf, db: dbeta[c], dg: dgamma[c] };
+    bn_input_kernel(x, dy, k, relu_before, dx);
+}
+
+/// Per-channel constants of the batch-norm input gradient.
+#[derive(Clone, Copy)]
+struct BnInputConsts {
+    mu: f32,
+    inv: f32,
+    /// `gamma * inv / m`.
+    k: f32,
+    /// `m` as f32.
+    mf: f32,
+    db: f32,
+    dg: f32,
+}
+
+simd_dispatch! {
+    /// See [`bn_input_plane`].
+    fn bn_input_kernel(x: &[f32], dy: &[f32], c: BnInputConsts, relu_before: bool, dx: &mut [f32]) = bn_input_body
+}
+
+#[inline(always)]
+fn bn_input_body(x: &[f32], dy: &[f32], c: BnInputConsts, relu_before: bool, dx: &mut [f32]) {
+    if relu_before {
+        for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+            let v = c.k * (c.mf * g - c.db - (x - c.mu) * c.inv * c.dg);
+            *d = if x > 0.0 { v } else { 0.0 };
+        }
+    } else {
+        for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+            *d = c.k * (c.mf * g - c.db - (x - c.mu) * c.inv * c.dg);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// `y = (x - mu) * inv * g + b` over one plane (the twin's expression).
+    fn bn_fwd_kernel(x: &[f32], y: &mut [f32], mu: f32, inv: f32, g: f32, b: f32) = bn_fwd_body
+}
+
+#[inline(always)]
+fn bn_fwd_body(x: &[f32], y: &mut [f32], mu: f32, inv: f32, g: f32, b: f32) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = (x - mu) * inv * g + b;
     }
 }
 
@@ -948,6 +1192,191 @@ pub fn batchnorm2d_bwd_input_fast(
             }
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused forward passes (training mode): each computes two layers plane by plane, the second from
+// the first's output while it is in the cache, and gives bitwise the results of the two separate
+// fast functions.
+
+/// `ReLU -> BatchNorm2d` statistics: `y = relu(x)` ([`relu_fwd_fast`]) and the batch statistics of
+/// `y` ([`batchnorm2d_stats_fast`]`(bn, y)`), in one pass over `x`. Writes all of `y`, `mean`, `var`.
+pub fn relu_batchnorm2d_stats_fast(bn: &BatchNorm2dShape, x: &[f32], y: &mut [f32], mean: &mut [f32], var: &mut [f32]) {
+    bn_check(bn);
+    check_len("relu x", x.len(), bn.x.len());
+    check_len("relu y", y.len(), bn.x.len());
+    check_len("batchnorm2d mean", mean.len(), bn.x.c);
+    check_len("batchnorm2d var", var.len(), bn.x.c);
+    let (c_len, hw) = (bn.x.c, bn.x.plane());
+    let relu = |v: f32| if v > 0.0 { v } else { 0.0 };
+    let shift: Vec<f64> = (0..c_len).map(|c| relu(x[c * hw]) as f64).collect();
+    let mut part = vec![(0f64, 0f64); bn.x.n * c_len];
+    part.par_iter_mut()
+        .zip(y.par_chunks_mut(hw).zip(x.par_chunks(hw)))
+        .enumerate()
+        .with_min_len(planes_per_task(hw))
+        .for_each(|(plane, (p, (y, x)))| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = relu(x);
+            }
+            *p = shifted_moments(y, shift[plane % c_len]);
+        });
+    finish_stats(bn, &part, &shift, mean, var);
+}
+
+/// `BatchNorm2d -> MaxPool2d` forward: `y = ` [`batchnorm2d_fwd_fast`]`(bn, x, ...)` and
+/// `y_pool, idx = ` [`maxpool2d_fwd_fast`]`(pool, y)`, plane by plane (`pool.input == bn.x`).
+/// Writes all of `y`, `y_pool` and `idx`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm2d_maxpool2d_fwd_fast(
+    bn: &BatchNorm2dShape,
+    pool: &MaxPool2dShape,
+    x: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    y_pool: &mut [f32],
+    idx: &mut [u32],
+) {
+    let (xs, ys) = maxpool_shapes(pool);
+    bn_check(bn);
+    assert!(bn.x == xs, "batchnorm2d_maxpool2d_fwd: batch norm {:?} vs max-pool input {:?}", bn.x, xs);
+    let c_len = xs.c;
+    check_len("batchnorm2d x", x.len(), xs.len());
+    for (name, v) in [("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta)] {
+        check_len(&format!("batchnorm2d {name}"), v.len(), c_len);
+    }
+    check_len("batchnorm2d y", y.len(), xs.len());
+    check_len("maxpool2d y", y_pool.len(), ys.len());
+    check_len("maxpool2d idx", idx.len(), ys.len());
+    if ys.is_empty() {
+        batchnorm2d_fwd_fast(bn, x, mean, var, gamma, beta, y);
+        return;
+    }
+    let (ip, op) = (xs.plane(), ys.plane());
+    let ppt = planes_per_task(ip);
+    y.par_chunks_mut(ppt * ip)
+        .zip(y_pool.par_chunks_mut(ppt * op).zip(idx.par_chunks_mut(ppt * op)))
+        .enumerate()
+        .for_each(|(t, (y, (yp, idx)))| {
+            for (j, (y, (yp, idx))) in y.chunks_mut(ip).zip(yp.chunks_mut(op).zip(idx.chunks_mut(op))).enumerate() {
+                let plane = t * ppt + j;
+                let c = plane % c_len;
+                bn_fwd_kernel(&x[plane * ip..(plane + 1) * ip], y, mean[c], invstd(var[c], bn.eps), gamma[c], beta[c]);
+                maxpool_plane(pool, ys, y, plane * ip, yp, idx);
+            }
+        });
+}
+
+/// Max-pool forward without the indices (evaluation mode): `y` = window maxima, equal to
+/// [`maxpool2d_fwd_fast`]'s (as numbers: with windows holding both -0 and +0 the sign of a zero
+/// maximum may differ, as the comparisons run in another order). Writes all of `y`.
+pub fn maxpool2d_fwd_values_fast(s: &MaxPool2dShape, x: &[f32], y: &mut [f32]) {
+    relu_batchnorm2d_maxpool2d_eval_fast(s, false, None, x, y);
+}
+
+/// An evaluation-mode batch norm: shape, running statistics, parameters (`[C]` each).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm2dEval<'a> {
+    pub s: BatchNorm2dShape,
+    pub mean: &'a [f32],
+    pub var: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+}
+
+/// Evaluation-mode `[ReLU ->] [BatchNorm2d ->] MaxPool2d` forward: `y = maxpool(f(x))` with `f =
+/// bn(relu(x))` (each part optional), computed as `f(maxpool(x))`, or `f(minpool(x))` for a
+/// channel with `gamma < 0`: `f` is monotone per channel (ReLU, then `((v - mean) * invstd) *
+/// gamma + beta`, each step rounded monotonically: non-decreasing for `gamma >= 0`, non-increasing
+/// for `gamma < 0`), so the result equals the pooled `f(x)` as numbers (inputs NaN-free; the sign of
+/// a zero may differ), and `f` runs on the pooled values only. Writes all of `y`.
+pub fn relu_batchnorm2d_maxpool2d_eval_fast(
+    pool: &MaxPool2dShape,
+    relu: bool,
+    bn: Option<BatchNorm2dEval>,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let (xs, ys) = maxpool_shapes(pool);
+    check_len("maxpool2d x", x.len(), xs.len());
+    check_len("maxpool2d y", y.len(), ys.len());
+    if let Some(b) = &bn {
+        bn_check(&b.s);
+        assert!(b.s.x == xs, "batchnorm2d {:?} vs max-pool input {:?}", b.s.x, xs);
+        for (name, v) in [("mean", b.mean), ("var", b.var), ("gamma", b.gamma), ("beta", b.beta)] {
+            check_len(&format!("batchnorm2d {name}"), v.len(), xs.c);
+        }
+    }
+    if ys.is_empty() {
+        return;
+    }
+    let (ip, op) = (xs.plane(), ys.plane());
+    let ppt = planes_per_task(ip);
+    y.par_chunks_mut(ppt * op).enumerate().for_each_init(Vec::new, |tmp, (t, y)| {
+        for (j, y) in y.chunks_mut(op).enumerate() {
+            let plane = t * ppt + j;
+            let c = plane % xs.c;
+            let min = bn.is_some_and(|b| b.gamma[c] < 0.0);
+            maxpool_values_plane(pool, ys, &x[plane * ip..(plane + 1) * ip], min, tmp, y);
+            if relu {
+                for v in y.iter_mut() {
+                    *v = if *v > 0.0 { *v } else { 0.0 };
+                }
+            }
+            if let Some(b) = &bn {
+                let (mu, inv, g, beta) = (b.mean[c], invstd(b.var[c], b.s.eps), b.gamma[c], b.beta[c]);
+                for v in y.iter_mut() {
+                    *v = (*v - mu) * inv * g + beta;
+                }
+            }
+        }
+    });
+}
+
+simd_dispatch! {
+    /// Window maxima (minima when `min`) of one plane; `tmp` is scratch.
+    fn maxpool_values_plane(s: &MaxPool2dShape, ys: Shape4, x: &[f32], min: bool, tmp: &mut Vec<f32>, y: &mut [f32]) =
+        maxpool_values_body
+}
+
+#[inline(always)]
+fn maxpool_values_body(s: &MaxPool2dShape, ys: Shape4, x: &[f32], min: bool, tmp: &mut Vec<f32>, y: &mut [f32]) {
+    if min {
+        pool_values(s, ys, x, tmp, y, |a: f32, b: f32| if b < a { b } else { a });
+    } else {
+        pool_values(s, ys, x, tmp, y, |a: f32, b: f32| if b > a { b } else { a });
+    }
+}
+
+/// Per output row: `pick` over the window rows, column by column (contiguous: vectorizes), then
+/// over each window's columns.
+#[inline(always)]
+fn pool_values(
+    s: &MaxPool2dShape,
+    ys: Shape4,
+    x: &[f32],
+    tmp: &mut Vec<f32>,
+    y: &mut [f32],
+    pick: impl Fn(f32, f32) -> f32 + Copy,
+) {
+    let (w, k, st) = (s.input.w, s.k, s.stride);
+    let cols = (ys.w - 1) * st + k;
+    let acc = grow(tmp, cols);
+    for (oy, yr) in y.chunks_mut(ys.w).enumerate() {
+        let r0 = oy * st * w;
+        acc.copy_from_slice(&x[r0..r0 + cols]);
+        for ky in 1..k {
+            for (m, &v) in acc.iter_mut().zip(&x[r0 + ky * w..r0 + ky * w + cols]) {
+                *m = pick(*m, v);
+            }
+        }
+        for (ox, yv) in yr.iter_mut().enumerate() {
+            *yv = acc[ox * st..ox * st + k].iter().fold(acc[ox * st], |a, &v| pick(a, v));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1026,8 +1455,27 @@ pub fn maxpool2d_batchnorm2d_bwd_fast(
     });
 }
 
-/// Most values per layer output in one chunk of the evaluation-mode forward pass
-/// (`Model::forward_cpu` with `train == false`): chunks of `EVAL_CHUNK_ELEMS / (largest layer
-/// output per sample)` samples (at least 1) run through the whole network with their activations
-/// in the cache.
-pub const EVAL_CHUNK_ELEMS: usize = 1 << 17;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 builds of the batch-norm sums equal the plain ones bitwise (so results do not
+    /// depend on the CPU), for lengths around multiples of the lanes.
+    #[test]
+    fn avx2_sums_equal_the_plain_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            let x: Vec<f32> = (0..1700).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.3) * 3.0).collect();
+            let dy: Vec<f32> = (0..1700).map(|i| ((i * 104729 % 997) as f32 / 997.0 - 0.5) * 2.0).collect();
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 100, 1600, 1700] {
+                let (x, dy) = (&x[..len], &dy[..len]);
+                // SAFETY: the CPU has AVX2 (checked above).
+                let (a, b) = unsafe { (shifted_moments_avx2(x, 0.25), dy_moments_avx2(x, dy, 0.1, 1.7)) };
+                let (c, d) = (shifted_moments_plain(x, 0.25), dy_moments_plain(x, dy, 0.1, 1.7));
+                assert_eq!((a.0.to_bits(), a.1.to_bits()), (c.0.to_bits(), c.1.to_bits()), "shifted_moments len {len}");
+                assert_eq!((b.0.to_bits(), b.1.to_bits()), (d.0.to_bits(), d.1.to_bits()), "dy_moments len {len}");
+            }
+            assert_ne!(shifted_moments_plain(&x, 0.25), (0.0, 0.0));
+        }
+    }
+}

@@ -111,7 +111,9 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     let spec = SampleSpec { seed: o.seed, ev_lo: va_lo, ev_count: va_n, sigma_e: o.sigma_e };
     let batch = o.batch.max(1);
     let gpu = match device {
-        Device::Gpu(ctx) => Some(GpuNet::new(ctx, model.clone(), batch.min(GpuNet::max_capacity(ctx, model)?), false, None)?),
+        Device::Gpu(ctx) => {
+            Some(GpuNet::new(ctx, model.clone(), batch.min(GpuNet::max_capacity(ctx, model)?), false, None)?)
+        }
         Device::Cpu => None,
     };
     let side = cfg.input_px;
@@ -141,7 +143,8 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
             let t = &b.target[2 * s..2 * s + 2];
             net_err.push(dist(dec[s].mean_xy, t));
             sigma.push(dec[s].sigma_px as f64);
-            let q: Vec<i32> = b.x[s * side * side..(s + 1) * side * side].iter().map(|&v| to_q(v / cfg.input_scale)).collect();
+            let q: Vec<i32> =
+                b.x[s * side * side..(s + 1) * side * side].iter().map(|&v| to_q(v / cfg.input_scale)).collect();
             let l = localize_one(&q, side as u32, side as u32, c0, c0, thr_q);
             for (k, xy) in l.xy.iter().enumerate() {
                 // localize gives crop coordinates; targets are relative to the centre pixel's centre
@@ -196,7 +199,14 @@ impl HeldoutReport {
         for r in &self.records {
             s.push_str(&format!(
                 "{:<9} {:>8.4} {:>10.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>9.5}\n",
-                r.method, r.mean_error_px, r.median_error_px, r.p90_error_px, r.p95_error_px, r.p99_error_px, r.max_error_px, r.mean_error_um
+                r.method,
+                r.mean_error_px,
+                r.median_error_px,
+                r.p90_error_px,
+                r.p95_error_px,
+                r.p99_error_px,
+                r.max_error_px,
+                r.mean_error_um
             ));
         }
         s.push_str(&format!("sigma knob (network; ratio to the best centroid, {}):\n", self.best_centroid));

@@ -14,10 +14,11 @@ use super::conv2d::Conv2dShape;
 // one-pass batch statistics, fused backward of `[ReLU ->] BatchNorm2d -> MaxPool2d`), each tested
 // against its plain twin in tests/net_cpu_fast.rs; the twins are the GPU kernels' references.
 use super::cpu_fast::{
-    EVAL_CHUNK_ELEMS, batchnorm2d_bwd_input_fast, batchnorm2d_bwd_reduce_fast, batchnorm2d_fwd_fast,
-    batchnorm2d_stats_fast, conv2d_bwd_input_fast, conv2d_bwd_weight_fast, conv2d_fwd_fast, dropout_bwd_fast,
-    dropout_fwd_fast, linear_bwd_input_fast, linear_bwd_weight_fast, linear_fwd_fast, maxpool2d_batchnorm2d_bwd_fast,
-    maxpool2d_bwd_fast, maxpool2d_fwd_fast, relu_bwd_fast, relu_fwd_fast, zeroed,
+    BatchNorm2dEval, EVAL_CHUNK_ELEMS, batchnorm2d_bwd_input_fast, batchnorm2d_bwd_reduce_fast, batchnorm2d_fwd_fast,
+    batchnorm2d_maxpool2d_fwd_fast, batchnorm2d_stats_fast, conv2d_bwd_input_fast, conv2d_bwd_weight_fast,
+    conv2d_fwd_fast, dropout_bwd_fast, dropout_fwd_fast, linear_bwd_input_fast, linear_bwd_weight_fast,
+    linear_fwd_fast, maxpool2d_batchnorm2d_bwd_fast, maxpool2d_bwd_fast, maxpool2d_fwd_fast, maxpool2d_fwd_values_fast,
+    relu_batchnorm2d_maxpool2d_eval_fast, relu_batchnorm2d_stats_fast, relu_bwd_fast, relu_fwd_fast, zeroed,
 };
 use super::dropout::DropoutCfg;
 use super::init::he_normal;
@@ -412,7 +413,12 @@ impl Model {
             let j = layers.len();
             let mut nt = LayerTensors::default();
             let mut push = |suffix: &str, t: &Tensor, data: Vec<f32>| {
-                tensors.push(Tensor { name: format!("{j}.{suffix}"), shape: t.shape.clone(), data, trainable: t.trainable });
+                tensors.push(Tensor {
+                    name: format!("{j}.{suffix}"),
+                    shape: t.shape.clone(),
+                    data,
+                    trainable: t.trainable,
+                });
                 Some(tensors.len() - 1)
             };
             if fold {
@@ -432,7 +438,12 @@ impl Model {
                 i += 2;
                 continue;
             }
-            for (slot, suffix) in [(lt.weight, "weight"), (lt.bias, "bias"), (lt.running_mean, "running_mean"), (lt.running_var, "running_var")] {
+            for (slot, suffix) in [
+                (lt.weight, "weight"),
+                (lt.bias, "bias"),
+                (lt.running_mean, "running_mean"),
+                (lt.running_var, "running_var"),
+            ] {
                 if let Some(k) = slot {
                     let idx = push(suffix, &self.tensors[k], self.tensors[k].data.clone());
                     match suffix {
@@ -471,11 +482,17 @@ impl Model {
         }
         let mut outs: Vec<Vec<f32>> = Vec::with_capacity(plan.len());
         let mut aux: Vec<Aux> = Vec::with_capacity(plan.len());
-        for (i, p) in plan.iter().enumerate() {
+        // Batch statistics of the next layer (a batch norm) computed with a ReLU's output.
+        let mut stats_ahead: Option<(Vec<f32>, Vec<f32>)> = None;
+        let mut i = 0;
+        while i < plan.len() {
+            let p = plan[i];
             let input: &[f32] = if i == 0 { x } else { &outs[i - 1] };
             let mut y = zeroed::<f32>(p.output.len());
             let lt = self.layer_tensors[i];
             let mut a = Aux::None;
+            // The output of layer i + 1 when computed with layer i's (a max-pool after a batch norm).
+            let mut pooled = None;
             match self.cfg.layers[i] {
                 LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
                     let s = Conv2dShape::new(p.input, out_channels, kernel, kernel, padding, stride);
@@ -485,7 +502,17 @@ impl Model {
                     let s = LinearShape { n, in_f: p.input.c, out_f: out_features };
                     linear_fwd_fast(&s, input, self.t(lt.weight), self.t(lt.bias), &mut y);
                 }
-                LayerSpec::Relu => relu_fwd_fast(input, &mut y),
+                LayerSpec::Relu => {
+                    if let Some(&LayerSpec::BatchNorm2d { eps, .. }) = self.cfg.layers.get(i + 1) {
+                        // ReLU -> BatchNorm2d: the statistics in the same pass.
+                        let s = BatchNorm2dShape { x: p.output, eps };
+                        let (mut mean, mut var) = (vec![0.0; s.x.c], vec![0.0; s.x.c]);
+                        relu_batchnorm2d_stats_fast(&s, input, &mut y, &mut mean, &mut var);
+                        stats_ahead = Some((mean, var));
+                    } else {
+                        relu_fwd_fast(input, &mut y);
+                    }
+                }
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     let s = MaxPool2dShape { input: p.input, k: kernel, stride: stride.unwrap_or(kernel) };
                     let mut idx = zeroed::<u32>(p.output.len());
@@ -494,10 +521,22 @@ impl Model {
                 }
                 LayerSpec::BatchNorm2d { eps, momentum } => {
                     let s = BatchNorm2dShape { x: p.input, eps };
-                    let c = p.input.c;
-                    let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                    batchnorm2d_stats_fast(&s, input, &mut mean, &mut var);
-                    batchnorm2d_fwd_fast(&s, input, &mean, &var, self.t(lt.weight), self.t(lt.bias), &mut y);
+                    let (mean, var) = stats_ahead.take().unwrap_or_else(|| {
+                        let (mut mean, mut var) = (vec![0.0; s.x.c], vec![0.0; s.x.c]);
+                        batchnorm2d_stats_fast(&s, input, &mut mean, &mut var);
+                        (mean, var)
+                    });
+                    let (g, b) = (self.t(lt.weight), self.t(lt.bias));
+                    if let Some(&LayerSpec::MaxPool2d { kernel, stride }) = self.cfg.layers.get(i + 1) {
+                        // BatchNorm2d -> MaxPool2d: the pooling in the same pass.
+                        let pool = MaxPool2dShape { input: p.output, k: kernel, stride: stride.unwrap_or(kernel) };
+                        let q = plan[i + 1].output.len();
+                        let (mut yp, mut idx) = (zeroed::<f32>(q), zeroed::<u32>(q));
+                        batchnorm2d_maxpool2d_fwd_fast(&s, &pool, input, &mean, &var, g, b, &mut y, &mut yp, &mut idx);
+                        pooled = Some((yp, idx));
+                    } else {
+                        batchnorm2d_fwd_fast(&s, input, &mean, &var, g, b, &mut y);
+                    }
                     let (rm, rv) = (lt.running_mean.unwrap(), lt.running_var.unwrap());
                     let mut run_mean = std::mem::take(&mut self.tensors[rm].data);
                     let mut run_var = std::mem::take(&mut self.tensors[rv].data);
@@ -513,6 +552,12 @@ impl Model {
             }
             outs.push(y);
             aux.push(a);
+            i += 1;
+            if let Some((yp, idx)) = pooled {
+                outs.push(yp);
+                aux.push(Aux::Idx(idx));
+                i += 1;
+            }
         }
         if self.cfg.layers.iter().any(|l| matches!(l, LayerSpec::BatchNorm2d { .. })) {
             self.batches_tracked += 1;
@@ -533,10 +578,10 @@ impl Model {
             return out;
         }
         out.par_chunks_mut(chunk * out_per).enumerate().for_each_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(a, b, idx), (ci, o)| {
+            || (Vec::new(), Vec::new()),
+            |(a, b), (ci, o)| {
                 let k = o.len() / out_per;
-                self.eval_chunk(&x[ci * chunk * px..][..k * px], k, plan, (a, b, idx), o);
+                self.eval_chunk(&x[ci * chunk * px..][..k * px], k, plan, (a, b), o);
             },
         );
         out
@@ -549,31 +594,61 @@ impl Model {
         x: &[f32],
         k: usize,
         plan: &[LayerPlan],
-        (a, b, idx): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<u32>),
+        (a, b): (&mut Vec<f32>, &mut Vec<f32>),
         out: &mut [f32],
     ) {
-        fn grow<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+        fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
             if v.len() < len {
-                v.resize(len, T::default());
+                v.resize(len, 0.0);
             }
             &mut v[..len]
         }
         let last = plan.len() - 1;
         // Length of the current activation in `a`; None: the current activation is `x`.
         let mut cur: Option<usize> = None;
-        for (i, p) in plan.iter().enumerate() {
-            let (si, so) = (Shape4 { n: k, ..p.input }, Shape4 { n: k, ..p.output });
+        let mut i = 0;
+        while i < plan.len() {
+            let si = Shape4 { n: k, ..plan[i].input };
             let input: &[f32] = cur.map_or(x, |len| &a[..len]);
-            if matches!(self.cfg.layers[i], LayerSpec::Flatten | LayerSpec::Dropout { .. }) {
+            let layer = &self.cfg.layers[i];
+            if matches!(layer, LayerSpec::Flatten | LayerSpec::Dropout { .. }) {
                 // The identity in evaluation mode.
                 if i == last {
                     out.copy_from_slice(input);
                 }
+                i += 1;
                 continue;
             }
-            let y: &mut [f32] = if i == last { &mut *out } else { grow(b, so.len()) };
+            // `[ReLU ->] [BatchNorm2d ->] MaxPool2d` (at least two of them) runs as one step, pooled
+            // first: layers i..=end.
+            let relu = matches!(layer, LayerSpec::Relu);
+            let j = i + relu as usize;
+            let bn = matches!(self.cfg.layers.get(j), Some(LayerSpec::BatchNorm2d { .. }));
+            let q = j + bn as usize;
+            let fused = (relu || bn) && matches!(self.cfg.layers.get(q), Some(LayerSpec::MaxPool2d { .. }));
+            let end = if fused { q } else { i };
+            let so = Shape4 { n: k, ..plan[end].output };
+            let y: &mut [f32] = if end == last { &mut *out } else { grow(b, so.len()) };
             let lt = self.layer_tensors[i];
-            match self.cfg.layers[i] {
+            match *layer {
+                _ if fused => {
+                    let LayerSpec::MaxPool2d { kernel, stride } = self.cfg.layers[q] else { unreachable!() };
+                    let pool = MaxPool2dShape { input: si, k: kernel, stride: stride.unwrap_or(kernel) };
+                    let bn = match self.cfg.layers[j] {
+                        LayerSpec::BatchNorm2d { eps, .. } if bn => {
+                            let lt = self.layer_tensors[j];
+                            Some(BatchNorm2dEval {
+                                s: BatchNorm2dShape { x: si, eps },
+                                mean: self.t(lt.running_mean),
+                                var: self.t(lt.running_var),
+                                gamma: self.t(lt.weight),
+                                beta: self.t(lt.bias),
+                            })
+                        }
+                        _ => None,
+                    };
+                    relu_batchnorm2d_maxpool2d_eval_fast(&pool, relu, bn, input, y);
+                }
                 LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
                     let s = Conv2dShape::new(si, out_channels, kernel, kernel, padding, stride);
                     conv2d_fwd_fast(&s, input, self.t(lt.weight), self.t(lt.bias), y);
@@ -585,7 +660,7 @@ impl Model {
                 LayerSpec::Relu => relu_fwd_fast(input, y),
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     let s = MaxPool2dShape { input: si, k: kernel, stride: stride.unwrap_or(kernel) };
-                    maxpool2d_fwd_fast(&s, input, y, grow(idx, so.len()));
+                    maxpool2d_fwd_values_fast(&s, input, y);
                 }
                 LayerSpec::BatchNorm2d { eps, .. } => {
                     let s = BatchNorm2dShape { x: si, eps };
@@ -594,10 +669,11 @@ impl Model {
                 }
                 LayerSpec::Flatten | LayerSpec::Dropout { .. } => unreachable!("skipped above"),
             }
-            if i != last {
+            if end != last {
                 std::mem::swap(a, b);
                 cur = Some(so.len());
             }
+            i = end + 1;
         }
     }
 

@@ -297,16 +297,10 @@ pub const NET_BATCHNORM2D_BWD_INPUT: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-pub const NET_DROPOUT_FWD: Kernel = Kernel {
-    name: "net/dropout_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/dropout_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
-
-pub const NET_DROPOUT_BWD: Kernel = Kernel {
-    name: "net/dropout_bwd",
-    source: wgsl!("shared/rng.wgsl", "net/dropout_bwd.wgsl"),
+/// Dropout forward and backward (the same mask applied to x or to dy).
+pub const NET_DROPOUT: Kernel = Kernel {
+    name: "net/dropout",
+    source: wgsl!("shared/rng.wgsl", "net/dropout.wgsl"),
     bindings: &[Uniform, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -370,8 +364,7 @@ pub const ALL: &[Kernel] = &[
     NET_BATCHNORM2D_BWD_REDUCE_PARTIAL,
     NET_BATCHNORM2D_BWD_REDUCE,
     NET_BATCHNORM2D_BWD_INPUT,
-    NET_DROPOUT_FWD,
-    NET_DROPOUT_BWD,
+    NET_DROPOUT,
     NET_CROP,
     NET_MAKE_PAIRS,
 ];

@@ -101,7 +101,7 @@ fn assert_bits_eq(what: &str, gpu: &[f32], cpu: &[f32]) {
 #[test]
 fn param_structs_match_wgsl() {
     use emsim::shaders::*;
-    let cases: [(&Kernel, &str, usize); 11] = [
+    let cases: [(&Kernel, &str, usize); 10] = [
         (&NET_MAXPOOL2D_FWD, "MaxPool2dParams", size_of::<MaxPool2dParams>()),
         (&NET_MAXPOOL2D_BWD, "MaxPool2dParams", size_of::<MaxPool2dParams>()),
         (&NET_BATCHNORM2D_STATS_PARTIAL, "BatchNorm2dParams", size_of::<BatchNorm2dParams>()),
@@ -111,8 +111,7 @@ fn param_structs_match_wgsl() {
         (&NET_BATCHNORM2D_BWD_REDUCE_PARTIAL, "BatchNorm2dParams", size_of::<BatchNorm2dParams>()),
         (&NET_BATCHNORM2D_BWD_REDUCE, "BatchNorm2dParams", size_of::<BatchNorm2dParams>()),
         (&NET_BATCHNORM2D_BWD_INPUT, "BatchNorm2dParams", size_of::<BatchNorm2dParams>()),
-        (&NET_DROPOUT_FWD, "DropoutParams", size_of::<DropoutParams>()),
-        (&NET_DROPOUT_BWD, "DropoutParams", size_of::<DropoutParams>()),
+        (&NET_DROPOUT, "DropoutParams", size_of::<DropoutParams>()),
     ];
     for (k, name, size) in cases {
         assert!(ALL.iter().any(|a| a.name == k.name), "{} is not in shaders::ALL", k.name);

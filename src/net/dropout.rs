@@ -1,6 +1,6 @@
 //! Inverted dropout (PyTorch `nn.Dropout(p)` in training mode): each element is kept with
 //! probability `1 - p` and scaled by `1 / (1 - p)`, or zeroed. Twins of the kernels
-//! `net/dropout_fwd` and `net/dropout_bwd`.
+//! `net/dropout` (forward and backward are the same masked copy).
 //!
 //! The mask is not stored: both passes regenerate it from a counter-based RNG, so it is identical
 //! on the CPU and the GPU and does not depend on how the work is split. Element `i` of a tensor of
@@ -89,8 +89,7 @@ impl DropoutCfg {
     }
 }
 
-/// Uniform of `net/dropout_fwd` and `net/dropout_bwd`. Keep in sync with `DropoutParams` in
-/// shaders/net/dropout_fwd.wgsl and shaders/net/dropout_bwd.wgsl.
+/// Uniform of `net/dropout`. Keep in sync with `DropoutParams` in shaders/net/dropout.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct DropoutParams {
@@ -133,7 +132,7 @@ pub fn dropout_bwd_cpu(c: &DropoutCfg, dy: &[f32], dx: &mut [f32]) {
     apply_mask(c, dy, dx);
 }
 
-/// Records `net/dropout_fwd`: `x` -> `y`, one invocation per 4 elements.
+/// Records `net/dropout` on `x` -> `y`, one invocation per 4 elements.
 pub fn dropout_fwd_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -142,10 +141,10 @@ pub fn dropout_fwd_record(
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("dropout_params", &c.params());
-    ctx.dispatch(enc, &crate::shaders::NET_DROPOUT_FWD, &[&u, x, y], c.n.div_ceil(4) as u64)
+    ctx.dispatch(enc, &crate::shaders::NET_DROPOUT, &[&u, x, y], c.n.div_ceil(4) as u64)
 }
 
-/// Records `net/dropout_bwd`: `dy` -> `dx`, one invocation per 4 elements.
+/// Records the backward pass: `net/dropout` on `dy` -> `dx` (the forward's mask, regenerated).
 pub fn dropout_bwd_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -153,8 +152,7 @@ pub fn dropout_bwd_record(
     dy: &wgpu::Buffer,
     dx: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    let u = ctx.uniform("dropout_params", &c.params());
-    ctx.dispatch(enc, &crate::shaders::NET_DROPOUT_BWD, &[&u, dy, dx], c.n.div_ceil(4) as u64)
+    dropout_fwd_record(ctx, enc, c, dy, dx)
 }
 
 fn run_gpu(ctx: &GpuContext, c: &DropoutCfg, inp: &[f32], bwd: bool) -> crate::Result<Vec<f32>> {
@@ -171,13 +169,13 @@ fn run_gpu(ctx: &GpuContext, c: &DropoutCfg, inp: &[f32], bwd: bool) -> crate::R
     Ok(rb.read(ctx)?)
 }
 
-/// Runs `net/dropout_fwd` alone (test wrapper): returns `y`.
+/// Runs the forward alone (test wrapper): returns `y`.
 pub fn dropout_fwd_gpu(ctx: &GpuContext, c: &DropoutCfg, x: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("dropout x", x.len(), c.n);
     run_gpu(ctx, c, x, false)
 }
 
-/// Runs `net/dropout_bwd` alone (test wrapper): returns `dx`.
+/// Runs the backward alone (test wrapper): returns `dx`.
 pub fn dropout_bwd_gpu(ctx: &GpuContext, c: &DropoutCfg, dy: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("dropout dy", dy.len(), c.n);
     run_gpu(ctx, c, dy, true)

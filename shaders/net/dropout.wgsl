@@ -1,10 +1,11 @@
-// dropout_fwd: one invocation per group g of 4 elements (4g .. 4g+3), one Philox call per group:
-//   y = keep(i) ? x[i] * scale : 0,
+// dropout: one invocation per group g of 4 elements (4g .. 4g+3), one Philox call per group:
+//   out = keep(i) ? inp[i] * scale : 0,
 //   keep(i) = u01(philox4x32_10((i / 4, step_lo, step_hi, stream), key)[i % 4]) >= p,
 //   stream = STREAM_DROPOUT ^ (layer << 8), key = the seed, scale = 1 / (1 - p) (from the host).
 // Integer RNG bit-identical to src/rng.rs and one correctly rounded multiplication: equals the twin
-// exactly. Keep the mask in sync with shaders/net/dropout_bwd.wgsl.
-// CPU twin: src/net/dropout.rs::dropout_fwd_cpu.
+// exactly. The forward (inp = x, out = y) and the backward (inp = dy, out = dx, the same mask
+// regenerated) are this one kernel. CPU twin: src/net/dropout.rs::apply_mask (via dropout_fwd_cpu
+// and dropout_bwd_cpu).
 
 struct DropoutParams {        // keep in sync with src/net/dropout.rs::DropoutParams
     n: u32,
@@ -18,8 +19,8 @@ struct DropoutParams {        // keep in sync with src/net/dropout.rs::DropoutPa
 }
 
 @group(0) @binding(0) var<uniform> params: DropoutParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 256u;
 
@@ -36,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k = 0u; k < 4u; k++) {
         let i = 4u * g + k;
         if (i < params.n) {
-            y[i] = select(0.0, x[i] * params.scale, u01(bits[k]) >= params.p);
+            out[i] = select(0.0, inp[i] * params.scale, u01(bits[k]) >= params.p);
         }
     }
 }

@@ -329,6 +329,13 @@ pub const NET_MAKE_PAIRS: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const NET_PAIR_MSE: Kernel = Kernel {
+    name: "net/pair_mse",
+    source: wgsl!("shared/rng.wgsl", "net/pair_mse.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
 /// Every kernel, for validation and for `emsim devices --check`.
 pub const ALL: &[Kernel] = &[
     FRAMES_PLACE,
@@ -367,4 +374,5 @@ pub const ALL: &[Kernel] = &[
     NET_DROPOUT,
     NET_CROP,
     NET_MAKE_PAIRS,
+    NET_PAIR_MSE,
 ];

@@ -7,6 +7,16 @@
 // into one f32 accumulator, event 1 first, plus sigma_e * N(0,1) from counter (2 + pixel/4, k, PAIRS),
 // all times input_scale. Pixel 0's invocation also writes the class, the two true points and their
 // distance. CPU twin: src/net/pairs.rs::make_pairs_cpu.
+//
+// Extra (distractor) electrons: their number is Poisson(extra_mean) capped at extra_max, by
+// inversion of u01(w0) of counter (0x80000000, k, PAIRS) (p = cdf = extra_p0 = exp(-extra_mean)
+// from the host; while j < extra_max && u >= cdf: j++, p = p * (m / j), cdf += p). Extra j uses
+// counter (0x80000001 + j, k, PAIRS): w0 -> its event ev_lo + below(w0, ev_count), w1 -> its
+// incidence pixel, below(w1, allowed) over the patch pixels at Chebyshev distance > max_sep from the
+// first electron's incidence pixel (c0 + sx, c0 + sy), numbered row by row skipping the box
+// (extra_pixel). Their charge is added after events 1 and 2, extra 0 first, each in library order,
+// before the noise. Class, points and sep ignore the extras. Twins: pairs.rs::pair_extra_count,
+// extra_pixel, pair_extras.
 
 struct MakePairsParams {      // keep in sync with src/net/pairs.rs::MakePairsParams
     n: u32,
@@ -22,9 +32,9 @@ struct MakePairsParams {      // keep in sync with src/net/pairs.rs::MakePairsPa
     p_two: f32,
     sigma_e: f32,
     input_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    extra_mean: f32,
+    extra_max: u32,
+    extra_p0: f32,             // exp(-extra_mean), computed on the host
 }
 
 @group(0) @binding(0) var<uniform> params: MakePairsParams;
@@ -71,6 +81,46 @@ fn pair_choice(k_lo: u32, k_hi: u32, key: vec2<u32>) -> PairChoice {
     return c;
 }
 
+const EXTRA_COUNT_ITEM: u32 = 0x80000000u;
+
+// Twin of pairs.rs::pair_extra_count: Poisson(extra_mean) by inversion, capped at extra_max.
+fn extra_count(k_lo: u32, k_hi: u32, key: vec2<u32>) -> u32 {
+    if (params.extra_max == 0u) {
+        return 0u;
+    }
+    let r = philox4x32_10(vec4<u32>(EXTRA_COUNT_ITEM, k_lo, k_hi, STREAM_PAIRS), key);
+    let u = u01(r.x);
+    var j = 0u;
+    var pj = params.extra_p0;
+    var cdf = params.extra_p0;
+    while (j < params.extra_max && u >= cdf) {
+        j += 1u;
+        pj = pj * (params.extra_mean / f32(j));
+        cdf += pj;
+    }
+    return j;
+}
+
+// Twin of pairs.rs::extra_pixel: pixel (col, row) of index u over the patch pixels outside the box of
+// Chebyshev radius m around (bx, by), row by row.
+fn extra_pixel(u_in: u32, side: u32, bx: i32, by: i32, m: u32) -> vec2<i32> {
+    let m_i = i32(m);
+    let bw = 2u * m + 1u;
+    let top = u32(by - m_i) * side;
+    if (u_in < top) {
+        return vec2<i32>(i32(u_in % side), i32(u_in / side));
+    }
+    var u = u_in - top;
+    let w = side - bw;
+    if (u < bw * w) {
+        let c = i32(u % w);
+        let col = select(c + i32(bw), c, c < bx - m_i);
+        return vec2<i32>(col, by - m_i + i32(u / w));
+    }
+    u -= bw * w;
+    return vec2<i32>(i32(u % side), by + m_i + 1 + i32(u / side));
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -102,6 +152,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let hi2 = offsets[c.ev2 + 1u];
         for (var j = offsets[c.ev2]; j < hi2; j++) {
             if (c0 + c.sx + c.ox + dxdy[2u * j] == col && c0 + c.sy + c.oy + dxdy[2u * j + 1u] == row) {
+                q += charge[j];
+            }
+        }
+    }
+    // extra electrons, extra 0 first
+    let n_extra = extra_count(k_lo, k_hi, key);
+    let bw = 2u * params.max_sep + 1u;
+    let allowed = plane - bw * bw;
+    for (var e = 0u; e < n_extra; e++) {
+        let re = philox4x32_10(vec4<u32>(EXTRA_COUNT_ITEM + 1u + e, k_lo, k_hi, STREAM_PAIRS), key);
+        let ev = params.ev_lo + below(re.x, params.ev_count);
+        let ep = extra_pixel(below(re.y, allowed), params.side, c0 + c.sx, c0 + c.sy, params.max_sep);
+        let hie = offsets[ev + 1u];
+        for (var j = offsets[ev]; j < hie; j++) {
+            if (ep.x + dxdy[2u * j] == col && ep.y + dxdy[2u * j + 1u] == row) {
                 q += charge[j];
             }
         }

@@ -1,6 +1,7 @@
-//! Loss heads: softmax with cross-entropy over grid cells (the seed network's head) and mean squared
-//! error (the regression head of the second seed notebook). Twins of the kernels `net/softmax_xent`
-//! and `net/mse`.
+//! Loss heads: softmax with cross-entropy over grid cells (the seed network's head), mean squared
+//! error (the regression head of the second seed notebook) and the permutation-invariant MSE of a
+//! two-electron localizer (issue 6). Twins of the kernels `net/softmax_xent`, `net/mse` and
+//! `net/pair_mse`.
 //!
 //! Both use PyTorch's default `reduction="mean"`: the loss is the mean over the batch (cross-entropy)
 //! or over all `n * d` elements (MSE), and the gradient written is that of the mean. The kernels also
@@ -204,6 +205,98 @@ pub fn mse_gpu(ctx: &GpuContext, p: &MseParams, pred: &[f32], target: &[f32]) ->
     mse_record(ctx, &mut enc, p, &pb, &tb, &loss, &dp)?;
     let r1 = ctx.readback(&mut enc, &loss, (n * 4) as u64);
     let r2 = ctx.readback(&mut enc, &dp, (n * d * 4) as u64);
+    ctx.submit_and_wait(enc)?;
+    Ok((r1.read(ctx)?, r2.read(ctx)?))
+}
+
+/// Keep in sync with `PairMseParams` in shaders/net/pair_mse.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct PairMseParams {
+    /// Samples (each with 4 predictions `(x1, y1, x2, y2)` and 4 targets: two points, any order).
+    pub n: u32,
+    /// Divisor of the gradient: the number of elements averaged over (usually `4 n`, which makes
+    /// `dpred` the gradient of the batch mean of `loss`).
+    pub mean_over: u32,
+    /// 1: write `dpred`; 0: forward only (evaluation), `dpred` is not touched.
+    pub write_grad: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<PairMseParams>() == 16);
+
+/// CPU twin of `net/pair_mse`, the permutation-invariant MSE of a two-electron localizer: with
+/// `s = sum_j (pred[i][j] - target[i][j])^2` and `s_swapped` the same against the target with its
+/// two points swapped, `(t2x, t2y, t1x, t1y)` (each summed over j = 0..3 in order, in f32),
+/// `loss[i] = min(s, s_swapped) / 4`, the straight assignment on ties (`s <= s_swapped`), and (with
+/// `write_grad`) `dpred[i][j] = 2 (pred[i][j] - chosen target[i][j]) / mean_over`. Returns the mean
+/// loss over the batch (f64).
+pub fn pair_mse_cpu(p: &PairMseParams, pred: &[f32], target: &[f32], loss: &mut [f32], dpred: &mut [f32]) -> f64 {
+    let n = p.n as usize;
+    check_len("pair_mse pred", pred.len(), 4 * n);
+    check_len("pair_mse target", target.len(), 4 * n);
+    check_len("pair_mse loss", loss.len(), n);
+    if p.write_grad != 0 {
+        check_len("pair_mse dpred", dpred.len(), 4 * n);
+    }
+    let inv = 2.0 / p.mean_over.max(1) as f32;
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let pr = &pred[4 * i..4 * i + 4];
+        let t = &target[4 * i..4 * i + 4];
+        let ts = [t[2], t[3], t[0], t[1]];
+        let e: [f32; 4] = std::array::from_fn(|j| pr[j] - t[j]);
+        let es: [f32; 4] = std::array::from_fn(|j| pr[j] - ts[j]);
+        let (mut s, mut ss) = (0.0f32, 0.0f32);
+        for j in 0..4 {
+            s += e[j] * e[j];
+            ss += es[j] * es[j];
+        }
+        let straight = s <= ss;
+        loss[i] = (if straight { s } else { ss }) / 4.0;
+        total += loss[i] as f64;
+        if p.write_grad != 0 {
+            let ec = if straight { e } else { es };
+            for j in 0..4 {
+                dpred[4 * i + j] = ec[j] * inv;
+            }
+        }
+    }
+    total / n.max(1) as f64
+}
+
+/// Records `net/pair_mse` (one thread per sample).
+pub fn pair_mse_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &PairMseParams,
+    pred: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    loss: &wgpu::Buffer,
+    dpred: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    let u = ctx.uniform("pair_mse_params", p);
+    ctx.dispatch(enc, &shaders::NET_PAIR_MSE, &[&u, pred, target, loss, dpred], p.n as u64)
+}
+
+/// Test wrapper: `(loss, dpred)`; outputs pre-filled with -12345 (so `dpred` keeps it when
+/// `write_grad` is 0).
+pub fn pair_mse_gpu(
+    ctx: &GpuContext,
+    p: &PairMseParams,
+    pred: &[f32],
+    target: &[f32],
+) -> crate::Result<(Vec<f32>, Vec<f32>)> {
+    let n = p.n as usize;
+    check_len("pair_mse pred", pred.len(), 4 * n);
+    check_len("pair_mse target", target.len(), 4 * n);
+    let pb = ctx.upload("pred", pred)?;
+    let tb = ctx.upload("target", target)?;
+    let loss = ctx.upload("loss", &vec![-12345.0f32; n])?;
+    let dp = ctx.upload("dpred", &vec![-12345.0f32; 4 * n])?;
+    let mut enc = ctx.encoder("pair_mse");
+    pair_mse_record(ctx, &mut enc, p, &pb, &tb, &loss, &dp)?;
+    let r1 = ctx.readback(&mut enc, &loss, (n * 4) as u64);
+    let r2 = ctx.readback(&mut enc, &dp, (n * 16) as u64);
     ctx.submit_and_wait(enc)?;
     Ok((r1.read(ctx)?, r2.read(ctx)?))
 }

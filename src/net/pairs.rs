@@ -11,6 +11,24 @@
 //! and `(2 + g, k, PAIRS)` for the read noise of pixels `4g .. 4g + 3`, as in `make_batch`. The
 //! offset and event 2 are drawn for one-electron samples too (and ignored), so that changing
 //! `p_two` changes only the class of a sample, not its other draws.
+//!
+//! Extra ("distractor") electrons: real frames at useful doses put other electrons in a patch. The
+//! number of extras of sample `k` is Poisson(`extra_mean`) capped at `extra_max`, drawn by inversion
+//! of `u = u01(w0)` of the counter `(0x8000_0000, k, PAIRS)`: in f32, `p = cdf = e^-m` (computed
+//! once on the host, [`MakePairsParams::extra_p0`]), then while `j < extra_max && u >= cdf`:
+//! `j += 1; p = p * (m / j); cdf += p` (the same loop in twin and kernel). Extra `j` (0-based) uses
+//! the counter `(0x8000_0001 + j, k, PAIRS)`: `w0` picks its event (`ev_lo + below(w0, ev_count)`),
+//! `w1` its incidence pixel, uniform over the patch pixels whose Chebyshev distance from the first
+//! electron's incidence pixel `(c0 + sx, c0 + sy)` is greater than `max_sep` (outside the
+//! `(2 max_sep + 1)^2` box where the second electron can be): one index `below(w1, allowed)` with
+//! `allowed = side^2 - (2 max_sep + 1)^2`, mapped row by row over the patch skipping the box's pixels
+//! ([`extra_pixel`]; the box lies inside the patch because `shift + max_sep <= (side - 1) / 2`).
+//! An extra's charge lands at its incidence pixel plus the library offsets, like the two electrons'.
+//! Each pixel sums, in one f32 accumulator, event 1's charge, event 2's (if two), then each extra's
+//! (extra 0 first), each in library order, before the noise is added. The class, points and
+//! separation describe the first two electrons only: extras never count. The noise counters
+//! `2 + pixel / 4` stay below `2^30`, far from `0x8000_0000`. With `extra_mean = 0` (or
+//! `extra_max = 0`) there are no extras and the samples are exactly those without this feature.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -41,7 +59,15 @@ pub struct PairSpec {
     pub side: u32,
     /// Pixel values are electrons times this.
     pub input_scale: f32,
+    /// Mean number of extra (distractor) electrons per patch (Poisson), placed anywhere in the
+    /// patch outside the box where the second electron can be; 0 (the default) for none.
+    pub extra_mean: f32,
+    /// Cap on the number of extra electrons per patch (at most [`MAX_EXTRA`]); 0 for none.
+    pub extra_max: u32,
 }
+
+/// The largest allowed [`PairSpec::extra_max`].
+pub const MAX_EXTRA: u32 = 16;
 
 impl PairSpec {
     /// The defaults: a 16x16 patch (the seed notebook's size), read noise 20 e, half the samples
@@ -58,7 +84,14 @@ impl PairSpec {
             shift_px: 1,
             side: 16,
             input_scale: 1e-3,
+            extra_mean: 0.0,
+            extra_max: 0,
         }
+    }
+
+    /// Whether samples can hold extra electrons (`extra_mean > 0` and `extra_max > 0`).
+    pub fn has_extras(&self) -> bool {
+        self.extra_mean > 0.0 && self.extra_max > 0
     }
 
     /// Checks the ranges; both incidence pixels must fall inside the patch
@@ -93,6 +126,20 @@ impl PairSpec {
                 self.side
             ));
         }
+        if !(self.extra_mean >= 0.0 && self.extra_mean.is_finite()) {
+            return bad(format!("extra_mean {} must be finite and >= 0", self.extra_mean));
+        }
+        if self.extra_max > MAX_EXTRA {
+            return bad(format!("extra_max {} must be <= {MAX_EXTRA}", self.extra_max));
+        }
+        let bw = 2 * self.max_sep_px as u64 + 1;
+        if self.has_extras() && (self.side as u64).pow(2) <= bw * bw {
+            return bad(format!(
+                "no pixel of the {}-px patch is outside the {bw}x{bw} box around the first electron for extra \
+                 electrons (max_sep_px {})",
+                self.side, self.max_sep_px
+            ));
+        }
         Ok(())
     }
 }
@@ -118,9 +165,14 @@ pub struct MakePairsParams {
     pub p_two: f32,
     pub sigma_e: f32,
     pub input_scale: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+    /// Mean of the Poisson number of extra electrons per sample.
+    pub extra_mean: f32,
+    /// Cap on the number of extra electrons per sample (<= [`MAX_EXTRA`]).
+    pub extra_max: u32,
+    /// `exp(-extra_mean)` in f32, computed once on the host by [`MakePairsParams::new`] so that the
+    /// twin and the kernel start the Poisson inversion from the same bits (WGSL's `exp` may differ
+    /// from libm's by a few ulp).
+    pub extra_p0: f32,
 }
 const _: () = assert!(std::mem::size_of::<MakePairsParams>() == 64);
 
@@ -148,9 +200,9 @@ impl MakePairsParams {
             p_two: spec.p_two,
             sigma_e: spec.sigma_e,
             input_scale: spec.input_scale,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
+            extra_mean: spec.extra_mean,
+            extra_max: spec.extra_max,
+            extra_p0: (-spec.extra_mean).exp(),
         })
     }
 
@@ -208,6 +260,70 @@ pub fn pair_choice(p: &MakePairsParams, k: u64) -> PairChoice {
     }
 }
 
+/// The number of extra electrons of global sample `k`: Poisson(`extra_mean`) by inversion, capped
+/// at `extra_max` (see the module doc; twin of `extra_count` in the shader).
+#[inline]
+pub fn pair_extra_count(p: &MakePairsParams, k: u64) -> u32 {
+    if p.extra_max == 0 {
+        return 0;
+    }
+    let r = philox4x32_10(counter(EXTRA_COUNT_ITEM, k, streams::PAIRS), [p.key_lo, p.key_hi]);
+    let u = u01(r[0]);
+    let (mut j, mut pj, mut cdf) = (0u32, p.extra_p0, p.extra_p0);
+    while j < p.extra_max && u >= cdf {
+        j += 1;
+        pj *= p.extra_mean / j as f32;
+        cdf += pj;
+    }
+    j
+}
+
+/// Counter item of the number of extras; extra `j` uses `EXTRA_COUNT_ITEM + 1 + j`.
+const EXTRA_COUNT_ITEM: u32 = 0x8000_0000;
+
+/// The pixel `(col, row)` of index `u` (`< side^2 - (2 m + 1)^2`) over the patch pixels outside the
+/// box of Chebyshev radius `m` around `(bx, by)` (which must lie inside the patch), numbered row by
+/// row (twin of `extra_pixel` in the shader).
+#[inline]
+pub fn extra_pixel(u: u32, side: u32, bx: i32, by: i32, m: u32) -> (i32, i32) {
+    let (m_i, bw) = (m as i32, 2 * m + 1);
+    let top = (by - m_i) as u32 * side; // whole rows above the box
+    if u < top {
+        return ((u % side) as i32, (u / side) as i32);
+    }
+    let u = u - top;
+    let w = side - bw; // allowed pixels in each row the box covers
+    if u < bw * w {
+        let c = (u % w) as i32;
+        let col = if c < bx - m_i { c } else { c + bw as i32 };
+        return (col, by - m_i + (u / w) as i32);
+    }
+    let u = u - bw * w;
+    ((u % side) as i32, by + m_i + 1 + (u / side) as i32)
+}
+
+/// The extra electrons of global sample `k`, extra 0 first: `(event, col, row)` of each one's
+/// incidence pixel in the patch (twin of the kernel's extras loop).
+pub fn pair_extras(p: &MakePairsParams, k: u64) -> Vec<(u32, i32, i32)> {
+    let count = pair_extra_count(p, k);
+    if count == 0 {
+        return vec![];
+    }
+    let key = [p.key_lo, p.key_hi];
+    let c = pair_choice(p, k);
+    let c0 = (p.side / 2) as i32;
+    let bw = 2 * p.max_sep + 1;
+    let allowed = p.side * p.side - bw * bw;
+    (0..count)
+        .map(|j| {
+            let r = philox4x32_10(counter(EXTRA_COUNT_ITEM + 1 + j, k, streams::PAIRS), key);
+            let ev = p.ev_lo + below(r[0], p.ev_count);
+            let (col, row) = extra_pixel(below(r[1], allowed), p.side, c0 + c.sx, c0 + c.sy, p.max_sep);
+            (ev, col, row)
+        })
+        .collect()
+}
+
 fn check_library(p: &MakePairsParams, n_events: usize) {
     assert!(
         p.ev_lo as u64 + p.ev_count as u64 <= n_events as u64,
@@ -231,6 +347,7 @@ pub fn make_pairs_cpu(p: &MakePairsParams, lib: &LibraryArrays) -> PairBatch {
     for s in 0..n {
         let k = p.first() + s as u64;
         let c = pair_choice(p, k);
+        let extras = pair_extras(p, k);
         let ev_range = |ev: u32| lib.offsets[ev as usize] as usize..lib.offsets[ev as usize + 1] as usize;
         let img = &mut x[s * plane..(s + 1) * plane];
         for (pix, v) in img.iter_mut().enumerate() {
@@ -244,6 +361,13 @@ pub fn make_pairs_cpu(p: &MakePairsParams, lib: &LibraryArrays) -> PairBatch {
             if c.two {
                 for j in ev_range(c.ev2) {
                     if c0 + c.sx + c.ox + lib.dxdy[2 * j] == col && c0 + c.sy + c.oy + lib.dxdy[2 * j + 1] == row {
+                        q += lib.charge[j];
+                    }
+                }
+            }
+            for &(ev, ex, ey) in &extras {
+                for j in ev_range(ev) {
+                    if ex + lib.dxdy[2 * j] == col && ey + lib.dxdy[2 * j + 1] == row {
                         q += lib.charge[j];
                     }
                 }
@@ -369,6 +493,62 @@ mod tests {
         assert!(PairSpec { side: 11, shift_px: 1, max_sep_px: 5, ..ok }.validate().is_err());
         assert!(PairSpec { side: 0, ..ok }.validate().is_err());
         assert!(MakePairsParams::new(&PairSpec { side: 4095, max_sep_px: 1, ..ok }, 0, 300).is_err());
+        // extras
+        let ex = PairSpec { extra_mean: 1.5, extra_max: 4, ..ok };
+        assert!(ex.validate().is_ok());
+        assert!(PairSpec { extra_mean: -0.1, ..ex }.validate().is_err());
+        assert!(PairSpec { extra_mean: f32::NAN, ..ex }.validate().is_err());
+        assert!(PairSpec { extra_mean: f32::INFINITY, ..ex }.validate().is_err());
+        assert!(PairSpec { extra_max: 17, ..ex }.validate().is_err());
+        assert!(PairSpec { extra_max: 16, ..ex }.validate().is_ok());
+        // side 11, max_sep 5: the 11x11 box is the whole patch, no room for extras
+        let full = PairSpec { side: 11, shift_px: 0, max_sep_px: 5, ..ex };
+        assert!(full.validate().is_err());
+        assert!(PairSpec { extra_max: 0, ..full }.validate().is_ok());
+        assert!(PairSpec { extra_mean: 0.0, ..full }.validate().is_ok());
+        assert!(PairSpec { side: 12, ..full }.validate().is_ok());
+    }
+
+    /// `extra_pixel` enumerates exactly the pixels outside the box, once each, row by row.
+    #[test]
+    fn extra_pixel_enumerates_the_pixels_outside_the_box() {
+        for (side, m, shifts) in [(16u32, 2u32, 1i32), (11, 3, 2), (5, 1, 1), (12, 5, 0), (7, 2, 1)] {
+            let c0 = (side / 2) as i32;
+            let bw = 2 * m + 1;
+            for sy in -shifts..=shifts {
+                for sx in -shifts..=shifts {
+                    let (bx, by) = (c0 + sx, c0 + sy);
+                    let want: Vec<(i32, i32)> = (0..side as i32)
+                        .flat_map(|row| (0..side as i32).map(move |col| (col, row)))
+                        .filter(|&(col, row)| (col - bx).abs().max((row - by).abs()) > m as i32)
+                        .collect();
+                    let got: Vec<(i32, i32)> =
+                        (0..side * side - bw * bw).map(|u| extra_pixel(u, side, bx, by, m)).collect();
+                    assert_eq!(got, want, "side {side} m {m} box centre ({bx}, {by})");
+                }
+            }
+        }
+    }
+
+    /// No extras when `extra_max` or `extra_mean` is 0; the count never exceeds the cap.
+    #[test]
+    fn extra_count_respects_zero_and_the_cap() {
+        let base = PairSpec { extra_mean: 3.0, extra_max: 2, ..PairSpec::new(9, 0, 10) };
+        let capped = MakePairsParams::new(&base, 0, 1).unwrap();
+        let none_max = MakePairsParams::new(&PairSpec { extra_max: 0, ..base }, 0, 1).unwrap();
+        let none_mean = MakePairsParams::new(&PairSpec { extra_mean: 0.0, extra_max: 16, ..base }, 0, 1).unwrap();
+        let mut at_cap = 0;
+        for k in 0..2000 {
+            assert_eq!(pair_extra_count(&none_max, k), 0);
+            assert_eq!(pair_extra_count(&none_mean, k), 0);
+            assert!(pair_extras(&none_mean, k).is_empty());
+            let c = pair_extra_count(&capped, k);
+            assert!(c <= 2);
+            at_cap += (c == 2) as u32;
+            assert_eq!(pair_extras(&capped, k).len(), c as usize);
+        }
+        // P(Poisson(3) >= 2) = 0.80
+        assert!(at_cap > 1400 && at_cap < 1800, "{at_cap} of 2000 at the cap");
     }
 
     /// Every offset of `[-m, m]^2` but `(0, 0)` is drawn, and the shifts cover `[-shift, shift]`.

@@ -29,6 +29,11 @@ pub fn default_model_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fast.safetensors")
 }
 
+/// A model shipped in `assets/models/` (`<name>.safetensors`).
+pub fn shipped_model_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("assets/models/{name}.safetensors"))
+}
+
 /// The default event library shipped in `assets/`.
 pub fn default_library_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/events/default-300kev.h5")

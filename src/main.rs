@@ -69,6 +69,7 @@ enum Cmd {
     #[command(after_help = "Examples:\n  emsim train --preset seed --epochs 6 --out seed.safetensors\n  \
         emsim train --preset fast --library lib.h5 --epochs 20 --lr-schedule cosine --out fast.safetensors\n  \
         emsim train --preset fast --epochs 30 --resume fast.ckpt.safetensors --out fast.safetensors --force\n  \
+        emsim train --preset pair-split --epochs 10 --batch 256 --out pair-split.safetensors\n  \
         python3 -c \"from safetensors.torch import load_file; print(load_file('seed.safetensors').keys())\"")]
     Train(TrainArgs),
     /// Run a trained network on crops from a .npy file (N x S x S, electrons) and write its estimates.
@@ -87,7 +88,8 @@ struct InferArgs {
     #[arg(long)]
     input: PathBuf,
     /// Estimates, float32 .npy (N, 4): x_px, y_px (relative to the centre of the crop's centre pixel),
-    /// sigma_px, p_max.
+    /// sigma_px, p_max; for a classifier (N, 2): P(one electron), P(two); for a pair localizer
+    /// (N, 4): x1, y1, x2, y2.
     #[arg(long)]
     out: PathBuf,
     /// Also write the raw network outputs (N, outputs) here.
@@ -99,7 +101,9 @@ struct InferArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast.
+    /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast;
+    /// one-vs-two classifiers pair-seed (the second seed notebook's), pair-compact; pair-reg (the notebook's
+    /// single-electron regression); for count --split-pairs: pair-split (classifier), pair-loc (pair localizer).
     #[arg(long, default_value = "seed", conflicts_with = "config")]
     preset: String,
     /// A model config file (JSON, the `emsim_config` layout of docs/network.md) instead of a preset.
@@ -360,6 +364,21 @@ struct CountArgs {
     /// Crops per network batch (--method net).
     #[arg(long, default_value_t = 2048)]
     net_batch: usize,
+    /// Split the clusters the one-vs-two classifier calls two electrons (--method net).
+    #[arg(long)]
+    split_pairs: bool,
+    /// The one-vs-two classifier for --split-pairs (default: assets/models/pair-split.safetensors).
+    #[arg(long)]
+    pair_classifier: Option<PathBuf>,
+    /// The two-electron localizer for --split-pairs (default: assets/models/pair-loc.safetensors).
+    #[arg(long)]
+    pair_localizer: Option<PathBuf>,
+    /// Split when the classifier's probability of two electrons exceeds this.
+    #[arg(long, default_value_t = 0.9)]
+    split_threshold: f32,
+    /// Drop a split-off electron within this many pixels of another found electron.
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+    split_dedupe_px: f32,
     /// Output counts file (HDF5); with several methods include {method} in the name.
     #[arg(long, short)]
     out: String,
@@ -491,9 +510,207 @@ enum EvalCmd {
         #[command(flatten)]
         dev: DeviceArgs,
     },
+    /// Recall and precision against dose: frames at each dose, counted with a centroid, the network
+    /// and the network with --split-pairs (table + PNG).
+    Dose(DoseArgs),
+    /// A one-vs-two classifier or a pair localizer on held-out one-or-two-electron samples:
+    /// accuracy, confusion matrix, easy/hard split, by separation.
+    Pairs {
+        /// The model (safetensors from `emsim train --preset pair-...`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Event library (default: the one in assets/); events are drawn from its held-out part.
+        #[arg(long)]
+        library: Option<PathBuf>,
+        #[arg(long, default_value_t = 20_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        sigma_e: f32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The fraction of library events held out in training.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f32,
+        /// The second electron within this many pixels per axis (default: the model's training setting).
+        #[arg(long)]
+        max_sep_px: Option<u32>,
+        /// Mean number of extra electrons per patch (default: the model's training setting).
+        #[arg(long, allow_negative_numbers = true)]
+        extra_mean: Option<f32>,
+        /// Footprint threshold of the easy/hard split, electrons (default: 4 sigma).
+        #[arg(long, allow_negative_numbers = true)]
+        hard_threshold_e: Option<f32>,
+        /// Write the report as JSON here ('-': stdout instead of the table).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Folder for by_separation.png.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        #[command(flatten)]
+        dev: DeviceArgs,
+    },
+}
+
+#[derive(Args)]
+struct DoseArgs {
+    /// Doses, electrons per pixel per frame, ascending, comma-separated; the first is the reference.
+    #[arg(long, default_value = "0.001,0.0025,0.005,0.01,0.02")]
+    doses: String,
+    /// Frames per dose.
+    #[arg(long, default_value_t = 20)]
+    frames: u64,
+    /// Frame size HxW.
+    #[arg(long, default_value = "256x256")]
+    size: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    noise_sigma_e: f32,
+    /// The centroid to compare: max, c3x3, c5x5, c3x3t, c5x5t.
+    #[arg(long, default_value = "c3x3t")]
+    centroid: String,
+    /// Event library (default: the one in assets/).
+    #[arg(long)]
+    library: Option<PathBuf>,
+    /// The network (default: assets/models/fast.safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The one-vs-two classifier (default: assets/models/pair-split.safetensors).
+    #[arg(long)]
+    pair_classifier: Option<PathBuf>,
+    /// The pair localizer (default: assets/models/pair-loc.safetensors).
+    #[arg(long)]
+    pair_localizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.9)]
+    split_threshold: f32,
+    /// Drop a split-off electron within this many pixels of another found electron.
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+    split_dedupe_px: f32,
+    #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
+    radius_px: f32,
+    /// Write the report as JSON here ('-': stdout instead of the table).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Folder for recall_vs_dose.png and precision_vs_dose.png.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    dev: DeviceArgs,
+}
+
+fn eval_dose(a: DoseArgs) -> Result<()> {
+    use emsim::count::Method;
+    let doses = a
+        .doses
+        .split(',')
+        .map(|d| d.trim().parse::<f64>().map_err(|_| Error::invalid("--doses", format!("'{d}' is not a number"))))
+        .collect::<Result<Vec<_>>>()?;
+    let (height, width) = parse_size(&a.size)?;
+    let centroid = Method::parse(&a.centroid).map_err(|_| {
+        Error::invalid("--centroid", format!("'{}': expected one of max, c3x3, c5x5, c3x3t, c5x5t", a.centroid))
+    })?;
+    if centroid == Method::Net {
+        return Err(Error::invalid("--centroid", "expected a centroid, not net"));
+    }
+    let model_path = a.model.clone().unwrap_or_else(emsim::default_model_path);
+    let net = emsim::io::model_file::load(&model_path, None)?.model;
+    net.cfg.expect_role(&model_path, "--model", &emsim::net::model::Head::Xy)?;
+    let pairs = emsim::count::split::load_pair_models(
+        a.pair_classifier.as_deref(),
+        a.pair_localizer.as_deref(),
+        &net,
+        a.split_threshold,
+        a.split_dedupe_px,
+    )?;
+    let (lib, lib_path) = load_library(&a.library)?;
+    let device = Device::open(&a.dev.device, &a.dev.backend)?;
+    let o = emsim::eval::dose::DoseOptions {
+        doses,
+        frames: a.frames,
+        height,
+        width,
+        seed: a.seed,
+        noise_sigma_e: a.noise_sigma_e,
+        centroid,
+        net,
+        pairs,
+        radius_px: a.radius_px,
+        library_path: lib_path,
+        progress: !a.quiet,
+    };
+    let report = emsim::eval::dose::run(&o, &lib, &device)?;
+    if !write_json_report(&report, &a.json)? {
+        print!("{}", report.table());
+    }
+    if let Some(dir) = a.plots {
+        for p in report.plots(&dir)? {
+            eprintln!("plot: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `report` as JSON to `json` (a file, or stdout for "-") and says whether it went to stdout.
+fn write_json_report<T: serde::Serialize>(report: &T, json: &Option<PathBuf>) -> Result<bool> {
+    let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if let Some(p) = json.as_ref().filter(|_| !to_stdout) {
+        let out = emsim::io::atomic::Output::new(p, true, "--json")?;
+        std::fs::write(out.tmp(), serde_json::to_string_pretty(report).unwrap()).map_err(|e| Error::file(p, e))?;
+        out.commit()?;
+    }
+    if to_stdout {
+        println!("{}", serde_json::to_string_pretty(report).unwrap());
+    }
+    Ok(to_stdout)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(EvalCmd::Dose(d)) = a.sub {
+        return eval_dose(d);
+    }
+    if let Some(EvalCmd::Pairs {
+        model,
+        library,
+        samples,
+        sigma_e,
+        seed,
+        holdout,
+        max_sep_px,
+        extra_mean,
+        hard_threshold_e,
+        json,
+        plots,
+        dev,
+    }) = a.sub
+    {
+        use emsim::net::pair_eval::{PairEvalOptions, pair_eval};
+        if !(sigma_e >= 0.0) {
+            return Err(Error::invalid("--sigma-e", format!("must be >= 0, got {sigma_e}")));
+        }
+        let m = emsim::io::model_file::load(&model, None)?.model;
+        let (lib, _) = load_library(&library)?;
+        let o = PairEvalOptions {
+            samples,
+            sigma_e,
+            seed,
+            holdout,
+            max_sep_px,
+            extra_mean,
+            hard_threshold_e,
+            ..Default::default()
+        };
+        let device = Device::open(&dev.device, &dev.backend)?;
+        let report = pair_eval(&m, &lib, &o, &device)?;
+        if !write_json_report(&report, &json)? {
+            print!("{}", report.table());
+        }
+        if let Some(dir) = plots {
+            eprintln!("plot: {}", report.plot(&dir)?.display());
+        }
+        return Ok(());
+    }
     if let Some(EvalCmd::Net {
         model,
         library,
@@ -590,9 +807,32 @@ fn count(a: CountArgs) -> Result<()> {
                 format!("--method net needs a model: none given and {} does not exist", path.display()),
             ));
         }
-        cfg.net = Some(emsim::io::model_file::load(&path, None)?.model);
+        let net = emsim::io::model_file::load(&path, None)?.model;
+        net.cfg.expect_role(&path, "--model", &emsim::net::model::Head::Xy)?;
+        if a.split_pairs {
+            cfg.pairs = Some(emsim::count::split::load_pair_models(
+                a.pair_classifier.as_deref(),
+                a.pair_localizer.as_deref(),
+                &net,
+                a.split_threshold,
+                a.split_dedupe_px,
+            )?);
+        }
+        cfg.net = Some(net);
     } else if a.model.is_some() {
         return Err(emsim::Error::invalid("--model", "only used with --method net"));
+    }
+    if a.split_pairs && !methods.contains(&Method::Net) {
+        return Err(emsim::Error::invalid("--split-pairs", "needs --method net (it splits the network's electrons)"));
+    }
+    if !a.split_pairs {
+        for (flag, given) in
+            [("--pair-classifier", a.pair_classifier.is_some()), ("--pair-localizer", a.pair_localizer.is_some())]
+        {
+            if given {
+                return Err(emsim::Error::invalid(flag, "only used with --method net --split-pairs"));
+            }
+        }
     }
     // Check the settings before opening a device.
     cfg.validate(1, 1)?;
@@ -752,9 +992,20 @@ fn infer(a: InferArgs) -> Result<()> {
     let x: Vec<f32> = crops.iter().map(|&v| v * model.cfg.input_scale).collect();
     let folded = model.fold_batchnorm()?;
     let act = folded.clone().forward_cpu(&x, n, false, 0, 0)?;
-    let dec = emsim::net::decode::decode(&folded.cfg, act.last(), n);
-    let est: Vec<f32> = dec.iter().flat_map(|d| [d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max]).collect();
-    let arr = ndarray::Array2::from_shape_vec((n, 4), est).unwrap();
+    // Localizers: (x, y, sigma, p_max) per crop; a classifier: its class probabilities; a pair
+    // localizer: (x1, y1, x2, y2).
+    let arr = match folded.cfg.head {
+        emsim::net::model::Head::Classes { n: k } => {
+            ndarray::Array2::from_shape_vec((n, k), emsim::net::decode::class_probs(&folded.cfg, act.last(), n))
+                .unwrap()
+        }
+        emsim::net::model::Head::Pair => ndarray::Array2::from_shape_vec((n, 4), act.last().to_vec()).unwrap(),
+        _ => {
+            let dec = emsim::net::decode::decode(&folded.cfg, act.last(), n);
+            let est: Vec<f32> = dec.iter().flat_map(|d| [d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max]).collect();
+            ndarray::Array2::from_shape_vec((n, 4), est).unwrap()
+        }
+    };
     ndarray_npy::write_npy(out.tmp(), &arr).map_err(|e| Error::file(&a.out, e))?;
     if let Some(lo) = logits_out {
         let k = folded.cfg.head_outputs();

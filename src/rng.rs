@@ -35,6 +35,8 @@ pub mod streams {
     pub const SHUFFLE: u32 = 35;
     /// One-or-two-electron samples (issue 6): choices `(0|1, k, PAIRS)`, noise `(2 + pixel/4, k, PAIRS)`.
     pub const PAIRS: u32 = 36;
+    /// Host-side baselines (`eval net`: a random point in the brightest pixel), counter `(0, k, BASELINE)`.
+    pub const BASELINE: u32 = 37;
 }
 
 pub(crate) const M0: u32 = 0xD251_1F53;

@@ -16,6 +16,7 @@ pub mod find;
 pub mod isolated;
 pub mod localize;
 pub mod run;
+pub mod split;
 pub mod sum3;
 
 use crate::gpu::{Device, GpuContext};
@@ -98,6 +99,8 @@ pub struct CountConfig {
     pub net: Option<crate::net::model::Model>,
     /// Crops per network batch.
     pub net_batch: usize,
+    /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
+    pub pairs: Option<split::PairModels>,
 }
 
 impl Default for CountConfig {
@@ -115,6 +118,7 @@ impl Default for CountConfig {
             batch_frames: 0,
             net: None,
             net_batch: 2048,
+            pairs: None,
         }
     }
 }
@@ -183,6 +187,16 @@ pub struct Found {
     pub localized: Vec<Localized>,
     /// The network's estimates, one per candidate (empty without a network).
     pub net: Vec<crate::net::infer::NetEstimate>,
+    /// With `--split-pairs`: per candidate, the frame position of the second electron its
+    /// cluster was split into (empty without splitting).
+    pub split: Vec<Option<[f32; 2]>>,
+}
+
+impl Found {
+    /// Electrons the network method reports: one per centre plus the split-off ones.
+    pub fn net_electrons(&self) -> usize {
+        self.cands.len() + self.split.iter().filter(|s| s.is_some()).count()
+    }
 }
 
 struct GpuBuffers {
@@ -208,6 +222,8 @@ pub struct Counter<'a> {
     device: &'a Device,
     gpu: Option<GpuBuffers>,
     net_gpu: Option<(crate::net::gpu_net::GpuNet<'a>, wgpu::Buffer)>,
+    /// Classifier and pair localizer on the GPU (`--split-pairs`).
+    pairs_gpu: Option<[crate::net::gpu_net::GpuNet<'a>; 2]>,
 }
 
 impl<'a> Counter<'a> {
@@ -217,6 +233,13 @@ impl<'a> Counter<'a> {
         let mut cfg = cfg;
         // Inference runs the model with its batch norms folded into the convolutions.
         cfg.net = cfg.net.as_ref().map(|m| m.fold_batchnorm()).transpose()?;
+        if let Some(p) = &mut cfg.pairs {
+            if cfg.net.is_none() {
+                return Err(Error::invalid("--split-pairs", "needs the network: use --method net"));
+            }
+            p.classifier = p.classifier.fold_batchnorm()?;
+            p.localizer = p.localizer.fold_batchnorm()?;
+        }
         if let Some(m) = &cfg.net {
             let side = m.cfg.input_px as u32;
             if side > height || side > width {
@@ -253,7 +276,14 @@ impl<'a> Counter<'a> {
             }
             _ => None,
         };
-        Ok(Self { cfg, height, width, sigma_e, device, gpu, net_gpu })
+        let pairs_gpu = match (device, &cfg.pairs, &net_gpu) {
+            (Device::Gpu(ctx), Some(p), Some((net, _))) => Some([
+                crate::net::gpu_net::GpuNet::new(ctx, p.classifier.clone(), net.capacity, false, None)?,
+                crate::net::gpu_net::GpuNet::new(ctx, p.localizer.clone(), net.capacity, false, None)?,
+            ]),
+            _ => None,
+        };
+        Ok(Self { cfg, height, width, sigma_e, device, gpu, net_gpu, pairs_gpu })
     }
 
     /// Frames per batch: the requested number, capped so every buffer fits one storage binding.
@@ -360,6 +390,7 @@ impl<'a> Counter<'a> {
                     found.cands.extend(part.cands);
                     found.localized.extend(part.localized);
                     found.net.extend(part.net);
+                    found.split.extend(part.split);
                 }
                 Ok(found)
             }
@@ -432,6 +463,13 @@ impl<'a> Counter<'a> {
                 .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
                 .collect();
         }
+        if let Some(p) = &self.cfg.pairs {
+            use crate::net::infer::outputs_cpu;
+            let n = found.cands.len();
+            let cls = outputs_cpu(&p.classifier, &crops, n, self.cfg.net_batch)?;
+            let loc = outputs_cpu(&p.localizer, &crops, n, self.cfg.net_batch)?;
+            self.split(&mut found, &cls, &loc);
+        }
         Ok(found)
     }
 
@@ -485,26 +523,49 @@ impl<'a> Counter<'a> {
         let mut sorted_c: Vec<Candidate> = order.iter().map(|&i| cands[i]).collect();
         sort_candidates(&mut sorted_c); // already sorted; keeps the invariant explicit
         let net = match &self.net_gpu {
-            Some((net, nc)) => self.net_gpu_estimates(ctx, net, nc, &b.q, &sorted_c)?,
+            Some((net, nc)) => {
+                let out = self.net_gpu_outputs(ctx, net, nc, &b.q, &sorted_c)?;
+                let dec = crate::net::decode::decode(&net.model.cfg, &out, sorted_c.len());
+                dec.iter()
+                    .zip(&sorted_c)
+                    .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
+                    .collect()
+            }
             None => Vec::new(),
         };
-        Ok(Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect(), net })
+        let mut found =
+            Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect(), net, split: vec![] };
+        if let (Some([cls, loc]), Some((_, nc))) = (&self.pairs_gpu, &self.net_gpu) {
+            let c = self.net_gpu_outputs(ctx, cls, nc, &b.q, &found.cands)?;
+            let l = self.net_gpu_outputs(ctx, loc, nc, &b.q, &found.cands)?;
+            self.split(&mut found, &c, &l);
+        }
+        Ok(found)
     }
 
-    /// The network on the GPU over the sorted candidates of the batch whose calibrated frames are
-    /// in `q`: crops (kernel `net/crop`), forward pass, logits back, decoded on the host.
-    fn net_gpu_estimates(
+    /// Applies the pair split to `found` from the classifier's and localizer's raw outputs.
+    fn split(&self, found: &mut Found, cls: &[f32], loc: &[f32]) {
+        let p = self.cfg.pairs.as_ref().expect("pair models");
+        let n = found.cands.len();
+        let probs = crate::net::decode::class_probs(&p.classifier.cfg, cls, n);
+        let p_two: Vec<f32> = probs.chunks_exact(2).map(|r| r[1]).collect();
+        found.split = split::split_pairs(found, &p_two, loc, self.width, p.threshold, p.dedupe_px);
+    }
+
+    /// A network on the GPU over the sorted candidates of the batch whose calibrated frames are
+    /// in `q`: crops (kernel `net/crop`), forward pass, raw outputs back (decoded on the host).
+    fn net_gpu_outputs(
         &self,
         ctx: &GpuContext,
         net: &crate::net::gpu_net::GpuNet,
         nc: &wgpu::Buffer,
         q: &wgpu::Buffer,
         cands: &[Candidate],
-    ) -> Result<Vec<crate::net::infer::NetEstimate>> {
+    ) -> Result<Vec<f32>> {
         let cfg = &net.model.cfg;
         ctx.write(nc, cands);
         let k = cfg.head_outputs();
-        let mut out = Vec::with_capacity(cands.len());
+        let mut out = Vec::with_capacity(cands.len() * k);
         for start in (0..cands.len()).step_by(net.capacity) {
             let m = net.capacity.min(cands.len() - start);
             let p = crate::net::crop::CropParams::new(m, start, cfg.input_px, self.height, self.width, cfg.input_scale);
@@ -514,12 +575,7 @@ impl<'a> Counter<'a> {
             let rb = ctx.readback(&mut enc, net.output(), (m * k * 4) as u64);
             ctx.submit_and_wait(enc)?;
             let logits: Vec<f32> = rb.read(ctx)?;
-            let dec = crate::net::decode::decode(cfg, &logits, m);
-            out.extend(
-                dec.iter()
-                    .zip(&cands[start..start + m])
-                    .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width)),
-            );
+            out.extend_from_slice(&logits);
         }
         Ok(out)
     }

@@ -181,9 +181,8 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
             let n = adu.len() / (h * w) as usize;
             let found = counter.count(&adu)?;
             electrons += found.cands.len() as u64;
-            let per_frame = per_frame_counts(&found, n);
             for (m, wtr) in writers.iter_mut() {
-                wtr.append(&columns(&found, *m, start, w), &per_frame)?;
+                wtr.append(&columns(&found, *m, start, w), &per_frame_counts(&found, n, *m))?;
             }
             if let Some(st) = stempy.as_mut() {
                 let mut lists = vec![Vec::new(); n];
@@ -229,10 +228,12 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
     })
 }
 
-fn per_frame_counts(found: &Found, n: usize) -> Vec<u64> {
+/// Electrons per frame of the batch for method `m` (the network's count includes split-off ones).
+fn per_frame_counts(found: &Found, n: usize, m: Method) -> Vec<u64> {
     let mut v = vec![0u64; n];
-    for c in &found.cands {
-        v[c[0] as usize] += 1;
+    for (i, c) in found.cands.iter().enumerate() {
+        let extra = m == Method::Net && found.split.get(i).is_some_and(|s| s.is_some());
+        v[c[0] as usize] += 1 + extra as u64;
     }
     v
 }
@@ -240,18 +241,27 @@ fn per_frame_counts(found: &Found, n: usize) -> Vec<u64> {
 /// The electrons of a batch as columns for one method; frame indices offset by `start`.
 pub fn columns(found: &Found, m: Method, start: u64, width: u32) -> ElectronColumns {
     let mut e = ElectronColumns::default();
-    if m == Method::Net {
+    let net = m == Method::Net;
+    if net {
         assert_eq!(found.net.len(), found.cands.len(), "network estimates for every centre");
-        e.sigma_px = Some(found.net.iter().map(|n| n.sigma_px).collect());
+        e.sigma_px = Some(Vec::with_capacity(found.net_electrons()));
     }
     for (i, (c, l)) in found.cands.iter().zip(&found.localized).enumerate() {
-        let xy = if m == Method::Net { found.net[i].xy } else { l.xy[m.index()] };
-        e.frame.push((start + c[0] as u64) as u32);
-        e.x_px.push(xy[0]);
-        e.y_px.push(xy[1]);
-        e.row.push(c[1] / width);
-        e.col.push(c[1] % width);
-        e.charge_e.push(l.charge3_e);
+        let xy = if net { found.net[i].xy } else { l.xy[m.index()] };
+        // a split centre gives two rows: its own and the split-off electron (same centre pixel,
+        // 3x3 charge and sigma)
+        let second = if net { found.split.get(i).copied().flatten() } else { None };
+        for xy in std::iter::once(xy).chain(second) {
+            e.frame.push((start + c[0] as u64) as u32);
+            e.x_px.push(xy[0]);
+            e.y_px.push(xy[1]);
+            e.row.push(c[1] / width);
+            e.col.push(c[1] % width);
+            e.charge_e.push(l.charge3_e);
+            if let Some(s) = e.sigma_px.as_mut() {
+                s.push(found.net[i].sigma_px);
+            }
+        }
     }
     e
 }

@@ -14,6 +14,7 @@
 //! Counts and truth must come from the same dataset (seed, configuration, first frame) and the
 //! counts must cover every frame of the truth file.
 
+pub mod dose;
 pub mod matching;
 pub mod metrics;
 pub mod plots;

@@ -62,7 +62,7 @@ impl MakeBatchParams {
         let key = key_from_seed(spec.seed);
         let (grid_cells, cells_per_px) = match cfg.head {
             Head::Grid { cells_per_px, span_px } => ((cells_per_px * span_px) as u32, cells_per_px as f32),
-            Head::Xy => (0, 1.0),
+            _ => (0, 1.0),
         };
         MakeBatchParams {
             n: n as u32,

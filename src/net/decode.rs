@@ -23,6 +23,13 @@ pub struct Decoded {
 /// Decodes `n` rows of network outputs.
 pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
     match cfg.head {
+        // Not positions: `class_probs` / `pair_points` decode these heads.
+        Head::Classes { .. } => vec![Decoded::default(); n],
+        Head::Pair => out
+            .chunks_exact(4)
+            .take(n)
+            .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
+            .collect(),
         Head::Xy => out
             .chunks_exact(2)
             .take(n)
@@ -74,6 +81,23 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
                 .collect()
         }
     }
+}
+
+/// Classifier head: per sample, the softmax probability of each class (`[n, classes]`).
+pub fn class_probs(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<f32> {
+    let k = cfg.head_outputs();
+    let mut probs = vec![0.0f32; n * k];
+    softmax_cpu(n, k, &out[..n * k], &mut probs);
+    probs
+}
+
+/// Mean distance of two predicted points `(x1, y1, x2, y2)` to two true ones under the better of
+/// the two assignments (the pair head's error per electron).
+pub fn pair_error_px(pred: &[f32], truth: &[f32]) -> f64 {
+    let d = |ax: f32, ay: f32, bx: f32, by: f32| (((ax - bx) as f64).powi(2) + ((ay - by) as f64).powi(2)).sqrt();
+    let straight = d(pred[0], pred[1], truth[0], truth[1]) + d(pred[2], pred[3], truth[2], truth[3]);
+    let swapped = d(pred[0], pred[1], truth[2], truth[3]) + d(pred[2], pred[3], truth[0], truth[1]);
+    straight.min(swapped) / 2.0
 }
 
 #[cfg(test)]

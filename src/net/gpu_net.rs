@@ -14,7 +14,7 @@ use super::dropout::{DropoutCfg, dropout_bwd_record, dropout_fwd_record};
 use super::linear::{
     LinearShape, linear_bwd_input_record, linear_bwd_weight_record, linear_bwd_weight_scratch_len, linear_fwd_record,
 };
-use super::loss::{MseParams, SoftmaxXentParams, mse_record, softmax_xent_record};
+use super::loss::{MseParams, PairMseParams, SoftmaxXentParams, mse_record, pair_mse_record, softmax_xent_record};
 use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_record, maxpool2d_fwd_record};
 use super::model::{Head, LayerSpec, Model};
 use super::optim::{AdamConfig, adam_record};
@@ -44,9 +44,12 @@ pub struct GpuNet<'a> {
     scratch: wgpu::Buffer,
     /// Network input `[capacity, 1, side, side]`.
     pub input: wgpu::Buffer,
-    /// Grid labels (u32) and true points `[capacity, 2]`.
+    /// Labels (u32: grid cell or class) and true points `[capacity, target_dims]` (2, or 4 for
+    /// pair samples).
     pub labels: wgpu::Buffer,
     pub target: wgpu::Buffer,
+    /// Pair samples' separations (written by `make_pairs`, unused by the loss).
+    pub sep: wgpu::Buffer,
     /// Per-sample loss and correctness of the last loss recorded.
     pub loss: wgpu::Buffer,
     pub correct: wgpu::Buffer,
@@ -143,7 +146,8 @@ impl<'a> GpuNet<'a> {
             scratch: ctx.storage("net_scratch", f32s(scratch_len))?,
             input: ctx.storage("net_input", f32s(capacity * side * side))?,
             labels: ctx.storage("net_labels", f32s(capacity))?,
-            target: ctx.storage("net_target", f32s(2 * capacity))?,
+            target: ctx.storage("net_target", f32s(model.cfg.target_dims() * capacity))?,
+            sep: ctx.storage("net_sep", f32s(capacity))?,
             loss: ctx.storage("net_loss", f32s(capacity))?,
             correct: ctx.storage("net_correct", f32s(capacity))?,
             model,
@@ -246,6 +250,14 @@ impl<'a> GpuNet<'a> {
             Head::Xy => {
                 let p = MseParams { n: n as u32, d: 2, mean_over: 2 * n as u32, write_grad: grad as u32 };
                 mse_record(self.ctx, enc, &p, self.output(), &self.target, &self.loss, dout)?;
+            }
+            Head::Classes { .. } => {
+                let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
+                softmax_xent_record(self.ctx, enc, &p, self.output(), &self.labels, &self.loss, &self.correct, dout)?;
+            }
+            Head::Pair => {
+                let p = PairMseParams { n: n as u32, mean_over: 4 * n as u32, write_grad: grad as u32, _pad: 0 };
+                pair_mse_record(self.ctx, enc, &p, self.output(), &self.target, &self.loss, dout)?;
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use super::data::{LibraryArrays, MakeBatchParams, SampleSpec, VALIDATION_BASE, m
 use super::decode::{Decoded, decode};
 use super::gpu_net::GpuNet;
 use super::infer::infer_cpu;
-use super::model::Model;
+use super::model::{Head, Model};
 use super::train::split_events;
 use crate::count::Method;
 use crate::count::calibrate::to_q;
@@ -43,6 +43,7 @@ pub struct ErrorRecord {
     pub method: String,
     pub n: usize,
     pub mean_error_px: f64,
+    pub min_error_px: f64,
     pub median_error_px: f64,
     pub p90_error_px: f64,
     pub p95_error_px: f64,
@@ -85,6 +86,7 @@ fn record(method: &str, mut e: Vec<f64>, pitch_um: f64) -> ErrorRecord {
         method: method.into(),
         n: e.len(),
         mean_error_px: mean,
+        min_error_px: e.first().copied().unwrap_or(f64::NAN),
         median_error_px: quantile(&e, 0.5),
         p90_error_px: quantile(&e, 0.9),
         p95_error_px: quantile(&e, 0.95),
@@ -102,6 +104,16 @@ fn dist(a: [f32; 2], t: &[f32]) -> f64 {
 pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, device: &Device) -> Result<HeldoutReport> {
     if o.events == 0 {
         return Err(Error::invalid("--events", "must be at least 1"));
+    }
+    if model.cfg.pairs.is_some() || !matches!(model.cfg.head, Head::Grid { .. } | Head::Xy) {
+        return Err(Error::invalid(
+            "--model",
+            format!(
+                "model '{}' is {}: `eval net` tests a single-electron localizer (use `eval pairs` for it)",
+                model.cfg.name,
+                model.cfg.head.role()
+            ),
+        ));
     }
     let folded = model.fold_batchnorm()?;
     let model = &folded;
@@ -122,6 +134,8 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     let mut net_err = Vec::with_capacity(o.events);
     let mut sigma = Vec::with_capacity(o.events);
     let mut cls_err: Vec<Vec<f64>> = vec![Vec::with_capacity(o.events); Method::ALL.len()];
+    let mut rand_err = Vec::with_capacity(o.events);
+    let key = crate::rng::key_from_seed(o.seed);
     let mut start = 0usize;
     while start < o.events {
         let n = batch.min(o.events - start).min(gpu.as_ref().map_or(usize::MAX, |g| g.capacity));
@@ -150,6 +164,15 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
                 // localize gives crop coordinates; targets are relative to the centre pixel's centre
                 cls_err[k].push(dist([xy[0] - c0 as f32 - 0.5, xy[1] - c0 as f32 - 0.5], t));
             }
+            // the second seed notebook's baseline: a uniform random point in the brightest pixel
+            let (imax, _) = q.iter().enumerate().fold((0, i32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            let r = crate::rng::philox4x32_10(
+                crate::rng::counter(0, (start + s) as u64, crate::rng::streams::BASELINE),
+                key,
+            );
+            let (mx, my) = ((imax % side) as f32, (imax / side) as f32);
+            let guess = [mx + crate::rng::u01(r[0]) - c0 as f32 - 0.5, my + crate::rng::u01(r[1]) - c0 as f32 - 0.5];
+            rand_err.push(dist(guess, t));
         }
         start += n;
     }
@@ -159,6 +182,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
         records.push(record(m.name(), cls_err[k].clone(), pitch));
     }
     let best = records[1..].iter().min_by(|a, b| a.mean_error_px.total_cmp(&b.mean_error_px)).unwrap().clone();
+    records.push(record("random", rand_err, pitch));
     // the knob: sort by sigma, mean error of the kept fraction
     let mut order: Vec<usize> = (0..net_err.len()).collect();
     order.sort_by(|&a, &b| sigma[a].total_cmp(&sigma[b]));
@@ -195,12 +219,13 @@ impl HeldoutReport {
             "{}: model '{}', {} held-out events, sigma {} e, seed {}, pitch {} um, {} path\n",
             self.test, self.model, self.events, self.sigma_e, self.seed, self.pitch_um, self.path
         );
-        s.push_str("method     mean px  median px  p90 px  p95 px  p99 px  max px   mean um\n");
+        s.push_str("method     mean px  min px  median px  p90 px  p95 px  p99 px  max px   mean um\n");
         for r in &self.records {
             s.push_str(&format!(
-                "{:<9} {:>8.4} {:>10.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>9.5}\n",
+                "{:<9} {:>8.4} {:>7.4} {:>10.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>9.5}\n",
                 r.method,
                 r.mean_error_px,
+                r.min_error_px,
                 r.median_error_px,
                 r.p90_error_px,
                 r.p95_error_px,
@@ -209,6 +234,7 @@ impl HeldoutReport {
                 r.mean_error_um
             ));
         }
+        s.push_str("(random: a uniform random point in the brightest pixel, the second seed notebook's baseline)\n");
         s.push_str(&format!("sigma knob (network; ratio to the best centroid, {}):\n", self.best_centroid));
         for k in &self.knob {
             s.push_str(&format!(

@@ -26,13 +26,20 @@ pub fn to_frame(dec: &Decoded, r: u32, c: u32) -> NetEstimate {
 
 /// Runs the model (evaluation mode) on `n` crops on the CPU, in chunks of `batch`.
 pub fn infer_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result<Vec<Decoded>> {
+    let out = outputs_cpu(model, crops, n, batch)?;
+    Ok(decode(&model.cfg, &out, n))
+}
+
+/// The raw outputs `[n, head_outputs]` of the model (evaluation mode) on `n` crops on the CPU, in
+/// chunks of `batch`.
+pub fn outputs_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result<Vec<f32>> {
     let plane = model.cfg.input_px * model.cfg.input_px;
     let mut m = model.clone();
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n * model.cfg.head_outputs());
     for start in (0..n).step_by(batch.max(1)) {
         let k = batch.max(1).min(n - start);
         let act = m.forward_cpu(&crops[start * plane..(start + k) * plane], k, false, 0, 0)?;
-        out.extend(decode(&model.cfg, act.last(), k));
+        out.extend_from_slice(act.last());
     }
     Ok(out)
 }

@@ -34,6 +34,7 @@ pub mod loss;
 pub mod maxpool2d;
 pub mod model;
 pub mod optim;
+pub mod pair_eval;
 pub mod pairs;
 pub mod relu;
 pub mod train;

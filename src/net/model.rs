@@ -28,6 +28,25 @@ use crate::{Error, Result};
 
 pub const SCHEMA: &str = "emsim-model/1";
 
+/// The body of the `count --split-pairs` models (11x11 crops): conv 16 k3 pad 1, BN, ReLU, conv 32 k3, BN, ReLU, max-pool 2, flatten,
+/// dense 64, ReLU, dense `outputs`.
+fn crop_body(outputs: usize) -> Vec<LayerSpec> {
+    use LayerSpec::*;
+    vec![
+        Conv2d { out_channels: 16, kernel: 3, padding: 1, stride: 1 },
+        BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+        Relu,
+        Conv2d { out_channels: 32, kernel: 3, padding: 0, stride: 1 },
+        BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+        Relu,
+        MaxPool2d { kernel: 2, stride: None },
+        Flatten,
+        Linear { out_features: 64 },
+        Relu,
+        Linear { out_features: outputs },
+    ]
+}
+
 fn one() -> usize {
     1
 }
@@ -82,6 +101,52 @@ pub enum Head {
     /// Regression of the incidence point `(x, y)` relative to the centre of the crop's centre pixel,
     /// in pixels; trained with mean squared error.
     Xy,
+    /// A softmax over `n` classes: the number of electrons minus one (issue 6: 0 = one electron,
+    /// 1 = two); trained with cross-entropy on one- or two-electron samples (`ModelConfig::pairs`).
+    Classes { n: usize },
+    /// Regression of two incidence points `(x1, y1, x2, y2)` (crop pixels relative to the centre of
+    /// the centre pixel) for a two-electron cluster; trained with the permutation-invariant squared
+    /// error (`net/pair_mse`): the order of the two points carries no meaning.
+    Pair,
+}
+
+impl Head {
+    /// `"grid"`, `"xy"`, `"classes"` or `"pair"` (the serde tag), for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Head::Grid { .. } => "grid",
+            Head::Xy => "xy",
+            Head::Classes { .. } => "classes",
+            Head::Pair => "pair",
+        }
+    }
+
+    /// What a model with this head is for, in words (for bad-input errors).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Head::Grid { .. } | Head::Xy => "a single-electron localizer",
+            Head::Classes { .. } => "a one-vs-two-electron classifier",
+            Head::Pair => "a two-electron localizer",
+        }
+    }
+}
+
+/// Training samples with one or two electrons (and optionally extra electrons elsewhere in the
+/// patch), made by `net/make_pairs` (see [`super::pairs::PairSpec`]); the patch is the model's
+/// input (`input_px`, `shift_px`, `input_scale`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSamples {
+    /// Probability of a two-electron sample.
+    pub p_two: f32,
+    /// The second electron's pixel is at an integer offset in `[-max_sep_px, max_sep_px]^2`
+    /// (not `(0, 0)`) from the first's.
+    pub max_sep_px: u32,
+    /// Mean number (Poisson) of extra electrons outside that box, and their cap.
+    #[serde(default)]
+    pub extra_mean: f32,
+    #[serde(default)]
+    pub extra_max: u32,
 }
 
 /// A model: layers, head and crop geometry. Stored as JSON in the safetensors metadata.
@@ -99,13 +164,18 @@ pub struct ModelConfig {
     pub input_scale: f32,
     pub head: Head,
     pub layers: Vec<LayerSpec>,
+    /// Train on one-or-two-electron samples (`net/make_pairs`) instead of single events
+    /// (`net/make_batch`); required by the `classes` and `pair` heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PairSamples>,
 }
 
 impl ModelConfig {
     /// The preset names.
-    pub const PRESETS: &'static [&'static str] = &["seed", "seed-84", "fast"];
+    pub const PRESETS: &'static [&'static str] =
+        &["seed", "seed-84", "fast", "pair-seed", "pair-compact", "pair-reg", "pair-split", "pair-loc"];
 
-    /// A preset by name: `seed`, `seed-84`, `fast`.
+    /// A preset by name (see [`ModelConfig::PRESETS`]).
     pub fn preset(name: &str) -> Result<Self> {
         use LayerSpec::*;
         let seed_body = |classes: usize| {
@@ -137,6 +207,7 @@ impl ModelConfig {
                 input_scale: 1e-3,
                 head: Head::Grid { cells_per_px: 10, span_px: 1 },
                 layers: seed_body(100),
+                pairs: None,
             },
             // 84x84 grid over the central 21x21 pixels, +-10 px shifts.
             "seed-84" => ModelConfig {
@@ -147,6 +218,7 @@ impl ModelConfig {
                 input_scale: 1e-3,
                 head: Head::Grid { cells_per_px: 4, span_px: 21 },
                 layers: seed_body(84 * 84),
+                pairs: None,
             },
             // Ours, for full frames: 11x11 crop around the found centre; a 24x24 grid over the 3x3
             // pixels around it (the true entry pixel is the found one or a neighbour).
@@ -170,6 +242,105 @@ impl ModelConfig {
                     Relu,
                     Linear { out_features: 24 * 24 },
                 ],
+                pairs: None,
+            },
+            // The second seed notebook's one-vs-two classifier (Keras): conv 32 k3, conv 64 k3,
+            // max-pool 2, dropout 0.25, Dense(128) (Keras applies Dense to the last axis of a 4-D
+            // tensor: a 1x1 convolution), dropout 0.5, flatten, dense 2, softmax; 16x16 patches,
+            // the second electron up to 5 px away per axis (then 16 % of the pairs are "hard", the
+            // notebook's 15 %; see `net::pair_eval`).
+            "pair-seed" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "pair-seed".into(),
+                input_px: 16,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Classes { n: 2 },
+                layers: vec![
+                    Conv2d { out_channels: 32, kernel: 3, padding: 0, stride: 1 },
+                    Relu,
+                    Conv2d { out_channels: 64, kernel: 3, padding: 0, stride: 1 },
+                    Relu,
+                    MaxPool2d { kernel: 2, stride: None },
+                    Dropout { p: 0.25 },
+                    Conv2d { out_channels: 128, kernel: 1, padding: 0, stride: 1 },
+                    Relu,
+                    Dropout { p: 0.5 },
+                    Flatten,
+                    Linear { out_features: 2 },
+                ],
+                pairs: Some(PairSamples { p_two: 0.5, max_sep_px: 5, extra_mean: 0.0, extra_max: 0 }),
+            },
+            // Ours: the same task with fewer weights than `pair-seed` (21k vs 36k): batch norm and
+            // two pooling stages.
+            "pair-compact" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "pair-compact".into(),
+                input_px: 16,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Classes { n: 2 },
+                layers: vec![
+                    Conv2d { out_channels: 16, kernel: 3, padding: 1, stride: 1 },
+                    BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                    Relu,
+                    MaxPool2d { kernel: 2, stride: None },
+                    Conv2d { out_channels: 32, kernel: 3, padding: 1, stride: 1 },
+                    BatchNorm2d { eps: 1e-5, momentum: 0.1 },
+                    Relu,
+                    MaxPool2d { kernel: 2, stride: None },
+                    Flatten,
+                    Linear { out_features: 32 },
+                    Relu,
+                    Linear { out_features: 2 },
+                ],
+                pairs: Some(PairSamples { p_two: 0.5, max_sep_px: 5, extra_mean: 0.0, extra_max: 0 }),
+            },
+            // The notebook's single-electron regression: conv 32 k3, flatten, dense 512, dense 2,
+            // MSE; 16x16 patches of one electron.
+            "pair-reg" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "pair-reg".into(),
+                input_px: 16,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Xy,
+                layers: vec![
+                    Conv2d { out_channels: 32, kernel: 3, padding: 0, stride: 1 },
+                    Relu,
+                    Flatten,
+                    Linear { out_features: 512 },
+                    Relu,
+                    Linear { out_features: 2 },
+                ],
+                pairs: None,
+            },
+            // For `count --split-pairs`: is there a second electron within 3 px (per axis) of the
+            // found one, close enough for the finder to merge them (it drops centres within 2 px
+            // of a stronger one; at 3 px a pair is usually found twice, and the split step drops
+            // a second point that lands on another found electron)? 11x11 crops like `fast`, with
+            // extra electrons outside that box as in frames (1.2 per crop on average: ~0.017
+            // electrons per pixel over the 72 pixels outside the box).
+            "pair-split" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "pair-split".into(),
+                input_px: 11,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Classes { n: 2 },
+                layers: crop_body(2),
+                pairs: Some(PairSamples { p_two: 0.5, max_sep_px: 3, extra_mean: 1.2, extra_max: 6 }),
+            },
+            // For `count --split-pairs`: the two entry points of a merged pair.
+            "pair-loc" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "pair-loc".into(),
+                input_px: 11,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Pair,
+                layers: crop_body(4),
+                pairs: Some(PairSamples { p_two: 1.0, max_sep_px: 3, extra_mean: 1.2, extra_max: 6 }),
             },
             other => {
                 return Err(Error::invalid(
@@ -191,12 +362,40 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    /// Number of outputs of the head: grid cells or 2.
+    /// Number of outputs of the head: grid cells, 2 (x, y), classes, or 4 (two points).
     pub fn head_outputs(&self) -> usize {
         match self.head {
             Head::Grid { cells_per_px, span_px } => (cells_per_px * span_px).pow(2),
             Head::Xy => 2,
+            Head::Classes { n } => n,
+            Head::Pair => 4,
         }
+    }
+
+    /// Target values per training sample: 4 (two points) for pair samples, else 2.
+    pub fn target_dims(&self) -> usize {
+        if self.pairs.is_some() { 4 } else { 2 }
+    }
+
+    /// Fails unless this model has the role of `want` (a single-electron localizer: grid or xy; a
+    /// classifier; a pair localizer), naming the flag, the file and what the model is instead.
+    pub fn expect_role(&self, file: &std::path::Path, flag: &str, want: &Head) -> Result<()> {
+        let same = std::mem::discriminant(&self.head) == std::mem::discriminant(want)
+            || matches!((&self.head, want), (Head::Grid { .. } | Head::Xy, Head::Grid { .. } | Head::Xy));
+        if same {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            flag,
+            format!(
+                "{}: expected {}, but model '{}' is {} (head '{}')",
+                file.display(),
+                want.role(),
+                self.name,
+                self.head.role(),
+                self.head.kind()
+            ),
+        ))
     }
 
     /// Checks the geometry and that the layers chain and end in the head's size.
@@ -205,8 +404,35 @@ impl ModelConfig {
         if self.schema != SCHEMA {
             return bad(format!("schema '{}', expected '{SCHEMA}'", self.schema));
         }
-        if self.input_px == 0 || self.input_px.is_multiple_of(2) {
-            return bad(format!("input_px {} must be odd", self.input_px));
+        if self.input_px == 0 {
+            return bad("input_px must be >= 1".into());
+        }
+        if matches!(self.head, Head::Grid { .. }) && self.input_px.is_multiple_of(2) {
+            return bad(format!("input_px {} must be odd for a grid head", self.input_px));
+        }
+        match (&self.head, &self.pairs) {
+            (Head::Classes { n }, Some(p)) => {
+                if *n != 2 {
+                    return bad(format!("a classes head needs n = 2 (one or two electrons), got {n}"));
+                }
+                if p.p_two <= 0.0 || p.p_two >= 1.0 {
+                    return bad(format!("a classifier needs pairs.p_two in (0, 1), got {}", p.p_two));
+                }
+            }
+            (Head::Pair, Some(p)) if p.p_two != 1.0 => {
+                return bad(format!("a pair localizer trains on pairs only: pairs.p_two must be 1, got {}", p.p_two));
+            }
+            (Head::Classes { .. } | Head::Pair, None) => {
+                return bad(format!("a '{}' head needs pair samples (\"pairs\": {{...}})", self.head.kind()));
+            }
+            (Head::Grid { .. } | Head::Xy, Some(_)) => {
+                return bad(format!("a '{}' head trains on single events: remove \"pairs\"", self.head.kind()));
+            }
+            _ => {}
+        }
+        if self.pairs.is_some() {
+            let spec = self.pair_spec(0, 0, 1, 0.0);
+            spec.validate().map_err(|e| Error::invalid(format!("model '{}'", self.name), format!("pairs: {e}")))?;
         }
         if let Head::Grid { cells_per_px, span_px } = self.head {
             if cells_per_px == 0 || span_px == 0 || span_px % 2 == 0 || span_px > self.input_px {
@@ -292,11 +518,11 @@ impl ModelConfig {
         Ok(out)
     }
 
-    /// The grid's side in cells (`G`), or 0 for the regression head.
+    /// The grid's side in cells (`G`), or 0 for the other heads.
     pub fn grid_cells(&self) -> usize {
         match self.head {
             Head::Grid { cells_per_px, span_px } => cells_per_px * span_px,
-            Head::Xy => 0,
+            _ => 0,
         }
     }
 
@@ -304,7 +530,24 @@ impl ModelConfig {
     pub fn grid_origin_px(&self) -> f32 {
         match self.head {
             Head::Grid { span_px, .. } => (self.input_px / 2) as f32 - ((span_px - 1) / 2) as f32,
-            Head::Xy => 0.0,
+            _ => 0.0,
+        }
+    }
+
+    /// The pair-sample spec of this model (`pairs` must be set; else a one-electron spec) for events
+    /// `[ev_lo, ev_lo + ev_count)` and read noise `sigma_e`.
+    pub fn pair_spec(&self, seed: u64, ev_lo: u32, ev_count: u32, sigma_e: f32) -> super::pairs::PairSpec {
+        let p = self.pairs.unwrap_or(PairSamples { p_two: 0.0, max_sep_px: 1, extra_mean: 0.0, extra_max: 0 });
+        super::pairs::PairSpec {
+            sigma_e,
+            p_two: p.p_two,
+            max_sep_px: p.max_sep_px,
+            shift_px: self.shift_px as u32,
+            side: self.input_px as u32,
+            input_scale: self.input_scale,
+            extra_mean: p.extra_mean,
+            extra_max: p.extra_max,
+            ..super::pairs::PairSpec::new(seed, ev_lo, ev_count)
         }
     }
 }

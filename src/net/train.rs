@@ -11,11 +11,12 @@ use super::data::{
     Batch, LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, VALIDATION_BASE, make_batch_cpu,
     make_batch_record,
 };
-use super::decode::{Decoded, decode};
+use super::decode::{Decoded, decode, pair_error_px};
 use super::gpu_net::GpuNet;
-use super::loss::{MseParams, SoftmaxXentParams, mse_cpu, softmax_xent_cpu};
+use super::loss::{MseParams, PairMseParams, SoftmaxXentParams, mse_cpu, pair_mse_cpu, softmax_xent_cpu};
 use super::model::{Head, Model, ModelConfig};
 use super::optim::{AdamConfig, LrSchedule, adam_cpu};
+use super::pairs::{MakePairsParams, PairSpec, make_pairs_cpu, make_pairs_record};
 use crate::gpu::Device;
 use crate::io::library::EventLibrary;
 use crate::io::model_file::{self, OptimState};
@@ -110,6 +111,74 @@ pub fn mean_error_px(dec: &[Decoded], target: &[f32]) -> f64 {
     s / dec.len().max(1) as f64
 }
 
+/// Where a model's samples come from: single library events (`net/make_batch`) or one-or-two
+/// electron patches (`net/make_pairs`, models with `pairs`).
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    Single(SampleSpec),
+    Pairs(PairSpec),
+}
+
+impl Source {
+    /// The source of `cfg` for events `[ev_lo, ev_lo + ev_count)`.
+    pub fn new(cfg: &ModelConfig, seed: u64, (ev_lo, ev_count): (u32, u32), sigma_e: f32) -> Self {
+        match cfg.pairs {
+            Some(_) => Source::Pairs(cfg.pair_spec(seed, ev_lo, ev_count, sigma_e)),
+            None => Source::Single(SampleSpec { seed, ev_lo, ev_count, sigma_e }),
+        }
+    }
+
+    /// Samples `first .. first + n` on the CPU twins (pair samples: labels = class, target = both
+    /// points).
+    pub fn batch_cpu(&self, cfg: &ModelConfig, first: u64, n: usize, arrays: &LibraryArrays) -> Result<Batch> {
+        Ok(match self {
+            Source::Single(spec) => make_batch_cpu(&MakeBatchParams::new(cfg, spec, first, n), arrays),
+            Source::Pairs(spec) => {
+                let b = make_pairs_cpu(&MakePairsParams::new(spec, first, n)?, arrays);
+                Batch { x: b.x, labels: b.class, target: b.points }
+            }
+        })
+    }
+
+    /// Records the same samples into `net`'s input, labels and target buffers.
+    pub fn record(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        cfg: &ModelConfig,
+        first: u64,
+        n: usize,
+        lb: &LibraryBuffers,
+        net: &GpuNet,
+    ) -> Result<()> {
+        let ctx = net.ctx;
+        match self {
+            Source::Single(spec) => {
+                let p = MakeBatchParams::new(cfg, spec, first, n);
+                make_batch_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target)?
+            }
+            Source::Pairs(spec) => {
+                let p = MakePairsParams::new(spec, first, n)?;
+                make_pairs_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target, &net.sep)?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mean position error of a batch's outputs (pixels; per electron for the pair head), or NaN for a
+/// classifier.
+pub fn batch_error_px(cfg: &ModelConfig, out: &[f32], target: &[f32], n: usize) -> f64 {
+    match cfg.head {
+        Head::Classes { .. } => f64::NAN,
+        Head::Pair => {
+            let s: f64 =
+                out.chunks_exact(4).zip(target.chunks_exact(4)).take(n).map(|(p, t)| pair_error_px(p, t)).sum();
+            s / n.max(1) as f64
+        }
+        _ => mean_error_px(&decode(cfg, out, n), &target[..2 * n]),
+    }
+}
+
 /// Trains. The model file, checkpoint, CSV and PNG are each written atomically.
 pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     if opts.batch == 0 {
@@ -137,8 +206,8 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     let lib = EventLibrary::read_h5(&opts.library)?;
     let arrays = LibraryArrays::new(&lib).map_err(|e| Error::file(&opts.library, e))?;
     let ((tr_lo, tr_n), (va_lo, va_n)) = split_events(lib.len(), opts.holdout)?;
-    let train_spec = SampleSpec { seed: opts.seed, ev_lo: tr_lo, ev_count: tr_n, sigma_e: opts.sigma_e };
-    let val_spec = SampleSpec { seed: opts.seed, ev_lo: va_lo, ev_count: va_n, sigma_e: opts.sigma_e };
+    let train_src = Source::new(&opts.cfg, opts.seed, (tr_lo, tr_n), opts.sigma_e);
+    let val_src = Source::new(&opts.cfg, opts.seed, (va_lo, va_n), opts.sigma_e);
 
     let (mut model, mut optim, mut state) = match &opts.resume {
         Some(path) => {
@@ -196,12 +265,11 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
         for s in 0..steps {
             let t = state.steps_done + 1;
             let first = (t - 1) * opts.batch as u64;
-            let p = MakeBatchParams::new(&opts.cfg, &train_spec, first, opts.batch);
             let (l, c) = match &mut gpu {
                 Some((net, lb)) => {
                     let ctx = net.ctx;
                     let mut enc = ctx.encoder("train_step");
-                    make_batch_record(ctx, &mut enc, &p, lb, &net.input, &net.labels, &net.target)?;
+                    train_src.record(&mut enc, &opts.cfg, first, opts.batch, lb, net)?;
                     net.record_forward(&mut enc, opts.batch, true, opts.seed, t)?;
                     net.record_loss(&mut enc, opts.batch, true)?;
                     net.record_backward(&mut enc, opts.batch, opts.seed, t)?;
@@ -213,7 +281,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
                     (l.iter().map(|&v| v as f64).sum::<f64>(), c.iter().map(|&v| v as f64).sum::<f64>())
                 }
                 None => {
-                    let batch = make_batch_cpu(&p, &arrays);
+                    let batch = train_src.batch_cpu(&opts.cfg, first, opts.batch, &arrays)?;
                     cpu_step(&mut model, &mut optim, &batch, opts, t, lr)?
                 }
             };
@@ -244,7 +312,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
             gpu.as_ref().map(|(n, l)| (n, l)),
             &arrays,
             &opts.cfg,
-            &val_spec,
+            &val_src,
             opts.batch,
             val_steps,
         )?;
@@ -339,6 +407,14 @@ pub fn loss_cpu(cfg: &ModelConfig, out: &[f32], batch: &Batch, n: usize, grad: b
             let p = MseParams { n: n as u32, d: 2, mean_over: 2 * n as u32, write_grad: grad as u32 };
             mse_cpu(&p, out, &batch.target[..2 * n], &mut loss, &mut dout);
         }
+        Head::Classes { .. } => {
+            let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
+            softmax_xent_cpu(&p, out, &batch.labels[..n], &mut loss, &mut correct, &mut dout);
+        }
+        Head::Pair => {
+            let p = PairMseParams { n: n as u32, mean_over: 4 * n as u32, write_grad: grad as u32, _pad: 0 };
+            pair_mse_cpu(&p, out, &batch.target[..4 * n], &mut loss, &mut dout);
+        }
     }
     (loss, correct, dout)
 }
@@ -349,18 +425,19 @@ fn validate(
     gpu: Option<(&GpuNet, &LibraryBuffers)>,
     arrays: &LibraryArrays,
     cfg: &ModelConfig,
-    spec: &SampleSpec,
+    src: &Source,
     batch: usize,
     steps: usize,
 ) -> Result<(f64, f64, f64)> {
     let (mut l, mut c, mut e) = (0.0, 0.0, 0.0);
+    let td = cfg.target_dims();
     for v in 0..steps {
-        let p = MakeBatchParams::new(cfg, spec, VALIDATION_BASE + (v * batch) as u64, batch);
+        let first = VALIDATION_BASE + (v * batch) as u64;
         let (loss, correct, out, target) = match gpu {
             Some((net, lb)) => {
                 let ctx = net.ctx;
                 let mut enc = ctx.encoder("validate");
-                make_batch_record(ctx, &mut enc, &p, lb, &net.input, &net.labels, &net.target)?;
+                src.record(&mut enc, cfg, first, batch, lb, net)?;
                 net.record_forward(&mut enc, batch, false, 0, 0)?;
                 net.record_loss(&mut enc, batch, false)?;
                 let k = cfg.head_outputs();
@@ -368,14 +445,14 @@ fn validate(
                     ctx.readback(&mut enc, &net.loss, (batch * 4) as u64),
                     ctx.readback(&mut enc, &net.correct, (batch * 4) as u64),
                     ctx.readback(&mut enc, net.output(), (batch * k * 4) as u64),
-                    ctx.readback(&mut enc, &net.target, (batch * 8) as u64),
+                    ctx.readback(&mut enc, &net.target, (batch * td * 4) as u64),
                 ];
                 ctx.submit_and_wait(enc)?;
                 let [a, b, o, t] = r;
                 (a.read::<f32>(ctx)?, b.read::<f32>(ctx)?, o.read::<f32>(ctx)?, t.read::<f32>(ctx)?)
             }
             None => {
-                let b = make_batch_cpu(&p, arrays);
+                let b = src.batch_cpu(cfg, first, batch, arrays)?;
                 let act = model.forward_cpu(&b.x, batch, false, 0, 0)?;
                 let (loss, correct, _) = loss_cpu(cfg, act.last(), &b, batch, false);
                 (loss, correct, act.last().to_vec(), b.target)
@@ -383,7 +460,7 @@ fn validate(
         };
         l += loss.iter().map(|&x| x as f64).sum::<f64>();
         c += correct.iter().map(|&x| x as f64).sum::<f64>();
-        e += mean_error_px(&decode(cfg, &out, batch), &target) * batch as f64;
+        e += batch_error_px(cfg, &out, &target, batch) * batch as f64;
     }
     let n = (steps * batch) as f64;
     Ok((l / n, c / n, e / n))

@@ -1,0 +1,298 @@
+//! Issue 6: the one-vs-two classifier and the pair localizer — presets, config checks, a training
+//! step on the GPU equal to the CPU twins for both heads, `eval pairs`, and `count --split-pairs`
+//! (GPU == CPU, splitting adds electrons, classifier/localizer mix-ups are refused).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{assert_close, test_context};
+use emsim::io::library::EventLibrary;
+use emsim::io::model_file;
+use emsim::net::data::LibraryArrays;
+use emsim::net::gpu_net::GpuNet;
+use emsim::net::model::{Head, Model, ModelConfig};
+use emsim::net::train::{Source, loss_cpu};
+
+fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
+}
+
+fn error_line(out: &std::process::Output) -> String {
+    let s = String::from_utf8_lossy(&out.stderr);
+    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
+}
+
+fn library() -> EventLibrary {
+    EventLibrary::read_h5(&emsim::default_library_path()).unwrap()
+}
+
+/// `pair-seed` is the second notebook's Keras network: conv 32 k3, conv 64 k3, max-pool 2, dropout
+/// 0.25, Dense(128) on the last axis (a 1x1 convolution), dropout 0.5, flatten, dense 2 on 16x16.
+#[test]
+fn pair_seed_preset_is_the_notebooks_network() {
+    let cfg = ModelConfig::preset("pair-seed").unwrap();
+    assert_eq!(cfg.input_px, 16);
+    assert_eq!(cfg.head, Head::Classes { n: 2 });
+    let m = Model::new(cfg.clone(), 1).unwrap();
+    // 32*9+32 + 64*32*9+64 + 128*64+128 + 2*(6*6*128)+2 (Keras' model.summary() counts the same)
+    assert_eq!(m.n_trainable(), 320 + 18_496 + 8_320 + 9_218);
+    let plan = cfg.plan(1).unwrap();
+    assert_eq!((plan[4].output.c, plan[4].output.h), (64, 6)); // after the max-pool
+    let reg = ModelConfig::preset("pair-reg").unwrap();
+    // conv 32 k3 on 16x16 -> 14x14x32 = 6272 (the notebook's summary), dense 512, dense 2
+    assert_eq!(reg.plan(1).unwrap()[2].output.c, 6272);
+    assert_eq!(Model::new(reg, 1).unwrap().n_trainable(), 320 + 6272 * 512 + 512 + 512 * 2 + 2);
+    for p in ModelConfig::PRESETS {
+        ModelConfig::preset(p).unwrap().validate().unwrap();
+    }
+}
+
+/// A config whose head and samples do not fit together is refused with a message naming the model.
+#[test]
+fn configs_refuse_mismatched_heads_and_samples() {
+    let mut c = ModelConfig::preset("pair-split").unwrap();
+    c.pairs = None;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("pair-split") && e.contains("needs pair samples"), "{e}");
+    let mut c = ModelConfig::preset("pair-loc").unwrap();
+    c.pairs.as_mut().unwrap().p_two = 0.5;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("p_two must be 1"), "{e}");
+    let mut c = ModelConfig::preset("fast").unwrap();
+    c.pairs = ModelConfig::preset("pair-split").unwrap().pairs;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("single events"), "{e}");
+    let mut c = ModelConfig::preset("pair-split").unwrap();
+    c.pairs.as_mut().unwrap().max_sep_px = 9; // the second electron could leave the 11x11 crop
+    assert!(c.validate().is_err());
+    // JSON round trip keeps the pair settings.
+    let c = ModelConfig::preset("pair-loc").unwrap();
+    let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+}
+
+/// One training step of each new head on the GPU equals the CPU twins' step: losses to 1e-4,
+/// gradients to 2e-3 relative (plus 1e-5 of the model's largest gradient, as in net_train.rs).
+#[test]
+fn training_step_gpu_equals_cpu_for_classifier_and_pair_heads() {
+    let Some(ctx) = test_context() else { return };
+    let lib = library();
+    let arrays = LibraryArrays::new(&lib).unwrap();
+    for preset in ["pair-seed", "pair-split", "pair-loc"] {
+        let cfg = ModelConfig::preset(preset).unwrap();
+        let n = 7;
+        let src = Source::new(&cfg, 9, (0, lib.len() as u32), 20.0);
+        let batch = src.batch_cpu(&cfg, 100, n, &arrays).unwrap();
+        if preset != "pair-loc" {
+            assert!(batch.labels.contains(&0) || batch.labels.contains(&1));
+        }
+        let model = Model::new(cfg.clone(), 11).unwrap();
+        let mut cpu = model.clone();
+        let act = cpu.forward_cpu(&batch.x, n, true, 5, 1).unwrap();
+        let (loss, correct, dout) = loss_cpu(&cfg, act.last(), &batch, n, true);
+        let grads = cpu.backward_cpu(&batch.x, &act, &dout, 5, 1).unwrap();
+
+        let net = GpuNet::new(&ctx, model.clone(), n, true, None).unwrap();
+        // the GPU makes its own samples: they must be the CPU's
+        let lb = emsim::net::data::LibraryBuffers::upload(&ctx, &arrays).unwrap();
+        let mut enc = ctx.encoder("make");
+        src.record(&mut enc, &cfg, 100, n, &lb, &net).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        assert_close(&net.read(&net.input, n * cfg.input_px * cfg.input_px).unwrap(), &batch.x, 1e-6, 1e-5);
+        assert_close(&net.read(&net.target, 4 * n).unwrap(), &batch.target, 1e-6, 0.0);
+        let mut enc = ctx.encoder("step");
+        net.record_forward(&mut enc, n, true, 5, 1).unwrap();
+        net.record_loss(&mut enc, n, true).unwrap();
+        net.record_backward(&mut enc, n, 5, 1).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        assert_close(&net.read(&net.loss, n).unwrap(), &loss, 1e-4, 1e-4);
+        if matches!(cfg.head, Head::Classes { .. }) {
+            assert_eq!(net.read(&net.correct, n).unwrap(), correct, "{preset}");
+        }
+        let ggrads = net.download_grads().unwrap();
+        let global = grads.iter().flatten().fold(0.0f32, |a, &v| a.max(v.abs()));
+        for ((t, g), c) in model.tensors.iter().zip(&ggrads).zip(&grads) {
+            if t.trainable {
+                let scale = c.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+                assert_close(g, c, 1e-5 * global + 1e-4 * scale, 2e-3);
+            }
+        }
+    }
+}
+
+fn save(dir: &Path, preset: &str, name: &str) {
+    let m = Model::new(ModelConfig::preset(preset).unwrap(), 5).unwrap();
+    model_file::save(&m, None, &dir.join(name), false, "--out").unwrap();
+}
+
+/// `eval pairs` on a (briefly trained) classifier: the confusion matrix adds up to the samples,
+/// the separation histogram to the two-electron samples; `eval net` refuses a classifier and
+/// `eval pairs` a single-electron model.
+#[test]
+fn eval_pairs_reports_a_consistent_confusion_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = emsim(
+        &[
+            "train",
+            "--preset",
+            "pair-split",
+            "--epochs",
+            "1",
+            "--batch",
+            "64",
+            "--train-samples",
+            "640",
+            "--val-samples",
+            "128",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            "c.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o =
+        emsim(&["eval", "pairs", "--model", "c.safetensors", "--samples", "600", "--device", "cpu", "--json", "-"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = &r["classifier"];
+    let conf: Vec<u64> = c["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(conf.iter().sum::<u64>(), 600);
+    let two = conf[2] + conf[3];
+    assert!(two > 200 && two < 400, "p_two 0.5: {two} of 600");
+    let hist: u64 = r["by_separation"].as_array().unwrap().iter().map(|b| b["n"].as_u64().unwrap()).sum();
+    assert_eq!(hist, two);
+    let acc = c["accuracy"].as_f64().unwrap();
+    assert!((acc - (conf[0] + conf[3]) as f64 / 600.0).abs() < 1e-12);
+    let hard = c["hard_fraction_of_two"].as_f64().unwrap();
+    assert!(hard > 0.0 && hard < 1.0, "{hard}");
+
+    let o = emsim(&["eval", "net", "--model", "c.safetensors", "--events", "10", "--device", "cpu"], d);
+    let e = error_line(&o);
+    assert!(e.contains("one-vs-two-electron classifier") && e.contains("eval pairs"), "{e}");
+    save(d, "fast", "fast.safetensors");
+    let o = emsim(&["eval", "pairs", "--model", "fast.safetensors", "--samples", "10", "--device", "cpu"], d);
+    let e = error_line(&o);
+    assert!(e.contains("single-electron localizer") && e.contains("eval net"), "{e}");
+}
+
+/// `count --method net --split-pairs` (the shipped pair models): the GPU and CPU paths write the
+/// same electrons; splitting only adds electrons; mixed-up models get a one-line error naming the
+/// flag and leave no output.
+#[test]
+fn count_split_pairs_gpu_equals_cpu_and_mixups_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = emsim(
+        &["frames", "--frames", "2", "--size", "96x96", "--dose", "0.02", "--seed", "4", "--out", "f.h5", "-q"],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |name: &str| {
+        let f = hdf5::File::open(d.join(name)).unwrap();
+        let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
+        (col("x_px"), col("y_px"))
+    };
+    let o = emsim(&["count", "f.h5", "--method", "net", "--out", "plain.h5", "--device", "cpu", "-q"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = read("plain.h5");
+    let mut results = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let out = format!("s-{device}.h5");
+        let o =
+            emsim(&["count", "f.h5", "--method", "net", "--split-pairs", "--out", &out, "--device", device, "-q"], d);
+        assert!(o.status.success(), "{device}: {}", String::from_utf8_lossy(&o.stderr));
+        results.push(read(&out));
+    }
+    let (c, g) = (&results[0], &results[1]);
+    assert_eq!(c.0.len(), g.0.len(), "the same number of electrons on both paths");
+    assert_close(&g.0, &c.0, 1e-3, 0.0);
+    assert_close(&g.1, &c.1, 1e-3, 0.0);
+    assert!(c.0.len() > plain.0.len(), "at dose 0.02 some clusters are split: {} vs {}", c.0.len(), plain.0.len());
+
+    save(d, "pair-split", "cls.safetensors");
+    save(d, "pair-loc", "loc.safetensors");
+    save(d, "fast", "fast.safetensors");
+    let count = |extra: &[&str]| {
+        let mut a = vec!["count", "f.h5", "--method", "net", "--split-pairs", "--out", "x.h5", "--device", "cpu"];
+        a.extend_from_slice(extra);
+        emsim(&a, d)
+    };
+    let e = error_line(&count(&["--pair-classifier", "loc.safetensors", "--pair-localizer", "loc.safetensors"]));
+    assert!(
+        e.contains("--pair-classifier")
+            && e.contains("expected a one-vs-two-electron classifier")
+            && e.contains("two-electron localizer"),
+        "{e}"
+    );
+    let e = error_line(&count(&["--pair-classifier", "cls.safetensors", "--pair-localizer", "cls.safetensors"]));
+    assert!(e.contains("--pair-localizer") && e.contains("expected a two-electron localizer"), "{e}");
+    let e = error_line(&count(&["--pair-localizer", "fast.safetensors"]));
+    assert!(e.contains("--pair-localizer") && e.contains("single-electron localizer"), "{e}");
+    let e = error_line(&count(&["--model", "cls.safetensors"]));
+    assert!(e.contains("--model") && e.contains("expected a single-electron localizer"), "{e}");
+    let o = emsim(&["count", "f.h5", "--method", "c3x3", "--split-pairs", "--out", "x.h5"], d);
+    assert!(error_line(&o).contains("--split-pairs"), "{}", error_line(&o));
+    assert!(!d.join("x.h5").exists());
+}
+
+/// `eval dose` runs the whole pipeline per dose (frames, count, count --split-pairs, matching):
+/// per dose three methods with recall and precision in [0, 1], splitting never finds fewer
+/// electrons than the network alone, the loss to overlap is measured against the first dose, and
+/// both plots are written.
+#[test]
+fn eval_dose_sweeps_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = emsim(
+        &[
+            "eval",
+            "dose",
+            "--doses",
+            "0.002,0.02",
+            "--frames",
+            "2",
+            "--size",
+            "64x64",
+            "--device",
+            "cpu",
+            "--json",
+            "-",
+            "--plots",
+            "p",
+            "-q",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let points = r["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for p in points {
+        let m = p["methods"].as_array().unwrap();
+        let names: Vec<&str> = m.iter().map(|x| x["method"].as_str().unwrap()).collect();
+        assert_eq!(names, ["c3x3t", "net", "net+split"]);
+        for x in m {
+            for k in ["recall", "precision"] {
+                let v = x[k].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "{k} {v}");
+            }
+        }
+        assert!(m[2]["n_found"].as_u64() >= m[1]["n_found"].as_u64());
+        assert_eq!(m[0]["n_found"], m[1]["n_found"], "the centroid and the network share the finder");
+    }
+    assert_eq!(points[0]["centroid_overlap_loss"].as_f64().unwrap(), 0.0);
+    assert!(d.join("p/recall_vs_dose.png").exists() && d.join("p/precision_vs_dose.png").exists());
+    let o = emsim(&["eval", "dose", "--doses", "0.02,0.01", "--device", "cpu"], d);
+    assert!(error_line(&o).contains("--doses"), "{}", error_line(&o));
+}

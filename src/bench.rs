@@ -189,17 +189,49 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
 /// Times finding + localization (every classical method at once; the 3x3 centroid among them) on
 /// frames already in host memory (no disk), `repeats` times.
 pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
+    bench_count_with(device, lib, cfg, repeats, crate::count::CountConfig::default(), "count")
+}
+
+/// Times `count --method net` with the shipped `fast` model (`split`: also `--split-pairs` with the
+/// shipped `pair-split` / `pair-loc` models, default threshold 0.9 and dedupe 3 px).
+pub fn bench_count_net(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+    split: bool,
+) -> Result<BenchRecord> {
+    let net = crate::io::model_file::load(&crate::default_model_path(), None)?.model;
+    let pairs = if split { Some(crate::count::split::load_pair_models(None, None, &net, 0.9, 3.0)?) } else { None };
+    let ccfg = crate::count::CountConfig { net: Some(net), pairs, ..Default::default() };
+    let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" })?;
+    r.timed = format!(
+        "{} + crops + network inference{} (fast model)",
+        r.timed,
+        if split { " + one-vs-two classifier + pair localizer" } else { "" }
+    );
+    r.model = Some(if split { "fast+pair-split+pair-loc" } else { "fast" }.into());
+    Ok(r)
+}
+
+fn bench_count_with(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+    ccfg: crate::count::CountConfig,
+    stage: &str,
+) -> Result<BenchRecord> {
     let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu)?;
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
     let frames = gen_.generate(0, &counts)?.frames;
-    let ccfg = crate::count::CountConfig::default();
     let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
     let batch = counter.batch_frames() as usize;
     let px = (cfg.height * cfg.width) as usize;
     let run_all = || -> Result<u64> {
         let mut found = 0u64;
         for chunk in frames.chunks(batch * px) {
-            found += counter.count(chunk)?.cands.len() as u64;
+            found += counter.count(chunk)?.net_electrons() as u64;
         }
         Ok(found)
     };
@@ -212,7 +244,7 @@ pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repe
         times.push(t.elapsed().as_secs_f64());
     }
     let mut r = BenchRecord::timing(
-        "count",
+        stage,
         device.path_name(),
         "upload + calibrate + 3x3 sums + finding + compaction + all classical methods + readback (frames in memory, no disk)",
         &mut times,
@@ -438,6 +470,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             };
             records.push(bench_frames(d, &lib, &cfg, repeats)?);
             records.push(bench_count(d, &lib, &cfg, repeats)?);
+        }
+    }
+    // Counting with the network, and with pair splitting (issue 6), on 256x256 frames at dose 0.005.
+    let dose_cfg = FramesConfig {
+        frames: if opts.quick { 8 } else { 64 },
+        height: 256,
+        width: 256,
+        electrons: crate::frames::ElectronCount::Dose { electrons_per_pixel: 0.005 },
+        ..Default::default()
+    };
+    for d in &devices {
+        for split in [false, true] {
+            records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split)?);
         }
     }
     // The network: the seed network at the issue's batch of 1000 (PyTorch's figures are for that),

@@ -296,3 +296,76 @@ fn eval_dose_sweeps_the_pipeline() {
     let o = emsim(&["eval", "dose", "--doses", "0.02,0.01", "--device", "cpu"], d);
     assert!(error_line(&o).contains("--doses"), "{}", error_line(&o));
 }
+
+/// The issue's acceptance, scaled down for CI: at dose 0.005 (where the 3x3 thresholded centroid
+/// loses ~6 % of the electrons to overlap, against dose 0.001) the shipped pair models recover at
+/// least half of the loss, counted beyond what splitting gains at the reference dose too, and cost
+/// at most 1.5 points of precision (docs/pairs.md has the full-size figures: 86 % / 63 % recovered,
+/// -0.9 points, on 100 frames). 30 frames of 256x256 per dose: ~10,000 electrons at 0.005.
+#[test]
+fn shipped_pair_models_recover_most_of_the_overlap_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = emsim(
+        &[
+            "eval",
+            "dose",
+            "--doses",
+            "0.001,0.005",
+            "--frames",
+            "30",
+            "--size",
+            "256x256",
+            "--seed",
+            "11",
+            "--device",
+            "cpu",
+            "--json",
+            "-",
+            "-q",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &r["points"][1];
+    let loss = p["centroid_overlap_loss"].as_f64().unwrap();
+    let rec = p["split_recovered_fraction_beyond_reference"].as_f64().unwrap();
+    let dprec = p["split_precision_change_points"].as_f64().unwrap();
+    eprintln!("loss {loss:.4}, recovered {rec:.3} beyond the reference gain, precision {dprec:+.2} points");
+    assert!(loss > 0.04, "the centroid should lose ~6 % at dose 0.005: {loss}");
+    assert!(rec >= 0.5, "splitting recovers {rec} of the loss");
+    assert!(dprec >= -1.5, "precision change {dprec} points");
+}
+
+/// The shipped classifiers (`pair-seed`, the second notebook's network, and our `pair-compact`;
+/// docs/pairs.md) on held-out samples of the default library: the issue asks for 97 %; on 10,000
+/// samples they score 97.3 % / 97.2 %, so 96.5 % on 4,000 leaves room for sampling noise (the
+/// standard error is 0.27 points) while still failing a model that has lost its training.
+#[test]
+fn shipped_classifiers_reach_the_notebooks_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["pair-seed", "pair-compact"] {
+        let model = emsim::shipped_model_path(name);
+        let o = emsim(
+            &[
+                "eval",
+                "pairs",
+                "--model",
+                model.to_str().unwrap(),
+                "--samples",
+                "4000",
+                "--device",
+                "cpu",
+                "--json",
+                "-",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let acc = r["classifier"]["accuracy"].as_f64().unwrap();
+        eprintln!("{name}: accuracy {acc:.4}");
+        assert!(acc >= 0.965, "{name}: accuracy {acc}");
+        assert_eq!(r["max_sep_px"].as_u64(), Some(5));
+    }
+}

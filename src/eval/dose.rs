@@ -58,6 +58,9 @@ pub struct DosePoint {
     pub centroid_overlap_loss: f64,
     /// Fraction of that loss pair splitting recovers (NaN where the loss is 0).
     pub split_recovered_fraction: f64,
+    /// The same, counting only the recall splitting gains beyond what it gains at the reference
+    /// dose (where it also recovers some electrons that are not lost to overlap).
+    pub split_recovered_fraction_beyond_reference: f64,
     /// Precision of net+split minus the centroid's, points (x100).
     pub split_precision_change_points: f64,
 }
@@ -151,16 +154,19 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
             methods,
             centroid_overlap_loss: 0.0,
             split_recovered_fraction: f64::NAN,
+            split_recovered_fraction_beyond_reference: f64::NAN,
             split_precision_change_points: 0.0,
         });
         std::fs::remove_file(&frames).ok();
     }
     let ref_recall = points[0].methods[0].recall;
+    let ref_gain = points[0].methods[2].recall - ref_recall;
     for p in &mut points {
         let (c, s) = (&p.methods[0], &p.methods[2]);
         p.centroid_overlap_loss = ref_recall - c.recall;
-        p.split_recovered_fraction =
-            if p.centroid_overlap_loss > 0.0 { (s.recall - c.recall) / p.centroid_overlap_loss } else { f64::NAN };
+        let (gain, loss) = (s.recall - c.recall, p.centroid_overlap_loss);
+        p.split_recovered_fraction = if loss > 0.0 { gain / loss } else { f64::NAN };
+        p.split_recovered_fraction_beyond_reference = if loss > 0.0 { (gain - ref_gain) / loss } else { f64::NAN };
         p.split_precision_change_points = 100.0 * (s.precision - c.precision);
     }
     Ok(DoseReport {
@@ -233,10 +239,12 @@ impl DoseReport {
                 ));
             }
             s.push_str(&format!(
-                "{}loss to overlap (centroid, vs the lowest dose) {:.4}; split recovers {:.1} % of it; precision change {:+.2} points\n",
+                "{}loss to overlap (centroid, vs the lowest dose) {:.4}; split recovers {:.1} % of it ({:.1} % beyond \
+                 its gain at the lowest dose); precision change {:+.2} points\n",
                 " ".repeat(21),
                 p.centroid_overlap_loss,
                 100.0 * p.split_recovered_fraction,
+                100.0 * p.split_recovered_fraction_beyond_reference,
                 p.split_precision_change_points
             ));
         }

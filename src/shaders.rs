@@ -305,6 +305,13 @@ pub const NET_DROPOUT: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const NET_GRID_LABEL: Kernel = Kernel {
+    name: "net/grid_label",
+    source: wgsl!("shared/rng.wgsl", "net/grid_label.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
 pub const NET_CROP: Kernel = Kernel {
     name: "net/crop",
     source: wgsl!("shared/rng.wgsl", "net/crop.wgsl"),
@@ -373,6 +380,7 @@ pub const ALL: &[Kernel] = &[
     NET_BATCHNORM2D_BWD_INPUT,
     NET_DROPOUT,
     NET_CROP,
+    NET_GRID_LABEL,
     NET_MAKE_PAIRS,
     NET_PAIR_MSE,
 ];

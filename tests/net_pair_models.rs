@@ -80,7 +80,7 @@ fn training_step_gpu_equals_cpu_for_classifier_and_pair_heads() {
     let Some(ctx) = test_context() else { return };
     let lib = library();
     let arrays = LibraryArrays::new(&lib).unwrap();
-    for preset in ["pair-seed", "pair-split", "pair-loc"] {
+    for preset in ["pair-seed", "pair-split", "pair-loc", "fast-neighbours"] {
         let cfg = ModelConfig::preset(preset).unwrap();
         let n = 7;
         let src = Source::new(&cfg, 9, (0, lib.len() as u32), 20.0);
@@ -102,6 +102,15 @@ fn training_step_gpu_equals_cpu_for_classifier_and_pair_heads() {
         ctx.submit_and_wait(enc).unwrap();
         assert_close(&net.read(&net.input, n * cfg.input_px * cfg.input_px).unwrap(), &batch.x, 1e-6, 1e-5);
         assert_close(&net.read(&net.target, 4 * n).unwrap(), &batch.target, 1e-6, 0.0);
+        if matches!(cfg.head, Head::Grid { .. }) {
+            let rb = {
+                let mut enc = ctx.encoder("labels");
+                let r = ctx.readback(&mut enc, &net.labels, (n * 4) as u64);
+                ctx.submit_and_wait(enc).unwrap();
+                r.read::<u32>(&ctx).unwrap()
+            };
+            assert_eq!(rb, batch.labels, "{preset}: grid labels of the pair samples");
+        }
         let mut enc = ctx.encoder("step");
         net.record_forward(&mut enc, n, true, 5, 1).unwrap();
         net.record_loss(&mut enc, n, true).unwrap();
@@ -368,4 +377,37 @@ fn shipped_classifiers_reach_the_notebooks_accuracy() {
         assert!(acc >= 0.965, "{name}: accuracy {acc}");
         assert_eq!(r["max_sep_px"].as_u64(), Some(5));
     }
+}
+
+/// `net/grid_label` equals its twin exactly (points inside and outside the grid, odd batch sizes),
+/// and on single-electron samples it gives `make_batch`'s own labels (computed from crop
+/// coordinates instead: equal except, rarely, a point within float rounding of a cell edge).
+#[test]
+fn grid_label_gpu_matches_twin_and_make_batch() {
+    use emsim::net::data::{
+        GridLabelParams, MakeBatchParams, SampleSpec, grid_label_gpu, grid_label_points_cpu, make_batch_cpu,
+    };
+    use rand::RngExt;
+    let cfg = ModelConfig::preset("fast").unwrap();
+    let Some(ctx) = test_context() else { return };
+    let mut rng = common::test_rng("grid_label");
+    for (n, stride) in [(1usize, 2usize), (257, 4), (1000, 3)] {
+        let points: Vec<f32> = (0..n * stride).map(|_| rng.random_range(-2.5f32..2.5)).collect();
+        let p = GridLabelParams::new(&cfg, n, stride);
+        let mut cpu = vec![u32::MAX; n];
+        grid_label_points_cpu(&p, &points, &mut cpu);
+        assert_eq!(grid_label_gpu(&ctx, &p, &points).unwrap(), cpu, "n {n} stride {stride}");
+        assert!(cpu.iter().all(|&l| l < 24 * 24));
+        if n > 100 {
+            assert!(cpu.contains(&0) && cpu.contains(&(24 * 24 - 1)), "clamped corners occur");
+        }
+    }
+    let lib = library();
+    let arrays = LibraryArrays::new(&lib).unwrap();
+    let spec = SampleSpec { seed: 3, ev_lo: 0, ev_count: lib.len() as u32, sigma_e: 20.0 };
+    let b = make_batch_cpu(&MakeBatchParams::new(&cfg, &spec, 0, 4000), &arrays);
+    let mut labels = vec![0u32; 4000];
+    grid_label_points_cpu(&GridLabelParams::new(&cfg, 4000, 2), &b.target, &mut labels);
+    let same = labels.iter().zip(&b.labels).filter(|(a, b)| a == b).count();
+    assert!(same >= 3990, "{same} of 4000 labels agree with make_batch");
 }

@@ -187,6 +187,74 @@ pub fn grid_label(p: &MakeBatchParams, tx: f32, ty: f32) -> u32 {
     (cy * g + cx) as u32
 }
 
+/// Keep in sync with `GridLabelParams` in shaders/net/grid_label.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GridLabelParams {
+    pub n: u32,
+    /// Values per sample in `points` (the point is the first two).
+    pub stride: u32,
+    pub grid_cells: u32,
+    pub cells_per_px: f32,
+    /// The grid's left/top edge relative to the centre of the crop's centre pixel, pixels.
+    pub origin: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+const _: () = assert!(std::mem::size_of::<GridLabelParams>() == 32);
+
+impl GridLabelParams {
+    /// For `cfg`'s grid head (panics on another head), `n` samples of `stride` values.
+    pub fn new(cfg: &ModelConfig, n: usize, stride: usize) -> Self {
+        let Head::Grid { cells_per_px, .. } = cfg.head else { panic!("grid labels for a grid head only") };
+        Self {
+            n: n as u32,
+            stride: stride as u32,
+            grid_cells: cfg.grid_cells() as u32,
+            cells_per_px: cells_per_px as f32,
+            origin: cfg.grid_origin_px() - (cfg.input_px / 2) as f32 - 0.5,
+            ..Default::default()
+        }
+    }
+}
+
+/// CPU twin of `net/grid_label`: the grid cell of each sample's point (relative to the centre of
+/// the centre pixel), clamped to the grid.
+pub fn grid_label_points_cpu(p: &GridLabelParams, points: &[f32], labels: &mut [u32]) {
+    let g = p.grid_cells as i32;
+    for i in 0..p.n as usize {
+        let (x, y) = (points[i * p.stride as usize], points[i * p.stride as usize + 1]);
+        let cx = (((x - p.origin) * p.cells_per_px).floor() as i32).clamp(0, g - 1);
+        let cy = (((y - p.origin) * p.cells_per_px).floor() as i32).clamp(0, g - 1);
+        labels[i] = (cy * g + cx) as u32;
+    }
+}
+
+/// Records `net/grid_label` (one thread per sample).
+pub fn grid_label_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &GridLabelParams,
+    points: &wgpu::Buffer,
+    labels: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    let u = ctx.uniform("grid_label_params", p);
+    ctx.dispatch(enc, &shaders::NET_GRID_LABEL, &[&u, points, labels], p.n as u64)
+}
+
+/// Test wrapper.
+pub fn grid_label_gpu(ctx: &GpuContext, p: &GridLabelParams, points: &[f32]) -> crate::Result<Vec<u32>> {
+    let n = p.n as usize;
+    let pb = ctx.upload("points", points)?;
+    let lb = ctx.upload("labels", &vec![u32::MAX; n.max(1)])?;
+    let mut enc = ctx.encoder("grid_label");
+    grid_label_record(ctx, &mut enc, p, &pb, &lb)?;
+    let r = ctx.readback(&mut enc, &lb, (n * 4) as u64);
+    ctx.submit_and_wait(enc)?;
+    Ok(r.read(ctx)?)
+}
+
 /// The library on the GPU.
 pub struct LibraryBuffers {
     pub offsets: wgpu::Buffer,

@@ -105,7 +105,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     if o.events == 0 {
         return Err(Error::invalid("--events", "must be at least 1"));
     }
-    if model.cfg.pairs.is_some() || !matches!(model.cfg.head, Head::Grid { .. } | Head::Xy) {
+    if !matches!(model.cfg.head, Head::Grid { .. } | Head::Xy) {
         return Err(Error::invalid(
             "--model",
             format!(

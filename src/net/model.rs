@@ -172,8 +172,17 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// The preset names.
-    pub const PRESETS: &'static [&'static str] =
-        &["seed", "seed-84", "fast", "pair-seed", "pair-compact", "pair-reg", "pair-split", "pair-loc"];
+    pub const PRESETS: &'static [&'static str] = &[
+        "seed",
+        "seed-84",
+        "fast",
+        "fast-neighbours",
+        "pair-seed",
+        "pair-compact",
+        "pair-reg",
+        "pair-split",
+        "pair-loc",
+    ];
 
     /// A preset by name (see [`ModelConfig::PRESETS`]).
     pub fn preset(name: &str) -> Result<Self> {
@@ -243,6 +252,14 @@ impl ModelConfig {
                     Linear { out_features: 24 * 24 },
                 ],
                 pairs: None,
+            },
+            // `fast` trained among neighbours: 1.2 other electrons on average (capped at 6) in the
+            // crop, at least 3 px (per axis) from the one to localize (closer ones are merged by
+            // the finder: the pair models' job).
+            "fast-neighbours" => ModelConfig {
+                name: "fast-neighbours".into(),
+                pairs: Some(PairSamples { p_two: 0.0, max_sep_px: 2, extra_mean: 1.2, extra_max: 6 }),
+                ..Self::preset("fast")?
             },
             // The second seed notebook's one-vs-two classifier (Keras): conv 32 k3, conv 64 k3,
             // max-pool 2, dropout 0.25, Dense(128) (Keras applies Dense to the last axis of a 4-D
@@ -425,8 +442,14 @@ impl ModelConfig {
             (Head::Classes { .. } | Head::Pair, None) => {
                 return bad(format!("a '{}' head needs pair samples (\"pairs\": {{...}})", self.head.kind()));
             }
+            // a localizer trained among neighbours: one electron, extras elsewhere in the crop
+            (Head::Grid { .. }, Some(p)) if p.p_two == 0.0 => {}
             (Head::Grid { .. } | Head::Xy, Some(_)) => {
-                return bad(format!("a '{}' head trains on single events: remove \"pairs\"", self.head.kind()));
+                return bad(format!(
+                    "a '{}' head trains on single events: remove \"pairs\" (a grid head may keep them with \
+                     p_two = 0, for neighbours only)",
+                    self.head.kind()
+                ));
             }
             _ => {}
         }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::data::{
-    Batch, LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, VALIDATION_BASE, make_batch_cpu,
-    make_batch_record,
+    Batch, GridLabelParams, LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, VALIDATION_BASE,
+    grid_label_points_cpu, grid_label_record, make_batch_cpu, make_batch_record,
 };
 use super::decode::{Decoded, decode, pair_error_px};
 use super::gpu_net::GpuNet;
@@ -135,7 +135,11 @@ impl Source {
             Source::Single(spec) => make_batch_cpu(&MakeBatchParams::new(cfg, spec, first, n), arrays),
             Source::Pairs(spec) => {
                 let b = make_pairs_cpu(&MakePairsParams::new(spec, first, n)?, arrays);
-                Batch { x: b.x, labels: b.class, target: b.points }
+                let mut labels = b.class;
+                if matches!(cfg.head, Head::Grid { .. }) {
+                    grid_label_points_cpu(&GridLabelParams::new(cfg, n, 4), &b.points, &mut labels);
+                }
+                Batch { x: b.x, labels, target: b.points }
             }
         })
     }
@@ -158,7 +162,10 @@ impl Source {
             }
             Source::Pairs(spec) => {
                 let p = MakePairsParams::new(spec, first, n)?;
-                make_pairs_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target, &net.sep)?
+                make_pairs_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target, &net.sep)?;
+                if matches!(cfg.head, Head::Grid { .. }) {
+                    grid_label_record(ctx, enc, &GridLabelParams::new(cfg, n, 4), &net.target, &net.labels)?;
+                }
             }
         }
         Ok(())
@@ -175,7 +182,12 @@ pub fn batch_error_px(cfg: &ModelConfig, out: &[f32], target: &[f32], n: usize) 
                 out.chunks_exact(4).zip(target.chunks_exact(4)).take(n).map(|(p, t)| pair_error_px(p, t)).sum();
             s / n.max(1) as f64
         }
-        _ => mean_error_px(&decode(cfg, out, n), &target[..2 * n]),
+        _ => {
+            // the first point of each sample (pair samples carry two)
+            let td = cfg.target_dims();
+            let first: Vec<f32> = target.chunks_exact(td).take(n).flat_map(|t| [t[0], t[1]]).collect();
+            mean_error_px(&decode(cfg, out, n), &first)
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub fn generator() -> String {
 
 /// The default network for `count --method net` (the trained `fast` preset), in `assets/models/`.
 pub fn default_model_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fast.safetensors")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fast-neighbours.safetensors")
 }
 
 /// A model shipped in `assets/models/` (`<name>.safetensors`).

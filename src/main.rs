@@ -101,7 +101,8 @@ struct InferArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast;
+    /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast,
+    /// fast-neighbours (fast trained among other electrons);
     /// one-vs-two classifiers pair-seed (the second seed notebook's), pair-compact; pair-reg (the notebook's
     /// single-electron regression); for count --split-pairs: pair-split (classifier), pair-loc (pair localizer).
     #[arg(long, default_value = "seed", conflicts_with = "config")]
@@ -112,6 +113,13 @@ struct TrainArgs {
     /// Event library (default: the shipped 300 keV library).
     #[arg(long)]
     library: Option<PathBuf>,
+    /// Train on crops of a frames dataset with truth (an emsim frames file) instead of library
+    /// events: real neighbours and overlaps; its read noise is in the frames (--sigma-e is not used).
+    #[arg(long, conflicts_with = "library")]
+    frames: Option<PathBuf>,
+    /// With --frames: use at most this many frames (the last --holdout of them for validation).
+    #[arg(long, requires = "frames")]
+    max_frames: Option<u64>,
     #[arg(long)]
     out: PathBuf,
     #[arg(long)]
@@ -358,7 +366,7 @@ struct CountArgs {
     /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t, net.
     #[arg(long, default_value = "c3x3")]
     method: String,
-    /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast.safetensors).
+    /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast-neighbours.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Crops per network batch (--method net).
@@ -572,7 +580,7 @@ struct DoseArgs {
     /// Event library (default: the one in assets/).
     #[arg(long)]
     library: Option<PathBuf>,
-    /// The network (default: assets/models/fast.safetensors).
+    /// The network (default: assets/models/fast-neighbours.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
     /// The one-vs-two classifier (default: assets/models/pair-split.safetensors).
@@ -948,6 +956,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let opts = emsim::net::train::TrainOptions {
         cfg,
         library: a.library.unwrap_or_else(emsim::default_library_path),
+        frames: a.frames,
+        max_frames: a.max_frames,
         out: a.out,
         force: a.force,
         epochs: a.epochs,

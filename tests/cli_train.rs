@@ -163,3 +163,100 @@ fn train_from_a_config_file() {
     let e = error_line(&o);
     assert!(e.contains("bad.json") && e.contains("head needs 2"), "{e}");
 }
+
+/// `train --frames`: crops of a frames dataset with truth. A sample's crop is the frame's charge
+/// around the true electron's pixel (shifted by at most `shift_px`), its target the true point
+/// relative to the crop's centre pixel; the CPU and GPU paths train to the same losses; a pair
+/// model or a frames file without truth is refused.
+#[test]
+fn train_from_frames_cuts_the_right_crops_and_paths_agree() {
+    use emsim::net::frames_data::FrameSamples;
+    use emsim::net::model::ModelConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = emsim(
+        &[
+            "frames", "--frames", "6", "--size", "64x64", "--dose", "0.01", "--seed", "8", "--out", "f.h5", "--device",
+            "cpu", "-q",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fs = FrameSamples::load(&d.join("f.h5"), None, 0.34).unwrap();
+    let ((lo, n), (vlo, vn)) = fs.split();
+    assert_eq!(lo, 0);
+    assert_eq!(lo + n, vlo);
+    assert!(n > 0 && vn > 0);
+    assert!(fs.frame[..vlo as usize].iter().all(|&f| f < 4) && fs.frame[vlo as usize..].iter().all(|&f| f >= 4));
+    let cfg = ModelConfig::preset("fast").unwrap();
+    let b = fs.batch(&cfg, 3, (lo, n), 0, 50);
+    let side = cfg.input_px;
+    for s in 0..50 {
+        let (e, cx, cy) = fs.choice(3, cfg.shift_px, (lo, n), s as u64);
+        assert!(e < vlo as usize, "training samples come from the training frames");
+        let (tx, ty) = (b.target[2 * s], b.target[2 * s + 1]);
+        assert_eq!((tx, ty), (fs.x_px[e] - (cx as f32 + 0.5), fs.y_px[e] - (cy as f32 + 0.5)));
+        assert!(tx.abs() <= 1.5 && ty.abs() <= 1.5, "within shift_px = 1 of the centre pixel: ({tx}, {ty})");
+        let plane = &fs.frames_e[fs.frame[e] as usize * 64 * 64..][..64 * 64];
+        for i in 0..side as i64 {
+            for j in 0..side as i64 {
+                let (r, c) = (cy - (side / 2) as i64 + i, cx - (side / 2) as i64 + j);
+                let want = if (0..64).contains(&r) && (0..64).contains(&c) {
+                    plane[(r * 64 + c) as usize] * cfg.input_scale
+                } else {
+                    0.0
+                };
+                assert_eq!(b.x[s * side * side + (i as usize) * side + j as usize], want);
+            }
+        }
+    }
+    // training on both paths
+    let args = |dev: &str, out: &str| -> Vec<String> {
+        [
+            "train",
+            "--preset",
+            "fast",
+            "--frames",
+            "f.h5",
+            "--holdout",
+            "0.34",
+            "--epochs",
+            "1",
+            "--batch",
+            "16",
+            "--train-samples",
+            "64",
+            "--val-samples",
+            "32",
+            "--seed",
+            "2",
+            "--quiet",
+            "--device",
+            dev,
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run_args = |a: Vec<String>| emsim(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>(), d);
+    let o = run_args(args("cpu", "c.safetensors"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_args(args("gpu", "g.safetensors"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let row = |f: &str| -> Vec<f64> {
+        let t = std::fs::read_to_string(d.join(f)).unwrap();
+        t.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect()
+    };
+    let (c, g) = (row("c.csv"), row("g.csv"));
+    for k in [2, 4] {
+        assert!((c[k] - g[k]).abs() <= 2e-3 * c[k].abs().max(1.0), "column {k}: cpu {} gpu {}", c[k], g[k]);
+    }
+    // refused: a pair model; --frames with --library
+    let o = emsim(&["train", "--preset", "pair-split", "--frames", "f.h5", "--out", "p.safetensors"], d);
+    assert!(error_line(&o).contains("--frames"), "{}", error_line(&o));
+    assert!(!d.join("p.safetensors").exists());
+    let o = emsim(&["train", "--frames", "f.h5", "--library", "x.h5", "--out", "p.safetensors"], d);
+    assert!(!o.status.success());
+}

@@ -118,15 +118,23 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     assert!(!d.join("x.h5").exists());
 }
 
-/// The shipped `fast` model (assets/models, trained by `emsim train`, see docs/network.md) loads as
-/// the default of `count --method net` and, on held-out events of the default library (sigma 20 e),
-/// localizes better than every classical centroid computed on the same crops.
+/// The shipped `fast` and `fast-neighbours` models (assets/models, trained by `emsim train`, see
+/// docs/network.md; `fast-neighbours` is the default of `count --method net`) load with their
+/// presets and, on held-out events of the default library (sigma 20 e), localize better than every
+/// classical centroid computed on the same crops.
 #[test]
 fn shipped_fast_model_beats_the_centroids_on_heldout_events() {
+    for (path, preset) in
+        [(emsim::shipped_model_path("fast"), "fast"), (emsim::default_model_path(), "fast-neighbours")]
+    {
+        shipped_model_beats_the_centroids(&path, preset);
+    }
+}
+
+fn shipped_model_beats_the_centroids(path: &std::path::Path, preset: &str) {
     use emsim::net::heldout::{HeldoutOptions, heldout_eval};
-    let path = emsim::default_model_path();
-    let loaded = emsim::io::model_file::load(&path, Some(&emsim::net::model::ModelConfig::preset("fast").unwrap()))
-        .expect("the shipped fast model");
+    let loaded = emsim::io::model_file::load(path, Some(&emsim::net::model::ModelConfig::preset(preset).unwrap()))
+        .expect("the shipped model");
     let lib = emsim::io::library::EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
     let o = HeldoutOptions { events: 3000, seed: 11, ..Default::default() };
     let r = heldout_eval(&loaded.model, &lib, &o, &emsim::gpu::Device::Cpu).unwrap();

@@ -84,7 +84,7 @@ fn training_step_gpu_equals_cpu_for_classifier_and_pair_heads() {
         let cfg = ModelConfig::preset(preset).unwrap();
         let n = 7;
         let src = Source::new(&cfg, 9, (0, lib.len() as u32), 20.0);
-        let batch = src.batch_cpu(&cfg, 100, n, &arrays).unwrap();
+        let batch = src.batch_cpu(&cfg, 100, n, Some(&arrays)).unwrap();
         if preset != "pair-loc" {
             assert!(batch.labels.contains(&0) || batch.labels.contains(&1));
         }
@@ -98,7 +98,7 @@ fn training_step_gpu_equals_cpu_for_classifier_and_pair_heads() {
         // the GPU makes its own samples: they must be the CPU's
         let lb = emsim::net::data::LibraryBuffers::upload(&ctx, &arrays).unwrap();
         let mut enc = ctx.encoder("make");
-        src.record(&mut enc, &cfg, 100, n, &lb, &net).unwrap();
+        src.record(&mut enc, &cfg, 100, n, Some(&lb), &net).unwrap();
         ctx.submit_and_wait(enc).unwrap();
         assert_close(&net.read(&net.input, n * cfg.input_px * cfg.input_px).unwrap(), &batch.x, 1e-6, 1e-5);
         assert_close(&net.read(&net.target, 4 * n).unwrap(), &batch.target, 1e-6, 0.0);

@@ -25,6 +25,7 @@ pub mod crop;
 pub mod data;
 pub mod decode;
 pub mod dropout;
+pub mod frames_data;
 pub mod gpu_net;
 pub mod heldout;
 pub mod infer;

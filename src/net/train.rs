@@ -12,6 +12,7 @@ use super::data::{
     grid_label_points_cpu, grid_label_record, make_batch_cpu, make_batch_record,
 };
 use super::decode::{Decoded, decode, pair_error_px};
+use super::frames_data::FrameSamples;
 use super::gpu_net::GpuNet;
 use super::loss::{MseParams, PairMseParams, SoftmaxXentParams, mse_cpu, pair_mse_cpu, softmax_xent_cpu};
 use super::model::{Head, Model, ModelConfig};
@@ -27,6 +28,10 @@ use crate::{Error, Result};
 pub struct TrainOptions {
     pub cfg: ModelConfig,
     pub library: PathBuf,
+    /// Train on crops of this frames dataset with truth instead of the library.
+    pub frames: Option<PathBuf>,
+    /// Use at most this many frames of `frames`.
+    pub max_frames: Option<u64>,
     pub out: PathBuf,
     pub force: bool,
     pub epochs: u32,
@@ -111,15 +116,17 @@ pub fn mean_error_px(dec: &[Decoded], target: &[f32]) -> f64 {
     s / dec.len().max(1) as f64
 }
 
-/// Where a model's samples come from: single library events (`net/make_batch`) or one-or-two
-/// electron patches (`net/make_pairs`, models with `pairs`).
-#[derive(Clone, Copy, Debug)]
-pub enum Source {
+/// Where a model's samples come from: single library events (`net/make_batch`), one-or-two
+/// electron patches (`net/make_pairs`, models with `pairs`), or crops of a frames dataset with
+/// truth (`--frames`: seed and electron range; see [`super::frames_data`]).
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
     Single(SampleSpec),
     Pairs(PairSpec),
+    Frames(&'a FrameSamples, u64, (u32, u32)),
 }
 
-impl Source {
+impl Source<'_> {
     /// The source of `cfg` for events `[ev_lo, ev_lo + ev_count)`.
     pub fn new(cfg: &ModelConfig, seed: u64, (ev_lo, ev_count): (u32, u32), sigma_e: f32) -> Self {
         match cfg.pairs {
@@ -129,12 +136,14 @@ impl Source {
     }
 
     /// Samples `first .. first + n` on the CPU twins (pair samples: labels = class, target = both
-    /// points).
-    pub fn batch_cpu(&self, cfg: &ModelConfig, first: u64, n: usize, arrays: &LibraryArrays) -> Result<Batch> {
+    /// points). `arrays`: the library (not used for frames).
+    pub fn batch_cpu(&self, cfg: &ModelConfig, first: u64, n: usize, arrays: Option<&LibraryArrays>) -> Result<Batch> {
+        let lib = || arrays.ok_or_else(|| Error::Other("library samples without a library".into()));
         Ok(match self {
-            Source::Single(spec) => make_batch_cpu(&MakeBatchParams::new(cfg, spec, first, n), arrays),
+            Source::Frames(data, seed, range) => data.batch(cfg, *seed, *range, first, n),
+            Source::Single(spec) => make_batch_cpu(&MakeBatchParams::new(cfg, spec, first, n), lib()?),
             Source::Pairs(spec) => {
-                let b = make_pairs_cpu(&MakePairsParams::new(spec, first, n)?, arrays);
+                let b = make_pairs_cpu(&MakePairsParams::new(spec, first, n)?, lib()?);
                 let mut labels = b.class;
                 if matches!(cfg.head, Head::Grid { .. }) {
                     grid_label_points_cpu(&GridLabelParams::new(cfg, n, 4), &b.points, &mut labels);
@@ -144,23 +153,33 @@ impl Source {
         })
     }
 
-    /// Records the same samples into `net`'s input, labels and target buffers.
+    /// Records the same samples into `net`'s input, labels and target buffers (frames: cut on the
+    /// host and written to the buffers before the encoder's work runs).
     pub fn record(
         &self,
         enc: &mut wgpu::CommandEncoder,
         cfg: &ModelConfig,
         first: u64,
         n: usize,
-        lb: &LibraryBuffers,
+        lb: Option<&LibraryBuffers>,
         net: &GpuNet,
     ) -> Result<()> {
         let ctx = net.ctx;
+        let lib = || lb.ok_or_else(|| Error::Other("library samples without a library".into()));
         match self {
+            Source::Frames(..) => {
+                let b = self.batch_cpu(cfg, first, n, None)?;
+                ctx.write(&net.input, &b.x);
+                ctx.write(&net.labels, &b.labels);
+                ctx.write(&net.target, &b.target);
+            }
             Source::Single(spec) => {
+                let lb = lib()?;
                 let p = MakeBatchParams::new(cfg, spec, first, n);
                 make_batch_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target)?
             }
             Source::Pairs(spec) => {
+                let lb = lib()?;
                 let p = MakePairsParams::new(spec, first, n)?;
                 make_pairs_record(ctx, enc, &p, lb, &net.input, &net.labels, &net.target, &net.sep)?;
                 if matches!(cfg.head, Head::Grid { .. }) {
@@ -215,11 +234,38 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     let ckpt = sibling(&opts.out, "ckpt.safetensors");
     // Fail on an existing output before any work.
     crate::io::atomic::Output::new(&opts.out, opts.force, "--out")?;
-    let lib = EventLibrary::read_h5(&opts.library)?;
-    let arrays = LibraryArrays::new(&lib).map_err(|e| Error::file(&opts.library, e))?;
-    let ((tr_lo, tr_n), (va_lo, va_n)) = split_events(lib.len(), opts.holdout)?;
-    let train_src = Source::new(&opts.cfg, opts.seed, (tr_lo, tr_n), opts.sigma_e);
-    let val_src = Source::new(&opts.cfg, opts.seed, (va_lo, va_n), opts.sigma_e);
+    let (arrays, frames) = match &opts.frames {
+        Some(path) => {
+            if opts.cfg.pairs.is_some() || !matches!(opts.cfg.head, Head::Grid { .. } | Head::Xy) {
+                return Err(Error::invalid(
+                    "--frames",
+                    format!(
+                        "model '{}' trains on pair samples; --frames trains single-electron localizers",
+                        opts.cfg.name
+                    ),
+                ));
+            }
+            (None, Some(FrameSamples::load(path, opts.max_frames, opts.holdout)?))
+        }
+        None => {
+            let lib = EventLibrary::read_h5(&opts.library)?;
+            (Some(LibraryArrays::new(&lib).map_err(|e| Error::file(&opts.library, e))?), None)
+        }
+    };
+    let (train_src, val_src) = match (&frames, &arrays) {
+        (Some(f), _) => {
+            let (tr, va) = f.split();
+            (Source::Frames(f, opts.seed, tr), Source::Frames(f, opts.seed, va))
+        }
+        (None, Some(a)) => {
+            let ((tr_lo, tr_n), (va_lo, va_n)) = split_events(a.offsets.len() - 1, opts.holdout)?;
+            (
+                Source::new(&opts.cfg, opts.seed, (tr_lo, tr_n), opts.sigma_e),
+                Source::new(&opts.cfg, opts.seed, (va_lo, va_n), opts.sigma_e),
+            )
+        }
+        (None, None) => unreachable!("a library or frames"),
+    };
 
     let (mut model, mut optim, mut state) = match &opts.resume {
         Some(path) => {
@@ -263,7 +309,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     let mut gpu = match device {
         Device::Gpu(ctx) => {
             let net = GpuNet::new(ctx, model.clone(), opts.batch, true, Some(&optim))?;
-            let lb = LibraryBuffers::upload(ctx, &arrays)?;
+            let lb = arrays.as_ref().map(|a| LibraryBuffers::upload(ctx, a)).transpose()?;
             Some((net, lb))
         }
         Device::Cpu => None,
@@ -281,7 +327,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
                 Some((net, lb)) => {
                     let ctx = net.ctx;
                     let mut enc = ctx.encoder("train_step");
-                    train_src.record(&mut enc, &opts.cfg, first, opts.batch, lb, net)?;
+                    train_src.record(&mut enc, &opts.cfg, first, opts.batch, lb.as_ref(), net)?;
                     net.record_forward(&mut enc, opts.batch, true, opts.seed, t)?;
                     net.record_loss(&mut enc, opts.batch, true)?;
                     net.record_backward(&mut enc, opts.batch, opts.seed, t)?;
@@ -293,7 +339,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
                     (l.iter().map(|&v| v as f64).sum::<f64>(), c.iter().map(|&v| v as f64).sum::<f64>())
                 }
                 None => {
-                    let batch = train_src.batch_cpu(&opts.cfg, first, opts.batch, &arrays)?;
+                    let batch = train_src.batch_cpu(&opts.cfg, first, opts.batch, arrays.as_ref())?;
                     cpu_step(&mut model, &mut optim, &batch, opts, t, lr)?
                 }
             };
@@ -321,8 +367,8 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
         }
         let (val_loss, val_acc, val_err) = validate(
             &mut model,
-            gpu.as_ref().map(|(n, l)| (n, l)),
-            &arrays,
+            gpu.as_ref().map(|(n, l)| (n, l.as_ref())),
+            arrays.as_ref(),
             &opts.cfg,
             &val_src,
             opts.batch,
@@ -434,8 +480,8 @@ pub fn loss_cpu(cfg: &ModelConfig, out: &[f32], batch: &Batch, n: usize, grad: b
 /// Validation on held-out events: (mean loss, accuracy, mean position error in pixels).
 fn validate(
     model: &mut Model,
-    gpu: Option<(&GpuNet, &LibraryBuffers)>,
-    arrays: &LibraryArrays,
+    gpu: Option<(&GpuNet, Option<&LibraryBuffers>)>,
+    arrays: Option<&LibraryArrays>,
     cfg: &ModelConfig,
     src: &Source,
     batch: usize,

@@ -57,12 +57,47 @@ pub struct BenchRecord {
     pub batch_samples: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples_per_s: Option<f64>,
+    /// GPU path with timestamp queries: median GPU time per repeat (the command buffers' own
+    /// time, without host work, uploads by queue writes or idle gaps), and its share of the wall
+    /// time. The rates above are from wall time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_median_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_fraction_of_wall: Option<f64>,
+}
+
+/// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
+struct Reps<'a> {
+    device: &'a Device,
+    wall: Vec<f64>,
+    gpu: Vec<f64>,
+    t: Option<Instant>,
+}
+
+impl<'a> Reps<'a> {
+    fn new(device: &'a Device) -> Self {
+        Self { device, wall: Vec::new(), gpu: Vec::new(), t: None }
+    }
+
+    fn start(&mut self) {
+        self.device.gpu_timer_start();
+        self.t = Some(Instant::now());
+    }
+
+    fn stop(&mut self) {
+        self.wall.push(self.t.take().expect("start before stop").elapsed().as_secs_f64());
+        if let Some(g) = self.device.gpu_timer_stop() {
+            self.gpu.push(g);
+        }
+    }
 }
 
 impl BenchRecord {
-    fn timing(stage: &str, path: &str, timed: &str, times: &mut [f64]) -> Self {
+    fn timing(stage: &str, path: &str, timed: &str, reps: &mut Reps) -> Self {
+        let times = &mut reps.wall;
         let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
         let med = median(times);
+        let gpu_median_s = (!reps.gpu.is_empty() && reps.gpu.len() == times.len()).then(|| median(&mut reps.gpu));
         Self {
             stage: stage.into(),
             path: path.into(),
@@ -84,6 +119,8 @@ impl BenchRecord {
             model: None,
             batch_samples: None,
             samples_per_s: None,
+            gpu_median_s,
+            gpu_fraction_of_wall: gpu_median_s.map(|g| g / med),
         }
     }
 
@@ -124,8 +161,18 @@ impl BenchReport {
         }
         s += &format!("cpu threads: {}\n", self.threads);
         s += &format!(
-            "{:<7} {:<4} {:>9} {:>8} {:>5} {:>12} {:<9} {:>11} {:>8} {:>7}\n",
-            "stage", "path", "size", "e-/frame", "batch", "rate", "unit", "electrons/s", "of copy", "spread"
+            "{:<15} {:<4} {:>9} {:>8} {:>5} {:>12} {:<9} {:>11} {:>8} {:>7} {:>8}\n",
+            "stage",
+            "path",
+            "size",
+            "e-/frame",
+            "batch",
+            "rate",
+            "unit",
+            "electrons/s",
+            "of copy",
+            "spread",
+            "gpu/wall"
         );
         for r in &self.records {
             let (v, unit) = r.headline();
@@ -136,7 +183,7 @@ impl BenchReport {
             };
             let batch = r.batch_samples.unwrap_or(r.batch_frames);
             s += &format!(
-                "{:<7} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}%\n",
+                "{:<15} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}% {:>8}\n",
                 r.stage,
                 r.path,
                 size,
@@ -146,7 +193,8 @@ impl BenchReport {
                 unit,
                 r.electrons_per_s.map_or("-".into(), |e| format!("{e:.3e}")),
                 r.fraction_of_copy_bandwidth.map_or("-".into(), |f| format!("{:.1}%", 100.0 * f)),
-                100.0 * (r.max_s - r.min_s) / r.median_s
+                100.0 * (r.max_s - r.min_s) / r.median_s,
+                r.gpu_fraction_of_wall.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f))
             );
         }
         s
@@ -165,15 +213,15 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
     let plan = gen_.plan(&counts);
     // Warm-up: one batch (pipeline compilation, allocations, JIT on lavapipe).
     gen_.recycle(gen_.generate(0, &counts[plan[0].clone()])?);
-    let mut times = Vec::new();
+    let mut times = Reps::new(device);
     for _ in 0..repeats {
-        let t = Instant::now();
+        times.start();
         for b in &plan {
             let batch = gen_.generate(b.start as u64, &counts[b.clone()])?;
             std::hint::black_box(&batch.frames);
             gen_.recycle(batch);
         }
-        times.push(t.elapsed().as_secs_f64());
+        times.stop();
     }
     let electrons: u64 = counts.iter().map(|&c| c as u64).sum();
     let mut r = BenchRecord::timing(
@@ -192,7 +240,7 @@ pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repe
     bench_count_with(device, lib, cfg, repeats, crate::count::CountConfig::default(), "count")
 }
 
-/// Times `count --method net` with the shipped `fast` model (`split`: also `--split-pairs` with the
+/// Times `count --method net` with the default network (`split`: also `--split-pairs` with the
 /// shipped `pair-split` / `pair-loc` models, default threshold 0.9 and dedupe 3 px).
 pub fn bench_count_net(
     device: &Device,
@@ -202,15 +250,16 @@ pub fn bench_count_net(
     split: bool,
 ) -> Result<BenchRecord> {
     let net = crate::io::model_file::load(&crate::default_model_path(), None)?.model;
+    let name = net.cfg.name.clone();
     let pairs = if split { Some(crate::count::split::load_pair_models(None, None, &net, 0.9, 3.0)?) } else { None };
     let ccfg = crate::count::CountConfig { net: Some(net), pairs, ..Default::default() };
     let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" })?;
     r.timed = format!(
-        "{} + crops + network inference{} (fast model)",
+        "{} + crops + network inference{} (the default network)",
         r.timed,
         if split { " + one-vs-two classifier + pair localizer" } else { "" }
     );
-    r.model = Some(if split { "fast+pair-split+pair-loc" } else { "fast" }.into());
+    r.model = Some(format!("{}{}", name, if split { "+pair-split+pair-loc" } else { "" }));
     Ok(r)
 }
 
@@ -236,12 +285,12 @@ fn bench_count_with(
         Ok(found)
     };
     run_all()?; // warm-up
-    let mut times = Vec::new();
+    let mut times = Reps::new(device);
     let mut found = 0;
     for _ in 0..repeats {
-        let t = Instant::now();
+        times.start();
         found = run_all()?;
-        times.push(t.elapsed().as_secs_f64());
+        times.stop();
     }
     let mut r = BenchRecord::timing(
         stage,
@@ -271,11 +320,11 @@ impl BenchRecord {
 pub fn bench_events(count: usize, repeats: u32) -> Result<BenchRecord> {
     let req = crate::events::build::SimulateRequest { preset: "seed".into(), count, seed: 7, ..Default::default() };
     crate::events::build::simulate_library(&SimulateRequest { count: 200, ..req.clone() }, false)?; // warm-up
-    let mut times = Vec::new();
+    let mut times = Reps::new(&Device::Cpu);
     for _ in 0..repeats {
-        let t = Instant::now();
+        times.start();
         std::hint::black_box(crate::events::build::simulate_library(&req, false)?);
-        times.push(t.elapsed().as_secs_f64());
+        times.stop();
     }
     let mut r = BenchRecord::timing(
         "events",
@@ -291,18 +340,18 @@ pub fn bench_events(count: usize, repeats: u32) -> Result<BenchRecord> {
 /// Copy bandwidth of a path: GPU buffer-to-buffer copy of `bytes` (submission to completion), or
 /// a host memcpy of `bytes` on the CPU path.
 pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchRecord> {
-    let mut times = Vec::new();
+    let mut times = Reps::new(device);
     match device {
         Device::Gpu(ctx) => {
             let a = ctx.storage("copy_src", bytes)?;
             let b = ctx.storage("copy_dst", bytes)?;
             for k in 0..=repeats {
+                times.start();
                 let mut enc = ctx.encoder("copy");
                 enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
-                let t = Instant::now();
                 ctx.submit_and_wait(enc)?;
                 if k > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                    times.stop();
                 }
             }
         }
@@ -310,17 +359,17 @@ pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchReco
             let a = vec![1u8; bytes as usize];
             let mut b = vec![0u8; bytes as usize];
             for k in 0..=repeats {
-                let t = Instant::now();
+                times.start();
                 b.copy_from_slice(std::hint::black_box(&a));
                 std::hint::black_box(&b);
                 if k > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                    times.stop();
                 }
             }
         }
     }
     let timed = match device {
-        Device::Gpu(_) => "device buffer-to-buffer copy (read + write of `frames_per_repeat` bytes), wall clock",
+        Device::Gpu(_) => "device buffer-to-buffer copy (read + write of `frames_per_repeat` bytes)",
         Device::Cpu => "host memcpy (one thread), wall clock",
     };
     let mut r = BenchRecord::timing("copy", device.path_name(), timed, &mut times);
@@ -351,7 +400,7 @@ pub fn bench_net(
     let arrays = LibraryArrays::new(lib)?;
     let spec = SampleSpec { seed: 1, ev_lo: 0, ev_count: lib.len() as u32, sigma_e: 20.0 };
     let adam = AdamConfig::seed();
-    let mut times = Vec::new();
+    let mut times = Reps::new(device);
     match device {
         Device::Gpu(ctx) => {
             let net = if train {
@@ -362,13 +411,13 @@ pub fn bench_net(
             let lb = LibraryBuffers::upload(ctx, &arrays)?;
             for k in 0..=repeats {
                 let p = MakeBatchParams::new(&cfg, &spec, k as u64 * batch as u64, batch);
-                let mut enc = ctx.encoder("bench_net");
                 if !train {
+                    let mut enc = ctx.encoder("bench_net_batch");
                     make_batch_record(ctx, &mut enc, &p, &lb, &net.input, &net.labels, &net.target)?;
                     ctx.submit_and_wait(enc)?;
-                    enc = ctx.encoder("bench_net");
                 }
-                let t = Instant::now();
+                times.start();
+                let mut enc = ctx.encoder("bench_net");
                 if train {
                     make_batch_record(ctx, &mut enc, &p, &lb, &net.input, &net.labels, &net.target)?;
                     net.record_forward(&mut enc, batch, true, 1, k as u64 + 1)?;
@@ -383,7 +432,7 @@ pub fn bench_net(
                     std::hint::black_box(rb.read::<f32>(ctx)?);
                 }
                 if k > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                    times.stop();
                 }
             }
         }
@@ -399,7 +448,7 @@ pub fn bench_net(
                 .collect();
             for k in 0..=repeats {
                 let b = make_batch_cpu(&MakeBatchParams::new(&cfg, &spec, k as u64 * batch as u64, batch), &arrays);
-                let t = Instant::now();
+                times.start();
                 if train {
                     let act = m.forward_cpu(&b.x, batch, true, 1, k as u64 + 1)?;
                     let (_, _, dout) = crate::net::train::loss_cpu(&cfg, act.last(), &b, batch, true);
@@ -414,7 +463,7 @@ pub fn bench_net(
                     std::hint::black_box(m.forward_cpu(&b.x, batch, false, 0, 0)?);
                 }
                 if k > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                    times.stop();
                 }
             }
         }

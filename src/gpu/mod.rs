@@ -5,6 +5,7 @@
 
 mod buffers;
 pub mod dispatch;
+pub mod timing;
 
 pub use buffers::Readback;
 pub use dispatch::{WORKGROUPS_PER_DIM, workgroup_grid};
@@ -170,6 +171,7 @@ pub struct GpuContext {
     /// grids are exercised with small inputs.
     binding_limit_override: Option<u64>,
     workgroups_per_dim_override: Option<u32>,
+    profiler: Mutex<timing::Profiler>,
 }
 
 impl GpuContext {
@@ -217,6 +219,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             binding_limit_override: None,
             workgroups_per_dim_override: None,
+            profiler: Mutex::new(timing::Profiler::default()),
         })
     }
 
@@ -383,14 +386,21 @@ impl GpuContext {
     }
 
     /// Submits `encoder` and waits for the GPU to finish.
-    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<(), GpuError> {
+    pub fn submit_and_wait(&self, mut encoder: wgpu::CommandEncoder) -> Result<(), GpuError> {
+        let timer = self.timer_end(&mut encoder);
         self.queue.submit([encoder.finish()]);
         self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        if let Some(rb) = timer {
+            self.timer_add(rb)?;
+        }
         Ok(())
     }
 
+    /// A command encoder (with a begin timestamp while the GPU timer runs, see [`timing`]).
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        self.timer_begin(&mut enc);
+        enc
     }
 }
 
@@ -401,6 +411,21 @@ pub enum Device {
 }
 
 impl Device {
+    /// Starts the GPU timer (timestamp queries) on a GPU device; nothing on the CPU path.
+    pub fn gpu_timer_start(&self) {
+        if let Device::Gpu(c) = self {
+            c.gpu_timer_start();
+        }
+    }
+
+    /// GPU seconds since [`Device::gpu_timer_start`], where timestamp queries are supported.
+    pub fn gpu_timer_stop(&self) -> Option<f64> {
+        match self {
+            Device::Gpu(c) => c.gpu_timer_stop(),
+            Device::Cpu => None,
+        }
+    }
+
     /// `--device gpu|cpu` with `--backend`.
     pub fn open(device: &str, backend: &str) -> crate::Result<Self> {
         match device {

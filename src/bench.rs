@@ -494,8 +494,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
     let lib = EventLibrary::read_h5(&crate::default_library_path())?;
     let mut records = Vec::new();
-    let sizes: &[(u32, f64)] =
-        if opts.quick { &[(576, 2927.294)] } else { &[(576, 2927.294), (256, 578.0), (1024, 9253.0)] };
+    // Frame size at the default density, and (full run) electrons per frame at half and twice it.
+    let sizes: &[(u32, f64)] = if opts.quick {
+        &[(576, 2927.294)]
+    } else {
+        &[(576, 2927.294), (256, 578.0), (1024, 9253.0), (576, 1463.647), (576, 5854.588)]
+    };
     let mut devices: Vec<&Device> = Vec::new();
     if let Some(g) = &gpu {
         devices.push(g);
@@ -543,6 +547,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false)?);
             records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true)?);
         }
+        // The full run sweeps the inference batch of the counting network.
+        if !opts.quick {
+            for b in [100, 4000] {
+                records.push(bench_net(d, &lib, "fast", b, repeats.min(3), false)?);
+            }
+        }
     }
     if records.is_empty() {
         return Err(Error::Other("no benchmark ran".into()));
@@ -577,9 +587,15 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
         Ok(v)
     };
     let (a, b) = (read(a_path)?, read(b_path)?);
+    // A record is the same measurement in both runs when stage, path, size, electrons per frame
+    // (the nominal load: rounded to 10 %), model and batch agree.
     let key = |r: &serde_json::Value| {
+        let e = r["electrons_per_frame"].as_f64().unwrap_or(0.0);
+        let e = if e > 0.0 { format!(" {:.0}e", 10f64.powf((e.log10() * 10.0).round() / 10.0)) } else { String::new() };
+        let model = r["model"].as_str().map(|m| format!(" {m}")).unwrap_or_default();
+        let batch = r["batch_samples"].as_u64().map(|b| format!(" b{b}")).unwrap_or_default();
         format!(
-            "{} {} {}x{}",
+            "{} {} {}x{}{e}{model}{batch}",
             r["stage"].as_str().unwrap_or("?"),
             r["path"].as_str().unwrap_or("?"),
             r["height"],
@@ -587,9 +603,12 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
         )
     };
     let rate = |r: &serde_json::Value| -> Option<(f64, &'static str)> {
-        for (k, unit, scale) in
-            [("frames_per_s", "frames/s", 1.0), ("events_per_s", "events/s", 1.0), ("bytes_per_s", "GB/s", 1e-9)]
-        {
+        for (k, unit, scale) in [
+            ("frames_per_s", "frames/s", 1.0),
+            ("events_per_s", "events/s", 1.0),
+            ("samples_per_s", "samples/s", 1.0),
+            ("bytes_per_s", "GB/s", 1e-9),
+        ] {
             if let Some(v) = r.get(k).and_then(|v| v.as_f64()) {
                 return Some((v * scale, unit));
             }

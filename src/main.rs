@@ -355,6 +355,35 @@ fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, String)> {
     Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
 }
 
+/// The pair-splitting models and rule (`count --split-pairs`, `eval dose`).
+#[derive(Args)]
+struct SplitArgs {
+    /// The one-vs-two classifier for pair splitting (default: assets/models/pair-split.safetensors).
+    #[arg(long)]
+    pair_classifier: Option<PathBuf>,
+    /// The two-electron localizer for pair splitting (default: assets/models/pair-loc.safetensors).
+    #[arg(long)]
+    pair_localizer: Option<PathBuf>,
+    /// Split when the classifier's probability of two electrons exceeds this.
+    #[arg(long, default_value_t = 0.9)]
+    split_threshold: f32,
+    /// Drop a split-off electron within this many pixels of another found electron.
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+    split_dedupe_px: f32,
+}
+
+impl SplitArgs {
+    fn load(&self, net: &emsim::net::model::Model) -> Result<emsim::count::split::PairModels> {
+        emsim::count::split::load_pair_models(
+            self.pair_classifier.as_deref(),
+            self.pair_localizer.as_deref(),
+            net,
+            self.split_threshold,
+            self.split_dedupe_px,
+        )
+    }
+}
+
 #[derive(Args)]
 struct CountArgs {
     /// Frames: an emsim frames HDF5 file (or any HDF5 file with a 3-D dataset), an emsim npy
@@ -375,18 +404,8 @@ struct CountArgs {
     /// Split the clusters the one-vs-two classifier calls two electrons (--method net).
     #[arg(long)]
     split_pairs: bool,
-    /// The one-vs-two classifier for --split-pairs (default: assets/models/pair-split.safetensors).
-    #[arg(long)]
-    pair_classifier: Option<PathBuf>,
-    /// The two-electron localizer for --split-pairs (default: assets/models/pair-loc.safetensors).
-    #[arg(long)]
-    pair_localizer: Option<PathBuf>,
-    /// Split when the classifier's probability of two electrons exceeds this.
-    #[arg(long, default_value_t = 0.9)]
-    split_threshold: f32,
-    /// Drop a split-off electron within this many pixels of another found electron.
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
-    split_dedupe_px: f32,
+    #[command(flatten)]
+    split: SplitArgs,
     /// Output counts file (HDF5); with several methods include {method} in the name.
     #[arg(long, short)]
     out: String,
@@ -583,17 +602,8 @@ struct DoseArgs {
     /// The network (default: assets/models/fast-neighbours.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The one-vs-two classifier (default: assets/models/pair-split.safetensors).
-    #[arg(long)]
-    pair_classifier: Option<PathBuf>,
-    /// The pair localizer (default: assets/models/pair-loc.safetensors).
-    #[arg(long)]
-    pair_localizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.9)]
-    split_threshold: f32,
-    /// Drop a split-off electron within this many pixels of another found electron.
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
-    split_dedupe_px: f32,
+    #[command(flatten)]
+    split: SplitArgs,
     #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
     radius_px: f32,
     /// Write the report as JSON here ('-': stdout instead of the table).
@@ -625,13 +635,7 @@ fn eval_dose(a: DoseArgs) -> Result<()> {
     let model_path = a.model.clone().unwrap_or_else(emsim::default_model_path);
     let net = emsim::io::model_file::load(&model_path, None)?.model;
     net.cfg.expect_role(&model_path, "--model", &emsim::net::model::Head::Xy)?;
-    let pairs = emsim::count::split::load_pair_models(
-        a.pair_classifier.as_deref(),
-        a.pair_localizer.as_deref(),
-        &net,
-        a.split_threshold,
-        a.split_dedupe_px,
-    )?;
+    let pairs = a.split.load(&net)?;
     let (lib, lib_path) = load_library(&a.library)?;
     let device = Device::open(&a.dev.device, &a.dev.backend)?;
     let o = emsim::eval::dose::DoseOptions {
@@ -818,13 +822,7 @@ fn count(a: CountArgs) -> Result<()> {
         let net = emsim::io::model_file::load(&path, None)?.model;
         net.cfg.expect_role(&path, "--model", &emsim::net::model::Head::Xy)?;
         if a.split_pairs {
-            cfg.pairs = Some(emsim::count::split::load_pair_models(
-                a.pair_classifier.as_deref(),
-                a.pair_localizer.as_deref(),
-                &net,
-                a.split_threshold,
-                a.split_dedupe_px,
-            )?);
+            cfg.pairs = Some(a.split.load(&net)?);
         }
         cfg.net = Some(net);
     } else if a.model.is_some() {
@@ -834,9 +832,10 @@ fn count(a: CountArgs) -> Result<()> {
         return Err(emsim::Error::invalid("--split-pairs", "needs --method net (it splits the network's electrons)"));
     }
     if !a.split_pairs {
-        for (flag, given) in
-            [("--pair-classifier", a.pair_classifier.is_some()), ("--pair-localizer", a.pair_localizer.is_some())]
-        {
+        for (flag, given) in [
+            ("--pair-classifier", a.split.pair_classifier.is_some()),
+            ("--pair-localizer", a.split.pair_localizer.is_some()),
+        ] {
             if given {
                 return Err(emsim::Error::invalid(flag, "only used with --method net --split-pairs"));
             }

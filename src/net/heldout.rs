@@ -79,7 +79,8 @@ pub struct HeldoutReport {
     pub pairs: Vec<(f64, f64)>,
 }
 
-fn record(method: &str, mut e: Vec<f64>, pitch_um: f64) -> ErrorRecord {
+/// Error statistics of `e` (pixels) for `method`.
+pub fn record(method: &str, mut e: Vec<f64>, pitch_um: f64) -> ErrorRecord {
     e.sort_by(|a, b| a.total_cmp(b));
     let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
     ErrorRecord {

@@ -16,11 +16,11 @@ use serde::Serialize;
 use super::data::{LibraryArrays, VALIDATION_BASE};
 use super::decode::{class_probs, pair_error_px};
 use super::gpu_net::GpuNet;
+use super::heldout::{ErrorRecord, record};
 use super::infer::outputs_cpu;
 use super::model::{Head, Model};
 use super::pairs::{MakePairsParams, PairSpec, make_pairs_cpu, pair_choice};
 use super::train::split_events;
-use crate::eval::metrics::quantile;
 use crate::gpu::Device;
 use crate::io::library::EventLibrary;
 use crate::{Error, Result};
@@ -82,19 +82,6 @@ pub struct ClassifierResult {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct LocalizerResult {
-    pub electrons: usize,
-    pub mean_error_px: f64,
-    pub min_error_px: f64,
-    pub median_error_px: f64,
-    pub p90_error_px: f64,
-    pub p95_error_px: f64,
-    pub p99_error_px: f64,
-    pub max_error_px: f64,
-    pub mean_error_um: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct PairEvalReport {
     pub test: &'static str,
     pub model: String,
@@ -112,7 +99,8 @@ pub struct PairEvalReport {
     /// classifier's fraction called two or the localizer's mean error.
     pub by_separation: Vec<SepBin>,
     pub classifier: Option<ClassifierResult>,
-    pub localizer: Option<LocalizerResult>,
+    /// Pair localizer: the error per electron (`n` = pairs).
+    pub localizer: Option<ErrorRecord>,
 }
 
 const SEP_EDGES: [f64; 9] = [0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0];
@@ -242,21 +230,7 @@ pub fn pair_eval(model: &Model, lib: &EventLibrary, o: &PairEvalOptions, device:
             hard_threshold_e: thr,
         }
     });
-    let localizer = (!errors.is_empty()).then(|| {
-        errors.sort_by(|a, b| a.total_cmp(b));
-        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
-        LocalizerResult {
-            electrons: 2 * errors.len(),
-            mean_error_px: mean,
-            min_error_px: errors[0],
-            median_error_px: quantile(&errors, 0.5),
-            p90_error_px: quantile(&errors, 0.9),
-            p95_error_px: quantile(&errors, 0.95),
-            p99_error_px: quantile(&errors, 0.99),
-            max_error_px: *errors.last().unwrap(),
-            mean_error_um: mean * pitch,
-        }
-    });
+    let localizer = (!errors.is_empty()).then(|| record("pair", errors, pitch));
     Ok(PairEvalReport {
         test: "held-out one-or-two-electron samples (issue 6)",
         model: cfg.name.clone(),

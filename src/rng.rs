@@ -148,6 +148,16 @@ pub fn gauss_pair(a: u32, b: u32) -> (f32, f32) {
     (r * c, r * s)
 }
 
+/// Standard normal number `lane` (0..3) of a Philox block: lanes 0 and 1 from
+/// `gauss_pair(r[0], r[1])`, lanes 2 and 3 from `gauss_pair(r[2], r[3])` (twin of `block_normal`
+/// in shaders/shared/rng.wgsl).
+#[inline]
+pub fn block_normal(r: [u32; 4], lane: usize) -> f32 {
+    let (a, b) = if lane < 2 { (r[0], r[1]) } else { (r[2], r[3]) };
+    let (z0, z1) = gauss_pair(a, b);
+    if lane % 2 == 0 { z0 } else { z1 }
+}
+
 /// A sequential stream of random numbers for one object (one Monte Carlo event, one frame's
 /// electron count): counter `[i, index_lo, index_hi, stream]` for i = 0, 1, 2, ...
 #[derive(Clone, Debug)]

@@ -75,10 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     let rn = philox4x32_10(vec4<u32>(1u + pix / 4u, k_lo, k_hi, STREAM_TRAIN), key);
-    let lane = pix % 4u;
-    let ab = select(rn.zw, rn.xy, lane < 2u);
-    let z2 = gauss_pair(ab.x, ab.y);
-    let z = select(z2.y, z2.x, lane % 2u == 0u);
+    let z = block_normal(rn, pix % 4u);
     x[i] = (q + params.sigma_e * z) * params.input_scale;
     if (pix == 0u) {
         let tx = f32(c0 + sx) + incidence[2u * ev];

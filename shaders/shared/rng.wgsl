@@ -87,6 +87,15 @@ fn gauss_pair(a: u32, b: u32) -> vec2<f32> {
     return r * sincos_turns(u01(b));
 }
 
+// Standard normal number `lane` (0..3) of a Philox block: lanes 0 and 1 from gauss_pair(r.x, r.y),
+// lanes 2 and 3 from gauss_pair(r.z, r.w) (one block gives the noise of 4 pixels). Twin:
+// src/rng.rs::block_normal.
+fn block_normal(r: vec4<u32>, lane: u32) -> f32 {
+    let ab = select(r.zw, r.xy, lane < 2u);
+    let z2 = gauss_pair(ab.x, ab.y);
+    return select(z2.y, z2.x, lane % 2u == 0u);
+}
+
 // Flat invocation index for 1-D work dispatched as a 2-D grid (see src/gpu/dispatch.rs).
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg_size: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * wg_size + lid;

@@ -34,7 +34,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::data::{LibraryArrays, LibraryBuffers};
 use crate::gpu::{GpuContext, GpuError};
-use crate::rng::{below, counter, gauss_pair, key_from_seed, philox4x32_10, streams, u01};
+use crate::rng::{below, block_normal, counter, key_from_seed, philox4x32_10, streams, u01};
 use crate::shaders;
 use crate::{Error, Result};
 
@@ -373,10 +373,7 @@ pub fn make_pairs_cpu(p: &MakePairsParams, lib: &LibraryArrays) -> PairBatch {
                 }
             }
             let r = philox4x32_10(counter(2 + (pix / 4) as u32, k, streams::PAIRS), key);
-            let lane = pix % 4;
-            let (a, b) = if lane < 2 { (r[0], r[1]) } else { (r[2], r[3]) };
-            let (z0, z1) = gauss_pair(a, b);
-            let z = if lane % 2 == 0 { z0 } else { z1 };
+            let z = block_normal(r, pix % 4);
             *v = (q + p.sigma_e * z) * p.input_scale;
         }
         let inc = |ev: u32, axis: usize| lib.incidence[2 * ev as usize + axis];

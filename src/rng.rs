@@ -155,7 +155,7 @@ pub fn gauss_pair(a: u32, b: u32) -> (f32, f32) {
 pub fn block_normal(r: [u32; 4], lane: usize) -> f32 {
     let (a, b) = if lane < 2 { (r[0], r[1]) } else { (r[2], r[3]) };
     let (z0, z1) = gauss_pair(a, b);
-    if lane % 2 == 0 { z0 } else { z1 }
+    if lane.is_multiple_of(2) { z0 } else { z1 }
 }
 
 /// A sequential stream of random numbers for one object (one Monte Carlo event, one frame's

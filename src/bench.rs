@@ -241,7 +241,7 @@ pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repe
 }
 
 /// Times `count --method net` with the default network (`split`: also `--split-pairs` with the
-/// shipped `pair-split` / `pair-loc` models, default threshold 0.9 and dedupe 3 px).
+/// shipped `pair-split` / `pair-loc` models and the default threshold and dedupe distance).
 pub fn bench_count_net(
     device: &Device,
     lib: &EventLibrary,
@@ -251,7 +251,12 @@ pub fn bench_count_net(
 ) -> Result<BenchRecord> {
     let net = crate::io::model_file::load(&crate::default_model_path(), None)?.model;
     let name = net.cfg.name.clone();
-    let pairs = if split { Some(crate::count::split::load_pair_models(None, None, &net, 0.9, 3.0)?) } else { None };
+    let pairs = if split {
+        use crate::count::split::{DEFAULT_DEDUPE_PX, DEFAULT_THRESHOLD, load_pair_models};
+        Some(load_pair_models(None, None, &net, DEFAULT_THRESHOLD, DEFAULT_DEDUPE_PX)?)
+    } else {
+        None
+    };
     let ccfg = crate::count::CountConfig { net: Some(net), pairs, ..Default::default() };
     let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" })?;
     r.timed = format!(

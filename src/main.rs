@@ -365,10 +365,10 @@ struct SplitArgs {
     #[arg(long)]
     pair_localizer: Option<PathBuf>,
     /// Split when the classifier's probability of two electrons exceeds this.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = emsim::count::split::DEFAULT_THRESHOLD)]
     split_threshold: f32,
     /// Drop a split-off electron within this many pixels of another found electron.
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = emsim::count::split::DEFAULT_DEDUPE_PX, allow_negative_numbers = true)]
     split_dedupe_px: f32,
 }
 

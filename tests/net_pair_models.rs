@@ -309,8 +309,8 @@ fn eval_dose_sweeps_the_pipeline() {
 /// The acceptance, scaled down for CI: at dose 0.005 (where the 3x3 thresholded centroid
 /// loses ~6 % of the electrons to overlap, against dose 0.001) the shipped pair models recover at
 /// least half of the loss, counted beyond what splitting gains at the reference dose too, and cost
-/// at most 1.5 points of precision (docs/pairs.md has the full-size figures: 86 % / 63 % recovered,
-/// -0.9 points, on 100 frames). 30 frames of 256x256 per dose: ~10,000 electrons at 0.005.
+/// at most 1 point of precision (docs/pairs.md has the full-size figures: 89 % / 66 % recovered,
+/// -0.52 points, on 100 frames). 30 frames of 256x256 per dose: ~10,000 electrons at 0.005.
 #[test]
 fn shipped_pair_models_recover_most_of_the_overlap_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,7 +343,7 @@ fn shipped_pair_models_recover_most_of_the_overlap_loss() {
     eprintln!("loss {loss:.4}, recovered {rec:.3} beyond the reference gain, precision {dprec:+.2} points");
     assert!(loss > 0.04, "the centroid should lose ~6 % at dose 0.005: {loss}");
     assert!(rec >= 0.5, "splitting recovers {rec} of the loss");
-    assert!(dprec >= -1.5, "precision change {dprec} points");
+    assert!(dprec >= -1.0, "precision change {dprec} points");
 }
 
 /// The shipped classifiers (`pair-seed`, the second notebook's network, and our `pair-compact`;

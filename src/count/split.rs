@@ -17,6 +17,10 @@ use super::Found;
 use crate::net::model::{Head, Model};
 use crate::{Error, Result};
 
+/// The default `--split-threshold` and `--split-dedupe-px` (chosen on `eval dose`, docs/pairs.md).
+pub const DEFAULT_THRESHOLD: f32 = 0.95;
+pub const DEFAULT_DEDUPE_PX: f32 = 3.0;
+
 /// The two models and the split rule.
 #[derive(Clone, Debug)]
 pub struct PairModels {

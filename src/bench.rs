@@ -249,7 +249,7 @@ pub fn bench_count_net(
     repeats: u32,
     split: bool,
 ) -> Result<BenchRecord> {
-    let net = crate::io::model_file::load(&crate::default_model_path(), None)?.model;
+    let net = crate::count::load_net_model(None)?;
     let name = net.cfg.name.clone();
     let pairs = if split {
         use crate::count::split::{DEFAULT_DEDUPE_PX, DEFAULT_THRESHOLD, load_pair_models};

@@ -24,9 +24,9 @@ pub fn generator() -> String {
     format!("emsim {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The default network for `count --method net` (the trained `fast` preset), in `assets/models/`.
+/// The default network for `count --method net` (the trained `fast-neighbours` preset), in `assets/models/`.
 pub fn default_model_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/fast-neighbours.safetensors")
+    shipped_model_path("fast-neighbours")
 }
 
 /// A model shipped in `assets/models/` (`<name>.safetensors`).

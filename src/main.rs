@@ -632,9 +632,7 @@ fn eval_dose(a: DoseArgs) -> Result<()> {
     if centroid == Method::Net {
         return Err(Error::invalid("--centroid", "expected a centroid, not net"));
     }
-    let model_path = a.model.clone().unwrap_or_else(emsim::default_model_path);
-    let net = emsim::io::model_file::load(&model_path, None)?.model;
-    net.cfg.expect_role(&model_path, "--model", &emsim::net::model::Head::Xy)?;
+    let net = emsim::count::load_net_model(a.model.as_deref())?;
     let pairs = a.split.load(&net)?;
     let (lib, lib_path) = load_library(&a.library)?;
     let device = Device::open(&a.dev.device, &a.dev.backend)?;
@@ -745,16 +743,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         let o = HeldoutOptions { events, sigma_e, seed, holdout, centroid_threshold_e, ..Default::default() };
         let device = Device::open(&dev.device, &dev.backend)?;
         let report = heldout_eval(&m, &lib, &o, &device)?;
-        let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
-        if let Some(p) = json.filter(|_| !to_stdout) {
-            let out = emsim::io::atomic::Output::new(&p, true, "--json")?;
-            std::fs::write(out.tmp(), serde_json::to_string_pretty(&report).unwrap())
-                .map_err(|e| Error::file(&p, e))?;
-            out.commit()?;
-        }
-        if to_stdout {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap());
-        } else {
+        if !write_json_report(&report, &json)? {
             print!("{}", report.table());
         }
         if let Some(dir) = plots {
@@ -812,15 +801,7 @@ fn count(a: CountArgs) -> Result<()> {
         if a.net_batch == 0 {
             return Err(emsim::Error::invalid("--net-batch", "must be at least 1"));
         }
-        let path = a.model.clone().unwrap_or_else(emsim::default_model_path);
-        if a.model.is_none() && !path.exists() {
-            return Err(emsim::Error::invalid(
-                "--model",
-                format!("--method net needs a model: none given and {} does not exist", path.display()),
-            ));
-        }
-        let net = emsim::io::model_file::load(&path, None)?.model;
-        net.cfg.expect_role(&path, "--model", &emsim::net::model::Head::Xy)?;
+        let net = emsim::count::load_net_model(a.model.as_deref())?;
         if a.split_pairs {
             cfg.pairs = Some(a.split.load(&net)?);
         }

@@ -166,6 +166,21 @@ impl CountConfig {
     }
 }
 
+/// Loads the network of `--method net`: `model`, or the shipped default
+/// (`crate::default_model_path`); it must be a single-electron localizer.
+pub fn load_net_model(model: Option<&std::path::Path>) -> Result<crate::net::model::Model> {
+    let path = model.map(|p| p.to_path_buf()).unwrap_or_else(crate::default_model_path);
+    if model.is_none() && !path.exists() {
+        return Err(Error::invalid(
+            "--model",
+            format!("--method net needs a model: none given and {} does not exist", path.display()),
+        ));
+    }
+    let net = crate::io::model_file::load(&path, None)?.model;
+    net.cfg.expect_role(&path, "--model", &crate::net::model::Head::Xy)?;
+    Ok(net)
+}
+
 /// Robust read-noise estimate from calibrated pixel values (electrons): the root mean square of
 /// the negative values. Charge only adds, so negative values are (almost) pure noise, and for
 /// zero-mean Gaussian noise E[x^2 | x < 0] = sigma^2. None if no value is negative.
@@ -193,6 +208,11 @@ pub struct Found {
 }
 
 impl Found {
+    /// The electron split off centre `i` (`--split-pairs`), if any.
+    pub fn split_off(&self, i: usize) -> Option<[f32; 2]> {
+        self.split.get(i).copied().flatten()
+    }
+
     /// Electrons the network method reports: one per centre plus the split-off ones.
     pub fn net_electrons(&self) -> usize {
         self.cands.len() + self.split.iter().filter(|s| s.is_some()).count()
@@ -466,9 +486,17 @@ impl<'a> Counter<'a> {
         if let Some(p) = &self.cfg.pairs {
             use crate::net::infer::outputs_cpu;
             let n = found.cands.len();
-            let cls = outputs_cpu(&p.classifier, &crops, n, self.cfg.net_batch)?;
-            let loc = outputs_cpu(&p.localizer, &crops, n, self.cfg.net_batch)?;
-            self.split(&mut found, &cls, &loc);
+            let p_two = self.p_two(&outputs_cpu(&p.classifier, &crops, n, self.cfg.net_batch)?, n);
+            // the localizer only on the crops that will be split (its other outputs are unused)
+            let pick: Vec<usize> = (0..n).filter(|&i| p_two[i] > p.threshold).collect();
+            let sub: Vec<f32> =
+                pick.iter().flat_map(|&i| &crops[i * side * side..(i + 1) * side * side]).copied().collect();
+            let sub_out = outputs_cpu(&p.localizer, &sub, pick.len(), self.cfg.net_batch)?;
+            let mut loc = vec![0.0f32; 4 * n];
+            for (j, &i) in pick.iter().enumerate() {
+                loc[4 * i..4 * i + 4].copy_from_slice(&sub_out[4 * j..4 * j + 4]);
+            }
+            self.split(&mut found, &p_two, &loc);
         }
         Ok(found)
     }
@@ -522,61 +550,84 @@ impl<'a> Counter<'a> {
         order.sort_unstable_by_key(|&i| (cands[i][0], cands[i][1]));
         let mut sorted_c: Vec<Candidate> = order.iter().map(|&i| cands[i]).collect();
         sort_candidates(&mut sorted_c); // already sorted; keeps the invariant explicit
-        let net = match &self.net_gpu {
-            Some((net, nc)) => {
-                let out = self.net_gpu_outputs(ctx, net, nc, &b.q, &sorted_c)?;
-                let dec = crate::net::decode::decode(&net.model.cfg, &out, sorted_c.len());
-                dec.iter()
-                    .zip(&sorted_c)
-                    .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
-                    .collect()
-            }
-            None => Vec::new(),
+        let mut found = Found {
+            cands: sorted_c,
+            localized: order.iter().map(|&i| localized[i]).collect(),
+            net: Vec::new(),
+            split: vec![],
         };
-        let mut found =
-            Found { cands: sorted_c, localized: order.iter().map(|&i| localized[i]).collect(), net, split: vec![] };
-        if let (Some([cls, loc]), Some((_, nc))) = (&self.pairs_gpu, &self.net_gpu) {
-            let c = self.net_gpu_outputs(ctx, cls, nc, &b.q, &found.cands)?;
-            let l = self.net_gpu_outputs(ctx, loc, nc, &b.q, &found.cands)?;
-            self.split(&mut found, &c, &l);
+        if let Some((net, nc)) = &self.net_gpu {
+            // the network and, with --split-pairs, the classifier and the localizer on the same crops
+            let mut nets = vec![net];
+            if let Some([cls, loc]) = &self.pairs_gpu {
+                nets.extend([cls, loc]);
+            }
+            let outs = self.net_gpu_outputs(ctx, &nets, nc, &b.q, &found.cands)?;
+            let dec = crate::net::decode::decode(&net.model.cfg, &outs[0], found.cands.len());
+            found.net = dec
+                .iter()
+                .zip(&found.cands)
+                .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
+                .collect();
+            if nets.len() == 3 {
+                let p_two = self.p_two(&outs[1], found.cands.len());
+                self.split(&mut found, &p_two, &outs[2]);
+            }
         }
         Ok(found)
     }
 
-    /// Applies the pair split to `found` from the classifier's and localizer's raw outputs.
-    fn split(&self, found: &mut Found, cls: &[f32], loc: &[f32]) {
+    /// The classifier's probability of two electrons per centre, from its raw outputs.
+    fn p_two(&self, cls: &[f32], n: usize) -> Vec<f32> {
         let p = self.cfg.pairs.as_ref().expect("pair models");
-        let n = found.cands.len();
         let probs = crate::net::decode::class_probs(&p.classifier.cfg, cls, n);
-        let p_two: Vec<f32> = probs.chunks_exact(2).map(|r| r[1]).collect();
-        found.split = split::split_pairs(found, &p_two, loc, self.width, p.threshold, p.dedupe_px);
+        probs.chunks_exact(2).map(|r| r[1]).collect()
     }
 
-    /// A network on the GPU over the sorted candidates of the batch whose calibrated frames are
-    /// in `q`: crops (kernel `net/crop`), forward pass, raw outputs back (decoded on the host).
+    /// Applies the pair split to `found` (the localizer's outputs are read only where `p_two`
+    /// exceeds the threshold).
+    fn split(&self, found: &mut Found, p_two: &[f32], loc: &[f32]) {
+        let p = self.cfg.pairs.as_ref().expect("pair models");
+        found.split = split::split_pairs(found, p_two, loc, self.width, p.threshold, p.dedupe_px);
+    }
+
+    /// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in
+    /// `q`: per chunk the crops are cut once (kernel `net/crop`) into the first network's input
+    /// and copied to the others' (they read the same crops: checked when the models are loaded,
+    /// and they share the capacity), every forward pass runs in the same submission, and the raw
+    /// outputs come back (decoded on the host), one vector per network.
     fn net_gpu_outputs(
         &self,
         ctx: &GpuContext,
-        net: &crate::net::gpu_net::GpuNet,
+        nets: &[&crate::net::gpu_net::GpuNet],
         nc: &wgpu::Buffer,
         q: &wgpu::Buffer,
         cands: &[Candidate],
-    ) -> Result<Vec<f32>> {
-        let cfg = &net.model.cfg;
+    ) -> Result<Vec<Vec<f32>>> {
+        let first = nets[0];
+        let cfg = &first.model.cfg;
+        let plane = cfg.input_px * cfg.input_px;
         ctx.write(nc, cands);
-        let k = cfg.head_outputs();
-        let mut out = Vec::with_capacity(cands.len() * k);
-        for start in (0..cands.len()).step_by(net.capacity) {
-            let m = net.capacity.min(cands.len() - start);
+        let mut outs: Vec<Vec<f32>> =
+            nets.iter().map(|n| Vec::with_capacity(cands.len() * n.model.cfg.head_outputs())).collect();
+        for start in (0..cands.len()).step_by(first.capacity) {
+            let m = first.capacity.min(cands.len() - start);
             let p = crate::net::crop::CropParams::new(m, start, cfg.input_px, self.height, self.width, cfg.input_scale);
             let mut enc = ctx.encoder("net");
-            crate::net::crop::crop_record(ctx, &mut enc, &p, q, nc, &net.input)?;
-            net.record_forward(&mut enc, m, false, 0, 0)?;
-            let rb = ctx.readback(&mut enc, net.output(), (m * k * 4) as u64);
+            crate::net::crop::crop_record(ctx, &mut enc, &p, q, nc, &first.input)?;
+            let mut rbs = Vec::with_capacity(nets.len());
+            for (i, net) in nets.iter().enumerate() {
+                if i > 0 {
+                    enc.copy_buffer_to_buffer(&first.input, 0, &net.input, 0, (m * plane * 4) as u64);
+                }
+                net.record_forward(&mut enc, m, false, 0, 0)?;
+                rbs.push(ctx.readback(&mut enc, net.output(), (m * net.model.cfg.head_outputs() * 4) as u64));
+            }
             ctx.submit_and_wait(enc)?;
-            let logits: Vec<f32> = rb.read(ctx)?;
-            out.extend_from_slice(&logits);
+            for (out, rb) in outs.iter_mut().zip(rbs) {
+                out.extend_from_slice(&rb.read::<f32>(ctx)?);
+            }
         }
-        Ok(out)
+        Ok(outs)
     }
 }

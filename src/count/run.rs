@@ -232,7 +232,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
 fn per_frame_counts(found: &Found, n: usize, m: Method) -> Vec<u64> {
     let mut v = vec![0u64; n];
     for (i, c) in found.cands.iter().enumerate() {
-        let extra = m == Method::Net && found.split.get(i).is_some_and(|s| s.is_some());
+        let extra = m == Method::Net && found.split_off(i).is_some();
         v[c[0] as usize] += 1 + extra as u64;
     }
     v
@@ -250,7 +250,7 @@ pub fn columns(found: &Found, m: Method, start: u64, width: u32) -> ElectronColu
         let xy = if net { found.net[i].xy } else { l.xy[m.index()] };
         // a split centre gives two rows: its own and the split-off electron (same centre pixel,
         // 3x3 charge and sigma)
-        let second = if net { found.split.get(i).copied().flatten() } else { None };
+        let second = if net { found.split_off(i) } else { None };
         for xy in std::iter::once(xy).chain(second) {
             e.frame.push((start + c[0] as u64) as u32);
             e.x_px.push(xy[0]);

@@ -23,15 +23,11 @@ pub struct Decoded {
 /// Decodes `n` rows of network outputs.
 pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
     match cfg.head {
-        // Not positions: `class_probs` / `pair_points` decode these heads.
+        // Not positions: `class_probs` decodes this head.
         Head::Classes { .. } => vec![Decoded::default(); n],
-        Head::Pair => out
-            .chunks_exact(4)
-            .take(n)
-            .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
-            .collect(),
-        Head::Xy => out
-            .chunks_exact(2)
+        // Regression: the (first) point as it is.
+        Head::Xy | Head::Pair => out
+            .chunks_exact(cfg.head_outputs())
             .take(n)
             .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
             .collect(),

@@ -13,6 +13,7 @@
 
 use super::data::{Batch, GridLabelParams, grid_label_points_cpu};
 use super::model::{Head, ModelConfig};
+use super::train::{check_holdout, n_held_out};
 use crate::io::frames_in::FramesReader;
 use crate::rng::{below, counter, key_from_seed, philox4x32_10, streams};
 use crate::{Error, Result};
@@ -35,16 +36,12 @@ impl FrameSamples {
     /// Reads `path` (an emsim frames file with `/truth`; ADU converted with its gain and offset),
     /// at most `max_frames` frames, holding out the last `holdout` fraction of them.
     pub fn load(path: &std::path::Path, max_frames: Option<u64>, holdout: f32) -> Result<Self> {
-        if !(holdout > 0.0 && holdout < 1.0) {
-            return Err(Error::invalid("--holdout", format!("{holdout}: expected a fraction in (0, 1)")));
-        }
+        check_holdout(holdout)?;
         let mut reader = FramesReader::open(path, "frames")?;
         let truth = crate::eval::read::read_truth(path)?;
         let n = reader.meta.n_frames.min(max_frames.unwrap_or(u64::MAX)) as usize;
-        let n_val = ((n as f64 * holdout as f64).round() as usize).max(1);
-        if n < 2 || n_val >= n {
-            return Err(Error::file(path, format!("{n} frames: too few to hold out {holdout} for validation")));
-        }
+        let n_val = n_held_out(n, holdout)
+            .ok_or_else(|| Error::file(path, format!("{n} frames: too few to hold out {holdout} for validation")))?;
         let (h, w) = (reader.meta.height as usize, reader.meta.width as usize);
         let gain = reader.meta.gain_adu_per_e.unwrap_or(1.0);
         let offset = reader.meta.offset_adu.unwrap_or(0.0);

@@ -230,6 +230,18 @@ impl<'a> GpuNet<'a> {
         Ok(())
     }
 
+    /// Runs the model in evaluation mode on `n` inputs `x` (uploaded to [`GpuNet::input`]; `n` at
+    /// most the capacity) and returns the raw outputs `[n, head_outputs]`.
+    pub fn infer(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let ctx = self.ctx;
+        ctx.write(&self.input, x);
+        let mut enc = ctx.encoder("infer");
+        self.record_forward(&mut enc, n, false, 0, 0)?;
+        let rb = ctx.readback(&mut enc, self.output(), (n * self.model.cfg.head_outputs() * 4) as u64);
+        ctx.submit_and_wait(enc)?;
+        Ok(rb.read(ctx)?)
+    }
+
     /// Records the loss of the first `n` outputs against [`GpuNet::labels`] / [`GpuNet::target`]
     /// into [`GpuNet::loss`] / [`GpuNet::correct`]; with `grad`, also dL/d(output) for backward.
     pub fn record_loss(&self, enc: &mut wgpu::CommandEncoder, n: usize, grad: bool) -> Result<()> {
@@ -243,17 +255,14 @@ impl<'a> GpuNet<'a> {
             }
         };
         match self.model.cfg.head {
-            Head::Grid { .. } => {
+            // grid cells and classes: both a softmax over the head's outputs against a label
+            Head::Grid { .. } | Head::Classes { .. } => {
                 let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
                 softmax_xent_record(self.ctx, enc, &p, self.output(), &self.labels, &self.loss, &self.correct, dout)?;
             }
             Head::Xy => {
                 let p = MseParams { n: n as u32, d: 2, mean_over: 2 * n as u32, write_grad: grad as u32 };
                 mse_record(self.ctx, enc, &p, self.output(), &self.target, &self.loss, dout)?;
-            }
-            Head::Classes { .. } => {
-                let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
-                softmax_xent_record(self.ctx, enc, &p, self.output(), &self.labels, &self.loss, &self.correct, dout)?;
             }
             Head::Pair => {
                 let p = PairMseParams { n: n as u32, mean_over: 4 * n as u32, write_grad: grad as u32, _pad: 0 };

@@ -143,15 +143,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
         let p = MakeBatchParams::new(cfg, &spec, VALIDATION_BASE + start as u64, n);
         let b = make_batch_cpu(&p, &arrays);
         let dec: Vec<Decoded> = match &gpu {
-            Some(net) => {
-                let ctx = net.ctx;
-                ctx.write(&net.input, &b.x);
-                let mut enc = ctx.encoder("heldout");
-                net.record_forward(&mut enc, n, false, 0, 0)?;
-                let rb = ctx.readback(&mut enc, net.output(), (n * cfg.head_outputs() * 4) as u64);
-                ctx.submit_and_wait(enc)?;
-                decode(cfg, &rb.read::<f32>(ctx)?, n)
-            }
+            Some(net) => decode(cfg, &net.infer(&b.x, n)?, n),
             None => infer_cpu(model, &b.x, n, batch)?,
         };
         for s in 0..n {

@@ -149,7 +149,7 @@ pub fn pair_eval(model: &Model, lib: &EventLibrary, o: &PairEvalOptions, device:
     }
     if let Some(e) = o.extra_mean {
         spec.extra_mean = e;
-        spec.extra_max = spec.extra_max.max((e * 4.0).ceil() as u32).min(16);
+        spec.extra_max = spec.extra_max.max((e * 4.0).ceil() as u32).min(super::pairs::MAX_EXTRA);
     }
     spec.validate().map_err(|e| Error::invalid("--max-sep-px/--extra-mean", e.to_string()))?;
     let thr = o.hard_threshold_e.unwrap_or(4.0 * o.sigma_e);
@@ -160,7 +160,6 @@ pub fn pair_eval(model: &Model, lib: &EventLibrary, o: &PairEvalOptions, device:
         }
         Device::Cpu => None,
     };
-    let k_out = cfg.head_outputs();
     let classifier = matches!(cfg.head, Head::Classes { .. });
     let mut confusion = [[0u64; 2]; 2];
     let (mut easy, mut hard) = ([0u64; 2], [0u64; 2]); // [n, correct]
@@ -173,15 +172,7 @@ pub fn pair_eval(model: &Model, lib: &EventLibrary, o: &PairEvalOptions, device:
         let p = MakePairsParams::new(&spec, first, n)?;
         let b = make_pairs_cpu(&p, &arrays);
         let out = match &gpu {
-            Some(net) => {
-                let ctx = net.ctx;
-                ctx.write(&net.input, &b.x);
-                let mut enc = ctx.encoder("pair_eval");
-                net.record_forward(&mut enc, n, false, 0, 0)?;
-                let rb = ctx.readback(&mut enc, net.output(), (n * k_out * 4) as u64);
-                ctx.submit_and_wait(enc)?;
-                rb.read::<f32>(ctx)?
-            }
+            Some(net) => net.infer(&b.x, n)?,
             None => outputs_cpu(&folded, &b.x, n, batch)?,
         };
         if classifier {

@@ -90,18 +90,27 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}.{suffix}"))
 }
 
-/// The event ranges for training and validation.
-pub fn split_events(n_events: usize, holdout: f32) -> Result<((u32, u32), (u32, u32))> {
+/// `--holdout` must be a fraction in (0, 1).
+pub fn check_holdout(holdout: f32) -> Result<()> {
     if !(holdout > 0.0 && holdout < 1.0) {
         return Err(Error::invalid("--holdout", format!("{holdout}: expected a fraction in (0, 1)")));
     }
-    let n_val = ((n_events as f64 * holdout as f64).round() as usize).max(1);
-    if n_events < 2 || n_val >= n_events {
-        return Err(Error::invalid(
-            "--library",
-            format!("{n_events} events: too few to hold out {holdout} for validation"),
-        ));
-    }
+    Ok(())
+}
+
+/// How many of `n` items (events, frames) the fraction `holdout` holds out: at least one, and
+/// `None` unless at least one is left for training.
+pub fn n_held_out(n: usize, holdout: f32) -> Option<usize> {
+    let n_val = ((n as f64 * holdout as f64).round() as usize).max(1);
+    (n >= 2 && n_val < n).then_some(n_val)
+}
+
+/// The event ranges for training and validation.
+pub fn split_events(n_events: usize, holdout: f32) -> Result<((u32, u32), (u32, u32))> {
+    check_holdout(holdout)?;
+    let n_val = n_held_out(n_events, holdout).ok_or_else(|| {
+        Error::invalid("--library", format!("{n_events} events: too few to hold out {holdout} for validation"))
+    })?;
     let n_train = n_events - n_val;
     Ok(((0, n_train as u32), (n_train as u32, n_val as u32)))
 }
@@ -457,17 +466,13 @@ pub fn loss_cpu(cfg: &ModelConfig, out: &[f32], batch: &Batch, n: usize, grad: b
     let mut correct = vec![0.0; n];
     let mut dout = vec![0.0; if grad { n * k } else { 0 }];
     match cfg.head {
-        Head::Grid { .. } => {
+        Head::Grid { .. } | Head::Classes { .. } => {
             let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
             softmax_xent_cpu(&p, out, &batch.labels[..n], &mut loss, &mut correct, &mut dout);
         }
         Head::Xy => {
             let p = MseParams { n: n as u32, d: 2, mean_over: 2 * n as u32, write_grad: grad as u32 };
             mse_cpu(&p, out, &batch.target[..2 * n], &mut loss, &mut dout);
-        }
-        Head::Classes { .. } => {
-            let p = SoftmaxXentParams { n: n as u32, k: k as u32, mean_over: n as u32, write_grad: grad as u32 };
-            softmax_xent_cpu(&p, out, &batch.labels[..n], &mut loss, &mut correct, &mut dout);
         }
         Head::Pair => {
             let p = PairMseParams { n: n as u32, mean_over: 4 * n as u32, write_grad: grad as u32, _pad: 0 };

@@ -17,7 +17,37 @@ use crate::{Error, Result};
 pub struct BenchOptions {
     pub quick: bool,
     pub cpu_only: bool,
+    /// Skip the CPU path (only the GPU), e.g. for a long sweep on a real GPU.
+    pub gpu_only: bool,
     pub backend: String,
+    /// Only these stages (`STAGES`); None: all. The copy bandwidth is always measured.
+    pub stages: Option<Vec<String>>,
+    /// Frames per repeat of the frame stages (`frames`, `count`); None: 32 (quick) or 256.
+    pub frames: Option<u64>,
+    /// Extra frame batches for `frames` and `count` on the GPU path (576x576, default density):
+    /// a real GPU needs more frames in flight than the defaults (32 and 16) to fill it.
+    pub frame_batches: Vec<u32>,
+    /// Extra inference batches for the `fast` network on each path.
+    pub net_batches: Vec<usize>,
+}
+
+/// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
+/// stages).
+pub const STAGES: [&str; 6] = ["events", "frames", "count", "count_net", "net_infer", "net_train"];
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            quick: false,
+            cpu_only: false,
+            gpu_only: false,
+            backend: "auto".into(),
+            stages: None,
+            frames: None,
+            frame_batches: Vec::new(),
+            net_batches: Vec::new(),
+        }
+    }
 }
 
 /// One measurement: one stage on one path at one size.
@@ -64,6 +94,13 @@ pub struct BenchRecord {
     pub gpu_median_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_fraction_of_wall: Option<f64>,
+    /// The frame stages' rate on GPU time alone (`frames_per_repeat / gpu_median_s`): what the
+    /// kernels sustain when uploads and readbacks overlap or stay on the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_frames_per_s: Option<f64>,
+    /// The network stages' rate on GPU time alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_samples_per_s: Option<f64>,
 }
 
 /// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
@@ -121,6 +158,8 @@ impl BenchRecord {
             samples_per_s: None,
             gpu_median_s,
             gpu_fraction_of_wall: gpu_median_s.map(|g| g / med),
+            gpu_frames_per_s: None,
+            gpu_samples_per_s: None,
         }
     }
 
@@ -161,7 +200,7 @@ impl BenchReport {
         }
         s += &format!("cpu threads: {}\n", self.threads);
         s += &format!(
-            "{:<15} {:<4} {:>9} {:>8} {:>5} {:>12} {:<9} {:>11} {:>8} {:>7} {:>8}\n",
+            "{:<15} {:<4} {:>9} {:>8} {:>5} {:>12} {:<9} {:>11} {:>8} {:>7} {:>8} {:>12}\n",
             "stage",
             "path",
             "size",
@@ -172,7 +211,8 @@ impl BenchReport {
             "electrons/s",
             "of copy",
             "spread",
-            "gpu/wall"
+            "gpu/wall",
+            "gpu-only rate"
         );
         for r in &self.records {
             let (v, unit) = r.headline();
@@ -183,7 +223,7 @@ impl BenchReport {
             };
             let batch = r.batch_samples.unwrap_or(r.batch_frames);
             s += &format!(
-                "{:<15} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}% {:>8}\n",
+                "{:<15} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}% {:>8} {:>12}\n",
                 r.stage,
                 r.path,
                 size,
@@ -194,7 +234,8 @@ impl BenchReport {
                 r.electrons_per_s.map_or("-".into(), |e| format!("{e:.3e}")),
                 r.fraction_of_copy_bandwidth.map_or("-".into(), |f| format!("{:.1}%", 100.0 * f)),
                 100.0 * (r.max_s - r.min_s) / r.median_s,
-                r.gpu_fraction_of_wall.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f))
+                r.gpu_fraction_of_wall.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)),
+                r.gpu_frames_per_s.or(r.gpu_samples_per_s).map_or("-".into(), |v| format!("{v:.1}"))
             );
         }
         s
@@ -235,9 +276,17 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
 }
 
 /// Times finding + localization (every classical method at once; the 3x3 centroid among them) on
-/// frames already in host memory (no disk), `repeats` times.
-pub fn bench_count(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
-    bench_count_with(device, lib, cfg, repeats, crate::count::CountConfig::default(), "count")
+/// frames already in host memory (no disk), `repeats` times, `batch` frames per submission (0: the
+/// default, 16).
+pub fn bench_count(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+    batch: u32,
+) -> Result<BenchRecord> {
+    let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
+    bench_count_with(device, lib, cfg, repeats, ccfg, "count")
 }
 
 /// Times `count --method net` with the default network (`split`: also `--split-pairs` with the
@@ -492,11 +541,30 @@ pub fn bench_net(
     Ok(r)
 }
 
-/// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path.
+/// Runs every stage's benchmark on the GPU (unless `cpu_only`) and the CPU path (unless
+/// `gpu_only`).
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    if let Some(list) = &opts.stages {
+        for st in list {
+            if !STAGES.contains(&st.as_str()) {
+                return Err(Error::invalid(
+                    "--stages",
+                    format!("unknown stage '{st}': expected a comma-separated list of {}", STAGES.join(", ")),
+                ));
+            }
+        }
+    }
+    if opts.cpu_only && opts.gpu_only {
+        return Err(Error::invalid("--gpu-only", "cannot be combined with --cpu-only"));
+    }
+    let want = |st: &str| opts.stages.as_ref().is_none_or(|l| l.iter().any(|s| s == st));
     let backend: BackendChoice = opts.backend.parse()?;
     let gpu = if opts.cpu_only { None } else { Some(Device::Gpu(Box::new(GpuContext::new(backend)?))) };
-    let (frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
+    let (default_frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
+    let frames = opts.frames.unwrap_or(default_frames);
+    if frames == 0 {
+        return Err(Error::invalid("--frames", "must be at least 1"));
+    }
     let lib = EventLibrary::read_h5(&crate::default_library_path())?;
     let mut records = Vec::new();
     // Frame size at the default density, and (full run) electrons per frame at half and twice it.
@@ -509,38 +577,66 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     if let Some(g) = &gpu {
         devices.push(g);
     }
-    devices.push(&Device::Cpu);
+    if !opts.gpu_only {
+        devices.push(&Device::Cpu);
+    }
     let mut copy_bw = Vec::new();
     for d in &devices {
         let r = bench_copy(d, 64 << 20, repeats.max(5))?;
         copy_bw.push((d.path_name(), r.bytes_per_s.unwrap()));
         records.push(r);
     }
-    records.push(bench_events(if opts.quick { 2000 } else { 20_000 }, repeats)?);
-    for &(side, electrons) in sizes {
-        for d in &devices {
-            let cfg = FramesConfig {
-                frames,
-                height: side,
-                width: side,
-                electrons: crate::frames::ElectronCount::Normal { mean: electrons, sd: electrons.sqrt() },
-                ..Default::default()
-            };
-            records.push(bench_frames(d, &lib, &cfg, repeats)?);
-            records.push(bench_count(d, &lib, &cfg, repeats)?);
-        }
+    if want("events") && !opts.gpu_only {
+        records.push(bench_events(if opts.quick { 2000 } else { 20_000 }, repeats)?);
     }
-    // Counting with the network, and with pair splitting (issue 6), on 256x256 frames at dose 0.005.
-    let dose_cfg = FramesConfig {
-        frames: if opts.quick { 8 } else { 64 },
-        height: 256,
-        width: 256,
-        electrons: crate::frames::ElectronCount::Dose { electrons_per_pixel: 0.005 },
+    let frame_cfg = |side: u32, electrons: f64, n: u64| FramesConfig {
+        frames: n,
+        height: side,
+        width: side,
+        electrons: crate::frames::ElectronCount::Normal { mean: electrons, sd: electrons.sqrt() },
         ..Default::default()
     };
-    for d in &devices {
-        for split in [false, true] {
-            records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split)?);
+    for &(side, electrons) in sizes {
+        for d in &devices {
+            let cfg = frame_cfg(side, electrons, frames);
+            if want("frames") {
+                records.push(bench_frames(d, &lib, &cfg, repeats)?);
+            }
+            if want("count") {
+                records.push(bench_count(d, &lib, &cfg, repeats, 0)?);
+            }
+        }
+    }
+    // More frames in flight on the GPU path (576x576, default density). A batch the adapter
+    // cannot hold is reported on stderr and skipped.
+    if let Some(g) = &gpu {
+        for &b in &opts.frame_batches {
+            let cfg = FramesConfig { batch_frames: b, ..frame_cfg(576, 2927.294, frames.max(b as u64)) };
+            if want("frames") {
+                soft(&mut records, bench_frames(g, &lib, &cfg, repeats), "frames", b);
+            }
+            if want("count") {
+                soft(&mut records, bench_count(g, &lib, &cfg, repeats, b), "count", b);
+            }
+        }
+    }
+    if want("count_net") {
+        // Counting with the network, and with pair splitting (issue 6), on 256x256 frames at dose
+        // 0.005; the full run also at 576x576 and the default density.
+        let dose_cfg = FramesConfig {
+            frames: if opts.quick { 8 } else { 64 },
+            height: 256,
+            width: 256,
+            electrons: crate::frames::ElectronCount::Dose { electrons_per_pixel: 0.005 },
+            ..Default::default()
+        };
+        for d in &devices {
+            for split in [false, true] {
+                records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split)?);
+            }
+            if !opts.quick {
+                records.push(bench_count_net(d, &lib, &frame_cfg(576, 2927.294, 32), repeats, false)?);
+            }
         }
     }
     // The network: the seed network at the issue's batch of 1000 (PyTorch's figures are for that),
@@ -549,13 +645,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         let gpu_quick = opts.quick && matches!(d, Device::Gpu(_));
         let batch = if gpu_quick { 100 } else { 1000 };
         for preset in ["seed", "fast"] {
-            records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false)?);
-            records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true)?);
+            if want("net_infer") {
+                records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false)?);
+            }
+            if want("net_train") {
+                records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true)?);
+            }
         }
-        // The full run sweeps the inference batch of the counting network.
-        if !opts.quick {
-            for b in [100, 4000] {
-                records.push(bench_net(d, &lib, "fast", b, repeats.min(3), false)?);
+        if want("net_infer") {
+            // The full run sweeps the inference batch of the counting network.
+            let sweep: &[usize] = if opts.quick { &[] } else { &[100, 4000] };
+            for &b in sweep.iter().chain(&opts.net_batches) {
+                soft(&mut records, bench_net(d, &lib, "fast", b, repeats.min(3), false), "net_infer", b as u32);
             }
         }
     }
@@ -568,6 +669,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         {
             r.fraction_of_copy_bandwidth = Some(b / bw);
         }
+        if let Some(g) = r.gpu_median_s.filter(|&g| g > 0.0) {
+            if r.frames_per_s.is_some() {
+                r.gpu_frames_per_s = Some(r.frames_per_repeat as f64 / g);
+            }
+            if r.samples_per_s.is_some() {
+                r.gpu_samples_per_s = Some(r.frames_per_repeat as f64 / g);
+            }
+        }
     }
     Ok(BenchReport {
         schema: "emsim-bench/1",
@@ -577,6 +686,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         adapter: gpu.as_ref().and_then(|g| g.adapter().cloned()),
         records,
     })
+}
+
+/// A sweep point that may not fit the adapter: on error, says so on stderr and goes on.
+fn soft(records: &mut Vec<BenchRecord>, r: Result<BenchRecord>, stage: &str, batch: u32) {
+    match r {
+        Ok(r) => records.push(r),
+        Err(e) => eprintln!("bench: skipped {stage} at batch {batch}: {e}"),
+    }
 }
 
 /// `emsim bench --compare a.json b.json`: the records the two runs share (same stage, path and

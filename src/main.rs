@@ -331,8 +331,25 @@ struct BenchArgs {
     /// Skip the GPU path (only the CPU twins).
     #[arg(long)]
     cpu_only: bool,
+    /// Skip the CPU path (only the GPU), e.g. for a long sweep on a real GPU.
+    #[arg(long, conflicts_with = "cpu_only")]
+    gpu_only: bool,
     #[arg(long, default_value = "auto")]
     backend: String,
+    /// Only these stages, comma-separated: events, frames, count, count_net, net_infer, net_train
+    /// (the copy bandwidth is always measured).
+    #[arg(long, value_delimiter = ',')]
+    stages: Option<Vec<String>>,
+    /// Frames per repeat of the frame stages (default 32 with --quick, else 256).
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Extra frames-per-submission batches for `frames` and `count` on the GPU path (576x576,
+    /// default density), comma-separated, e.g. 128,512.
+    #[arg(long, value_delimiter = ',')]
+    frame_batches: Vec<u32>,
+    /// Extra inference batches for the `fast` network, comma-separated, e.g. 16384,65536.
+    #[arg(long, value_delimiter = ',')]
+    net_batches: Vec<usize>,
     /// Compare two `--json` reports (a, then b): rates side by side with b / a.
     #[arg(long, num_args = 2, value_names = ["A_JSON", "B_JSON"])]
     compare: Option<Vec<PathBuf>>,
@@ -1120,7 +1137,16 @@ fn main_result(cli: Cli) -> Result<()> {
                 print!("{}", emsim::bench::compare(&files[0], &files[1])?);
                 return Ok(());
             }
-            let opts = emsim::bench::BenchOptions { quick: a.quick, cpu_only: a.cpu_only, backend: a.backend };
+            let opts = emsim::bench::BenchOptions {
+                quick: a.quick,
+                cpu_only: a.cpu_only,
+                gpu_only: a.gpu_only,
+                backend: a.backend,
+                stages: a.stages,
+                frames: a.frames,
+                frame_batches: a.frame_batches,
+                net_batches: a.net_batches,
+            };
             let report = emsim::bench::run(&opts)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap());

@@ -199,7 +199,11 @@ fn count_and_eval_acceptance() {
     };
     let (xg, xc) = (col("g-c3x3.h5", "x_px"), col("cpu.h5", "x_px"));
     assert_eq!(xg.len(), xc.len(), "GPU and CPU found different numbers of electrons");
-    assert!(xg.iter().zip(&xc).all(|(a, b)| (a - b).abs() <= 1e-5));
+    // Within 4 ulps of the position: Vulkan allows 2.5 ulp for f32 division, and NVIDIA's
+    // driver uses that freedom (lavapipe agrees bit for bit).
+    for (a, b) in xg.iter().zip(&xc) {
+        assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1.0), "x_px gpu {a} cpu {b}");
+    }
     let n = xg.len() as f64 / 3.0;
     assert!(n > 2000.0 && n < 3200.0, "{n} electrons per frame");
     let f = hdf5::File::open(d.join("g-c3x3.h5")).unwrap();
@@ -240,11 +244,15 @@ fn count_bad_input_is_named() {
     );
     assert!(o.status.success());
     // An HDF5 file without /frames, and one whose /frames is 2-D.
+    // Closed explicitly: a handle still open here keeps HDF5's file lock, and the subprocess
+    // then fails to open the file (seen on the GPU machine: "unable to lock file, errno = 11").
     {
         let f = hdf5::File::create(d.join("noframes.h5")).unwrap();
         f.new_dataset_builder().with_data(&[1.0f32, 2.0]).create("other").unwrap();
+        f.close().unwrap();
         let f = hdf5::File::create(d.join("flat.h5")).unwrap();
         f.new_dataset_builder().with_data(&ndarray::Array2::<f32>::zeros((4, 4))).create("frames").unwrap();
+        f.close().unwrap();
     }
     std::fs::write(d.join("junk.h5"), b"not hdf5").unwrap();
     let cases: &[(&[&str], &str)] = &[

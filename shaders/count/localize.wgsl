@@ -41,7 +41,28 @@ fn centroid(m: Moments, r: u32, c: u32) -> vec2<f32> {
     if (m.sq <= 0) {
         return vec2<f32>(x0, y0);
     }
-    return vec2<f32>(x0 + f32(m.sx) / f32(m.sq), y0 + f32(m.sy) / f32(m.sq));
+    return vec2<f32>(x0 + ratio(m.sx, m.sq), y0 + ratio(m.sy, m.sq));
+}
+
+// a / b (b > 0) bit for bit as the twin (`localize.rs::ratio`): the integer part and 24 fraction
+// bits (truncated) by integer long division, then whole + frac * 2^-24 with correctly rounded f32
+// operations only (f32 `/` may be off by 2.5 ulp under Vulkan, and is on NVIDIA).
+fn ratio(a: i32, b: i32) -> f32 {
+    let n = u32(abs(a));          // abs(i32 min) wraps to itself: u32 of it is 2^31, still right
+    let d = u32(b);
+    let whole = n / d;
+    var rem = n % d;              // < d < 2^31, so rem << 1 fits
+    var frac = 0u;
+    for (var k = 0; k < 24; k++) {
+        rem = rem << 1u;
+        frac = frac << 1u;
+        if (rem >= d) {
+            rem -= d;
+            frac |= 1u;
+        }
+    }
+    let v = f32(whole) + f32(frac) * (1.0 / 16777216.0);
+    return select(v, -v, a < 0);
 }
 
 @compute @workgroup_size(256)

@@ -23,7 +23,7 @@ use crate::gpu::{Device, GpuContext};
 use crate::shaders;
 use crate::{Error, Result};
 use calibrate::{CalibrateParams, Q_SCALE, to_q};
-use find::{Candidate, FindParams, max_candidates, sort_candidates};
+use find::{Candidate, FindParams, max_candidates};
 use localize::{ArgsParams, LocalizeParams, Localized};
 use sum3::Sum3Params;
 
@@ -546,13 +546,17 @@ impl<'a> Counter<'a> {
         ctx.submit_and_wait(enc)?;
         let cands: Vec<Candidate> = rl.read(ctx)?;
         let localized: Vec<Localized> = ro.read(ctx)?;
-        let mut order: Vec<usize> = (0..cands.len()).collect();
-        order.sort_unstable_by_key(|&i| (cands[i][0], cands[i][1]));
-        let mut sorted_c: Vec<Candidate> = order.iter().map(|&i| cands[i]).collect();
-        sort_candidates(&mut sorted_c); // already sorted; keeps the invariant explicit
+        // The GPU appends centres in no fixed order: sort by (frame, pixel), a unique key, on
+        // all cores.
+        use rayon::prelude::*;
+        let mut order: Vec<(u64, u32)> =
+            cands.iter().enumerate().map(|(i, c)| (((c[0] as u64) << 32) | c[1] as u64, i as u32)).collect();
+        order.par_sort_unstable();
+        let sorted_c: Vec<Candidate> = order.par_iter().map(|&(_, i)| cands[i as usize]).collect();
+        debug_assert!(sorted_c.windows(2).all(|w| (w[0][0], w[0][1]) < (w[1][0], w[1][1])));
         let mut found = Found {
             cands: sorted_c,
-            localized: order.iter().map(|&i| localized[i]).collect(),
+            localized: order.par_iter().map(|&(_, i)| localized[i as usize]).collect(),
             net: Vec::new(),
             split: vec![],
         };

@@ -223,6 +223,42 @@ impl Truth {
 struct GpuState {
     event_offsets: wgpu::Buffer,
     event_pixels: wgpu::Buffer,
+    /// Work buffers kept from batch to batch (grown when a batch needs more).
+    work: std::sync::Mutex<Option<WorkBuffers>>,
+}
+
+/// The per-batch buffers of the GPU path: electron records, the fixed-point accumulator, the
+/// frames in ADU and the per-frame electron offsets.
+struct WorkBuffers {
+    records: wgpu::Buffer,
+    acc: wgpu::Buffer,
+    out: wgpu::Buffer,
+    offsets: wgpu::Buffer,
+}
+
+impl WorkBuffers {
+    /// The cached buffers when each is at least as large as asked, else new ones.
+    fn get(
+        ctx: &GpuContext,
+        cache: &std::sync::Mutex<Option<WorkBuffers>>,
+        records: u64,
+        frame_bytes: u64,
+        offsets: u64,
+    ) -> Result<WorkBuffers> {
+        if let Some(w) = cache.lock().unwrap().take()
+            && w.records.size() >= records
+            && w.acc.size() >= frame_bytes
+            && w.offsets.size() >= offsets
+        {
+            return Ok(w);
+        }
+        Ok(WorkBuffers {
+            records: ctx.storage("records", records)?,
+            acc: ctx.storage("acc", frame_bytes)?,
+            out: ctx.storage("frames", frame_bytes)?,
+            offsets: ctx.storage("frame_offsets", offsets)?,
+        })
+    }
 }
 
 /// Makes batches of frames on a device (GPU kernels or their CPU twins).
@@ -245,6 +281,7 @@ impl<'a> Generator<'a> {
                 Some(GpuState {
                     event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
                     event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
+                    work: Default::default(),
                 })
             }
             Device::Cpu => None,
@@ -438,12 +475,11 @@ impl<'a> Generator<'a> {
             (0..total).step_by(max_chunk as usize).map(|s| (s, (total - s).min(max_chunk))).collect()
         };
         let chunk_cap = chunks.iter().map(|c| c.1).max().unwrap_or(0) as u64;
-        let records_buf = ctx.storage("records", chunk_cap * 16)?;
         let band_px = band_rows as u64 * w as u64;
-        let acc = ctx.storage("acc", n as u64 * band_px * 4)?;
-        let out = ctx.storage("frames", n as u64 * band_px * 4)?;
-        let offsets_buf = ctx.storage("frame_offsets", (n as u64 + 1) * 4)?;
+        let work = WorkBuffers::get(ctx, &gpu.work, chunk_cap * 16, n as u64 * band_px * 4, (n as u64 + 1) * 4)?;
+        let (records_buf, acc, out, offsets_buf) = (&work.records, &work.acc, &work.out, &work.offsets);
         let mut frames = self.take_buffer(n * frame_px as usize);
+        let mut band: Vec<f32> = Vec::new();
         let mut records = Vec::with_capacity(total as usize);
         let mut row0 = 0;
         while row0 < h {
@@ -455,13 +491,13 @@ impl<'a> Generator<'a> {
                 } else {
                     (self.place_params(first_frame, 1, len, start), vec![0, len])
                 };
-                ctx.write(&offsets_buf, &offs);
+                ctx.write(offsets_buf, &offs);
                 let mut enc = ctx.encoder("frames");
                 if start == 0 {
-                    enc.clear_buffer(&acc, 0, None);
+                    enc.clear_buffer(acc, 0, Some(n as u64 * band_px * 4));
                 }
                 let pu = ctx.uniform("place_params", &params);
-                ctx.dispatch(&mut enc, &shaders::FRAMES_PLACE, &[&pu, &offsets_buf, &records_buf], len as u64)?;
+                ctx.dispatch(&mut enc, &shaders::FRAMES_PLACE, &[&pu, offsets_buf, records_buf], len as u64)?;
                 let ap = AccumulateParams {
                     n_electrons: len,
                     height: h,
@@ -474,10 +510,10 @@ impl<'a> Generator<'a> {
                 ctx.dispatch(
                     &mut enc,
                     &shaders::FRAMES_ACCUMULATE,
-                    &[&au, &records_buf, &gpu.event_offsets, &gpu.event_pixels, &acc],
+                    &[&au, records_buf, &gpu.event_offsets, &gpu.event_pixels, acc],
                     len as u64,
                 )?;
-                let rb = (row0 == 0).then(|| ctx.readback(&mut enc, &records_buf, len as u64 * 16));
+                let rb = (row0 == 0).then(|| ctx.readback(&mut enc, records_buf, len as u64 * 16));
                 ctx.submit_and_wait(enc)?;
                 if let Some(rb) = rb {
                     pending_records.push(rb);
@@ -486,13 +522,13 @@ impl<'a> Generator<'a> {
             let np = self.noise_params(first_frame, n, row0, rows);
             let mut enc = ctx.encoder("noise");
             let nu = ctx.uniform("noise_params", &np);
-            ctx.dispatch(&mut enc, &shaders::FRAMES_NOISE, &[&nu, &acc, &out], n as u64 * np.n_groups as u64)?;
-            let rb = ctx.readback(&mut enc, &out, n as u64 * rows as u64 * w as u64 * 4);
+            ctx.dispatch(&mut enc, &shaders::FRAMES_NOISE, &[&nu, acc, out], n as u64 * np.n_groups as u64)?;
+            let rb = ctx.readback(&mut enc, out, n as u64 * rows as u64 * w as u64 * 4);
             ctx.submit_and_wait(enc)?;
-            let band: Vec<f32> = rb.read(ctx)?;
             if rows == h {
-                frames = band;
+                rb.read_into(ctx, &mut frames)?;
             } else {
+                rb.read_into(ctx, &mut band)?;
                 let start = row0 as usize * w as usize;
                 frames[start..start + band.len()].copy_from_slice(&band);
             }
@@ -501,6 +537,7 @@ impl<'a> Generator<'a> {
             }
             row0 += rows;
         }
+        *gpu.work.lock().unwrap() = Some(work);
         Ok(Batch { first_frame, counts: counts.to_vec(), frames, records })
     }
 }

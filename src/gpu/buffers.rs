@@ -55,14 +55,28 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Copies `bytes` bytes from the start of `src` into a new mappable buffer (recorded in `encoder`).
+    /// Copies `bytes` bytes from the start of `src` into a mappable buffer (recorded in `encoder`):
+    /// an idle one from the context's pool when one is large enough, else a new one (sized up to
+    /// a power of two so that later readbacks of similar size can reuse it).
     pub fn readback(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, bytes: u64) -> Readback {
         let size = bytes.max(4).next_multiple_of(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let pooled = {
+            let mut pool = self.staging.lock().unwrap();
+            // the smallest idle buffer that fits, unless it is wastefully large
+            let best = (0..pool.len())
+                .filter(|&i| pool[i].size() >= size && pool[i].size() <= size.max(1 << 16) * 4)
+                .min_by_key(|&i| pool[i].size());
+            best.map(|i| pool.swap_remove(i))
+        };
+        let staging = pooled.unwrap_or_else(|| {
+            let rounded = size.next_power_of_two().max(1 << 12);
+            let cap = self.limits.max_buffer_size;
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: if rounded <= cap { rounded } else { size },
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
@@ -70,13 +84,101 @@ impl GpuContext {
         Readback { staging, bytes }
     }
 
-    /// Writes `data` over the start of `dst`.
+    /// Returns an unmapped staging buffer to the pool (at most `STAGING_POOL` buffers and
+    /// `STAGING_POOL_BYTES` bytes are kept; the smallest go first).
+    fn recycle_staging(&self, buffer: wgpu::Buffer) {
+        let mut pool = self.staging.lock().unwrap();
+        pool.push(buffer);
+        pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
+        let mut total = 0;
+        let keep = pool
+            .iter()
+            .take_while(|b| {
+                total += b.size();
+                total <= STAGING_POOL_BYTES
+            })
+            .count()
+            .min(STAGING_POOL);
+        pool.truncate(keep);
+    }
+
+    /// Writes `data` over the start of `dst` (ordered before the next submission). Small data
+    /// goes through `Queue::write_buffer`; large data (frames) is copied into a reused mappable
+    /// buffer, then copied on the GPU: `write_buffer` makes a new staging buffer per call.
+    /// (wgpu 30's write-only mapped views cannot be shared between threads, so one thread copies.)
     pub fn write<T: bytemuck::Pod>(&self, dst: &wgpu::Buffer, data: &[T]) {
-        if !data.is_empty() {
-            self.queue.write_buffer(dst, 0, bytemuck::cast_slice(data));
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.len() < LARGE_UPLOAD || !bytes.len().is_multiple_of(4) {
+            if !bytes.is_empty() {
+                self.queue.write_buffer(dst, 0, bytes);
+            }
+            return;
+        }
+        if let Err(e) = self.write_staged(dst, bytes) {
+            // mapping failed (device lost, say): fall back to the queue's own staging
+            eprintln!("emsim: warning: staged upload failed ({e}); using Queue::write_buffer");
+            self.queue.write_buffer(dst, 0, bytes);
         }
     }
+
+    fn write_staged(&self, dst: &wgpu::Buffer, bytes: &[u8]) -> Result<(), GpuError> {
+        let size = bytes.len() as u64;
+        let pooled = {
+            let mut pool = self.upload_staging.lock().unwrap();
+            let best = (0..pool.len())
+                .filter(|&i| pool[i].size() >= size && pool[i].size() <= size * 4)
+                .min_by_key(|&i| pool[i].size());
+            best.map(|i| pool.swap_remove(i))
+        };
+        let staging = match pooled {
+            Some(b) => {
+                let slice = b.slice(0..size);
+                let (tx, rx) = std::sync::mpsc::channel();
+                slice.map_async(wgpu::MapMode::Write, move |r| {
+                    let _ = tx.send(r);
+                });
+                self.device.poll(wgpu::PollType::wait_indefinitely())?;
+                rx.recv().map_err(|_| GpuError::Validation {
+                    context: "upload".into(),
+                    message: "map callback was dropped".into(),
+                })??;
+                b
+            }
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("upload"),
+                size,
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            }),
+        };
+        {
+            let mut view = staging
+                .slice(0..size)
+                .get_mapped_range_mut()
+                .map_err(|e| GpuError::Validation { context: "upload".into(), message: e.to_string() })?;
+            view.copy_from_slice(bytes);
+        }
+        staging.unmap();
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("upload") });
+        enc.copy_buffer_to_buffer(&staging, 0, dst, 0, size);
+        self.queue.submit([enc.finish()]);
+        let mut pool = self.upload_staging.lock().unwrap();
+        pool.push(staging);
+        if pool.len() > 2 {
+            pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
+            pool.truncate(2);
+        }
+        Ok(())
+    }
 }
+
+/// Uploads of at least this many bytes go through a reused staging buffer.
+const LARGE_UPLOAD: usize = 4 << 20;
+
+/// Idle staging buffers kept for reuse, at most this many ...
+const STAGING_POOL: usize = 8;
+/// ... and this many bytes together.
+const STAGING_POOL_BYTES: u64 = 1 << 30;
 
 /// A pending copy of GPU data to the host; [`Readback::read`] after the submission.
 pub struct Readback {
@@ -88,9 +190,19 @@ impl Readback {
     /// Maps the staging buffer (the submission that filled it must have been made) and returns its
     /// contents as `T`s.
     pub fn read<T: bytemuck::Pod>(self, ctx: &GpuContext) -> Result<Vec<T>, GpuError> {
+        let mut out = Vec::new();
+        self.read_into(ctx, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Readback::read`], into `out` (resized; its allocation is reused), then gives the
+    /// staging buffer back to the context's pool.
+    pub fn read_into<T: bytemuck::Pod>(self, ctx: &GpuContext, out: &mut Vec<T>) -> Result<(), GpuError> {
         let n = self.bytes as usize / std::mem::size_of::<T>();
+        out.clear();
         if n == 0 {
-            return Ok(Vec::new());
+            ctx.recycle_staging(self.staging);
+            return Ok(());
         }
         let slice = self.staging.slice(0..self.bytes.next_multiple_of(4));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -102,14 +214,15 @@ impl Readback {
             context: "readback".into(),
             message: "map callback was dropped".into(),
         })??;
-        let mut out = vec![T::zeroed(); n];
+        out.resize(n, T::zeroed());
         {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| GpuError::Validation { context: "readback".into(), message: e.to_string() })?;
-            bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view[..n * std::mem::size_of::<T>()]);
+            bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(&view[..n * std::mem::size_of::<T>()]);
         }
         self.staging.unmap();
-        Ok(out)
+        ctx.recycle_staging(self.staging);
+        Ok(())
     }
 }

@@ -145,9 +145,22 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 
 /// Every adapter wgpu can see on any backend.
 pub fn list_adapters() -> Vec<AdapterSummary> {
+    let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+    list_adapters_locked()
+}
+
+fn list_adapters_locked() -> Vec<AdapterSummary> {
     let inst = instance(wgpu::Backends::all());
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all())).iter().map(AdapterSummary::of).collect()
 }
+
+/// Creating and destroying Vulkan instances and devices is serialized process-wide. With several
+/// contexts alive in one process (the test harness runs tests on parallel threads, each with its
+/// own context), NVIDIA's driver 580 under the Khronos loader deadlocked when two threads
+/// destroyed their instances and devices at once (`vkDestroyInstance` waiting on the loader's
+/// lock while another thread sat in `vkDestroyDevice` / `Queue::wait_for_idle`; seen on an H100
+/// and an H200, backtraces in `docs/benchmarks.md`).
+static LIFECYCLE: Mutex<()> = Mutex::new(());
 
 /// Features we use when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
@@ -161,8 +174,9 @@ struct CachedPipeline {
 
 /// A device with its queue and compiled kernels.
 pub struct GpuContext {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
+    /// Dropped by hand in `Drop`, under the process-wide lifecycle lock ([`LIFECYCLE`]).
+    pub device: std::mem::ManuallyDrop<wgpu::Device>,
+    pub queue: std::mem::ManuallyDrop<wgpu::Queue>,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
@@ -172,12 +186,18 @@ pub struct GpuContext {
     binding_limit_override: Option<u64>,
     workgroups_per_dim_override: Option<u32>,
     profiler: Mutex<timing::Profiler>,
+    /// Idle mappable buffers that readbacks reuse (`buffers.rs`): creating a large host-visible
+    /// buffer per readback costs more than the copy on a real GPU.
+    staging: Mutex<Vec<wgpu::Buffer>>,
+    /// Idle host-writable buffers that large uploads reuse (`buffers.rs`).
+    upload_staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
 impl GpuContext {
     /// Picks an adapter for `choice` (honouring `WGPU_ADAPTER_NAME`, `WGPU_BACKEND`,
     /// `WGPU_POWER_PREF`) and creates a device with all of the adapter's limits.
     pub fn new(choice: BackendChoice) -> Result<Self, GpuError> {
+        let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
         let mut adapter = Self::find_adapter(choice.backends());
         if adapter.is_none() && choice == BackendChoice::Auto {
             adapter = Self::find_adapter(wgpu::Backends::GL);
@@ -188,7 +208,7 @@ impl GpuContext {
                 return Err(GpuError::NoAdapter { backend: choice.name().to_string() });
             }
             None => {
-                let available = list_adapters();
+                let available = list_adapters_locked();
                 if available.is_empty() {
                     return Err(GpuError::NoAdapter { backend: choice.name().to_string() });
                 }
@@ -211,8 +231,8 @@ impl GpuContext {
             trace: wgpu::Trace::Off,
         }))?;
         Ok(Self {
-            device,
-            queue,
+            device: std::mem::ManuallyDrop::new(device),
+            queue: std::mem::ManuallyDrop::new(queue),
             adapter: summary,
             limits,
             features,
@@ -220,6 +240,8 @@ impl GpuContext {
             binding_limit_override: None,
             workgroups_per_dim_override: None,
             profiler: Mutex::new(timing::Profiler::default()),
+            staging: Mutex::new(Vec::new()),
+            upload_staging: Mutex::new(Vec::new()),
         })
     }
 
@@ -401,6 +423,24 @@ impl GpuContext {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         self.timer_begin(&mut enc);
         enc
+    }
+}
+
+impl Drop for GpuContext {
+    /// Everything that holds the device goes first, then the queue and the device (and with its
+    /// last reference the instance), all under the lifecycle lock.
+    fn drop(&mut self) {
+        let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        let unpoison = |e: std::sync::PoisonError<_>| e.into_inner();
+        std::mem::take(&mut *self.pipelines.lock().unwrap_or_else(unpoison));
+        std::mem::take(&mut *self.staging.lock().unwrap_or_else(|e| e.into_inner()));
+        std::mem::take(&mut *self.upload_staging.lock().unwrap_or_else(|e| e.into_inner()));
+        std::mem::take(&mut *self.profiler.lock().unwrap_or_else(|e| e.into_inner()));
+        // SAFETY: dropped once, here; the fields are not used after this.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.queue);
+            std::mem::ManuallyDrop::drop(&mut self.device);
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! on sigma trades efficiency for accuracy). Positions are in pixels relative to the centre of the
 //! crop's centre pixel, x = column.
 
+use rayon::prelude::*;
+
 use super::loss::softmax_cpu;
 use super::model::{Head, ModelConfig};
 
@@ -34,46 +36,55 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
         Head::Grid { cells_per_px, .. } => {
             let g = cfg.grid_cells();
             let k = g * g;
-            let mut probs = vec![0.0f32; n * k];
-            softmax_cpu(n, k, &out[..n * k], &mut probs);
             let origin = cfg.grid_origin_px() - (cfg.input_px / 2) as f32 - 0.5;
             let cell = 1.0 / cells_per_px as f32;
             let centre = |i: usize| origin + (i as f32 + 0.5) * cell;
-            probs
-                .chunks_exact(k)
-                .map(|p| {
-                    let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-                    let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                    for (i, &v) in p.iter().enumerate() {
-                        if v > best {
-                            best = v;
-                            arg = i;
+            // Rows are independent: decoded in parallel, each with its own softmax (the same
+            // numbers as one softmax over all rows).
+            out[..n * k]
+                .par_chunks_exact(k)
+                .map_init(
+                    || vec![0.0f32; k],
+                    |p, logits| {
+                        softmax_cpu(1, k, logits, p);
+                        let p = &p[..];
+                        let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+                        let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+                        for (i, &v) in p.iter().enumerate() {
+                            if v > best {
+                                best = v;
+                                arg = i;
+                            }
+                            let (x, y) = (centre(i % g) as f64, centre(i / g) as f64);
+                            mx += v as f64 * x;
+                            my += v as f64 * y;
+                            mxx += v as f64 * x * x;
+                            myy += v as f64 * y * y;
                         }
-                        let (x, y) = (centre(i % g) as f64, centre(i / g) as f64);
-                        mx += v as f64 * x;
-                        my += v as f64 * y;
-                        mxx += v as f64 * x * x;
-                        myy += v as f64 * y * y;
-                    }
-                    let (ax, ay) = (arg % g, arg / g);
-                    let r = cells_per_px as isize;
-                    let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
-                    for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
-                        for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
-                            let v = p[cy as usize * g + cx as usize] as f64;
-                            w += v;
-                            wx += v * centre(cx as usize) as f64;
-                            wy += v * centre(cy as usize) as f64;
+                        let (ax, ay) = (arg % g, arg / g);
+                        let r = cells_per_px as isize;
+                        let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
+                        for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
+                            for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
+                                let v = p[cy as usize * g + cx as usize] as f64;
+                                w += v;
+                                wx += v * centre(cx as usize) as f64;
+                                wy += v * centre(cy as usize) as f64;
+                            }
                         }
-                    }
-                    let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
-                    Decoded {
-                        argmax_xy: [centre(ax), centre(ay)],
-                        mean_xy: if w > 0.0 { [(wx / w) as f32, (wy / w) as f32] } else { [centre(ax), centre(ay)] },
-                        sigma_px: var.sqrt() as f32,
-                        p_max: best,
-                    }
-                })
+                        let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
+                        Decoded {
+                            argmax_xy: [centre(ax), centre(ay)],
+                            mean_xy: if w > 0.0 {
+                                [(wx / w) as f32, (wy / w) as f32]
+                            } else {
+                                [centre(ax), centre(ay)]
+                            },
+                            sigma_px: var.sqrt() as f32,
+                            p_max: best,
+                        }
+                    },
+                )
                 .collect()
         }
     }

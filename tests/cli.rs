@@ -352,3 +352,23 @@ fn bench_json_follows_schema_and_compares() {
     let bad = emsim(&["bench", "--compare", "a.json", "missing.json"], dir.path());
     assert!(!bad.status.success() && stderr_line(&bad).contains("missing.json"));
 }
+
+/// `bench` bad input: a backend this machine lacks (the error lists the adapters it has), an
+/// unknown backend, an unknown stage, and two paths excluded at once.
+#[test]
+fn bench_bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let lacking = if cfg!(target_os = "linux") { "dx12" } else { "gl" };
+    let o = emsim(&["bench", "--quick", "--backend", lacking], dir.path());
+    assert!(!o.status.success());
+    let line = stderr_line(&o);
+    assert!(line.contains(lacking) && line.contains("available"), "{line}");
+    let o = emsim(&["bench", "--quick", "--backend", "cuda"], dir.path());
+    assert!(!o.status.success() && stderr_line(&o).contains("auto, vulkan, metal, dx12, gl"), "{}", stderr_line(&o));
+    let o = emsim(&["bench", "--quick", "--cpu-only", "--stages", "frames,foo"], dir.path());
+    let line = stderr_line(&o);
+    assert!(!o.status.success() && line.contains("--stages") && line.contains("foo") && line.contains("net_train"));
+    let o = emsim(&["bench", "--quick", "--gpu-only", "--cpu-only"], dir.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--cpu-only"));
+    only(dir.path(), &[]);
+}

@@ -719,12 +719,18 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
     };
     let (a, b) = (read(a_path)?, read(b_path)?);
     // A record is the same measurement in both runs when stage, path, size, electrons per frame
-    // (the nominal load: rounded to 10 %), model and batch agree.
+    // (the nominal load: rounded to 10 %), model and batch (samples, or frames per submission)
+    // agree.
     let key = |r: &serde_json::Value| {
         let e = r["electrons_per_frame"].as_f64().unwrap_or(0.0);
         let e = if e > 0.0 { format!(" {:.0}e", 10f64.powf((e.log10() * 10.0).round() / 10.0)) } else { String::new() };
         let model = r["model"].as_str().map(|m| format!(" {m}")).unwrap_or_default();
-        let batch = r["batch_samples"].as_u64().map(|b| format!(" b{b}")).unwrap_or_default();
+        // network stages: samples per batch; frame stages: frames per submission (the sweeps)
+        let batch = r["batch_samples"]
+            .as_u64()
+            .or_else(|| r["batch_frames"].as_u64().filter(|&b| b > 0))
+            .map(|b| format!(" b{b}"))
+            .unwrap_or_default();
         format!(
             "{} {} {}x{}{e}{model}{batch}",
             r["stage"].as_str().unwrap_or("?"),
@@ -748,18 +754,22 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
     };
     let adapter = |v: &serde_json::Value| v["adapter"]["name"].as_str().unwrap_or("none (CPU only)").to_string();
     let mut s = format!("a: {} ({})\nb: {} ({})\n", a_path.display(), adapter(&a), b_path.display(), adapter(&b));
-    s += &format!("{:<32} {:>14} {:>14} {:<9} {:>8}\n", "stage path size", "a", "b", "unit", "b / a");
     let empty = Vec::new();
     let brecs = b["records"].as_array().unwrap_or(&empty);
-    let mut shared = 0;
+    let mut rows = Vec::new();
     for ra in a["records"].as_array().unwrap_or(&empty) {
         if let Some(rb) = brecs.iter().find(|rb| key(rb) == key(ra))
             && let (Some((va, unit)), Some((vb, _))) = (rate(ra), rate(rb))
         {
-            shared += 1;
-            s += &format!("{:<32} {:>14.1} {:>14.1} {:<9} {:>7.2}x\n", key(ra), va, vb, unit, vb / va);
+            rows.push((key(ra), va, vb, unit));
         }
     }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("stage path size".len());
+    s += &format!("{:<w$} {:>14} {:>14} {:<9} {:>8}\n", "stage path size", "a", "b", "unit", "b / a");
+    for (k, va, vb, unit) in &rows {
+        s += &format!("{k:<w$} {va:>14.1} {vb:>14.1} {unit:<9} {:>7.2}x\n", vb / va);
+    }
+    let shared = rows.len();
     if shared == 0 {
         return Err(Error::Other(format!("{} and {} share no stage/path/size", a_path.display(), b_path.display())));
     }

@@ -31,10 +31,19 @@ pub fn default_model_path() -> std::path::PathBuf {
 
 /// A model shipped in `assets/models/` (`<name>.safetensors`).
 pub fn shipped_model_path(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("assets/models/{name}.safetensors"))
+    assets_dir().join(format!("models/{name}.safetensors"))
 }
 
 /// The default event library shipped in `assets/`.
 pub fn default_library_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/events/default-300kev.h5")
+    assets_dir().join("events/default-300kev.h5")
+}
+
+/// Where the shipped assets are: `$EMSIM_ASSETS` when set (a binary copied to another machine or
+/// installed away from its source tree), else the source tree's `assets/`.
+pub fn assets_dir() -> std::path::PathBuf {
+    match std::env::var_os("EMSIM_ASSETS") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets"),
+    }
 }

@@ -372,3 +372,25 @@ fn bench_bad_input_is_named() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--cpu-only"));
     only(dir.path(), &[]);
 }
+
+/// `EMSIM_ASSETS` moves the shipped assets (a binary used away from its source tree): the default
+/// library is looked up there, and a missing one is named with that path.
+#[test]
+fn assets_dir_from_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |assets: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_emsim"))
+            .args(["frames", "--frames", "1", "--size", "8x8", "--device", "cpu", "--out", "f.h5", "-q"])
+            .env("EMSIM_ASSETS", assets)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let missing = dir.path().join("elsewhere");
+    let o = run(&missing);
+    assert!(!o.status.success());
+    assert!(stderr_line(&o).contains("elsewhere/events/default-300kev.h5"), "{}", stderr_line(&o));
+    only(dir.path(), &[]);
+    let o = run(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets")));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

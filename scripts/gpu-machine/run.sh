@@ -9,7 +9,9 @@ OUT=${OUT:-/tmp/emsim-out}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-# the binaries find assets/ through the path they were built in
+# the binary finds assets/ through EMSIM_ASSETS; the test binaries read other files (docs/, the
+# emsim binary) through the path they were built in, /work/main
+export EMSIM_ASSETS=$PWD/assets
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
 mkdir -p /tmp/devlib /tmp/t && tar xJf .dev/lib.tar.xz -C /tmp/devlib
 export LD_LIBRARY_PATH=/tmp/devlib XDG_RUNTIME_DIR=/tmp/xdg; mkdir -p -m 700 /tmp/xdg

@@ -319,6 +319,13 @@ pub const NET_CROP: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const NET_DECODE_GRID: Kernel = Kernel {
+    name: "net/decode_grid",
+    source: wgsl!("shared/rng.wgsl", "net/decode_grid.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 64,
+};
+
 pub const NET_MAKE_PAIRS: Kernel = Kernel {
     name: "net/make_pairs",
     source: wgsl!("shared/rng.wgsl", "net/make_pairs.wgsl"),
@@ -380,6 +387,7 @@ pub const ALL: &[Kernel] = &[
     NET_BATCHNORM2D_BWD_INPUT,
     NET_DROPOUT,
     NET_CROP,
+    NET_DECODE_GRID,
     NET_GRID_LABEL,
     NET_MAKE_PAIRS,
     NET_PAIR_MSE,

@@ -10,6 +10,48 @@ use rand::RngExt;
 use std::path::Path;
 use std::process::Command;
 
+/// `net/decode_grid` against its twin `net::decode::decode` (f64 sums on the host, two-pass f32
+/// on the device) on fresh random logits: flat, ordinary and sharply peaked distributions, for
+/// the `fast` (24x24 cells over 3x3 px) and `seed` (10x10 over the centre pixel) grids. Tolerance
+/// 2e-5 px on positions and sigma, 1e-5 relative on the peak probability.
+#[test]
+fn decode_grid_gpu_matches_twin() {
+    use emsim::net::decode::{DECODED_FLOATS, DecodeGridParams, decode, decode_grid_record, from_decoded_rows};
+    use emsim::net::model::ModelConfig;
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("decode_grid");
+    for preset in ["fast", "seed"] {
+        let cfg = ModelConfig::preset(preset).unwrap();
+        let k = cfg.head_outputs();
+        let n = 300;
+        let logits: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let scale = [0.01f32, 1.0, 30.0][i % 3]; // flat, ordinary, peaked
+                (0..k).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect::<Vec<_>>()
+            })
+            .collect();
+        let p = DecodeGridParams::new(&cfg, n).unwrap();
+        let lb = ctx.upload("logits", &logits).unwrap();
+        let ob = ctx.storage("decoded", (n * DECODED_FLOATS * 4) as u64).unwrap();
+        let mut enc = ctx.encoder("decode");
+        decode_grid_record(&ctx, &mut enc, &p, &lb, &ob).unwrap();
+        let rb = ctx.readback(&mut enc, &ob, (n * DECODED_FLOATS * 4) as u64);
+        ctx.submit_and_wait(enc).unwrap();
+        let gpu = from_decoded_rows(&rb.read::<f32>(&ctx).unwrap());
+        let cpu = decode(&cfg, &logits, n);
+        assert_eq!(gpu.len(), n);
+        for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+            assert_eq!(g.argmax_xy, c.argmax_xy, "{preset} sample {i}");
+            for (a, b) in [(g.mean_xy[0], c.mean_xy[0]), (g.mean_xy[1], c.mean_xy[1]), (g.sigma_px, c.sigma_px)] {
+                assert!((a - b).abs() <= 2e-5, "{preset} sample {i}: gpu {g:?} cpu {c:?}");
+            }
+            assert!((g.p_max - c.p_max).abs() <= 1e-5 * c.p_max, "{preset} sample {i}: gpu {g:?} cpu {c:?}");
+        }
+    }
+    // Other heads have no device decoding.
+    assert!(DecodeGridParams::new(&ModelConfig::preset("pair-seed").unwrap(), 1).is_none());
+}
+
 #[test]
 fn crop_gpu_matches_twin_at_edges_and_inside() {
     let Some(ctx) = test_context() else { return };

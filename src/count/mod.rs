@@ -241,7 +241,8 @@ pub struct Counter<'a> {
     pub sigma_e: f32,
     device: &'a Device,
     gpu: Option<GpuBuffers>,
-    net_gpu: Option<(crate::net::gpu_net::GpuNet<'a>, wgpu::Buffer)>,
+    /// The network, its candidate list on the device, and (grid head) the decoded rows' buffer.
+    net_gpu: Option<(crate::net::gpu_net::GpuNet<'a>, wgpu::Buffer, Option<wgpu::Buffer>)>,
     /// Classifier and pair localizer on the GPU (`--split-pairs`).
     pairs_gpu: Option<[crate::net::gpu_net::GpuNet<'a>; 2]>,
 }
@@ -292,12 +293,18 @@ impl<'a> Counter<'a> {
                     None,
                 )?;
                 let cap = b.capacity_frames as u64 * max_candidates(height, width);
-                Some((net, ctx.storage("net_cands", cap * 16)?))
+                let decoded = match crate::net::decode::DecodeGridParams::new(&m.cfg, net.capacity) {
+                    Some(_) => Some(
+                        ctx.storage("net_decoded", (net.capacity * crate::net::decode::DECODED_FLOATS * 4) as u64)?,
+                    ),
+                    None => None,
+                };
+                Some((net, ctx.storage("net_cands", cap * 16)?, decoded))
             }
             _ => None,
         };
         let pairs_gpu = match (device, &cfg.pairs, &net_gpu) {
-            (Device::Gpu(ctx), Some(p), Some((net, _))) => Some([
+            (Device::Gpu(ctx), Some(p), Some((net, _, _))) => Some([
                 crate::net::gpu_net::GpuNet::new(ctx, p.classifier.clone(), net.capacity, false, None)?,
                 crate::net::gpu_net::GpuNet::new(ctx, p.localizer.clone(), net.capacity, false, None)?,
             ]),
@@ -560,14 +567,18 @@ impl<'a> Counter<'a> {
             net: Vec::new(),
             split: vec![],
         };
-        if let Some((net, nc)) = &self.net_gpu {
+        if let Some((net, nc, decoded)) = &self.net_gpu {
             // the network and, with --split-pairs, the classifier and the localizer on the same crops
             let mut nets = vec![net];
             if let Some([cls, loc]) = &self.pairs_gpu {
                 nets.extend([cls, loc]);
             }
-            let outs = self.net_gpu_outputs(ctx, &nets, nc, &b.q, &found.cands)?;
-            let dec = crate::net::decode::decode(&net.model.cfg, &outs[0], found.cands.len());
+            let outs = self.net_gpu_outputs(ctx, &nets, nc, decoded.as_ref(), &b.q, &found.cands)?;
+            let dec = match decoded {
+                // the grid head was decoded on the device (`net/decode_grid`)
+                Some(_) => crate::net::decode::from_decoded_rows(&outs[0]),
+                None => crate::net::decode::decode(&net.model.cfg, &outs[0], found.cands.len()),
+            };
             found.net = dec
                 .iter()
                 .zip(&found.cands)
@@ -598,13 +609,16 @@ impl<'a> Counter<'a> {
     /// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in
     /// `q`: per chunk the crops are cut once (kernel `net/crop`) into the first network's input
     /// and copied to the others' (they read the same crops: checked when the models are loaded,
-    /// and they share the capacity), every forward pass runs in the same submission, and the raw
-    /// outputs come back (decoded on the host), one vector per network.
+    /// and they share the capacity), every forward pass runs in the same submission, and the
+    /// outputs come back, one vector per network: raw, except the first network's when
+    /// `decoded` is given (a grid head, decoded on the device into 6 floats per crop by
+    /// `net/decode_grid` instead of reading back every cell's logit).
     fn net_gpu_outputs(
         &self,
         ctx: &GpuContext,
         nets: &[&crate::net::gpu_net::GpuNet],
         nc: &wgpu::Buffer,
+        decoded: Option<&wgpu::Buffer>,
         q: &wgpu::Buffer,
         cands: &[Candidate],
     ) -> Result<Vec<Vec<f32>>> {
@@ -625,7 +639,14 @@ impl<'a> Counter<'a> {
                     enc.copy_buffer_to_buffer(&first.input, 0, &net.input, 0, (m * plane * 4) as u64);
                 }
                 net.record_forward(&mut enc, m, false, 0, 0)?;
-                rbs.push(ctx.readback(&mut enc, net.output(), (m * net.model.cfg.head_outputs() * 4) as u64));
+                match (i, decoded) {
+                    (0, Some(dbuf)) => {
+                        let dp = crate::net::decode::DecodeGridParams::new(&net.model.cfg, m).expect("grid head");
+                        crate::net::decode::decode_grid_record(ctx, &mut enc, &dp, net.output(), dbuf)?;
+                        rbs.push(ctx.readback(&mut enc, dbuf, (m * crate::net::decode::DECODED_FLOATS * 4) as u64));
+                    }
+                    _ => rbs.push(ctx.readback(&mut enc, net.output(), (m * net.model.cfg.head_outputs() * 4) as u64)),
+                }
             }
             ctx.submit_and_wait(enc)?;
             for (out, rb) in outs.iter_mut().zip(rbs) {

@@ -90,6 +90,67 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
     }
 }
 
+/// Keep in sync with `DecodeGridParams` in shaders/net/decode_grid.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DecodeGridParams {
+    pub n: u32,
+    /// Cells per side.
+    pub g: u32,
+    /// Cells per pixel: the local mean's half-width in cells.
+    pub radius: u32,
+    pub _pad0: u32,
+    /// Cell i's centre is `origin + (i + 0.5) * cell` pixels.
+    pub origin: f32,
+    pub cell: f32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+const _: () = assert!(std::mem::size_of::<DecodeGridParams>() == 32);
+
+/// Floats per sample that `net/decode_grid` writes.
+pub const DECODED_FLOATS: usize = 6;
+
+impl DecodeGridParams {
+    /// For `n` samples of a grid-head model; None for other heads.
+    pub fn new(cfg: &ModelConfig, n: usize) -> Option<Self> {
+        match cfg.head {
+            Head::Grid { cells_per_px, .. } => Some(Self {
+                n: n as u32,
+                g: cfg.grid_cells() as u32,
+                radius: cells_per_px as u32,
+                origin: cfg.grid_origin_px() - (cfg.input_px / 2) as f32 - 0.5,
+                cell: 1.0 / cells_per_px as f32,
+                ..Default::default()
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Records `net/decode_grid` (GPU twin of [`decode`] for the grid head): `logits` `[n, g*g]` to
+/// `out` `[n, 6]`.
+pub fn decode_grid_record(
+    ctx: &crate::gpu::GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &DecodeGridParams,
+    logits: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<(), crate::gpu::GpuError> {
+    if p.n == 0 {
+        return Ok(());
+    }
+    let u = ctx.uniform("decode_grid_params", p);
+    ctx.dispatch(enc, &crate::shaders::NET_DECODE_GRID, &[&u, logits, out], p.n as u64)
+}
+
+/// The rows `net/decode_grid` wrote, as [`Decoded`] values.
+pub fn from_decoded_rows(rows: &[f32]) -> Vec<Decoded> {
+    rows.chunks_exact(DECODED_FLOATS)
+        .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[2], r[3]], sigma_px: r[4], p_max: r[5] })
+        .collect()
+}
+
 /// Classifier head: per sample, the softmax probability of each class (`[n, classes]`).
 pub fn class_probs(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<f32> {
     let k = cfg.head_outputs();

@@ -33,7 +33,7 @@ pub struct BenchOptions {
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
 /// stages).
-pub const STAGES: [&str; 6] = ["events", "frames", "count", "count_net", "net_infer", "net_train"];
+pub const STAGES: [&str; 7] = ["events", "frames", "count", "frames_count", "count_net", "net_infer", "net_train"];
 
 impl Default for BenchOptions {
     fn default() -> Self {
@@ -287,6 +287,64 @@ pub fn bench_count(
 ) -> Result<BenchRecord> {
     let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
     bench_count_with(device, lib, cfg, repeats, ccfg, "count")
+}
+
+/// Frames made and counted in one pipeline, no disk: on the GPU path the frames stay on the device
+/// (made by the frames kernels, copied into the counter's input on the GPU; only the found
+/// electrons come back), on the CPU path each batch is made and counted in memory. The rate the
+/// GPU path would reach if frames did not cross PCIe (frames arriving on the device).
+pub fn bench_frames_count(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+) -> Result<BenchRecord> {
+    let probe = crate::count::Counter::new(Default::default(), cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
+    let batch = probe.batch_frames().min(cfg.batch_frames).max(1);
+    drop(probe);
+    let fcfg = FramesConfig { batch_frames: batch, ..cfg.clone() };
+    let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
+    let gen_ = Generator::new(fcfg.clone(), lib, device)?;
+    let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
+    let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
+    let plan = gen_.plan(&counts);
+    let run_all = || -> Result<u64> {
+        let mut found = 0u64;
+        for b in &plan {
+            match device {
+                Device::Gpu(_) => {
+                    let n = b.len();
+                    gen_.generate_on_device(b.start as u64, &counts[b.clone()], &mut |frames| {
+                        found += counter.count_device(frames, n)?.cands.len() as u64;
+                        Ok(())
+                    })?;
+                }
+                Device::Cpu => {
+                    let batch = gen_.generate(b.start as u64, &counts[b.clone()])?;
+                    found += counter.count(&batch.frames)?.cands.len() as u64;
+                    gen_.recycle(batch);
+                }
+            }
+        }
+        Ok(found)
+    };
+    run_all()?; // warm-up
+    let mut times = Reps::new(device);
+    let mut found = 0;
+    for _ in 0..repeats {
+        times.start();
+        found = run_all()?;
+        times.stop();
+    }
+    let timed = match device {
+        Device::Gpu(_) => {
+            "frames made on the GPU and counted there (frames never leave the device; found electrons read back)"
+        }
+        Device::Cpu => "frames made and counted in memory, batch by batch",
+    };
+    let mut r = BenchRecord::timing("frames_count", device.path_name(), timed, &mut times);
+    r.frame_figures(cfg, batch, found);
+    Ok(r)
 }
 
 /// Times `count --method net` with the default network (`split`: also `--split-pairs` with the
@@ -613,6 +671,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("count") {
                 records.push(bench_count(d, &lib, &cfg, repeats, 0)?);
+            }
+            if want("frames_count") {
+                records.push(bench_frames_count(d, &lib, &cfg, repeats)?);
             }
         }
     }

@@ -336,7 +336,8 @@ struct BenchArgs {
     gpu_only: bool,
     #[arg(long, default_value = "auto")]
     backend: String,
-    /// Only these stages, comma-separated: events, frames, count, count_net, net_infer, net_train
+    /// Only these stages, comma-separated: events, frames, count, frames_count, count_net,
+    /// net_infer, net_train
     /// (the copy bandwidth is always measured).
     #[arg(long, value_delimiter = ',')]
     stages: Option<Vec<String>>,

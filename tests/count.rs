@@ -250,3 +250,48 @@ fn isolated_events_test() {
     let found = get("c3x3", "found");
     assert!(found > 0.1 && found < 0.4, "3x3 centroid mean error {found} px (seed notes: 0.23)");
 }
+
+/// Frames made on the GPU and counted there without leaving the device (`generate_on_device` +
+/// `count_device`, bench stage `frames_count`) give exactly what counting the same frames after
+/// a readback gives; the CPU path refuses `count_device`.
+#[test]
+fn count_on_device_equals_count_after_readback() {
+    use emsim::frames::ElectronCount;
+    let Some(ctx) = test_context() else { return };
+    let lib = emsim::io::library::EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let gpu = Device::Gpu(Box::new(ctx));
+    let (h, w) = (96, 80);
+    let fcfg = FramesConfig {
+        frames: 5,
+        height: h,
+        width: w,
+        batch_frames: 5,
+        electrons: ElectronCount::Normal { mean: 60.0, sd: 8.0 },
+        ..Default::default()
+    };
+    let generator = Generator::new(fcfg.clone(), &lib, &gpu).unwrap();
+    let counts: Vec<u32> = (0..5).map(|k| fcfg.electron_count(k)).collect();
+    let ccfg = CountConfig { batch_frames: 5, ..Default::default() };
+    let counter = Counter::new(ccfg.clone(), h, w, 20.0, &gpu).unwrap();
+    let mut on_device = None;
+    generator
+        .generate_on_device(0, &counts, &mut |frames| {
+            on_device = Some(counter.count_device(frames, 5)?);
+            Ok(())
+        })
+        .unwrap();
+    let on_device = on_device.unwrap();
+    let batch = generator.generate(0, &counts).unwrap();
+    let after_readback = counter.count(&batch.frames).unwrap();
+    assert!(on_device.cands.len() > 100, "{} centres", on_device.cands.len());
+    assert_eq!(on_device.cands, after_readback.cands);
+    for (a, b) in on_device.localized.iter().zip(&after_readback.localized) {
+        assert_eq!(a.xy, b.xy);
+    }
+    let cpu_counter = Counter::new(ccfg, h, w, 20.0, &Device::Cpu).unwrap();
+    let buf = match &gpu {
+        Device::Gpu(c) => c.storage("x", 4).unwrap(),
+        Device::Cpu => unreachable!(),
+    };
+    assert!(cpu_counter.count_device(&buf, 1).is_err());
+}

@@ -219,6 +219,13 @@ impl Found {
     }
 }
 
+/// Where a GPU batch's frames come from.
+#[derive(Clone, Copy)]
+enum AduSource<'b> {
+    Host(&'b [f32]),
+    Device(&'b wgpu::Buffer),
+}
+
 struct GpuBuffers {
     capacity_frames: u32,
     adu: wgpu::Buffer,
@@ -508,10 +515,32 @@ impl<'a> Counter<'a> {
         Ok(found)
     }
 
+    /// Counts `n` frames (ADU, f32) already on the GPU, e.g. made there by
+    /// `frames::Generator::generate_on_device`: copied on the device into the counter's input, no
+    /// upload. `n` at most [`Counter::batch_frames`].
+    pub fn count_device(&self, frames: &wgpu::Buffer, n: usize) -> Result<Found> {
+        match self.device {
+            Device::Gpu(ctx) => {
+                let cap = self.gpu.as_ref().unwrap().capacity_frames as usize;
+                if n > cap {
+                    return Err(Error::Other(format!("count_device: {n} frames > the batch capacity {cap}")));
+                }
+                self.count_gpu_from(ctx, AduSource::Device(frames), n)
+            }
+            Device::Cpu => Err(Error::Other("count_device needs the GPU path".into())),
+        }
+    }
+
     fn count_gpu(&self, ctx: &GpuContext, adu: &[f32], n: usize) -> Result<Found> {
+        self.count_gpu_from(ctx, AduSource::Host(adu), n)
+    }
+
+    fn count_gpu_from(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
         let b = self.gpu.as_ref().unwrap();
         let px = (self.height * self.width) as u64;
-        ctx.write(&b.adu, adu);
+        if let AduSource::Host(a) = adu {
+            ctx.write(&b.adu, a);
+        }
         ctx.write(&b.counter, &[0u32]);
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
         let sp = ctx.uniform(
@@ -530,6 +559,9 @@ impl<'a> Counter<'a> {
         let lu = ctx.uniform("localize_params", &self.localize_params(fparams.capacity));
         let total = n as u64 * px;
         let mut enc = ctx.encoder("count");
+        if let AduSource::Device(src) = adu {
+            enc.copy_buffer_to_buffer(src, 0, &b.adu, 0, total * 4);
+        }
         ctx.dispatch(&mut enc, &shaders::COUNT_CALIBRATE, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_FIND, &[&fu, &b.q, &b.s, &b.counter, &b.cands], total)?;

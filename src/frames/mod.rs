@@ -220,6 +220,9 @@ impl Truth {
 }
 
 /// Library buffers and reusable scratch on the GPU.
+/// What [`Generator::generate_on_device`] hands the frames buffer to.
+pub type FramesSink<'s> = &'s mut dyn FnMut(&wgpu::Buffer) -> Result<()>;
+
 struct GpuState {
     event_offsets: wgpu::Buffer,
     event_pixels: wgpu::Buffer,
@@ -443,7 +446,33 @@ impl<'a> Generator<'a> {
 
     /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
     /// storage binding), with electrons chunked to fit the record buffer.
+    /// Makes a batch on the GPU and hands its frames (ADU, `counts.len()` frames of H x W f32) to
+    /// `use_frames` while they are still on the device: no readback of frames or truth. For work
+    /// that consumes frames on the GPU (bench stage `frames_count_device`). The batch must fit one
+    /// storage binding (frames and electron records).
+    pub fn generate_on_device(
+        &self,
+        first_frame: u64,
+        counts: &[u32],
+        use_frames: FramesSink,
+    ) -> Result<()> {
+        match self.device {
+            Device::Gpu(ctx) => self.generate_gpu_with(ctx, first_frame, counts, Some(use_frames)).map(|_| ()),
+            Device::Cpu => Err(crate::Error::Other("generate_on_device needs the GPU path".into())),
+        }
+    }
+
     fn generate_gpu(&self, ctx: &GpuContext, first_frame: u64, counts: &[u32]) -> Result<Batch> {
+        self.generate_gpu_with(ctx, first_frame, counts, None)
+    }
+
+    fn generate_gpu_with(
+        &self,
+        ctx: &GpuContext,
+        first_frame: u64,
+        counts: &[u32],
+        mut on_device: Option<FramesSink>,
+    ) -> Result<Batch> {
         let gpu = self.gpu.as_ref().expect("GPU state");
         let (h, w) = (self.cfg.height, self.cfg.width);
         let n = counts.len();
@@ -474,11 +503,17 @@ impl<'a> Generator<'a> {
             assert_eq!(n, 1, "the planner keeps multi-frame batches within the record limit");
             (0..total).step_by(max_chunk as usize).map(|s| (s, (total - s).min(max_chunk))).collect()
         };
+        let keep = on_device.is_some();
+        if keep && (band_rows != h || chunks.len() != 1) {
+            return Err(crate::Error::Other(format!(
+                "a batch of {n} frames of {h}x{w} does not fit one storage binding; it cannot stay on the device"
+            )));
+        }
         let chunk_cap = chunks.iter().map(|c| c.1).max().unwrap_or(0) as u64;
         let band_px = band_rows as u64 * w as u64;
         let work = WorkBuffers::get(ctx, &gpu.work, chunk_cap * 16, n as u64 * band_px * 4, (n as u64 + 1) * 4)?;
         let (records_buf, acc, out, offsets_buf) = (&work.records, &work.acc, &work.out, &work.offsets);
-        let mut frames = self.take_buffer(n * frame_px as usize);
+        let mut frames = if keep { Vec::new() } else { self.take_buffer(n * frame_px as usize) };
         let mut band: Vec<f32> = Vec::new();
         let mut records = Vec::with_capacity(total as usize);
         let mut row0 = 0;
@@ -513,7 +548,7 @@ impl<'a> Generator<'a> {
                     &[&au, records_buf, &gpu.event_offsets, &gpu.event_pixels, acc],
                     len as u64,
                 )?;
-                let rb = (row0 == 0).then(|| ctx.readback(&mut enc, records_buf, len as u64 * 16));
+                let rb = (row0 == 0 && !keep).then(|| ctx.readback(&mut enc, records_buf, len as u64 * 16));
                 ctx.submit_and_wait(enc)?;
                 if let Some(rb) = rb {
                     pending_records.push(rb);
@@ -523,6 +558,13 @@ impl<'a> Generator<'a> {
             let mut enc = ctx.encoder("noise");
             let nu = ctx.uniform("noise_params", &np);
             ctx.dispatch(&mut enc, &shaders::FRAMES_NOISE, &[&nu, acc, out], n as u64 * np.n_groups as u64)?;
+            if let Some(f) = on_device.as_mut() {
+                ctx.submit_and_wait(enc)?;
+                let r = f(out);
+                *gpu.work.lock().unwrap() = Some(work);
+                r?;
+                return Ok(Batch { first_frame, counts: counts.to_vec(), frames, records });
+            }
             let rb = ctx.readback(&mut enc, out, n as u64 * rows as u64 * w as u64 * 4);
             ctx.submit_and_wait(enc)?;
             if rows == h {

@@ -114,19 +114,35 @@ pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Ve
             mask[0] = 0;
             mask[w - 1] = 0;
         }
-        for c in 0..w {
+        let mut c = 0;
+        while c < w {
             let edge = !interior || c == 0 || c == w - 1;
+            // interior: skip 8 columns at a time where the mask is all zero
+            if !edge && c + 8 < w && u64::from_ne_bytes(mask[c..c + 8].try_into().unwrap()) == 0 {
+                c += 8;
+                continue;
+            }
             let local_max = if edge {
                 is_candidate(p, q, s, r as i32, c as i32)
             } else {
-                mask[c] != 0 && is_candidate(p, q, s, r as i32, c as i32)
+                // the mask already is `is_candidate`'s local-maximum test: only the thresholds remain
+                mask[c] != 0 && thresholds_pass(p, q, r * w + c, w)
             };
             if local_max && survives(p, q, s, r as i32, c as i32) {
                 let i = r * w + c;
                 out.push([frame, i as u32, s[i] as u32, 0]);
             }
+            c += 1;
         }
     }
+}
+
+/// `is_candidate`'s threshold tests on the 3x3 maximum of q around interior pixel `i`.
+#[inline(always)]
+fn thresholds_pass(p: &FindParams, q: &[i32], i: usize, w: usize) -> bool {
+    let row = |k: usize| q[k - 1].max(q[k]).max(q[k + 1]);
+    let qmax = row(i - w).max(row(i)).max(row(i + w));
+    qmax > p.thr_q && !(p.xray_q > 0 && qmax > p.xray_q)
 }
 
 /// mask[c] = 1 where pixel c of the middle row of `rows` (3 rows of width w) is a local maximum
@@ -232,13 +248,13 @@ mod tests {
                 &q,
                 &mut s,
             );
-            for suppress_px in [0, 1, 2, 3] {
+            for (suppress_px, xray_q) in [(0, 0), (1, 0), (2, 0), (3, 0), (2, range * 3 / 4)] {
                 let p = FindParams {
                     n_frames: 1,
                     height: h,
                     width: w,
                     thr_q: range / 2,
-                    xray_q: 0,
+                    xray_q,
                     suppress_px,
                     capacity: 0,
                     _pad0: 0,
@@ -246,7 +262,7 @@ mod tests {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 find_frame(&p, &q, &s, 0, &mut a);
                 find_frame_plain(&p, &q, &s, 0, &mut b);
-                assert_eq!(a, b, "{h}x{w} range {range} suppress {suppress_px}");
+                assert_eq!(a, b, "{h}x{w} range {range} suppress {suppress_px} xray {xray_q}");
                 total += a.len();
             }
         }

@@ -450,12 +450,7 @@ impl<'a> Generator<'a> {
     /// `use_frames` while they are still on the device: no readback of frames or truth. For work
     /// that consumes frames on the GPU (bench stage `frames_count_device`). The batch must fit one
     /// storage binding (frames and electron records).
-    pub fn generate_on_device(
-        &self,
-        first_frame: u64,
-        counts: &[u32],
-        use_frames: FramesSink,
-    ) -> Result<()> {
+    pub fn generate_on_device(&self, first_frame: u64, counts: &[u32], use_frames: FramesSink) -> Result<()> {
         match self.device {
             Device::Gpu(ctx) => self.generate_gpu_with(ctx, first_frame, counts, Some(use_frames)).map(|_| ()),
             Device::Cpu => Err(crate::Error::Other("generate_on_device needs the GPU path".into())),

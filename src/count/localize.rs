@@ -99,53 +99,79 @@ fn frac24(rem: u32, d: u32) -> u64 {
     f
 }
 
+/// The running sums of every method over the 5x5 window around a centre, fed pixel by pixel in
+/// row-major order (the kernel's loop body).
+struct Window {
+    m3: Moments,
+    m5: Moments,
+    m3t: Moments,
+    m5t: Moments,
+    /// The brightest pixel of the 3x3 (row-major scan: ties keep the first) and its position.
+    best: i32,
+    best_r: i32,
+    best_c: i32,
+}
+
+impl Window {
+    fn new(r: i32, c: i32) -> Self {
+        let z = Moments::default();
+        Self { m3: z, m5: z, m3t: z, m5t: z, best: i32::MIN + 1, best_r: r, best_c: c }
+    }
+
+    /// Pixel value `v` at offset (dr, dc) from the centre, i.e. at (rr, cc).
+    #[inline(always)]
+    fn add(&mut self, v: i32, dr: i32, dc: i32, rr: i32, cc: i32, centroid_thr_q: i32) {
+        let above = v > centroid_thr_q;
+        self.m5.add(v, dc, dr);
+        if above {
+            self.m5t.add(v, dc, dr);
+        }
+        if dr.abs() <= 1 && dc.abs() <= 1 {
+            self.m3.add(v, dc, dr);
+            if above {
+                self.m3t.add(v, dc, dr);
+            }
+            if v > self.best {
+                self.best = v;
+                self.best_r = rr;
+                self.best_c = cc;
+            }
+        }
+    }
+
+    fn finish(&self, r: u32, c: u32) -> Localized {
+        Localized {
+            xy: [
+                [self.best_c as f32 + 0.5, self.best_r as f32 + 0.5],
+                self.m3.centroid(r, c),
+                self.m5.centroid(r, c),
+                self.m3t.centroid(r, c),
+                self.m5t.centroid(r, c),
+            ],
+            charge3_e: self.m3.sq as f32 * (1.0 / Q_SCALE),
+            charge5_e: self.m5.sq as f32 * (1.0 / Q_SCALE),
+        }
+    }
+}
+
 /// All methods around centre (r, c) of one fixed-point frame `q` (H x W): the kernel's body.
 pub fn localize_one(q: &[i32], height: u32, width: u32, r: u32, c: u32, centroid_thr_q: i32) -> Localized {
-    let (h, w, r, c) = (height as i32, width as i32, r as i32, c as i32);
-    let (mut m3, mut m5, mut m3t, mut m5t) =
-        (Moments::default(), Moments::default(), Moments::default(), Moments::default());
-    let (mut best, mut best_r, mut best_c) = (i32::MIN + 1, r, c);
+    let (h, w, ri, ci) = (height as i32, width as i32, r as i32, c as i32);
+    let mut win = Window::new(ri, ci);
     for dr in -2..=2 {
-        let rr = r + dr;
+        let rr = ri + dr;
         if rr < 0 || rr >= h {
             continue;
         }
         for dc in -2..=2 {
-            let cc = c + dc;
+            let cc = ci + dc;
             if cc < 0 || cc >= w {
                 continue;
             }
-            let v = q[(rr * w + cc) as usize];
-            let above = v > centroid_thr_q;
-            m5.add(v, dc, dr);
-            if above {
-                m5t.add(v, dc, dr);
-            }
-            if dr.abs() <= 1 && dc.abs() <= 1 {
-                m3.add(v, dc, dr);
-                if above {
-                    m3t.add(v, dc, dr);
-                }
-                if v > best {
-                    best = v;
-                    best_r = rr;
-                    best_c = cc;
-                }
-            }
+            win.add(q[(rr * w + cc) as usize], dr, dc, rr, cc, centroid_thr_q);
         }
     }
-    let (ur, uc) = (r as u32, c as u32);
-    Localized {
-        xy: [
-            [best_c as f32 + 0.5, best_r as f32 + 0.5],
-            m3.centroid(ur, uc),
-            m5.centroid(ur, uc),
-            m3t.centroid(ur, uc),
-            m5t.centroid(ur, uc),
-        ],
-        charge3_e: m3.sq as f32 * (1.0 / Q_SCALE),
-        charge5_e: m5.sq as f32 * (1.0 / Q_SCALE),
-    }
+    win.finish(r, c)
 }
 
 /// [`localize_one`] for the CPU counting path: the same sums in the same order, without the
@@ -156,42 +182,15 @@ pub fn localize_fast(q: &[i32], height: u32, width: u32, r: u32, c: u32, centroi
     if ri < 2 || ci < 2 || ri + 2 >= h || ci + 2 >= w {
         return localize_one(q, height, width, r, c, centroid_thr_q);
     }
-    let (mut m3, mut m5, mut m3t, mut m5t) =
-        (Moments::default(), Moments::default(), Moments::default(), Moments::default());
-    let (mut best, mut best_r, mut best_c) = (i32::MIN + 1, r as i32, c as i32);
+    let mut win = Window::new(r as i32, c as i32);
     for (k, row) in q[(ri - 2) * w..(ri + 3) * w].chunks_exact(w).enumerate() {
         let dr = k as i32 - 2;
         for (j, &v) in row[ci - 2..ci + 3].iter().enumerate() {
             let dc = j as i32 - 2;
-            let above = v > centroid_thr_q;
-            m5.add(v, dc, dr);
-            if above {
-                m5t.add(v, dc, dr);
-            }
-            if dr.abs() <= 1 && dc.abs() <= 1 {
-                m3.add(v, dc, dr);
-                if above {
-                    m3t.add(v, dc, dr);
-                }
-                if v > best {
-                    best = v;
-                    best_r = r as i32 + dr;
-                    best_c = c as i32 + dc;
-                }
-            }
+            win.add(v, dr, dc, r as i32 + dr, c as i32 + dc, centroid_thr_q);
         }
     }
-    Localized {
-        xy: [
-            [best_c as f32 + 0.5, best_r as f32 + 0.5],
-            m3.centroid(r, c),
-            m5.centroid(r, c),
-            m3t.centroid(r, c),
-            m5t.centroid(r, c),
-        ],
-        charge3_e: m3.sq as f32 * (1.0 / Q_SCALE),
-        charge5_e: m5.sq as f32 * (1.0 / Q_SCALE),
-    }
+    win.finish(r, c)
 }
 
 /// CPU twin of `count/localize` over a candidate list (frames of `q` in batch order).

@@ -84,6 +84,20 @@ impl GpuContext {
         Readback { staging, bytes }
     }
 
+    /// Maps `slice` (waiting for the GPU work that uses its buffer to finish).
+    fn map_and_wait(&self, slice: &wgpu::BufferSlice, mode: wgpu::MapMode, context: &str) -> Result<(), GpuError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(mode, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        rx.recv().map_err(|_| GpuError::Validation {
+            context: context.into(),
+            message: "map callback was dropped".into(),
+        })??;
+        Ok(())
+    }
+
     /// Returns an unmapped staging buffer to the pool (at most `STAGING_POOL` buffers and
     /// `STAGING_POOL_BYTES` bytes are kept; the smallest go first).
     fn recycle_staging(&self, buffer: wgpu::Buffer) {
@@ -131,16 +145,7 @@ impl GpuContext {
         };
         let staging = match pooled {
             Some(b) => {
-                let slice = b.slice(0..size);
-                let (tx, rx) = std::sync::mpsc::channel();
-                slice.map_async(wgpu::MapMode::Write, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.device.poll(wgpu::PollType::wait_indefinitely())?;
-                rx.recv().map_err(|_| GpuError::Validation {
-                    context: "upload".into(),
-                    message: "map callback was dropped".into(),
-                })??;
+                self.map_and_wait(&b.slice(0..size), wgpu::MapMode::Write, "upload")?;
                 b
             }
             None => self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -228,15 +233,7 @@ impl Readback {
             return Ok(());
         }
         let slice = self.staging.slice(0..self.bytes.next_multiple_of(4));
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.device.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv().map_err(|_| GpuError::Validation {
-            context: "readback".into(),
-            message: "map callback was dropped".into(),
-        })??;
+        ctx.map_and_wait(&slice, wgpu::MapMode::Read, "readback")?;
         out.reserve(n);
         {
             let view = slice

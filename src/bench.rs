@@ -129,6 +129,24 @@ impl<'a> Reps<'a> {
     }
 }
 
+/// Runs `run` once to warm up, then `repeats` timed times; returns the times and the last run's
+/// result (electrons found).
+fn timed_repeats<'a>(
+    device: &'a Device,
+    repeats: u32,
+    mut run: impl FnMut() -> Result<u64>,
+) -> Result<(Reps<'a>, u64)> {
+    run()?;
+    let mut times = Reps::new(device);
+    let mut found = 0;
+    for _ in 0..repeats {
+        times.start();
+        found = run()?;
+        times.stop();
+    }
+    Ok((times, found))
+}
+
 impl BenchRecord {
     fn timing(stage: &str, path: &str, timed: &str, reps: &mut Reps) -> Self {
         let times = &mut reps.wall;
@@ -299,9 +317,9 @@ pub fn bench_frames_count(
     cfg: &FramesConfig,
     repeats: u32,
 ) -> Result<BenchRecord> {
-    let probe = crate::count::Counter::new(Default::default(), cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
-    let batch = probe.batch_frames().min(cfg.batch_frames).max(1);
-    drop(probe);
+    let batch = crate::count::Counter::batch_frames_on(&Default::default(), cfg.height, cfg.width, device)
+        .min(cfg.batch_frames)
+        .max(1);
     let fcfg = FramesConfig { batch_frames: batch, ..cfg.clone() };
     let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
     let gen_ = Generator::new(fcfg.clone(), lib, device)?;
@@ -328,14 +346,7 @@ pub fn bench_frames_count(
         }
         Ok(found)
     };
-    run_all()?; // warm-up
-    let mut times = Reps::new(device);
-    let mut found = 0;
-    for _ in 0..repeats {
-        times.start();
-        found = run_all()?;
-        times.stop();
-    }
+    let (mut times, found) = timed_repeats(device, repeats, run_all)?;
     let timed = match device {
         Device::Gpu(_) => {
             "frames made on the GPU and counted there (frames never leave the device; found electrons read back)"
@@ -396,14 +407,7 @@ fn bench_count_with(
         }
         Ok(found)
     };
-    run_all()?; // warm-up
-    let mut times = Reps::new(device);
-    let mut found = 0;
-    for _ in 0..repeats {
-        times.start();
-        found = run_all()?;
-        times.stop();
-    }
+    let (mut times, found) = timed_repeats(device, repeats, run_all)?;
     let mut r = BenchRecord::timing(
         stage,
         device.path_name(),

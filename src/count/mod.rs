@@ -330,9 +330,14 @@ impl<'a> Counter<'a> {
     }
 
     pub fn batch_frames(&self) -> u32 {
-        match self.device {
-            Device::Gpu(ctx) => Self::batch_frames_for(&self.cfg, self.height, self.width, ctx.max_binding_bytes()),
-            Device::Cpu => Self::batch_frames_for(&self.cfg, self.height, self.width, u64::MAX),
+        Self::batch_frames_on(&self.cfg, self.height, self.width, self.device)
+    }
+
+    /// Frames per batch a counter with `cfg` for H x W frames would use on `device`.
+    pub fn batch_frames_on(cfg: &CountConfig, height: u32, width: u32, device: &Device) -> u32 {
+        match device {
+            Device::Gpu(ctx) => Self::batch_frames_for(cfg, height, width, ctx.max_binding_bytes()),
+            Device::Cpu => Self::batch_frames_for(cfg, height, width, u64::MAX),
         }
     }
 

@@ -33,12 +33,12 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
             .take(n)
             .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
             .collect(),
-        Head::Grid { cells_per_px, .. } => {
-            let g = cfg.grid_cells();
+        Head::Grid { .. } => {
+            // the grid's geometry as the kernel `net/decode_grid` gets it
+            let gp = DecodeGridParams::new(cfg, n).expect("grid head");
+            let g = gp.g as usize;
             let k = g * g;
-            let origin = cfg.grid_origin_px() - (cfg.input_px / 2) as f32 - 0.5;
-            let cell = 1.0 / cells_per_px as f32;
-            let centre = |i: usize| origin + (i as f32 + 0.5) * cell;
+            let centre = |i: usize| gp.origin + (i as f32 + 0.5) * gp.cell;
             // Rows are independent: decoded in parallel, each with its own softmax (the same
             // numbers as one softmax over all rows).
             out[..n * k]
@@ -62,7 +62,7 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
                             myy += v as f64 * y * y;
                         }
                         let (ax, ay) = (arg % g, arg / g);
-                        let r = cells_per_px as isize;
+                        let r = gp.radius as isize;
                         let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
                         for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
                             for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {

@@ -422,7 +422,7 @@ impl<'a> Counter<'a> {
                 let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
                 for k in (0..n).step_by(step) {
                     let m = step.min(n - k);
-                    let mut part = self.count_gpu(ctx, &adu[k * px..(k + m) * px], m)?;
+                    let mut part = self.count_gpu(ctx, AduSource::Host(&adu[k * px..(k + m) * px]), m)?;
                     for c in &mut part.cands {
                         c[0] += k as u32;
                     }
@@ -538,17 +538,13 @@ impl<'a> Counter<'a> {
                 if n > cap {
                     return Err(Error::Other(format!("count_device: {n} frames > the batch capacity {cap}")));
                 }
-                self.count_gpu_from(ctx, AduSource::Device(frames), n)
+                self.count_gpu(ctx, AduSource::Device(frames), n)
             }
             Device::Cpu => Err(Error::Other("count_device needs the GPU path".into())),
         }
     }
 
-    fn count_gpu(&self, ctx: &GpuContext, adu: &[f32], n: usize) -> Result<Found> {
-        self.count_gpu_from(ctx, AduSource::Host(adu), n)
-    }
-
-    fn count_gpu_from(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
+    fn count_gpu(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
         let b = self.gpu.as_ref().unwrap();
         let px = (self.height * self.width) as u64;
         if let AduSource::Host(a) = adu {

@@ -327,7 +327,7 @@ impl<'a> Generator<'a> {
     /// Generates frames `first_frame ..` with the given electron counts (one batch from [`plan`]).
     pub fn generate(&self, first_frame: u64, counts: &[u32]) -> Result<Batch> {
         match self.device {
-            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts),
+            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts, None),
             Device::Cpu => Ok(self.generate_cpu(first_frame, counts)),
         }
     }
@@ -452,16 +452,12 @@ impl<'a> Generator<'a> {
     /// storage binding (frames and electron records).
     pub fn generate_on_device(&self, first_frame: u64, counts: &[u32], use_frames: FramesSink) -> Result<()> {
         match self.device {
-            Device::Gpu(ctx) => self.generate_gpu_with(ctx, first_frame, counts, Some(use_frames)).map(|_| ()),
+            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts, Some(use_frames)).map(|_| ()),
             Device::Cpu => Err(crate::Error::Other("generate_on_device needs the GPU path".into())),
         }
     }
 
-    fn generate_gpu(&self, ctx: &GpuContext, first_frame: u64, counts: &[u32]) -> Result<Batch> {
-        self.generate_gpu_with(ctx, first_frame, counts, None)
-    }
-
-    fn generate_gpu_with(
+    fn generate_gpu(
         &self,
         ctx: &GpuContext,
         first_frame: u64,

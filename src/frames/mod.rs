@@ -444,11 +444,9 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
-    /// storage binding), with electrons chunked to fit the record buffer.
     /// Makes a batch on the GPU and hands its frames (ADU, `counts.len()` frames of H x W f32) to
     /// `use_frames` while they are still on the device: no readback of frames or truth. For work
-    /// that consumes frames on the GPU (bench stage `frames_count_device`). The batch must fit one
+    /// that consumes frames on the GPU (bench stage `frames_count`). The batch must fit one
     /// storage binding (frames and electron records).
     pub fn generate_on_device(&self, first_frame: u64, counts: &[u32], use_frames: FramesSink) -> Result<()> {
         match self.device {
@@ -457,6 +455,9 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
+    /// storage binding), with electrons chunked to fit the record buffer; the frames and truth
+    /// are read back, or with `on_device` handed over on the device instead.
     fn generate_gpu(
         &self,
         ctx: &GpuContext,

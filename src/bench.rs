@@ -12,6 +12,7 @@ use crate::events::build::SimulateRequest;
 use crate::frames::{FramesConfig, Generator};
 use crate::gpu::{AdapterSummary, BackendChoice, Device, GpuContext};
 use crate::io::library::EventLibrary;
+use crate::net::precision::NetPrecision;
 use crate::{Error, Result};
 
 pub struct BenchOptions {
@@ -101,6 +102,9 @@ pub struct BenchRecord {
     /// The network stages' rate on GPU time alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_samples_per_s: Option<f64>,
+    /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_precision: Option<String>,
 }
 
 /// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
@@ -178,6 +182,7 @@ impl BenchRecord {
             gpu_fraction_of_wall: gpu_median_s.map(|g| g / med),
             gpu_frames_per_s: None,
             gpu_samples_per_s: None,
+            net_precision: None,
         }
     }
 
@@ -366,6 +371,7 @@ pub fn bench_count_net(
     cfg: &FramesConfig,
     repeats: u32,
     split: bool,
+    precision: NetPrecision,
 ) -> Result<BenchRecord> {
     let net = crate::count::load_net_model(None)?;
     let name = net.cfg.name.clone();
@@ -375,7 +381,7 @@ pub fn bench_count_net(
     } else {
         None
     };
-    let ccfg = crate::count::CountConfig { net: Some(net), pairs, ..Default::default() };
+    let ccfg = crate::count::CountConfig { net: Some(net), pairs, net_precision: precision, ..Default::default() };
     let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" })?;
     r.timed = format!(
         "{} + crops + network inference{} (the default network)",
@@ -383,6 +389,7 @@ pub fn bench_count_net(
         if split { " + one-vs-two classifier + pair localizer" } else { "" }
     );
     r.model = Some(format!("{}{}", name, if split { "+pair-split+pair-loc" } else { "" }));
+    r.net_precision = Some(precision.name().into());
     Ok(r)
 }
 
@@ -495,8 +502,9 @@ pub fn bench_copy(device: &Device, bytes: u64, repeats: u32) -> Result<BenchReco
 }
 
 /// Network samples per second: `train = false`: inference (crops already on the device, forward
-/// pass with batch norm folded + output readback; CPU: the same on the CPU path); `train = true`:
-/// one training step per batch (samples made from the library, forward, loss, backward, Adam).
+/// pass with batch norm folded + output readback, activations stored as `precision` says; CPU:
+/// the same on the CPU path, f32 only); `train = true`: one training step per batch (samples
+/// made from the library, forward, loss, backward, Adam; f32).
 pub fn bench_net(
     device: &Device,
     lib: &EventLibrary,
@@ -504,7 +512,11 @@ pub fn bench_net(
     batch: usize,
     repeats: u32,
     train: bool,
+    precision: NetPrecision,
 ) -> Result<BenchRecord> {
+    if precision != NetPrecision::F32 && (train || matches!(device, Device::Cpu)) {
+        return Err(Error::Other("f16 activations: GPU inference only".into()));
+    }
     use crate::net::data::{
         LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, make_batch_cpu, make_batch_record,
     };
@@ -522,8 +534,11 @@ pub fn bench_net(
             let net = if train {
                 GpuNet::new(ctx, model, batch, true, None)?
             } else {
-                GpuNet::new(ctx, model.fold_batchnorm()?, batch, false, None)?
+                GpuNet::new_inference(ctx, model.fold_batchnorm()?, batch, precision)?
             };
+            if net.precision() != precision {
+                return Err(Error::Other(format!("{} activations need the adapter's SHADER_F16", precision.name())));
+            }
             let lb = LibraryBuffers::upload(ctx, &arrays)?;
             for k in 0..=repeats {
                 let p = MakeBatchParams::new(&cfg, &spec, k as u64 * batch as u64, batch);
@@ -599,6 +614,9 @@ pub fn bench_net(
     r.frames_per_repeat = batch as u64;
     r.model = Some(preset.to_string());
     r.batch_samples = Some(batch as u32);
+    if !train {
+        r.net_precision = Some(precision.name().into());
+    }
     r.samples_per_s = Some(batch as f64 / r.median_s);
     Ok(r)
 }
@@ -706,10 +724,25 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         };
         for d in &devices {
             for split in [false, true] {
-                records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split)?);
+                records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split, NetPrecision::F32)?);
             }
             if !opts.quick {
-                records.push(bench_count_net(d, &lib, &frame_cfg(576, 2927.294, 32), repeats, false)?);
+                records.push(bench_count_net(
+                    d,
+                    &lib,
+                    &frame_cfg(576, 2927.294, 32),
+                    repeats,
+                    false,
+                    NetPrecision::F32,
+                )?);
+            }
+            if has_f16(d) {
+                let r = bench_count_net(d, &lib, &dose_cfg, repeats, false, NetPrecision::F16);
+                soft(&mut records, r, "count_net (f16)", dose_cfg.frames as u32);
+                if !opts.quick {
+                    let r = bench_count_net(d, &lib, &frame_cfg(576, 2927.294, 32), repeats, false, NetPrecision::F16);
+                    soft(&mut records, r, "count_net (f16)", 32);
+                }
             }
         }
     }
@@ -718,19 +751,27 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     for d in &devices {
         let gpu_quick = opts.quick && matches!(d, Device::Gpu(_));
         let batch = if gpu_quick { 100 } else { 1000 };
+        // f16 activations where the adapter has them (GPU inference only).
+        let precisions: &[NetPrecision] =
+            if has_f16(d) { &[NetPrecision::F32, NetPrecision::F16] } else { &[NetPrecision::F32] };
         for preset in ["seed", "fast"] {
             if want("net_infer") {
-                records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false)?);
+                for &p in precisions {
+                    records.push(bench_net(d, &lib, preset, batch, repeats.min(3), false, p)?);
+                }
             }
             if want("net_train") {
-                records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true)?);
+                records.push(bench_net(d, &lib, preset, batch, repeats.min(3), true, NetPrecision::F32)?);
             }
         }
         if want("net_infer") {
             // The full run sweeps the inference batch of the counting network.
             let sweep: &[usize] = if opts.quick { &[] } else { &[100, 4000] };
             for &b in sweep.iter().chain(&opts.net_batches) {
-                soft(&mut records, bench_net(d, &lib, "fast", b, repeats.min(3), false), "net_infer", b as u32);
+                for &p in precisions {
+                    let r = bench_net(d, &lib, "fast", b, repeats.min(3), false, p);
+                    soft(&mut records, r, "net_infer", b as u32);
+                }
             }
         }
     }
@@ -763,6 +804,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 }
 
 /// A sweep point that may not fit the adapter: on error, says so on stderr and goes on.
+/// Whether `device` is a GPU whose adapter has `SHADER_F16` (f16 activations).
+fn has_f16(device: &Device) -> bool {
+    matches!(device, Device::Gpu(ctx) if ctx.features.contains(wgpu::Features::SHADER_F16))
+}
+
 fn soft(records: &mut Vec<BenchRecord>, r: Result<BenchRecord>, stage: &str, batch: u32) {
     match r {
         Ok(r) => records.push(r),
@@ -796,8 +842,9 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
             .or_else(|| r["batch_frames"].as_u64().filter(|&b| b > 0))
             .map(|b| format!(" b{b}"))
             .unwrap_or_default();
+        let f16 = if r["net_precision"].as_str() == Some("f16") { " f16" } else { "" };
         format!(
-            "{} {} {}x{}{e}{model}{batch}",
+            "{} {} {}x{}{e}{model}{batch}{f16}",
             r["stage"].as_str().unwrap_or("?"),
             r["path"].as_str().unwrap_or("?"),
             r["height"],

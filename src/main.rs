@@ -9,6 +9,7 @@ use emsim::frames::run::{RunOptions, run};
 use emsim::frames::{ElectronCount, FramesConfig, SEED_MEAN_ELECTRONS, SEED_SD_ELECTRONS};
 use emsim::gpu::Device;
 use emsim::io::library::EventLibrary;
+use emsim::net::precision::NetPrecision;
 use emsim::{Error, Result};
 
 #[derive(Parser)]
@@ -362,6 +363,10 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((h.trim().parse().map_err(|_| bad())?, w.trim().parse().map_err(|_| bad())?))
 }
 
+fn parse_precision(s: &str) -> std::result::Result<NetPrecision, String> {
+    s.parse()
+}
+
 fn parse_shard(s: &str) -> Result<(u32, u32)> {
     let bad = || Error::invalid("--shard", format!("'{s}': expected k/N with 0 <= k < N"));
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
@@ -424,6 +429,10 @@ struct CountArgs {
     split_pairs: bool,
     #[command(flatten)]
     split: SplitArgs,
+    /// Activation storage of the network: f32, or f16 (GPUs with SHADER_F16; half the memory
+    /// traffic between layers; --device cpu rounds the same way to reproduce it).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    net_precision: NetPrecision,
     /// Output counts file (HDF5); with several methods include {method} in the name.
     #[arg(long, short)]
     out: String,
@@ -546,6 +555,9 @@ enum EvalCmd {
         holdout: f32,
         #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
         centroid_threshold_e: f32,
+        /// Activation storage of the network: f32 or f16 (see `count --net-precision`).
+        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        net_precision: NetPrecision,
         /// Write the report as JSON here ('-': stdout instead of the table).
         #[arg(long)]
         json: Option<PathBuf>,
@@ -747,6 +759,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         seed,
         holdout,
         centroid_threshold_e,
+        net_precision,
         json,
         plots,
         dev,
@@ -758,7 +771,15 @@ fn eval(a: EvalArgs) -> Result<()> {
         }
         let m = emsim::io::model_file::load(&model, None)?.model;
         let (lib, _) = load_library(&library)?;
-        let o = HeldoutOptions { events, sigma_e, seed, holdout, centroid_threshold_e, ..Default::default() };
+        let o = HeldoutOptions {
+            events,
+            sigma_e,
+            seed,
+            holdout,
+            centroid_threshold_e,
+            precision: net_precision,
+            ..Default::default()
+        };
         let device = Device::open(&dev.device, &dev.backend)?;
         let report = heldout_eval(&m, &lib, &o, &device)?;
         if !write_json_report(&report, &json)? {
@@ -812,6 +833,7 @@ fn count(a: CountArgs) -> Result<()> {
         suppress_px: a.suppress_px,
         batch_frames: a.batch,
         net_batch: a.net_batch,
+        net_precision: a.net_precision,
         ..Default::default()
     };
     let mut cfg = cfg;
@@ -826,6 +848,8 @@ fn count(a: CountArgs) -> Result<()> {
         cfg.net = Some(net);
     } else if a.model.is_some() {
         return Err(emsim::Error::invalid("--model", "only used with --method net"));
+    } else if a.net_precision != NetPrecision::F32 {
+        return Err(emsim::Error::invalid("--net-precision", "only used with --method net"));
     }
     if a.split_pairs && !methods.contains(&Method::Net) {
         return Err(emsim::Error::invalid("--split-pairs", "needs --method net (it splits the network's electrons)"));

@@ -19,6 +19,14 @@ pub struct Kernel {
     pub workgroup_size: u32,
 }
 
+impl Kernel {
+    /// Whether the kernel uses f16 (its source starts with `enable f16;`): it compiles only on
+    /// adapters with `SHADER_F16`.
+    pub fn needs_f16(&self) -> bool {
+        self.source.starts_with("enable f16;")
+    }
+}
+
 macro_rules! wgsl {
     ($($path:literal),+) => {
         concat!($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $path)), "\n"),+)
@@ -26,6 +34,41 @@ macro_rules! wgsl {
 }
 
 use Binding::*;
+
+/// An inference-forward kernel whose activations `x` / `y` are `xt` / `yt` (`shaders/shared/act_*.wgsl`):
+/// `$plain` with f32 in and out (training and the default inference), and `$f16` the three
+/// variants with f16 storage, in [`crate::net::precision::ActIo::f16_variant`] order: f32 in / f16
+/// out, f16 / f16, f16 / f32. The f16 variants need the adapter's `SHADER_F16`.
+macro_rules! act_kernels {
+    ($plain:ident, $f16:ident, $name:literal, [$($piece:literal),+], $bindings:expr, $wg:literal) => {
+        pub const $plain: Kernel = Kernel {
+            name: $name,
+            source: wgsl!("shared/act_x32_y32.wgsl", $($piece),+),
+            bindings: $bindings,
+            workgroup_size: $wg,
+        };
+        pub const $f16: [Kernel; 3] = [
+            Kernel {
+                name: concat!($name, "_x32y16"),
+                source: wgsl!("shared/act_x32_y16.wgsl", $($piece),+),
+                bindings: $bindings,
+                workgroup_size: $wg,
+            },
+            Kernel {
+                name: concat!($name, "_x16y16"),
+                source: wgsl!("shared/act_x16_y16.wgsl", $($piece),+),
+                bindings: $bindings,
+                workgroup_size: $wg,
+            },
+            Kernel {
+                name: concat!($name, "_x16y32"),
+                source: wgsl!("shared/act_x16_y32.wgsl", $($piece),+),
+                bindings: $bindings,
+                workgroup_size: $wg,
+            },
+        ];
+    };
+}
 
 pub const FRAMES_PLACE: Kernel = Kernel {
     name: "frames/place",
@@ -122,19 +165,23 @@ pub const NET_MAKE_BATCH: Kernel = Kernel {
 
 // conv2d_fwd and conv2d_bwd_input read their weights from a uniform buffer (conv2d_w_uniform.wgsl)
 // or, the `_wstorage` variants, from a storage buffer (conv2d_w_storage.wgsl); see src/net/conv2d.rs.
-pub const NET_CONV2D_FWD: Kernel = Kernel {
-    name: "net/conv2d_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_uniform.wgsl", "net/conv2d_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
-    workgroup_size: 64,
-};
+act_kernels!(
+    NET_CONV2D_FWD,
+    NET_CONV2D_FWD_F16,
+    "net/conv2d_fwd",
+    ["shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_uniform.wgsl", "net/conv2d_fwd.wgsl"],
+    &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    64
+);
 
-pub const NET_CONV2D_FWD_WSTORAGE: Kernel = Kernel {
-    name: "net/conv2d_fwd_wstorage",
-    source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_storage.wgsl", "net/conv2d_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 64,
-};
+act_kernels!(
+    NET_CONV2D_FWD_WSTORAGE,
+    NET_CONV2D_FWD_WSTORAGE_F16,
+    "net/conv2d_fwd_wstorage",
+    ["shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_storage.wgsl", "net/conv2d_fwd.wgsl"],
+    &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    64
+);
 
 pub const NET_CONV2D_BWD_INPUT: Kernel = Kernel {
     name: "net/conv2d_bwd_input",
@@ -189,12 +236,14 @@ pub const NET_REDUCE_CHUNKS: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-pub const NET_LINEAR_FWD: Kernel = Kernel {
-    name: "net/linear_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/linear_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+act_kernels!(
+    NET_LINEAR_FWD,
+    NET_LINEAR_FWD_F16,
+    "net/linear_fwd",
+    ["shared/rng.wgsl", "net/linear_fwd.wgsl"],
+    &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    256
+);
 
 pub const NET_LINEAR_BWD_INPUT: Kernel = Kernel {
     name: "net/linear_bwd_input",
@@ -210,12 +259,14 @@ pub const NET_LINEAR_BWD_WEIGHT: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-pub const NET_RELU_FWD: Kernel = Kernel {
-    name: "net/relu_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/relu_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+act_kernels!(
+    NET_RELU_FWD,
+    NET_RELU_FWD_F16,
+    "net/relu_fwd",
+    ["shared/rng.wgsl", "net/relu_fwd.wgsl"],
+    &[Uniform, StorageRead, StorageReadWrite],
+    256
+);
 
 pub const NET_RELU_BWD: Kernel = Kernel {
     name: "net/relu_bwd",
@@ -224,12 +275,14 @@ pub const NET_RELU_BWD: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-pub const NET_MAXPOOL2D_FWD: Kernel = Kernel {
-    name: "net/maxpool2d_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/maxpool2d_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
-    workgroup_size: 256,
-};
+act_kernels!(
+    NET_MAXPOOL2D_FWD,
+    NET_MAXPOOL2D_FWD_F16,
+    "net/maxpool2d_fwd",
+    ["shared/rng.wgsl", "net/maxpool2d_fwd.wgsl"],
+    &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    256
+);
 
 pub const NET_MAXPOOL2D_BWD: Kernel = Kernel {
     name: "net/maxpool2d_bwd",
@@ -252,12 +305,14 @@ pub const NET_BATCHNORM2D_STATS: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-pub const NET_BATCHNORM2D_FWD: Kernel = Kernel {
-    name: "net/batchnorm2d_fwd",
-    source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_fwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+act_kernels!(
+    NET_BATCHNORM2D_FWD,
+    NET_BATCHNORM2D_FWD_F16,
+    "net/batchnorm2d_fwd",
+    ["shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_fwd.wgsl"],
+    &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    256
+);
 
 pub const NET_BATCHNORM2D_RUNNING: Kernel = Kernel {
     name: "net/batchnorm2d_running",
@@ -365,22 +420,40 @@ pub const ALL: &[Kernel] = &[
     NET_ADAM,
     NET_MAKE_BATCH,
     NET_CONV2D_FWD,
+    NET_CONV2D_FWD_F16[0],
+    NET_CONV2D_FWD_F16[1],
+    NET_CONV2D_FWD_F16[2],
     NET_CONV2D_FWD_WSTORAGE,
+    NET_CONV2D_FWD_WSTORAGE_F16[0],
+    NET_CONV2D_FWD_WSTORAGE_F16[1],
+    NET_CONV2D_FWD_WSTORAGE_F16[2],
     NET_CONV2D_BWD_INPUT,
     NET_CONV2D_BWD_INPUT_IB4,
     NET_CONV2D_BWD_INPUT_WSTORAGE,
     NET_CONV2D_BWD_WEIGHT,
     NET_REDUCE_CHUNKS,
     NET_LINEAR_FWD,
+    NET_LINEAR_FWD_F16[0],
+    NET_LINEAR_FWD_F16[1],
+    NET_LINEAR_FWD_F16[2],
     NET_LINEAR_BWD_INPUT,
     NET_LINEAR_BWD_WEIGHT,
     NET_RELU_FWD,
+    NET_RELU_FWD_F16[0],
+    NET_RELU_FWD_F16[1],
+    NET_RELU_FWD_F16[2],
     NET_RELU_BWD,
     NET_MAXPOOL2D_FWD,
+    NET_MAXPOOL2D_FWD_F16[0],
+    NET_MAXPOOL2D_FWD_F16[1],
+    NET_MAXPOOL2D_FWD_F16[2],
     NET_MAXPOOL2D_BWD,
     NET_BATCHNORM2D_STATS_PARTIAL,
     NET_BATCHNORM2D_STATS,
     NET_BATCHNORM2D_FWD,
+    NET_BATCHNORM2D_FWD_F16[0],
+    NET_BATCHNORM2D_FWD_F16[1],
+    NET_BATCHNORM2D_FWD_F16[2],
     NET_BATCHNORM2D_RUNNING,
     NET_BATCHNORM2D_BWD_REDUCE_PARTIAL,
     NET_BATCHNORM2D_BWD_REDUCE,

@@ -101,28 +101,35 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut results = Vec::new();
-    for device in ["cpu", "gpu"] {
-        let out = format!("n-{device}.h5");
-        let o = emsim(
-            &[
-                "count",
-                "f.h5",
-                "--method",
-                "net",
-                "--model",
-                "fast.safetensors",
-                "--out",
-                &out,
-                "--device",
-                device,
-                "-q",
-            ],
-            d,
-        );
-        assert!(o.status.success(), "{device}: {}", String::from_utf8_lossy(&o.stderr));
-        let f = hdf5::File::open(d.join(&out)).unwrap();
-        let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
-        results.push((col("x_px"), col("y_px"), col("sigma_px")));
+    for precision in ["f32", "f16"] {
+        for device in ["cpu", "gpu"] {
+            let out = format!("n-{device}-{precision}.h5");
+            let o = emsim(
+                &[
+                    "count",
+                    "f.h5",
+                    "--method",
+                    "net",
+                    "--model",
+                    "fast.safetensors",
+                    "--net-precision",
+                    precision,
+                    "--out",
+                    &out,
+                    "--device",
+                    device,
+                    "-q",
+                ],
+                d,
+            );
+            assert!(o.status.success(), "{device} {precision}: {}", String::from_utf8_lossy(&o.stderr));
+            let f = hdf5::File::open(d.join(&out)).unwrap();
+            let params = emsim::io::h5util::str_attr(&f, "params_json").unwrap();
+            let params: serde_json::Value = serde_json::from_str(&params).unwrap();
+            assert_eq!(params["net_precision"], precision, "{device}: the file records the activation storage");
+            let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
+            results.push((col("x_px"), col("y_px"), col("sigma_px")));
+        }
     }
     let (c, g) = (&results[0], &results[1]);
     assert!(!c.0.is_empty());
@@ -130,6 +137,18 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     assert_close(&g.1, &c.1, 1e-4, 0.0);
     assert_close(&g.2, &c.2, 1e-4, 1e-4);
     assert!(c.2.iter().all(|&s| s >= 0.0 && s.is_finite()));
+    // f16 activations: the CPU path rounds where the GPU stores f16, so the two agree but for
+    // the rare value on an f16 rounding boundary that the two f32 sums send different ways.
+    let (c16, g16) = (&results[2], &results[3]);
+    assert_eq!(c16.0.len(), c.0.len(), "the network only localizes: the same electrons");
+    let d16: Vec<f32> = (0..c.0.len()).map(|i| (g16.0[i] - c16.0[i]).hypot(g16.1[i] - c16.1[i])).collect();
+    let close = d16.iter().filter(|&&v| v <= 2e-3).count();
+    assert!(
+        close * 10 >= 9 * d16.len(),
+        "f16: only {close} of {} GPU positions within 0.002 px of the CPU's",
+        d16.len()
+    );
+    assert!(d16.iter().all(|&v| v < 0.5), "f16: GPU and CPU positions {d16:?}");
 
     // A seed model (41x41 crop) on 32x32 frames: the crop is larger than the frame.
     let seed = emsim::net::model::Model::new(emsim::net::model::ModelConfig::preset("seed").unwrap(), 5).unwrap();
@@ -157,6 +176,15 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
         d,
     );
     assert!(error_line(&o).contains("--model"), "{}", error_line(&o));
+    assert!(!d.join("x.h5").exists());
+    // --net-precision without the net method, or a precision that does not exist.
+    let o =
+        emsim(&["count", "f.h5", "--method", "c3x3", "--net-precision", "f16", "--out", "x.h5", "--device", "cpu"], d);
+    assert!(error_line(&o).contains("--net-precision"), "{}", error_line(&o));
+    let o =
+        emsim(&["count", "f.h5", "--method", "net", "--net-precision", "bf16", "--out", "x.h5", "--device", "cpu"], d);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--net-precision") && e.contains("f32 or f16"), "{e}");
     assert!(!d.join("x.h5").exists());
 }
 

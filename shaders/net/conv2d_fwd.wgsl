@@ -11,10 +11,12 @@
 //
 // Workgroups g = ob * blk_groups + k: all invocations of a workgroup share the channel block ob (so their weight reads
 // are uniform); invocation t = k * WG + lid runs over (n, oy, gx) with ox0 = gx * PX, gx < x_groups = ceil(out_w / PX).
-// CPU twin: src/net/conv2d.rs::conv2d_fwd_cpu.
+// x and y hold the activation types xt / yt of the prepended shared/act_*.wgsl piece (f32, or f16 for inference
+// with --net-precision f16); the arithmetic is f32.
+// CPU twin: src/net/conv2d.rs::conv2d_fwd_cpu (output rounded to f16 when yt is f16).
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<xt>;
+@group(0) @binding(3) var<storage, read_write> y: array<yt>;
 
 const WG: u32 = 64u;
 const PX: u32 = 5u;    // keep in sync with src/net/conv2d.rs::CONV2D_FWD_PX
@@ -24,7 +26,7 @@ const OB: u32 = 16u;   // keep in sync with src/net/conv2d.rs::CONV2D_FWD_OC_BLO
 fn xload(row: u32, col: i32) -> f32 {
     var v = 0.0;
     if (col >= 0 && col < i32(params.w)) {
-        v = x[row + u32(col)];
+        v = f32(x[row + u32(col)]);
     }
     return v;
 }
@@ -53,7 +55,7 @@ fn fma16(acc: ptr<function, array<vec4<f32>, 4>>, v: f32, w: array<vec4<f32>, 4>
 fn store16(acc: array<vec4<f32>, 4>, base: u32, plane: u32, n_o: u32) {
     for (var j = 0u; j < OB; j++) {
         if (j < n_o) {
-            y[base + j * plane] = acc[j / 4u][j % 4u];
+            y[base + j * plane] = yt(acc[j / 4u][j % 4u]);
         }
     }
 }

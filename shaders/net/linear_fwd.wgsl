@@ -2,7 +2,8 @@
 //   y[n, o] = b[o] + sum over i of x[n, i] * w[o, i]
 // (x [N, in_f], w [out_f, in_f], y [N, out_f], row-major), adding in the twin's order (bias, then i).
 // Invocation index t = n * out_f + o; neighbouring invocations share the row of x.
-// CPU twin: src/net/linear.rs::linear_fwd_cpu.
+// x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference); the arithmetic is f32.
+// CPU twin: src/net/linear.rs::linear_fwd_cpu (output rounded to f16 when yt is f16).
 
 struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (32 bytes)
     n: u32,
@@ -16,10 +17,10 @@ struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (
 }
 
 @group(0) @binding(0) var<uniform> params: LinearParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<xt>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<yt>;
 
 const WG: u32 = 256u;
 
@@ -36,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let w_row = o * params.in_f;
     var acc = b[o];
     for (var i = 0u; i < params.in_f; i++) {
-        acc += x[x_row + i] * w[w_row + i];
+        acc += f32(x[x_row + i]) * w[w_row + i];
     }
-    y[t] = acc;
+    y[t] = yt(acc);
 }

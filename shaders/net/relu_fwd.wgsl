@@ -1,4 +1,5 @@
 // relu_fwd: one invocation per element, y[t] = x[t] if x[t] > 0 else 0 (exact).
+// x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference).
 // CPU twin: src/net/relu.rs::relu_fwd_cpu.
 
 struct ReluParams {       // keep in sync with src/net/relu.rs::ReluParams (16 bytes)
@@ -9,8 +10,8 @@ struct ReluParams {       // keep in sync with src/net/relu.rs::ReluParams (16 b
 }
 
 @group(0) @binding(0) var<uniform> params: ReluParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<xt>;
+@group(0) @binding(2) var<storage, read_write> y: array<yt>;
 
 const WG: u32 = 256u;
 
@@ -21,6 +22,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (t >= params.n) {
         return;
     }
-    let v = x[t];
-    y[t] = select(0.0, v, v > 0.0);
+    let v = f32(x[t]);
+    y[t] = yt(select(0.0, v, v > 0.0));
 }

@@ -99,6 +99,9 @@ pub struct CountConfig {
     pub net: Option<crate::net::model::Model>,
     /// Crops per network batch.
     pub net_batch: usize,
+    /// Activation storage of the networks (f16 on GPUs with `SHADER_F16`; see
+    /// [`crate::net::precision`]). The CPU path rounds as the GPU does, to reproduce it.
+    pub net_precision: crate::net::precision::NetPrecision,
     /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
     pub pairs: Option<split::PairModels>,
 }
@@ -118,6 +121,7 @@ impl Default for CountConfig {
             batch_frames: 0,
             net: None,
             net_batch: 2048,
+            net_precision: Default::default(),
             pairs: None,
         }
     }
@@ -292,13 +296,19 @@ impl<'a> Counter<'a> {
         };
         let net_gpu = match (device, &cfg.net, &gpu) {
             (Device::Gpu(ctx), Some(m), Some(b)) => {
-                let net = crate::net::gpu_net::GpuNet::new(
+                let net = crate::net::gpu_net::GpuNet::new_inference(
                     ctx,
                     m.clone(),
                     cfg.net_batch.max(1).min(crate::net::gpu_net::GpuNet::max_capacity(ctx, m)?),
-                    false,
-                    None,
+                    cfg.net_precision,
                 )?;
+                if net.precision() != cfg.net_precision {
+                    eprintln!(
+                        "warning: --net-precision {}: the adapter lacks SHADER_F16; the network runs with f32 activations",
+                        cfg.net_precision.name()
+                    );
+                    cfg.net_precision = net.precision();
+                }
                 let cap = b.capacity_frames as u64 * max_candidates(height, width);
                 let decoded = match crate::net::decode::DecodeGridParams::new(&m.cfg, net.capacity) {
                     Some(_) => Some(
@@ -312,8 +322,8 @@ impl<'a> Counter<'a> {
         };
         let pairs_gpu = match (device, &cfg.pairs, &net_gpu) {
             (Device::Gpu(ctx), Some(p), Some((net, _, _))) => Some([
-                crate::net::gpu_net::GpuNet::new(ctx, p.classifier.clone(), net.capacity, false, None)?,
-                crate::net::gpu_net::GpuNet::new(ctx, p.localizer.clone(), net.capacity, false, None)?,
+                crate::net::gpu_net::GpuNet::new_inference(ctx, p.classifier.clone(), net.capacity, cfg.net_precision)?,
+                crate::net::gpu_net::GpuNet::new_inference(ctx, p.localizer.clone(), net.capacity, cfg.net_precision)?,
             ]),
             _ => None,
         };
@@ -503,22 +513,24 @@ impl<'a> Counter<'a> {
             crops.extend(cr);
         }
         if let Some(m) = &self.cfg.net {
-            let dec = crate::net::infer::infer_cpu(m, &crops, found.cands.len(), self.cfg.net_batch)?;
-            found.net = dec
+            let n = found.cands.len();
+            let out = crate::net::infer::outputs_cpu_with(m, &crops, n, self.cfg.net_batch, self.cfg.net_precision)?;
+            found.net = crate::net::decode::decode(&m.cfg, &out, n)
                 .iter()
                 .zip(&found.cands)
                 .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
                 .collect();
         }
         if let Some(p) = &self.cfg.pairs {
-            use crate::net::infer::outputs_cpu;
+            let outputs =
+                |m, x, n| crate::net::infer::outputs_cpu_with(m, x, n, self.cfg.net_batch, self.cfg.net_precision);
             let n = found.cands.len();
-            let p_two = self.p_two(&outputs_cpu(&p.classifier, &crops, n, self.cfg.net_batch)?, n);
+            let p_two = self.p_two(&outputs(&p.classifier, &crops, n)?, n);
             // the localizer only on the crops that will be split (its other outputs are unused)
             let pick: Vec<usize> = (0..n).filter(|&i| p_two[i] > p.threshold).collect();
             let sub: Vec<f32> =
                 pick.iter().flat_map(|&i| &crops[i * side * side..(i + 1) * side * side]).copied().collect();
-            let sub_out = outputs_cpu(&p.localizer, &sub, pick.len(), self.cfg.net_batch)?;
+            let sub_out = outputs(&p.localizer, &sub, pick.len())?;
             let mut loc = vec![0.0f32; 4 * n];
             for (j, &i) in pick.iter().enumerate() {
                 loc[4 * i..4 * i + 4].copy_from_slice(&sub_out[4 * j..4 * j + 4]);

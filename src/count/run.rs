@@ -48,6 +48,9 @@ pub struct CountSummary {
     pub electrons_per_s: f64,
     pub outputs: Vec<String>,
     pub adapter: Option<AdapterSummary>,
+    /// The network's activation storage (`f32`, `f16`) when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_precision: Option<&'static str>,
 }
 
 fn out_path(template: &str, m: Method, several: bool) -> PathBuf {
@@ -117,7 +120,10 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
     let counter = Counter::new(cfg.clone(), h, w, sigma_e, device)?;
     let batch = counter.batch_frames() as u64;
     let pitch = opts.pixel_size_um.or(meta.pixel_size_um).unwrap_or(f32::NAN);
+    // What the network ran with (f16 falls back to f32 on adapters without SHADER_F16).
+    let net_precision = opts.methods.contains(&Method::Net).then_some(counter.cfg.net_precision);
     let params_json = serde_json::json!({
+        "net_precision": net_precision.map(|p| p.name()),
         "suppress_px": cfg.suppress_px, "gain_adu_per_e": cfg.gain_adu_per_e, "offset_adu": cfg.offset_adu,
         "dark": opts.dark, "gain_map": opts.gain_map, "dataset": opts.dataset,
         "finder": "local maxima of the 3x3 sum with a pixel above background_threshold_n_sigma * noise_sigma_e",
@@ -225,6 +231,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         electrons_per_s: electrons as f64 / elapsed,
         outputs: paths,
         adapter: device.adapter().cloned(),
+        net_precision: net_precision.map(|p| p.name()),
     })
 }
 

@@ -26,6 +26,8 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::conv2d::check_buffer_bytes;
+use super::precision::ActIo;
 use super::{Shape4, check_len};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -310,9 +312,27 @@ pub fn batchnorm2d_fwd_record(
     beta: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
+    batchnorm2d_fwd_record_io(ctx, enc, s, ActIo::F32, x, [mean, var, gamma, beta], y)
+}
+
+/// [`batchnorm2d_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]);
+/// `stats` = `[mean, var, gamma, beta]` (f32).
+pub fn batchnorm2d_fwd_record_io(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &BatchNorm2dShape,
+    io: ActIo,
+    x: &wgpu::Buffer,
+    stats: [&wgpu::Buffer; 4],
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
     s.check();
+    check_buffer_bytes("batchnorm2d x", x, io.x_bytes(s.x.len()));
+    check_buffer_bytes("batchnorm2d y", y, io.y_bytes(s.x.len()));
     let u = ctx.uniform("batchnorm2d_params", &s.params(0.0));
-    ctx.dispatch(enc, &crate::shaders::NET_BATCHNORM2D_FWD, &[&u, x, mean, var, gamma, beta, y], s.x.len() as u64)
+    let kernel = io.pick(&crate::shaders::NET_BATCHNORM2D_FWD, &crate::shaders::NET_BATCHNORM2D_FWD_F16);
+    let [mean, var, gamma, beta] = stats;
+    ctx.dispatch(enc, kernel, &[&u, x, mean, var, gamma, beta, y], s.x.len() as u64)
 }
 
 /// Records the running-average update (in place on `running_mean`, `running_var`).

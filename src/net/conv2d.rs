@@ -24,11 +24,12 @@
 //! as one recursive sum (in the twin's order except the kx order of strided forward convolutions;
 //! multiply-adds fused); the batch sums are f32 on the GPU and f64 in the twin.
 
+use super::precision::ActIo;
 use super::{Shape4, check_len};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{
     NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_INPUT_IB4, NET_CONV2D_BWD_INPUT_WSTORAGE, NET_CONV2D_BWD_WEIGHT,
-    NET_CONV2D_FWD, NET_CONV2D_FWD_WSTORAGE, NET_REDUCE_CHUNKS,
+    NET_CONV2D_FWD, NET_CONV2D_FWD_F16, NET_CONV2D_FWD_WSTORAGE, NET_CONV2D_FWD_WSTORAGE_F16, NET_REDUCE_CHUNKS,
 };
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -388,10 +389,26 @@ pub fn conv2d_fwd_record(
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    check_buffer("conv2d x", x, s.input.len());
+    conv2d_fwd_record_io(ctx, enc, s, ActIo::F32, x, w, b, y)
+}
+
+/// [`conv2d_fwd_record`] with `x` / `y` stored as `io` says (f16 or f32; see
+/// [`super::precision`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_fwd_record_io(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &Conv2dShape,
+    io: ActIo,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    check_buffer_bytes("conv2d x", x, io.x_bytes(s.input.len()));
     check_buffer("conv2d w", w, s.weight().len());
     check_buffer("conv2d b", b, s.c_out);
-    check_buffer("conv2d y", y, s.output().len());
+    check_buffer_bytes("conv2d y", y, io.y_bytes(s.output().len()));
     if s.output().is_empty() {
         return Ok(());
     }
@@ -400,7 +417,11 @@ pub fn conv2d_fwd_record(
     p.x_groups = to_u32("conv2d_fwd pixel groups", ys.w.div_ceil(CONV2D_FWD_PX));
     let threads = p.blocked(s.c_out.div_ceil(CONV2D_FWD_OC_BLOCK), ys.n * ys.h * p.x_groups as usize);
     let (wts, uniform) = conv2d_weights(ctx, enc, w, s.weight().len(), Some((b, s.c_out)))?;
-    let kernel = if uniform { &NET_CONV2D_FWD } else { &NET_CONV2D_FWD_WSTORAGE };
+    let kernel = if uniform {
+        io.pick(&NET_CONV2D_FWD, &NET_CONV2D_FWD_F16)
+    } else {
+        io.pick(&NET_CONV2D_FWD_WSTORAGE, &NET_CONV2D_FWD_WSTORAGE_F16)
+    };
     let u = ctx.uniform("conv2d_fwd_params", &p);
     ctx.dispatch(enc, kernel, &[&u, x, &wts, y], threads)
 }
@@ -646,6 +667,12 @@ pub(crate) const GARBAGE: f32 = -12345.0;
 pub(crate) fn check_buffer(name: &str, buf: &wgpu::Buffer, len: usize) {
     let need = (len as u64 * 4).max(4);
     assert!(buf.size() >= need, "{name}: buffer of {} bytes, need {len} f32 ({need} bytes)", buf.size());
+}
+
+/// Panics unless `buf` holds at least `bytes` bytes (see [`check_buffer`]).
+#[track_caller]
+pub(crate) fn check_buffer_bytes(name: &str, buf: &wgpu::Buffer, bytes: u64) {
+    assert!(buf.size() >= bytes.max(4), "{name}: buffer of {} bytes, need {bytes}", buf.size());
 }
 
 /// `v` as u32, or a panic naming it (the kernels index with u32).

@@ -5,20 +5,22 @@
 
 use super::batchnorm2d::{
     BatchNorm2dShape, batchnorm2d_bwd_input_record, batchnorm2d_bwd_reduce_record, batchnorm2d_bwd_reduce_scratch_len,
-    batchnorm2d_fwd_record, batchnorm2d_running_record, batchnorm2d_stats_record, batchnorm2d_stats_scratch_len,
+    batchnorm2d_fwd_record, batchnorm2d_fwd_record_io, batchnorm2d_running_record, batchnorm2d_stats_record,
+    batchnorm2d_stats_scratch_len,
 };
 use super::conv2d::{
-    Conv2dShape, conv2d_bwd_input_record, conv2d_bwd_weight_record, conv2d_bwd_weight_scratch_len, conv2d_fwd_record,
+    Conv2dShape, conv2d_bwd_input_record, conv2d_bwd_weight_record, conv2d_bwd_weight_scratch_len, conv2d_fwd_record_io,
 };
 use super::dropout::{DropoutCfg, dropout_bwd_record, dropout_fwd_record};
 use super::linear::{
-    LinearShape, linear_bwd_input_record, linear_bwd_weight_record, linear_bwd_weight_scratch_len, linear_fwd_record,
+    LinearShape, linear_bwd_input_record, linear_bwd_weight_record, linear_bwd_weight_scratch_len, linear_fwd_record_io,
 };
 use super::loss::{MseParams, PairMseParams, SoftmaxXentParams, mse_record, pair_mse_record, softmax_xent_record};
-use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_record, maxpool2d_fwd_record};
+use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_record, maxpool2d_fwd_record_io};
 use super::model::{Head, LayerSpec, Model};
 use super::optim::{AdamConfig, adam_record};
-use super::relu::{relu_bwd_record, relu_fwd_record};
+use super::precision::{ActIo, NetPrecision, elem_bytes, half_activations};
+use super::relu::{relu_bwd_record, relu_fwd_record_io};
 use crate::gpu::GpuContext;
 use crate::io::model_file::OptimState;
 use crate::{Error, Result};
@@ -54,14 +56,24 @@ pub struct GpuNet<'a> {
     pub loss: wgpu::Buffer,
     pub correct: wgpu::Buffer,
     train: Option<TrainState>,
+    /// Whether `acts[i]` holds f16 (inference with [`NetPrecision::F16`]); all false otherwise.
+    half: Vec<bool>,
 }
 
 fn f32s(n: usize) -> u64 {
     (n.max(1) * 4) as u64
 }
 
+/// Bytes a copy layer (flatten, dropout at inference) copies: `len` elements of its storage,
+/// rounded up to the copy alignment (the buffers are allocated rounded up too).
+fn copy_bytes(io: ActIo, len: usize) -> u64 {
+    assert_eq!(io.x16, io.y16, "a copy layer keeps its input's storage");
+    io.x_bytes(len.max(1)).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+}
+
 impl<'a> GpuNet<'a> {
     /// Uploads `model`; with `training`, also allocates gradients and Adam state (zeros, or `optim`).
+    /// Activations are f32.
     pub fn new(
         ctx: &'a GpuContext,
         model: Model,
@@ -69,11 +81,40 @@ impl<'a> GpuNet<'a> {
         training: bool,
         optim: Option<&[OptimState]>,
     ) -> Result<Self> {
+        let half = vec![false; model.cfg.layers.len()];
+        Self::build(ctx, model, capacity, training, optim, half)
+    }
+
+    /// An inference-only model whose activations between layers are stored as `precision` says
+    /// ([`super::precision`]). f16 falls back to f32 on adapters without `SHADER_F16`
+    /// ([`GpuNet::precision`] tells which one runs).
+    pub fn new_inference(ctx: &'a GpuContext, model: Model, capacity: usize, precision: NetPrecision) -> Result<Self> {
+        let f16 = precision == NetPrecision::F16 && ctx.features.contains(wgpu::Features::SHADER_F16);
+        let half = half_activations(&model.cfg.layers, f16);
+        Self::build(ctx, model, capacity, false, None, half)
+    }
+
+    /// The activation storage this model runs with.
+    pub fn precision(&self) -> NetPrecision {
+        if self.half.iter().any(|&h| h) { NetPrecision::F16 } else { NetPrecision::F32 }
+    }
+
+    fn build(
+        ctx: &'a GpuContext,
+        model: Model,
+        capacity: usize,
+        training: bool,
+        optim: Option<&[OptimState]>,
+        half: Vec<bool>,
+    ) -> Result<Self> {
         let capacity = capacity.max(1);
         let plan = model.cfg.plan(capacity)?;
         let params = model.tensors.iter().map(|t| ctx.upload(&t.name, &t.data)).collect::<Result<Vec<_>, _>>()?;
-        let acts =
-            plan.iter().map(|p| ctx.storage("activation", f32s(p.output.len()))).collect::<Result<Vec<_>, _>>()?;
+        let acts = plan
+            .iter()
+            .zip(&half)
+            .map(|(p, &h)| ctx.storage("activation", elem_bytes(h, p.output.len())))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut idx = Vec::new();
         let mut stats = Vec::new();
         let mut scratch_len = 1usize;
@@ -156,6 +197,7 @@ impl<'a> GpuNet<'a> {
             idx,
             stats,
             train,
+            half,
         })
     }
 
@@ -182,8 +224,10 @@ impl<'a> GpuNet<'a> {
     ) -> Result<()> {
         let ctx = self.ctx;
         assert!(n <= self.capacity, "batch {n} > capacity {}", self.capacity);
+        assert!(!(train && self.precision() == NetPrecision::F16), "training runs with f32 activations");
         let plan = self.model.cfg.plan(n)?;
         for (i, p) in plan.iter().enumerate() {
+            let io = ActIo { x16: i > 0 && self.half[i - 1], y16: self.half[i] };
             let x = if i == 0 { &self.input } else { &self.acts[i - 1] };
             let y = &self.acts[i];
             let lt = self.model.layer_tensors[i];
@@ -192,16 +236,16 @@ impl<'a> GpuNet<'a> {
             match self.model.cfg.layers[i] {
                 LayerSpec::Conv2d { out_channels, kernel, padding, stride } => {
                     let s = Conv2dShape::new(p.input, out_channels, kernel, kernel, padding, stride);
-                    conv2d_fwd_record(ctx, enc, &s, x, w.unwrap(), b.unwrap(), y)?;
+                    conv2d_fwd_record_io(ctx, enc, &s, io, x, w.unwrap(), b.unwrap(), y)?;
                 }
                 LayerSpec::Linear { out_features } => {
                     let s = LinearShape { n, in_f: p.input.c, out_f: out_features };
-                    linear_fwd_record(ctx, enc, &s, x, w.unwrap(), b.unwrap(), y)?;
+                    linear_fwd_record_io(ctx, enc, &s, io, x, w.unwrap(), b.unwrap(), y)?;
                 }
-                LayerSpec::Relu => relu_fwd_record(ctx, enc, p.input.len(), x, y)?,
+                LayerSpec::Relu => relu_fwd_record_io(ctx, enc, p.input.len(), io, x, y)?,
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     let s = MaxPool2dShape { input: p.input, k: kernel, stride: stride.unwrap_or(kernel) };
-                    maxpool2d_fwd_record(ctx, enc, &s, x, y, self.idx[i].as_ref().unwrap())?;
+                    maxpool2d_fwd_record_io(ctx, enc, &s, io, x, y, self.idx[i].as_ref().unwrap())?;
                 }
                 LayerSpec::BatchNorm2d { eps, momentum } => {
                     let s = BatchNorm2dShape { x: p.input, eps };
@@ -213,7 +257,7 @@ impl<'a> GpuNet<'a> {
                         batchnorm2d_fwd_record(ctx, enc, &s, x, mean, var, w.unwrap(), b.unwrap(), y)?;
                         batchnorm2d_running_record(ctx, enc, &s, momentum, mean, var, rm, rv)?;
                     } else {
-                        batchnorm2d_fwd_record(ctx, enc, &s, x, rm, rv, w.unwrap(), b.unwrap(), y)?;
+                        batchnorm2d_fwd_record_io(ctx, enc, &s, io, x, [rm, rv, w.unwrap(), b.unwrap()], y)?;
                     }
                 }
                 LayerSpec::Dropout { p: prob } => {
@@ -221,10 +265,10 @@ impl<'a> GpuNet<'a> {
                         let c = DropoutCfg { n: p.input.len(), p: prob, seed, step, layer: i as u32 };
                         dropout_fwd_record(ctx, enc, &c, x, y)?;
                     } else {
-                        enc.copy_buffer_to_buffer(x, 0, y, 0, f32s(p.input.len()));
+                        enc.copy_buffer_to_buffer(x, 0, y, 0, copy_bytes(io, p.input.len()));
                     }
                 }
-                LayerSpec::Flatten => enc.copy_buffer_to_buffer(x, 0, y, 0, f32s(p.input.len())),
+                LayerSpec::Flatten => enc.copy_buffer_to_buffer(x, 0, y, 0, copy_bytes(io, p.input.len())),
             }
         }
         Ok(())
@@ -407,7 +451,13 @@ impl<'a> GpuNet<'a> {
     /// Reads layer `i`'s output for the first `n` samples (tests, debugging).
     pub fn read_activation(&self, i: usize, n: usize) -> Result<Vec<f32>> {
         let len = self.model.cfg.plan(n)?[i].output.len();
-        self.read(&self.acts[i], len)
+        if !self.half[i] {
+            return self.read(&self.acts[i], len);
+        }
+        let mut enc = self.ctx.encoder("read");
+        let rb = self.ctx.readback(&mut enc, &self.acts[i], elem_bytes(true, len));
+        self.ctx.submit_and_wait(enc)?;
+        Ok(super::precision::from_f16_bits(&rb.read::<u16>(self.ctx)?))
     }
 
     /// Reads `len` f32 from the start of `buf`.

@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::data::{LibraryArrays, MakeBatchParams, SampleSpec, VALIDATION_BASE, make_batch_cpu};
 use super::decode::{Decoded, decode};
 use super::gpu_net::GpuNet;
-use super::infer::infer_cpu;
+use super::infer::outputs_cpu_with;
 use super::model::{Head, Model};
+use super::precision::NetPrecision;
 use super::train::split_events;
 use crate::count::Method;
 use crate::count::calibrate::to_q;
@@ -29,11 +30,21 @@ pub struct HeldoutOptions {
     pub holdout: f32,
     pub centroid_threshold_e: f32,
     pub batch: usize,
+    /// The network's activation storage ([`crate::net::precision`]).
+    pub precision: NetPrecision,
 }
 
 impl Default for HeldoutOptions {
     fn default() -> Self {
-        Self { events: 10_000, sigma_e: 20.0, seed: 1, holdout: 0.2, centroid_threshold_e: 40.0, batch: 1000 }
+        Self {
+            events: 10_000,
+            sigma_e: 20.0,
+            seed: 1,
+            holdout: 0.2,
+            centroid_threshold_e: 40.0,
+            batch: 1000,
+            precision: NetPrecision::F32,
+        }
     }
 }
 
@@ -71,6 +82,8 @@ pub struct HeldoutReport {
     pub seed: u64,
     pub pitch_um: f64,
     pub path: &'static str,
+    /// The network's activation storage (`f32`, `f16`).
+    pub net_precision: &'static str,
     pub records: Vec<ErrorRecord>,
     pub best_centroid: String,
     pub knob: Vec<KnobPoint>,
@@ -125,7 +138,8 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     let batch = o.batch.max(1);
     let gpu = match device {
         Device::Gpu(ctx) => {
-            Some(GpuNet::new(ctx, model.clone(), batch.min(GpuNet::max_capacity(ctx, model)?), false, None)?)
+            let capacity = batch.min(GpuNet::max_capacity(ctx, model)?);
+            Some(GpuNet::new_inference(ctx, model.clone(), capacity, o.precision)?)
         }
         Device::Cpu => None,
     };
@@ -144,7 +158,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
         let b = make_batch_cpu(&p, &arrays);
         let dec: Vec<Decoded> = match &gpu {
             Some(net) => decode(cfg, &net.infer(&b.x, n)?, n),
-            None => infer_cpu(model, &b.x, n, batch)?,
+            None => decode(cfg, &outputs_cpu_with(model, &b.x, n, batch, o.precision)?, n),
         };
         for s in 0..n {
             let t = &b.target[2 * s..2 * s + 2];
@@ -199,6 +213,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
         seed: o.seed,
         pitch_um: pitch,
         path: device.path_name(),
+        net_precision: gpu.as_ref().map_or(o.precision, |g| g.precision()).name(),
         best_centroid: best.method.clone(),
         records,
         knob,
@@ -209,8 +224,8 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
 impl HeldoutReport {
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{}: model '{}', {} held-out events, sigma {} e, seed {}, pitch {} um, {} path\n",
-            self.test, self.model, self.events, self.sigma_e, self.seed, self.pitch_um, self.path
+            "{}: model '{}' ({} activations), {} held-out events, sigma {} e, seed {}, pitch {} um, {} path\n",
+            self.test, self.model, self.net_precision, self.events, self.sigma_e, self.seed, self.pitch_um, self.path
         );
         s.push_str("method     mean px  min px  median px  p90 px  p95 px  p99 px  max px   mean um\n");
         for r in &self.records {

@@ -3,6 +3,7 @@
 
 use super::decode::{Decoded, decode};
 use super::model::Model;
+use super::precision::NetPrecision;
 use crate::Result;
 
 /// The network's estimate for one found electron.
@@ -33,13 +34,23 @@ pub fn infer_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result
 /// The raw outputs `[n, head_outputs]` of the model (evaluation mode) on `n` crops on the CPU, in
 /// chunks of `batch`.
 pub fn outputs_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result<Vec<f32>> {
+    outputs_cpu_with(model, crops, n, batch, NetPrecision::F32)
+}
+
+/// [`outputs_cpu`] with the activations between layers stored as `precision` says (f16: rounded
+/// as the GPU's f16 path stores them, to reproduce it; no faster on the CPU).
+pub fn outputs_cpu_with(
+    model: &Model,
+    crops: &[f32],
+    n: usize,
+    batch: usize,
+    precision: NetPrecision,
+) -> Result<Vec<f32>> {
     let plane = model.cfg.input_px * model.cfg.input_px;
-    let mut m = model.clone();
     let mut out = Vec::with_capacity(n * model.cfg.head_outputs());
     for start in (0..n).step_by(batch.max(1)) {
         let k = batch.max(1).min(n - start);
-        let act = m.forward_cpu(&crops[start * plane..(start + k) * plane], k, false, 0, 0)?;
-        out.extend_from_slice(act.last());
+        out.extend(model.eval_outputs_cpu(&crops[start * plane..(start + k) * plane], k, precision)?);
     }
     Ok(out)
 }

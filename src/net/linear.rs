@@ -16,10 +16,12 @@
 
 use super::check_len;
 use super::conv2d::{
-    ChunkPlan, GARBAGE, ReduceChunksParams, check_buffer, chunk_plan, chunk_scratch_len, reduce_chunks_record, to_u32,
+    ChunkPlan, GARBAGE, ReduceChunksParams, check_buffer, check_buffer_bytes, chunk_plan, chunk_scratch_len,
+    reduce_chunks_record, to_u32,
 };
+use super::precision::ActIo;
 use crate::gpu::{GpuContext, GpuError};
-use crate::shaders::{NET_LINEAR_BWD_INPUT, NET_LINEAR_BWD_WEIGHT, NET_LINEAR_FWD};
+use crate::shaders::{NET_LINEAR_BWD_INPUT, NET_LINEAR_BWD_WEIGHT, NET_LINEAR_FWD, NET_LINEAR_FWD_F16};
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
@@ -175,12 +177,27 @@ pub fn linear_fwd_record(
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    check_buffer("linear x", x, s.n * s.in_f);
+    linear_fwd_record_io(ctx, enc, s, ActIo::F32, x, w, b, y)
+}
+
+/// [`linear_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_fwd_record_io(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &LinearShape,
+    io: ActIo,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    check_buffer_bytes("linear x", x, io.x_bytes(s.n * s.in_f));
     check_buffer("linear w", w, s.weight_len());
     check_buffer("linear b", b, s.out_f);
-    check_buffer("linear y", y, s.n * s.out_f);
+    check_buffer_bytes("linear y", y, io.y_bytes(s.n * s.out_f));
     let u = ctx.uniform("linear_fwd_params", &LinearParams::new(s));
-    ctx.dispatch(enc, &NET_LINEAR_FWD, &[&u, x, w, b, y], (s.n * s.out_f) as u64)
+    ctx.dispatch(enc, io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16), &[&u, x, w, b, y], (s.n * s.out_f) as u64)
 }
 
 /// Records `linear_bwd_input` (all of `dx` written). One invocation per input element.

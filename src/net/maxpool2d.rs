@@ -19,6 +19,8 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::conv2d::check_buffer_bytes;
+use super::precision::ActIo;
 use super::{Shape4, check_len};
 use crate::gpu::{GpuContext, GpuError};
 
@@ -188,9 +190,26 @@ pub fn maxpool2d_fwd_record(
     y: &wgpu::Buffer,
     idx: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
+    maxpool2d_fwd_record_io(ctx, enc, s, ActIo::F32, x, y, idx)
+}
+
+/// [`maxpool2d_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]).
+pub fn maxpool2d_fwd_record_io(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    s: &MaxPool2dShape,
+    io: ActIo,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    idx: &wgpu::Buffer,
+) -> Result<(), GpuError> {
     check_u32(s);
+    check_buffer_bytes("maxpool2d x", x, io.x_bytes(s.input.len()));
+    check_buffer_bytes("maxpool2d y", y, io.y_bytes(s.output().len()));
+    check_buffer_bytes("maxpool2d idx", idx, 4 * s.output().len() as u64);
     let u = ctx.uniform("maxpool2d_params", &s.params());
-    ctx.dispatch(enc, &crate::shaders::NET_MAXPOOL2D_FWD, &[&u, x, y, idx], s.output().len() as u64)
+    let kernel = io.pick(&crate::shaders::NET_MAXPOOL2D_FWD, &crate::shaders::NET_MAXPOOL2D_FWD_F16);
+    ctx.dispatch(enc, kernel, &[&u, x, y, idx], s.output().len() as u64)
 }
 
 /// Records `net/maxpool2d_bwd`: `idx` (u32), `dy` (f32) -> `dx` (f32), one invocation per input.

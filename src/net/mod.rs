@@ -37,6 +37,7 @@ pub mod model;
 pub mod optim;
 pub mod pair_eval;
 pub mod pairs;
+pub mod precision;
 pub mod relu;
 pub mod train;
 

@@ -24,6 +24,7 @@ use super::dropout::DropoutCfg;
 use super::init::he_normal;
 use super::linear::LinearShape;
 use super::maxpool2d::MaxPool2dShape;
+use super::precision::{NetPrecision, half_activations, round_f16};
 use crate::{Error, Result};
 
 pub const SCHEMA: &str = "emsim-model/1";
@@ -742,7 +743,7 @@ impl Model {
         if !train {
             let mut outs: Vec<Vec<f32>> = plan.iter().map(|_| Vec::new()).collect();
             if let Some(last) = outs.last_mut() {
-                *last = self.eval_cpu(x, n, &plan);
+                *last = self.eval_cpu(x, n, &plan, &vec![false; plan.len()]);
             }
             return Ok(Activations { n, outs, aux: vec![Aux::None; plan.len()] });
         }
@@ -831,10 +832,19 @@ impl Model {
         Ok(Activations { n, outs, aux })
     }
 
+    /// The evaluation-mode output of `n` samples with the activations between layers stored as
+    /// `precision` says: with f16, rounded to f16 wherever the GPU's f16 path stores f16
+    /// ([`super::precision`]), so this is the twin of [`super::gpu_net::GpuNet::new_inference`].
+    pub fn eval_outputs_cpu(&self, x: &[f32], n: usize, precision: NetPrecision) -> Result<Vec<f32>> {
+        let plan = self.cfg.plan(n)?;
+        super::check_len("model input", x.len(), n * self.cfg.input_px * self.cfg.input_px);
+        Ok(self.eval_cpu(x, n, &plan, &half_activations(&self.cfg.layers, precision == NetPrecision::F16)))
+    }
+
     /// Evaluation-mode forward pass of `n` samples (`plan` non-empty): the batch is cut into
     /// chunks of at most [`EVAL_CHUNK_ELEMS`] values per layer output, and each chunk runs through
     /// the whole network in one task with two reused scratch buffers. Returns the last output.
-    fn eval_cpu(&self, x: &[f32], n: usize, plan: &[LayerPlan]) -> Vec<f32> {
+    fn eval_cpu(&self, x: &[f32], n: usize, plan: &[LayerPlan], half: &[bool]) -> Vec<f32> {
         let per_sample = |s: Shape4| s.c * s.h * s.w;
         let (px, out_per) = (per_sample(plan[0].input), per_sample(plan[plan.len() - 1].output));
         let widest = plan.iter().map(|p| per_sample(p.output)).max().unwrap_or(1).max(1);
@@ -847,7 +857,7 @@ impl Model {
             || (Vec::new(), Vec::new()),
             |(a, b), (ci, o)| {
                 let k = o.len() / out_per;
-                self.eval_chunk(&x[ci * chunk * px..][..k * px], k, plan, (a, b), o);
+                self.eval_chunk(&x[ci * chunk * px..][..k * px], k, plan, half, (a, b), o);
             },
         );
         out
@@ -860,6 +870,7 @@ impl Model {
         x: &[f32],
         k: usize,
         plan: &[LayerPlan],
+        half: &[bool],
         (a, b): (&mut Vec<f32>, &mut Vec<f32>),
         out: &mut [f32],
     ) {
@@ -934,6 +945,11 @@ impl Model {
                     batchnorm2d_fwd_fast(&s, input, rm, rv, self.t(lt.weight), self.t(lt.bias), y);
                 }
                 LayerSpec::Flatten | LayerSpec::Dropout { .. } => unreachable!("skipped above"),
+            }
+            if half[end] {
+                // What the GPU's f16 store keeps (the layers fused here commute with the rounding:
+                // ReLU and max-pool select, and batch norm is monotone per channel).
+                round_f16(y);
             }
             if end != last {
                 std::mem::swap(a, b);

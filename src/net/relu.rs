@@ -6,9 +6,10 @@
 //! (gradient 0), as in PyTorch.
 
 use super::check_len;
-use super::conv2d::{GARBAGE, check_buffer, to_u32};
+use super::conv2d::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
+use super::precision::ActIo;
 use crate::gpu::{GpuContext, GpuError};
-use crate::shaders::{NET_RELU_BWD, NET_RELU_FWD};
+use crate::shaders::{NET_RELU_BWD, NET_RELU_FWD, NET_RELU_FWD_F16};
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
@@ -60,10 +61,22 @@ pub fn relu_fwd_record(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    check_buffer("relu x", x, n);
-    check_buffer("relu y", y, n);
+    relu_fwd_record_io(ctx, enc, n, ActIo::F32, x, y)
+}
+
+/// [`relu_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]).
+pub fn relu_fwd_record_io(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    n: usize,
+    io: ActIo,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    check_buffer_bytes("relu x", x, io.x_bytes(n));
+    check_buffer_bytes("relu y", y, io.y_bytes(n));
     let u = ctx.uniform("relu_fwd_params", &relu_params(n));
-    ctx.dispatch(enc, &NET_RELU_FWD, &[&u, x, y], n as u64)
+    ctx.dispatch(enc, io.pick(&NET_RELU_FWD, &NET_RELU_FWD_F16), &[&u, x, y], n as u64)
 }
 
 /// Records `relu_bwd` over the first `n` elements (`dx` different from `y` and `dy`).

@@ -301,8 +301,10 @@ pub const KNOWN_PRESETS: &[&str] = &["seed", "4dcamera"];
 ///
 /// * `seed`: 5 um pitch, 300 keV, front-illuminated thinned MAPS: 1 um SiO2, 8 um sensitive
 ///   epitaxial Si, 42 um Si substrate (51 um total).
-/// * `4dcamera`: NCEM 4D Camera, 10 um pitch, 300 keV, back-illuminated: 0.1 um dead Si,
-///   10 um sensitive Si, 5 um SiO2 front-end stack, collection at the far (front) side.
+/// * `4dcamera`: NCEM 4D Camera, 10 um pitch, 300 keV, back-illuminated (beam from the back):
+///   0.2 um Si, 4 um sensitive epitaxial Si, then the front-end stack of the LBNL group's Geant4
+///   model ("Thinned type 4um epi": SiO2 and Al layers, 3.87 um), collection at the far (front)
+///   side. Sources and caveats in docs/physics.md and docs/research-4dcamera-2.md.
 pub fn preset(name: &str) -> Result<(Sensor, Beam), String> {
     match name.trim().to_ascii_lowercase().as_str() {
         "seed" => {
@@ -313,7 +315,11 @@ pub fn preset(name: &str) -> Result<(Sensor, Beam), String> {
             Ok((s, Beam::new(300.0, 0.0)?))
         }
         "4dcamera" | "4d-camera" | "4d_camera" => {
-            let mut s = Sensor::new(parse_stack("Si:0.1,Si:10*,SiO2:5")?, 10.0)?;
+            // Beam side first: the model's layers 12 .. 0 (Si3N4 0.125 um merged into the last
+            // SiO2 layer: 0.1 + 0.125 + 0.3 = 0.525 um).
+            let stack =
+                "Si:0.2,Si:4*,SiO2:0.58,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.4,Al:0.58,SiO2:0.525";
+            let mut s = Sensor::new(parse_stack(stack)?, 10.0)?;
             s.diffusion_sigma0_um = 0.5;
             s.diffusion_slope = 0.5;
             s.collect_at_back = true;

@@ -30,6 +30,8 @@ pub struct BenchOptions {
     pub frame_batches: Vec<u32>,
     /// Extra inference batches for the `fast` network on each path.
     pub net_batches: Vec<usize>,
+    /// GPU path: also time every kernel (timestamps around each compute pass).
+    pub kernel_times: bool,
 }
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
@@ -47,6 +49,7 @@ impl Default for BenchOptions {
             frames: None,
             frame_batches: Vec::new(),
             net_batches: Vec::new(),
+            kernel_times: false,
         }
     }
 }
@@ -105,6 +108,13 @@ pub struct BenchRecord {
     /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
+    /// `--kernel-times` (GPU path with timestamp queries): each kernel's GPU milliseconds and
+    /// dispatches per repeat, from timestamps around every compute pass (the repeats' wall and
+    /// `gpu_median_s` then include that profiling's small overhead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_gpu_ms_per_repeat: Option<std::collections::BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_dispatches_per_repeat: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
@@ -113,14 +123,28 @@ struct Reps<'a> {
     wall: Vec<f64>,
     gpu: Vec<f64>,
     t: Option<Instant>,
+    /// `--kernel-times`: each kernel's GPU seconds and dispatches summed over the repeats, and
+    /// the number of repeats they cover.
+    kernels: Vec<crate::gpu::timing::KernelTime>,
+    kernel_repeats: u32,
 }
 
 impl<'a> Reps<'a> {
     fn new(device: &'a Device) -> Self {
-        Self { device, wall: Vec::new(), gpu: Vec::new(), t: None }
+        Self { device, wall: Vec::new(), gpu: Vec::new(), t: None, kernels: Vec::new(), kernel_repeats: 0 }
+    }
+
+    fn kernel_ctx(&self) -> Option<&GpuContext> {
+        match self.device {
+            Device::Gpu(c) if c.kernel_times_wanted() => Some(c),
+            _ => None,
+        }
     }
 
     fn start(&mut self) {
+        if let Some(c) = self.kernel_ctx() {
+            c.kernel_times_start();
+        }
         self.device.gpu_timer_start();
         self.t = Some(Instant::now());
     }
@@ -129,6 +153,23 @@ impl<'a> Reps<'a> {
         self.wall.push(self.t.take().expect("start before stop").elapsed().as_secs_f64());
         if let Some(g) = self.device.gpu_timer_stop() {
             self.gpu.push(g);
+        }
+        let Some(c) = self.kernel_ctx() else { return };
+        match c.kernel_times_stop() {
+            Ok(Some(ks)) => {
+                self.kernel_repeats += 1;
+                for k in ks {
+                    match self.kernels.iter_mut().find(|t| t.kernel == k.kernel) {
+                        Some(t) => {
+                            t.dispatches += k.dispatches;
+                            t.gpu_s += k.gpu_s;
+                        }
+                        None => self.kernels.push(k),
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("bench: per-kernel times unavailable: {e}"),
         }
     }
 }
@@ -157,6 +198,13 @@ impl BenchRecord {
         let (min, max) = (times.iter().cloned().fold(f64::MAX, f64::min), times.iter().cloned().fold(0.0, f64::max));
         let med = median(times);
         let gpu_median_s = (!reps.gpu.is_empty() && reps.gpu.len() == times.len()).then(|| median(&mut reps.gpu));
+        let per_repeat = |f: fn(&crate::gpu::timing::KernelTime) -> f64| {
+            (reps.kernel_repeats > 0).then(|| {
+                reps.kernels.iter().map(|k| (k.kernel.to_string(), f(k) / reps.kernel_repeats as f64)).collect()
+            })
+        };
+        let kernel_gpu_ms_per_repeat = per_repeat(|k| k.gpu_s * 1e3);
+        let kernel_dispatches_per_repeat = per_repeat(|k| k.dispatches as f64);
         Self {
             stage: stage.into(),
             path: path.into(),
@@ -183,6 +231,8 @@ impl BenchRecord {
             gpu_frames_per_s: None,
             gpu_samples_per_s: None,
             net_precision: None,
+            kernel_gpu_ms_per_repeat,
+            kernel_dispatches_per_repeat,
         }
     }
 
@@ -260,6 +310,31 @@ impl BenchReport {
                 r.gpu_fraction_of_wall.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)),
                 r.gpu_frames_per_s.or(r.gpu_samples_per_s).map_or("-".into(), |v| format!("{v:.1}"))
             );
+        }
+        // --kernel-times: each record's kernels, largest first.
+        for r in &self.records {
+            let (Some(ms), Some(n)) = (&r.kernel_gpu_ms_per_repeat, &r.kernel_dispatches_per_repeat) else { continue };
+            if ms.is_empty() {
+                continue;
+            }
+            let size = r.model.clone().unwrap_or_else(|| format!("{}x{}", r.height, r.width));
+            s += &format!(
+                "kernels of {} {} {} (GPU ms per repeat, dispatches):
+",
+                r.stage, r.path, size
+            );
+            let mut ks: Vec<(&String, &f64)> = ms.iter().collect();
+            ks.sort_by(|a, b| b.1.total_cmp(a.1));
+            let total: f64 = ks.iter().map(|k| k.1).sum();
+            for (k, v) in ks {
+                s += &format!(
+                    "  {:<34} {:>10.4} ms {:>5.1}% {:>8.0}\n",
+                    k,
+                    v,
+                    100.0 * v / total.max(1e-30),
+                    n.get(k).copied().unwrap_or(0.0)
+                );
+            }
         }
         s
     }
@@ -640,6 +715,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let want = |st: &str| opts.stages.as_ref().is_none_or(|l| l.iter().any(|s| s == st));
     let backend: BackendChoice = opts.backend.parse()?;
     let gpu = if opts.cpu_only { None } else { Some(Device::Gpu(Box::new(GpuContext::new(backend)?))) };
+    if let Some(Device::Gpu(c)) = &gpu {
+        if opts.kernel_times && !c.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            eprintln!("bench: --kernel-times: the adapter has no timestamp queries; no per-kernel times");
+        }
+        c.set_kernel_times_wanted(opts.kernel_times);
+    }
     let (default_frames, repeats) = if opts.quick { (32, 3) } else { (256, 5) };
     let frames = opts.frames.unwrap_or(default_frames);
     if frames == 0 {

@@ -352,6 +352,10 @@ struct BenchArgs {
     /// Extra inference batches for the `fast` network, comma-separated, e.g. 16384,65536.
     #[arg(long, value_delimiter = ',')]
     net_batches: Vec<usize>,
+    /// GPU path: also time every kernel (timestamps around each compute pass); the records get
+    /// kernel_gpu_ms_per_repeat and kernel_dispatches_per_repeat.
+    #[arg(long)]
+    kernel_times: bool,
     /// Compare two `--json` reports (a, then b): rates side by side with b / a.
     #[arg(long, num_args = 2, value_names = ["A_JSON", "B_JSON"])]
     compare: Option<Vec<PathBuf>>,
@@ -1171,6 +1175,7 @@ fn main_result(cli: Cli) -> Result<()> {
                 frames: a.frames,
                 frame_batches: a.frame_batches,
                 net_batches: a.net_batches,
+                kernel_times: a.kernel_times,
             };
             let report = emsim::bench::run(&opts)?;
             if a.json {

@@ -355,11 +355,16 @@ impl GpuContext {
             limit: per_dim as u64 * per_dim as u64 * kernel.workgroup_size as u64,
         })?;
         let (pipeline, bind_group) = self.bind(kernel, buffers)?;
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
+        let qs = self.kernel_pass_queries();
+        {
+            let mut pass = encoder.begin_compute_pass(&pass_descriptor(kernel, qs.as_ref()));
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        if let Some(qs) = qs {
+            self.kernel_pass_end(encoder, &qs, kernel.name);
+        }
         Ok(())
     }
 
@@ -373,11 +378,16 @@ impl GpuContext {
         args: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let (pipeline, bind_group) = self.bind(kernel, buffers)?;
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups_indirect(args, 0);
+        let qs = self.kernel_pass_queries();
+        {
+            let mut pass = encoder.begin_compute_pass(&pass_descriptor(kernel, qs.as_ref()));
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups_indirect(args, 0);
+        }
+        if let Some(qs) = qs {
+            self.kernel_pass_end(encoder, &qs, kernel.name);
+        }
         Ok(())
     }
 
@@ -423,6 +433,19 @@ impl GpuContext {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         self.timer_begin(&mut enc);
         enc
+    }
+}
+
+/// A kernel's compute pass, with timestamps at its beginning and end into `qs` (per-kernel
+/// timing, [`timing`]).
+fn pass_descriptor<'a>(kernel: &'a Kernel, qs: Option<&'a wgpu::QuerySet>) -> wgpu::ComputePassDescriptor<'a> {
+    wgpu::ComputePassDescriptor {
+        label: Some(kernel.name),
+        timestamp_writes: qs.map(|q| wgpu::ComputePassTimestampWrites {
+            query_set: q,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }),
     }
 }
 

@@ -5,6 +5,11 @@
 //! writes or idle time between submissions. Needs the adapter's `TIMESTAMP_QUERY` and
 //! `TIMESTAMP_QUERY_INSIDE_ENCODERS` features ([`GpuContext::has_timestamps`]); without them the
 //! timer reports `None` and callers fall back to wall-clock time.
+//!
+//! Per-kernel times (`bench --kernel-times`): while [`GpuContext::kernel_times_start`] is on, every
+//! compute pass that [`GpuContext::dispatch`] records writes a timestamp at its beginning and end
+//! (needs only `TIMESTAMP_QUERY`), resolved in the same encoder; [`GpuContext::kernel_times_stop`]
+//! reads them all (after the work was submitted and waited for) and adds them up per kernel.
 
 use std::collections::VecDeque;
 
@@ -17,6 +22,20 @@ pub(crate) struct Profiler {
     /// Query sets of encoders begun and not yet submitted, oldest first.
     pending: VecDeque<wgpu::QuerySet>,
     total_ns: f64,
+    /// Per-kernel pass timestamps: on, and the passes recorded since the start (kernel name and
+    /// the readback of its two resolved timestamps).
+    kernels_on: bool,
+    kernel_passes: Vec<(&'static str, super::buffers::Readback)>,
+    /// Set by `bench --kernel-times`: its timed repeats also take per-kernel times.
+    kernels_wanted: bool,
+}
+
+/// GPU time of one kernel over the passes recorded while per-kernel timing was on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub dispatches: u64,
+    pub gpu_s: f64,
 }
 
 impl GpuContext {
@@ -24,7 +43,9 @@ impl GpuContext {
     pub fn gpu_timer_start(&self) -> bool {
         let ok = self.has_timestamps();
         let mut p = self.profiler.lock().unwrap();
-        *p = Profiler { on: ok, ..Default::default() };
+        p.on = ok;
+        p.pending.clear();
+        p.total_ns = 0.0;
         ok
     }
 
@@ -34,8 +55,83 @@ impl GpuContext {
         let mut p = self.profiler.lock().unwrap();
         let was_on = p.on;
         let total = p.total_ns;
-        *p = Profiler::default();
+        p.on = false;
+        p.pending.clear();
+        p.total_ns = 0.0;
         was_on.then_some(total * 1e-9)
+    }
+
+    /// Asks the benchmarks that run on this context for per-kernel times (`bench --kernel-times`).
+    pub fn set_kernel_times_wanted(&self, on: bool) {
+        self.profiler.lock().unwrap().kernels_wanted = on;
+    }
+
+    pub fn kernel_times_wanted(&self) -> bool {
+        self.profiler.lock().unwrap().kernels_wanted
+    }
+
+    /// Starts (or restarts) per-kernel timing; false when the adapter has no timestamp queries.
+    pub fn kernel_times_start(&self) -> bool {
+        let ok = self.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut p = self.profiler.lock().unwrap();
+        p.kernels_on = ok;
+        p.kernel_passes.clear();
+        ok
+    }
+
+    /// Stops per-kernel timing and returns the GPU time of each kernel dispatched since the
+    /// start (in order of first dispatch), or `None` when it was not on. Call it after the work
+    /// was submitted and waited for; a pass whose encoder was never submitted reads as 0 s.
+    pub fn kernel_times_stop(&self) -> Result<Option<Vec<KernelTime>>, GpuError> {
+        let (on, passes) = {
+            let mut p = self.profiler.lock().unwrap();
+            let on = p.kernels_on;
+            p.kernels_on = false;
+            (on, std::mem::take(&mut p.kernel_passes))
+        };
+        if !on {
+            return Ok(None);
+        }
+        let period = self.queue.get_timestamp_period() as f64;
+        let mut out: Vec<KernelTime> = Vec::new();
+        for (kernel, rb) in passes {
+            let t: Vec<u64> = rb.read(self)?;
+            let s = t[1].saturating_sub(t[0]) as f64 * period * 1e-9;
+            match out.iter_mut().find(|k| k.kernel == kernel) {
+                Some(k) => {
+                    k.dispatches += 1;
+                    k.gpu_s += s;
+                }
+                None => out.push(KernelTime { kernel, dispatches: 1, gpu_s: s }),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Called by `dispatch` before it begins a pass: a query set for the pass's two timestamps
+    /// while per-kernel timing is on.
+    pub(crate) fn kernel_pass_queries(&self) -> Option<wgpu::QuerySet> {
+        if !self.profiler.lock().unwrap().kernels_on {
+            return None;
+        }
+        Some(self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("kernel_times"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        }))
+    }
+
+    /// Called by `dispatch` after the pass: resolves its timestamps and keeps their readback.
+    pub(crate) fn kernel_pass_end(&self, enc: &mut wgpu::CommandEncoder, qs: &wgpu::QuerySet, kernel: &'static str) {
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel_times_resolve"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        enc.resolve_query_set(qs, 0..2, &resolve, 0);
+        let rb = self.readback(enc, &resolve, 16);
+        self.profiler.lock().unwrap().kernel_passes.push((kernel, rb));
     }
 
     /// Called by `encoder`: the begin timestamp.

@@ -7,9 +7,11 @@
 //!   form as in Berger & Seltzer / Geant4 `G4MollerBhabhaModel`, with the Sternheimer, Berger &
 //!   Seltzer (1984) density-effect parameterisation.
 //! * Hard inelastic collisions (energy transfer above the cut): Moller cross section.
-//! * Soft inelastic collisions (below the cut): a two-oscillator Bethe model (distant resonant
+//! * Soft inelastic collisions (below the cut): an oscillator Bethe model (distant resonant
 //!   collisions at W_i, close free-electron collisions with a 1/e^2 spectrum from W_i to the cut),
-//!   renormalised so that its mean loss equals the restricted ICRU 37 stopping power exactly.
+//!   renormalised so that its mean loss equals the restricted ICRU 37 stopping power exactly. Si
+//!   uses Sternheimer's shell oscillators (plasma line, L2,3, L1; [`sternheimer_oscillators`]),
+//!   SiO2 and Al two oscillators (valence and core).
 //! * Elastic scattering: screened Rutherford (Wentzel) with Moliere's screening parameter,
 //!   Z(Z+1) for atomic electrons, and the McKinley-Feshbach (1948) Mott factor.
 
@@ -97,6 +99,45 @@ fn oscillators(z_total: f64, valence_electrons: f64, plasmon_ev: f64, i_ev: f64)
     vec![(fv, wv * 1e-3), (fc, wc * 1e-3)]
 }
 
+/// Sternheimer's shell oscillators (Sternheimer, Phys. Rev. 88 (1952) 851; the form PENELOPE
+/// uses): `conduction_e` conduction electrons at the plasma line sqrt(f_c) * E_p, and per shell
+/// (`n` electrons, binding energy `U`) a resonance at W = sqrt((a U)^2 + 2/3 (n / Z) E_p^2), with
+/// `a` solved so that sum_i f_i ln W_i = ln I. Returns (f_i = n_i / Z, W_i in keV) for every
+/// oscillator, shells in the order given; E_p = plasma energy of all Z electrons, eV.
+pub fn sternheimer_oscillators(
+    z: f64,
+    i_ev: f64,
+    plasma_ev: f64,
+    conduction_e: f64,
+    shells: &[(f64, f64)],
+) -> Vec<(f64, f64)> {
+    let wc = (conduction_e / z).sqrt() * plasma_ev;
+    let w = |a: f64, n: f64, u: f64| ((a * u).powi(2) + 2.0 / 3.0 * (n / z) * plasma_ev * plasma_ev).sqrt();
+    let ln_i = |a: f64| (conduction_e * wc.ln() + shells.iter().map(|&(n, u)| n * w(a, n, u).ln()).sum::<f64>()) / z;
+    // ln_i increases with a: bisection.
+    let (mut lo, mut hi) = (1e-3f64, 1e3f64);
+    for _ in 0..200 {
+        let mid = (lo * hi).sqrt();
+        if ln_i(mid) < i_ev.ln() { lo = mid } else { hi = mid }
+    }
+    let a = (lo * hi).sqrt();
+    std::iter::once((conduction_e / z, wc * 1e-3))
+        .chain(shells.iter().map(|&(n, u)| (n / z, w(a, n, u) * 1e-3)))
+        .collect()
+}
+
+/// Silicon's soft-collision oscillators: Sternheimer's shells (4 conduction electrons at the
+/// 16.6 eV plasma line; L2,3 6 e at 99.8 eV, L1 2 e at 149.7 eV, K 2 e at 1839 eV binding;
+/// E_p = 31.05 eV, I = 173 eV: a = 2.28, W = 16.6, 228, 341, 4185 eV). The K shell's resonance lies
+/// above the soft-collision cut (1 keV), where Moller collisions take over, so it is left out of
+/// the soft spectrum (the soft rates are scaled to the restricted stopping power anyway).
+fn silicon_oscillators() -> Vec<(f64, f64)> {
+    sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &SILICON_SHELLS).into_iter().filter(|&(_, w)| w < 0.5).collect()
+}
+
+/// Silicon's bound shells: (electrons, binding energy in eV): L2,3, L1, K.
+pub const SILICON_SHELLS: [(f64, f64); 3] = [(6.0, 99.8), (2.0, 149.7), (2.0, 1839.0)];
+
 /// The known materials (names accepted by [`material`]).
 pub const KNOWN_MATERIALS: &[&str] = &["Si", "SiO2", "Al"];
 
@@ -122,8 +163,8 @@ pub fn material(name: &str) -> Result<Material, String> {
                     m: 3.2546,
                     delta0: 0.14,
                 },
-                // 4 valence electrons, bulk plasmon 16.7 eV.
-                oscillators: oscillators(14.0, 4.0, 16.7, 173.0),
+                // Sternheimer's shell oscillators (see `silicon_oscillators`).
+                oscillators: silicon_oscillators(),
             }
         }
         "sio2" => {
@@ -355,13 +396,23 @@ mod tests {
         assert_eq!(material("AL").unwrap().name, "Al");
         let e = material("Ge").unwrap_err();
         assert!(e.contains("material") && e.contains("Si, SiO2, Al"), "{e}");
-        // Oscillators reproduce I.
+        // Oscillators reproduce I (Si: all of Sternheimer's, the K shell included) and lie below
+        // the smallest soft cut (0.5 keV).
         for name in KNOWN_MATERIALS {
             let m = material(name).unwrap();
-            let ln_i: f64 = m.oscillators.iter().map(|&(f, w)| f * (w * 1e3).ln()).sum();
-            assert!((ln_i.exp() - m.mean_excitation_ev).abs() < 1e-6 * m.mean_excitation_ev);
+            let all = if m.name == "Si" {
+                sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &SILICON_SHELLS)
+            } else {
+                m.oscillators.clone()
+            };
+            let ln_i: f64 = all.iter().map(|&(f, w)| f * (w * 1e3).ln()).sum();
+            assert!((ln_i.exp() - m.mean_excitation_ev).abs() < 1e-6 * m.mean_excitation_ev, "{name}");
+            assert!((all.iter().map(|o| o.0).sum::<f64>() - 1.0).abs() < 1e-12, "{name}: every electron");
             assert!(m.oscillators.iter().all(|&(_, w)| w < 0.5));
         }
+        // Si: the plasma line, L2,3 and L1 (K above the cut), as in Sternheimer's prescription.
+        let si: Vec<f64> = material("Si").unwrap().oscillators.iter().map(|o| (o.1 * 1e4).round() / 10.0).collect();
+        assert_eq!(si, [16.6, 227.7, 340.8], "Si oscillator energies, eV");
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct BenchRecord {
     /// The network stages' rate on GPU time alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_samples_per_s: Option<f64>,
+    /// `count` on raw u16 frames (`"u16"`; absent: f32 frames in electrons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_dtype: Option<String>,
     /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
@@ -230,6 +233,7 @@ impl BenchRecord {
             gpu_fraction_of_wall: gpu_median_s.map(|g| g / med),
             gpu_frames_per_s: None,
             gpu_samples_per_s: None,
+            input_dtype: None,
             net_precision: None,
             kernel_gpu_ms_per_repeat,
             kernel_dispatches_per_repeat,
@@ -291,7 +295,9 @@ impl BenchReport {
             let (v, unit) = r.headline();
             let size = match (&r.model, r.batch_samples) {
                 (Some(m), _) => m.clone(),
-                _ if r.height > 0 => format!("{}x{}", r.height, r.width),
+                _ if r.height > 0 => {
+                    format!("{}x{}{}", r.height, r.width, if r.input_dtype.is_some() { " u16" } else { "" })
+                }
                 _ => "-".into(),
             };
             let batch = r.batch_samples.unwrap_or(r.batch_frames);
@@ -384,7 +390,14 @@ pub fn bench_count(
     batch: u32,
 ) -> Result<BenchRecord> {
     let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
-    bench_count_with(device, lib, cfg, repeats, ccfg, "count")
+    bench_count_with(device, lib, cfg, repeats, ccfg, "count", false)
+}
+
+/// [`bench_count`] on raw u16 frames, as a detector writes them (ADU = electrons + 100, rounded):
+/// counted as they are ([`crate::count::Counter::count_u16`]; the GPU path uploads half the bytes).
+pub fn bench_count_u16(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, repeats: u32) -> Result<BenchRecord> {
+    let ccfg = crate::count::CountConfig { offset_adu: 100.0, ..Default::default() };
+    bench_count_with(device, lib, cfg, repeats, ccfg, "count", true)
 }
 
 /// Frames made and counted in one pipeline, no disk: on the GPU path the frames stay on the device
@@ -457,7 +470,8 @@ pub fn bench_count_net(
         None
     };
     let ccfg = crate::count::CountConfig { net: Some(net), pairs, net_precision: precision, ..Default::default() };
-    let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" })?;
+    let mut r =
+        bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" }, false)?;
     r.timed = format!(
         "{} + crops + network inference{} (the default network)",
         r.timed,
@@ -475,17 +489,29 @@ fn bench_count_with(
     repeats: u32,
     ccfg: crate::count::CountConfig,
     stage: &str,
+    u16_input: bool,
 ) -> Result<BenchRecord> {
     let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu)?;
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
     let frames = gen_.generate(0, &counts)?.frames;
+    let raw: Vec<u16> = if u16_input {
+        frames.iter().map(|&e| (e + ccfg.offset_adu).round().clamp(0.0, 65535.0) as u16).collect()
+    } else {
+        Vec::new()
+    };
     let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
     let batch = counter.batch_frames() as usize;
     let px = (cfg.height * cfg.width) as usize;
     let run_all = || -> Result<u64> {
         let mut found = 0u64;
-        for chunk in frames.chunks(batch * px) {
-            found += counter.count(chunk)?.net_electrons() as u64;
+        if u16_input {
+            for chunk in raw.chunks(batch * px) {
+                found += counter.count_u16(chunk)?.net_electrons() as u64;
+            }
+        } else {
+            for chunk in frames.chunks(batch * px) {
+                found += counter.count(chunk)?.net_electrons() as u64;
+            }
         }
         Ok(found)
     };
@@ -497,6 +523,10 @@ fn bench_count_with(
         &mut times,
     );
     r.frame_figures(cfg, batch as u32, found);
+    if u16_input {
+        r.input_dtype = Some("u16".into());
+        r.bytes_per_s = r.bytes_per_s.map(|b| b / 2.0);
+    }
     Ok(r)
 }
 
@@ -774,6 +804,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("count") {
                 records.push(bench_count(d, &lib, &cfg, repeats, 0)?);
+                if side == 576 && cfg.electrons == frame_cfg(576, 2927.294, 1).electrons {
+                    records.push(bench_count_u16(d, &lib, &cfg, repeats)?);
+                }
             }
             if want("frames_count") {
                 records.push(bench_frames_count(d, &lib, &cfg, repeats)?);
@@ -924,6 +957,7 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
             .map(|b| format!(" b{b}"))
             .unwrap_or_default();
         let f16 = if r["net_precision"].as_str() == Some("f16") { " f16" } else { "" };
+        let f16 = if r["input_dtype"].as_str() == Some("u16") { format!("{f16} u16") } else { f16.to_string() };
         format!(
             "{} {} {}x{}{e}{model}{batch}{f16}",
             r["stage"].as_str().unwrap_or("?"),

@@ -93,7 +93,15 @@ pub const FRAMES_NOISE: Kernel = Kernel {
 
 pub const COUNT_CALIBRATE: Kernel = Kernel {
     name: "count/calibrate",
-    source: wgsl!("shared/rng.wgsl", "count/calibrate.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/adu_f32.wgsl", "count/calibrate.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `count/calibrate` reading u16 frames packed two per u32 word.
+pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
+    name: "count/calibrate_u16",
+    source: wgsl!("shared/rng.wgsl", "count/adu_u16.wgsl", "count/calibrate.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -411,6 +419,7 @@ pub const ALL: &[Kernel] = &[
     FRAMES_ACCUMULATE,
     FRAMES_NOISE,
     COUNT_CALIBRATE,
+    COUNT_CALIBRATE_U16,
     COUNT_SUM3,
     COUNT_FIND,
     COUNT_ARGS,

@@ -103,6 +103,27 @@ fn npy_format_and_quantized_frames() {
         ndarray::Array1::<f32>::read_npy(std::fs::File::open(dir.path().join("d/truth_x_px.npy")).unwrap()).unwrap();
     assert!(!x.is_empty() && x.iter().all(|&v| (0.0..20.0).contains(&v)));
     assert!(dir.path().join("d/attrs.json").exists());
+
+    // u16 frames (HDF5 and the npy folder) are counted as they are stored (`count_u16`): the
+    // same electrons on the GPU and the CPU path, and the same from either format.
+    let q = ["--frames", "3", "--size", "41x53", "--electrons", "15", "--quantize-u16", "--gain", "2"];
+    for (format, out) in [("hdf5", "q.h5"), ("npy", "qn")] {
+        let mut args = vec!["frames", "--offset-adu", "100", "--format", format, "--out", out, "--device", "cpu", "-q"];
+        args.extend_from_slice(&q);
+        let o = emsim(&args, dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut xs = Vec::new();
+    for (input, device) in [("q.h5", "gpu"), ("q.h5", "cpu"), ("qn", "gpu")] {
+        let out = format!("c-{device}-{}.h5", input.replace('.', "_"));
+        let o = emsim(&["count", input, "--out", &out, "--device", device, "-q"], dir.path());
+        assert!(o.status.success(), "{input} {device}: {}", String::from_utf8_lossy(&o.stderr));
+        let f = hdf5::File::open(dir.path().join(&out)).unwrap();
+        xs.push(f.dataset("electrons/x_px").unwrap().read_raw::<f32>().unwrap());
+    }
+    assert!(!xs[0].is_empty());
+    assert_eq!(xs[0], xs[1], "GPU and CPU count the u16 frames alike");
+    assert_eq!(xs[0], xs[2], "HDF5 and npy u16 frames count alike");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 // in fixed point: q = round(16 * (adu - dark) * gain_map / gain_adu_per_e), clamped to +-2^20 (65,536
 // electrons). Finding and centroids then work on exact integers, so GPU and CPU agree bit for bit.
 // dark = the per-pixel dark reference when given, else the scalar offset; gain_map = 1 when not given.
-// CPU twin: src/count/calibrate.rs::calibrate_cpu.
+// The raw values come through `adu_value(i)`, from the prepended count/adu_f32.wgsl (f32 frames) or
+// count/adu_u16.wgsl (u16 frames, two per u32 word: half the upload of raw detector data).
+// CPU twin: src/count/calibrate.rs::calibrate_cpu (u16 values converted to f32, which is exact).
 
 struct CalibrateParams {      // keep in sync with src/count/calibrate.rs::CalibrateParams
     n_values: u32,            // frames * frame_px
@@ -16,7 +18,6 @@ struct CalibrateParams {      // keep in sync with src/count/calibrate.rs::Calib
 }
 
 @group(0) @binding(0) var<uniform> params: CalibrateParams;
-@group(0) @binding(1) var<storage, read> adu: array<f32>;
 @group(0) @binding(2) var<storage, read> dark: array<f32>;      // frame_px values (or 1 dummy)
 @group(0) @binding(3) var<storage, read> gain_map: array<f32>;  // frame_px values (or 1 dummy)
 @group(0) @binding(4) var<storage, read_write> q: array<i32>;
@@ -41,6 +42,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (params.use_gain_map != 0u) {
         g = gain_map[p];
     }
-    let e = (adu[i] - d) * g * params.inv_gain;
+    let e = (adu_value(i) - d) * g * params.inv_gain;
     q[i] = i32(clamp(round(e * Q_SCALE), -Q_MAX, Q_MAX));
 }

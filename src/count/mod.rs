@@ -227,7 +227,33 @@ impl Found {
 #[derive(Clone, Copy)]
 enum AduSource<'b> {
     Host(&'b [f32]),
+    /// Raw u16 frames: uploaded as they are (half the bytes of f32) and read by
+    /// `count/calibrate_u16`.
+    HostU16(&'b [u16]),
     Device(&'b wgpu::Buffer),
+}
+
+/// Frames in host memory, as the file holds them.
+#[derive(Clone, Copy)]
+enum HostAdu<'b> {
+    F32(&'b [f32]),
+    U16(&'b [u16]),
+}
+
+impl<'b> HostAdu<'b> {
+    fn len(self) -> usize {
+        match self {
+            Self::F32(a) => a.len(),
+            Self::U16(a) => a.len(),
+        }
+    }
+
+    fn source(self, range: std::ops::Range<usize>) -> AduSource<'b> {
+        match self {
+            Self::F32(a) => AduSource::Host(&a[range]),
+            Self::U16(a) => AduSource::HostU16(&a[range]),
+        }
+    }
 }
 
 struct GpuBuffers {
@@ -285,6 +311,7 @@ impl<'a> Counter<'a> {
             Device::Gpu(ctx) => {
                 ctx.warm_up(&[
                     shaders::COUNT_CALIBRATE,
+                    shaders::COUNT_CALIBRATE_U16,
                     shaders::COUNT_SUM3,
                     shaders::COUNT_FIND,
                     shaders::COUNT_ARGS,
@@ -422,17 +449,35 @@ impl<'a> Counter<'a> {
 
     /// Finds and localizes the electrons of `n_frames` frames (`adu`: n_frames x H x W, ADU).
     pub fn count(&self, adu: &[f32]) -> Result<Found> {
+        self.count_host(HostAdu::F32(adu))
+    }
+
+    /// [`Counter::count`] for raw u16 frames (detector data): the GPU path uploads them as they
+    /// are, half the bytes of f32; the CPU path converts them (exactly) to f32. The electrons are
+    /// the same as for the frames converted to f32.
+    pub fn count_u16(&self, adu: &[u16]) -> Result<Found> {
+        self.count_host(HostAdu::U16(adu))
+    }
+
+    fn count_host(&self, adu: HostAdu) -> Result<Found> {
         let px = (self.height * self.width) as usize;
         assert_eq!(adu.len() % px, 0, "whole frames");
         let n = adu.len() / px;
         match self.device {
-            Device::Cpu => self.count_cpu(adu, n),
+            Device::Cpu => match adu {
+                HostAdu::F32(a) => self.count_cpu(a, n),
+                HostAdu::U16(a) => {
+                    use rayon::prelude::*;
+                    let f: Vec<f32> = a.par_iter().map(|&v| v as f32).collect();
+                    self.count_cpu(&f, n)
+                }
+            },
             Device::Gpu(ctx) => {
                 let mut found = Found::default();
                 let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
                 for k in (0..n).step_by(step) {
                     let m = step.min(n - k);
-                    let mut part = self.count_gpu(ctx, AduSource::Host(&adu[k * px..(k + m) * px]), m)?;
+                    let mut part = self.count_gpu(ctx, adu.source(k * px..(k + m) * px), m)?;
                     for c in &mut part.cands {
                         c[0] += k as u32;
                     }
@@ -559,8 +604,17 @@ impl<'a> Counter<'a> {
     fn count_gpu(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
         let b = self.gpu.as_ref().unwrap();
         let px = (self.height * self.width) as u64;
-        if let AduSource::Host(a) = adu {
-            ctx.write(&b.adu, a);
+        match adu {
+            AduSource::Host(a) => ctx.write(&b.adu, a),
+            AduSource::HostU16(a) if a.len() % 2 == 1 => {
+                // whole u32 words: pad with one value the kernel never reads
+                let mut padded = Vec::with_capacity(a.len() + 1);
+                padded.extend_from_slice(a);
+                padded.push(0);
+                ctx.write(&b.adu, &padded);
+            }
+            AduSource::HostU16(a) => ctx.write(&b.adu, a),
+            AduSource::Device(_) => {}
         }
         ctx.write(&b.counter, &[0u32]);
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
@@ -583,7 +637,12 @@ impl<'a> Counter<'a> {
         if let AduSource::Device(src) = adu {
             enc.copy_buffer_to_buffer(src, 0, &b.adu, 0, total * 4);
         }
-        ctx.dispatch(&mut enc, &shaders::COUNT_CALIBRATE, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
+        let calibrate = if matches!(adu, AduSource::HostU16(_)) {
+            &shaders::COUNT_CALIBRATE_U16
+        } else {
+            &shaders::COUNT_CALIBRATE
+        };
+        ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_FIND, &[&fu, &b.q, &b.s, &b.counter, &b.cands], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;

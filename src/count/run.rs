@@ -167,14 +167,24 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         None => None,
     };
     let bar = crate::frames::run::progress_bar(opts.progress, n_frames, "count");
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<f32>)>>(1);
+    // Raw u16 frames (detector data) go to the counter as they are: half the upload of f32.
+    enum Batch {
+        F32(Vec<f32>),
+        U16(Vec<u16>),
+    }
+    let u16_input = reader.is_u16();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Batch)>>(1);
     let mut electrons = 0u64;
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
             let mut start = 0;
             while start < n_frames {
                 let n = batch.min(n_frames - start);
-                let r = reader.read(start, n as usize).map(|v| (start, v));
+                let r = if u16_input {
+                    reader.read_u16(start, n as usize).map(|v| (start, Batch::U16(v)))
+                } else {
+                    reader.read(start, n as usize).map(|v| (start, Batch::F32(v)))
+                };
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;
@@ -184,8 +194,11 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         });
         for msg in rx.iter() {
             let (start, adu) = msg?;
-            let n = adu.len() / (h * w) as usize;
-            let found = counter.count(&adu)?;
+            let (found, len) = match &adu {
+                Batch::F32(a) => (counter.count(a)?, a.len()),
+                Batch::U16(a) => (counter.count_u16(a)?, a.len()),
+            };
+            let n = len / (h * w) as usize;
             electrons += found.cands.len() as u64;
             for (m, wtr) in writers.iter_mut() {
                 wtr.append(&columns(&found, *m, start, w), &per_frame_counts(&found, n, *m))?;

@@ -24,8 +24,16 @@ pub struct FramesMeta {
 }
 
 enum Source {
-    H5 { ds: hdf5::Dataset },
-    Npy { file: std::fs::File, data_start: u64, dtype: NpyDtype },
+    /// `u16`: the dataset stores u16 (raw detector frames), read natively by `read_u16`.
+    H5 {
+        ds: hdf5::Dataset,
+        u16: bool,
+    },
+    Npy {
+        file: std::fs::File,
+        data_start: u64,
+        dtype: NpyDtype,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,7 +116,8 @@ impl FramesReader {
             config_json: str_attr(&file, "config_json"),
             first_frame: num_attr(&file, "first_frame").unwrap_or(0),
         };
-        Ok(Self { path: path.to_path_buf(), meta, src: Source::H5 { ds } })
+        let u16 = matches!(dtype.to_descriptor(), Ok(T::Unsigned(hdf5::types::IntSize::U2)));
+        Ok(Self { path: path.to_path_buf(), meta, src: Source::H5 { ds, u16 } })
     }
 
     fn open_npy(path: &Path) -> Result<Self> {
@@ -156,12 +165,43 @@ impl FramesReader {
         Ok(Self { path: path.to_path_buf(), meta, src: Source::Npy { file, data_start: (pre + hlen) as u64, dtype } })
     }
 
+    /// Whether the frames are stored as u16 (then [`FramesReader::read_u16`] reads them as they
+    /// are, without converting).
+    pub fn is_u16(&self) -> bool {
+        matches!(self.src, Source::H5 { u16: true, .. } | Source::Npy { dtype: NpyDtype::U16, .. })
+    }
+
+    /// Reads frames `[start, start + n)` of a u16 dataset ([`FramesReader::is_u16`]) as u16,
+    /// row-major (n, H, W).
+    pub fn read_u16(&mut self, start: u64, n: usize) -> Result<Vec<u16>> {
+        assert!(self.is_u16(), "read_u16 on frames that are not u16");
+        let px = self.meta.height as usize * self.meta.width as usize;
+        let path = self.path.clone();
+        let what = |e: &dyn std::fmt::Display| {
+            Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64))
+        };
+        match &mut self.src {
+            Source::H5 { ds, .. } => {
+                let sel = ndarray::s![start as usize..start as usize + n, .., ..];
+                let a: ndarray::Array3<u16> = ds.read_slice(sel).map_err(|e| what(&e))?;
+                Ok(a.into_raw_vec_and_offset().0)
+            }
+            Source::Npy { file, data_start, .. } => {
+                let mut bytes = vec![0u8; n * px * 2];
+                file.seek(SeekFrom::Start(*data_start + start * (px * 2) as u64))
+                    .and_then(|_| file.read_exact(&mut bytes))
+                    .map_err(|e| what(&e))?;
+                Ok(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+            }
+        }
+    }
+
     /// Reads frames `[start, start + n)` as f32, row-major (n, H, W).
     pub fn read(&mut self, start: u64, n: usize) -> Result<Vec<f32>> {
         let px = self.meta.height as usize * self.meta.width as usize;
         let path = self.path.clone();
         match &mut self.src {
-            Source::H5 { ds } => {
+            Source::H5 { ds, .. } => {
                 let sel = ndarray::s![start as usize..start as usize + n, .., ..];
                 let a: ndarray::Array3<f32> = ds
                     .read_slice(sel)

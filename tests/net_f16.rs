@@ -286,3 +286,19 @@ fn shipped_network_with_f16_activations_matches_its_twin() {
     assert!(median < 0.001, "f16 activations moved the median position by {median} px");
     assert!(far * 100 <= 3 * n, "f16 activations moved {far} of {n} positions by more than 0.01 px");
 }
+
+/// Without the adapter's `SHADER_F16`, an f16 request runs the f32 network (and says so).
+#[test]
+fn f16_request_falls_back_to_f32_without_shader_f16() {
+    let Some(mut ctx) = test_context() else { return };
+    ctx.features.remove(wgpu::Features::SHADER_F16);
+    let mut rng = test_rng("f16_request_falls_back_to_f32_without_shader_f16");
+    let model = emsim::io::model_file::load(&emsim::default_model_path(), None).unwrap().model;
+    let model = model.fold_batchnorm().unwrap();
+    let n = 20;
+    let x = crops(&mut rng, n, model.cfg.input_px, model.cfg.input_scale);
+    let net = GpuNet::new_inference(&ctx, model.clone(), n, NetPrecision::F16).unwrap();
+    assert_eq!(net.precision(), NetPrecision::F32);
+    let f32_net = GpuNet::new_inference(&ctx, model, n, NetPrecision::F32).unwrap();
+    assert_eq!(net.infer(&x, n).unwrap(), f32_net.infer(&x, n).unwrap());
+}

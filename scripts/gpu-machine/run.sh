@@ -2,7 +2,8 @@
 # Runs on the bare GPU machine, from the repository root, after prepare.sh (see there). Unpacks the
 # Vulkan loader and the libraries, then runs the test binaries and/or the benchmarks, writing
 # everything under $OUT (the device tool brings that folder back).
-# Usage: bash .dev/run.sh [tests|bench|all]   (default all)
+# Usage: bash .dev/run.sh [tests|bench|kernels|all]   (default all; each part takes minutes, so a
+# session with little device time runs them as separate calls)
 what=${1:-all}
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/emsim-out}; mkdir -p "$OUT"
@@ -38,9 +39,11 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     timeout 180 $E bench --json --gpu-only >"$OUT/bench_gpu_full.json"; el "full gpu rc $?"
     timeout 120 $E bench --quick --json --gpu-only --stages frames,count,net_infer --frames 2048 \
         --frame-batches 64,256,1024 --net-batches 4000,16384,65536 >"$OUT/bench_gpu_sweep.json"; el "sweep rc $?"
+fi
+if [ "$what" = kernels ] || [ "$what" = all ]; then
     # Where the GPU time goes, kernel by kernel (timestamps around every pass), for the 87,000
-    # frames/s work; f16 and f32 network records side by side.
-    timeout 120 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,net_infer \
+    # frames/s work; f16 and f32 network records and u16-input counting side by side.
+    timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,net_infer \
         --frames 512 --json >"$OUT/bench_gpu_kernels.json"; el "kernel times rc $?"
     nvidia-smi --query-gpu=clocks.sm,clocks.max.sm --format=csv 2>/dev/null
 fi

@@ -46,23 +46,31 @@ pub fn calibrate_cpu(p: &CalibrateParams, adu: &[f32], dark: &[f32], gain_map: &
         .for_each(|(qf, af)| calibrate_frame(p, af, dark, gain_map, qf));
 }
 
-/// One frame of [`calibrate_cpu`]; the three cases are separate loops so each vectorizes.
-pub fn calibrate_frame(p: &CalibrateParams, af: &[f32], dark: &[f32], gain_map: &[f32], qf: &mut [i32]) {
+/// One frame of [`calibrate_cpu`]; the three cases are separate loops so each vectorizes. The raw
+/// values are f32, or u16 as a detector writes them (converted exactly, as `count/calibrate_u16`
+/// does).
+pub fn calibrate_frame<T: Copy + Into<f32>>(
+    p: &CalibrateParams,
+    af: &[T],
+    dark: &[f32],
+    gain_map: &[f32],
+    qf: &mut [i32],
+) {
     match (p.use_dark != 0, p.use_gain_map != 0) {
         (false, false) => {
             for (qv, &a) in qf.iter_mut().zip(af) {
-                *qv = to_q((a - p.offset_adu) * 1.0 * p.inv_gain);
+                *qv = to_q((a.into() - p.offset_adu) * 1.0 * p.inv_gain);
             }
         }
         (true, false) => {
             for ((qv, &a), &d) in qf.iter_mut().zip(af).zip(dark) {
-                *qv = to_q((a - d) * 1.0 * p.inv_gain);
+                *qv = to_q((a.into() - d) * 1.0 * p.inv_gain);
             }
         }
         (use_dark, true) => {
             for (j, (qv, &a)) in qf.iter_mut().zip(af).enumerate() {
                 let d = if use_dark { dark[j] } else { p.offset_adu };
-                *qv = to_q((a - d) * gain_map[j] * p.inv_gain);
+                *qv = to_q((a.into() - d) * gain_map[j] * p.inv_gain);
             }
         }
     }

@@ -453,8 +453,8 @@ impl<'a> Counter<'a> {
     }
 
     /// [`Counter::count`] for raw u16 frames (detector data): the GPU path uploads them as they
-    /// are, half the bytes of f32; the CPU path converts them (exactly) to f32. The electrons are
-    /// the same as for the frames converted to f32.
+    /// are, half the bytes of f32; the CPU path calibrates them as they are (u16 to f32 is
+    /// exact). The electrons are the same as for the frames converted to f32.
     pub fn count_u16(&self, adu: &[u16]) -> Result<Found> {
         self.count_host(HostAdu::U16(adu))
     }
@@ -466,11 +466,7 @@ impl<'a> Counter<'a> {
         match self.device {
             Device::Cpu => match adu {
                 HostAdu::F32(a) => self.count_cpu(a, n),
-                HostAdu::U16(a) => {
-                    use rayon::prelude::*;
-                    let f: Vec<f32> = a.par_iter().map(|&v| v as f32).collect();
-                    self.count_cpu(&f, n)
-                }
+                HostAdu::U16(a) => self.count_cpu(a, n),
             },
             Device::Gpu(ctx) => {
                 let mut found = Found::default();
@@ -493,7 +489,7 @@ impl<'a> Counter<'a> {
 
     /// The CPU path: each frame is one task (calibrate, 3x3 sums, find, localize on per-thread
     /// buffers, so the frame stays in cache); the twins' frame functions, in the kernels' order.
-    fn count_cpu(&self, adu: &[f32], n: usize) -> Result<Found> {
+    fn count_cpu<T: Copy + Into<f32> + Sync>(&self, adu: &[T], n: usize) -> Result<Found> {
         use rayon::prelude::*;
         let (h, w) = (self.height as usize, self.width as usize);
         let px = h * w;

@@ -228,6 +228,33 @@ fn count_split_pairs_gpu_equals_cpu_and_mixups_are_refused() {
     assert_close(&g.0, &c.0, 1e-3, 0.0);
     assert_close(&g.1, &c.1, 1e-3, 0.0);
     assert!(c.0.len() > plain.0.len(), "at dose 0.02 some clusters are split: {} vs {}", c.0.len(), plain.0.len());
+    // f16 activations (the classifier and the pair localizer too): the GPU and the CPU path, which
+    // rounds where the GPU stores f16, split the same clusters, but for a probability right at the
+    // threshold that the two f32 sums send different ways; and about the ones f32 splits.
+    let mut n16 = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let out = format!("s16-{device}.h5");
+        let args = [
+            "count",
+            "f.h5",
+            "--method",
+            "net",
+            "--split-pairs",
+            "--net-precision",
+            "f16",
+            "--out",
+            &out,
+            "--device",
+            device,
+            "-q",
+        ];
+        let o = emsim(&args, d);
+        assert!(o.status.success(), "{device} f16: {}", String::from_utf8_lossy(&o.stderr));
+        n16.push(read(&out).0.len());
+    }
+    eprintln!("split electrons: f32 {} (gpu), f16 {:?} (cpu, gpu)", g.0.len(), n16);
+    assert!(n16[0].abs_diff(n16[1]) <= 2, "f16: {} electrons on the CPU path, {} on the GPU", n16[0], n16[1]);
+    assert!(n16[1].abs_diff(g.0.len()) <= 4, "f16 {} vs f32 {} electrons", n16[1], g.0.len());
 
     save(d, "pair-split", "cls.safetensors");
     save(d, "pair-loc", "loc.safetensors");

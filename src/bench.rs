@@ -105,9 +105,10 @@ pub struct BenchRecord {
     /// The network stages' rate on GPU time alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_samples_per_s: Option<f64>,
-    /// `count` on raw u16 frames (`"u16"`; absent: f32 frames in electrons).
+    /// `"u16"`: raw u16 frames, as a detector writes them (`frames`: quantized frames, read back
+    /// two per word; `count`: counted as stored). Absent: f32 frames.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_dtype: Option<String>,
+    pub frames_dtype: Option<String>,
     /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
@@ -233,7 +234,7 @@ impl BenchRecord {
             gpu_fraction_of_wall: gpu_median_s.map(|g| g / med),
             gpu_frames_per_s: None,
             gpu_samples_per_s: None,
-            input_dtype: None,
+            frames_dtype: None,
             net_precision: None,
             kernel_gpu_ms_per_repeat,
             kernel_dispatches_per_repeat,
@@ -296,7 +297,7 @@ impl BenchReport {
             let size = match (&r.model, r.batch_samples) {
                 (Some(m), _) => m.clone(),
                 _ if r.height > 0 => {
-                    format!("{}x{}{}", r.height, r.width, if r.input_dtype.is_some() { " u16" } else { "" })
+                    format!("{}x{}{}", r.height, r.width, if r.frames_dtype.is_some() { " u16" } else { "" })
                 }
                 _ => "-".into(),
             };
@@ -376,6 +377,10 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
         &mut times,
     );
     r.frame_figures(cfg, cfg.batch_frames, electrons);
+    if cfg.quantize_u16 {
+        r.frames_dtype = Some("u16".into());
+        r.bytes_per_s = r.bytes_per_s.map(|b| b / 2.0);
+    }
     Ok(r)
 }
 
@@ -524,7 +529,7 @@ fn bench_count_with(
     );
     r.frame_figures(cfg, batch as u32, found);
     if u16_input {
-        r.input_dtype = Some("u16".into());
+        r.frames_dtype = Some("u16".into());
         r.bytes_per_s = r.bytes_per_s.map(|b| b / 2.0);
     }
     Ok(r)
@@ -799,12 +804,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     for &(side, electrons) in sizes {
         for d in &devices {
             let cfg = frame_cfg(side, electrons, frames);
+            let default_576 = side == 576 && cfg.electrons == frame_cfg(576, 2927.294, 1).electrons;
             if want("frames") {
                 records.push(bench_frames(d, &lib, &cfg, repeats)?);
+                if default_576 {
+                    // quantized u16 frames (ADU = electrons + 100), as a detector writes them
+                    let q = FramesConfig { quantize_u16: true, offset_adu: 100.0, ..cfg.clone() };
+                    records.push(bench_frames(d, &lib, &q, repeats)?);
+                }
             }
             if want("count") {
                 records.push(bench_count(d, &lib, &cfg, repeats, 0)?);
-                if side == 576 && cfg.electrons == frame_cfg(576, 2927.294, 1).electrons {
+                if default_576 {
                     records.push(bench_count_u16(d, &lib, &cfg, repeats)?);
                 }
             }
@@ -957,7 +968,7 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
             .map(|b| format!(" b{b}"))
             .unwrap_or_default();
         let f16 = if r["net_precision"].as_str() == Some("f16") { " f16" } else { "" };
-        let f16 = if r["input_dtype"].as_str() == Some("u16") { format!("{f16} u16") } else { f16.to_string() };
+        let f16 = if r["frames_dtype"].as_str() == Some("u16") { format!("{f16} u16") } else { f16.to_string() };
         format!(
             "{} {} {}x{}{e}{model}{batch}{f16}",
             r["stage"].as_str().unwrap_or("?"),

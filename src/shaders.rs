@@ -86,7 +86,15 @@ pub const FRAMES_ACCUMULATE: Kernel = Kernel {
 
 pub const FRAMES_NOISE: Kernel = Kernel {
     name: "frames/noise",
-    source: wgsl!("shared/rng.wgsl", "frames/noise.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "frames/out_f32.wgsl", "frames/noise.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `frames/noise` for quantized frames of even width: u16 values packed two per word.
+pub const FRAMES_NOISE_U16: Kernel = Kernel {
+    name: "frames/noise_u16",
+    source: wgsl!("shared/rng.wgsl", "frames/out_u16.wgsl", "frames/noise.wgsl"),
     bindings: &[Uniform, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -418,6 +426,7 @@ pub const ALL: &[Kernel] = &[
     FRAMES_PLACE,
     FRAMES_ACCUMULATE,
     FRAMES_NOISE,
+    FRAMES_NOISE_U16,
     COUNT_CALIBRATE,
     COUNT_CALIBRATE_U16,
     COUNT_SUM3,

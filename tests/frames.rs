@@ -11,7 +11,7 @@ mod common;
 use common::{assert_close, test_context, test_rng};
 use emsim::events::parametric::{ParametricModel, parametric_library};
 use emsim::frames::accumulate::{AccumulateParams, PackedLibrary, accumulate_cpu, accumulate_gpu, pack_offset};
-use emsim::frames::noise::{NoiseParams, noise_cpu, noise_gpu};
+use emsim::frames::noise::{NoiseParams, noise_cpu, noise_gpu, noise_gpu_u16};
 use emsim::frames::place::{PlaceParams, place_cpu, place_gpu};
 use emsim::frames::{ElectronCount, FramesConfig, Generator, Truth};
 use emsim::gpu::Device;
@@ -102,9 +102,14 @@ fn accumulate_matches_twin_exactly() {
 fn noise_matches_twin() {
     let Some(ctx) = test_context() else { return };
     let mut rng = test_rng("noise_matches_twin");
-    for (width, row0, band_rows, n_frames, quantize) in
-        [(1, 0, 1, 1, 0), (577, 0, 13, 3, 0), (61, 7, 19, 2, 0), (64, 3, 5, 2, 1), (300, 0, 300, 1, 1)]
-    {
+    for (width, row0, band_rows, n_frames, quantize) in [
+        (1, 0, 1, 1, 0),
+        (577, 0, 13, 3, 0),
+        (61, 7, 19, 2, 0),
+        (64, 3, 5, 2, 1),
+        (300, 0, 300, 1, 1),
+        (66, 1, 7, 3, 1),
+    ] {
         let key: u64 = rng.random();
         let first: u64 = rng.random_range(0..u32::MAX as u64 * 4);
         let p = NoiseParams {
@@ -138,6 +143,14 @@ fn noise_matches_twin() {
             }
         } else {
             assert_close(&gpu, &cpu, 1.0, 0.0);
+        }
+        // Quantized frames of even width: the packed variant (u16, two per word; 66 px rows put
+        // the band's edges inside groups of 4) gives exactly the f32 kernel's values.
+        if quantize != 0 && width % 2 == 0 {
+            let packed = noise_gpu_u16(&ctx, &p, &acc).unwrap();
+            let want: Vec<u16> = gpu.iter().map(|&v| v as u16).collect();
+            assert!(gpu.iter().all(|&v| v == v.round() && (0.0..=65535.0).contains(&v)));
+            assert_eq!(packed, want, "noise_u16 vs noise ({p:?})");
         }
     }
 }
@@ -210,6 +223,21 @@ fn gpu_and_cpu_frames_agree() {
                 assert!((fg[i] - fc[i]).abs() <= 1e-4 * fc[i].abs().max(1.0), "pixel {i}: {} vs {}", fg[i], fc[i]);
             }
         }
+    }
+    // Quantized u16 frames: even widths come back packed two per word (`frames/noise_u16`), odd
+    // ones as f32; both within 1 ADU of the twin (a value on a rounding boundary may round the
+    // other way), and noise-free exactly.
+    for (width, sigma) in [(46, 20.0), (45, 20.0), (46, 0.0)] {
+        let c = FramesConfig { quantize_u16: true, gain_adu_per_e: 2.0, offset_adu: 100.0, ..cfg(5, 67, width, sigma) };
+        let (fg, _) = generate_all(&Generator::new(c.clone(), &lib, &gpu).unwrap(), &c);
+        let (fc, _) = generate_all(&Generator::new(c.clone(), &lib, &Device::Cpu).unwrap(), &c);
+        assert!(fc.iter().all(|&v| v == v.round() && (0.0..=65535.0).contains(&v)));
+        let off = fg.iter().zip(&fc).filter(|(g, c)| g != c).count();
+        assert!(fg.iter().zip(&fc).all(|(g, c)| (g - c).abs() <= 1.0), "width {width}: more than 1 ADU apart");
+        if sigma == 0.0 {
+            assert_eq!(off, 0, "noise-free quantized frames must match exactly");
+        }
+        assert!(off * 1000 <= fc.len(), "width {width}: {off} of {} pixels differ", fc.len());
     }
 }
 

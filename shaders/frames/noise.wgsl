@@ -1,7 +1,10 @@
 // noise: one invocation per group of 4 consecutive pixels (flat index in the full frame) of each
 // frame of a batch. Converts the fixed-point charge to electrons, adds Gaussian read noise from
 // Philox(counter = (pixel group, frame, STREAM_NOISE), key = seed), applies gain and dark offset,
-// and optionally rounds and saturates to the u16 range.
+// and optionally rounds and saturates to the u16 range. The output goes through `store_pair` /
+// `store_one` from the prepended frames/out_f32.wgsl (f32 values) or frames/out_u16.wgsl (quantized
+// values packed two per u32 word: half the readback; the host picks it only for even widths, where
+// a pair of pixels is always inside or outside the band as a whole).
 // CPU twin: src/frames/noise.rs::noise_cpu.
 
 struct NoiseParams {          // keep in sync with src/frames/noise.rs::NoiseParams
@@ -25,7 +28,6 @@ struct NoiseParams {          // keep in sync with src/frames/noise.rs::NoisePar
 
 @group(0) @binding(0) var<uniform> params: NoiseParams;
 @group(0) @binding(1) var<storage, read> acc: array<u32>;        // n_frames * band_rows * width, fixed point
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;  // same layout, ADU
 
 const WG: u32 = 256u;
 const FIXED_SCALE_INV: f32 = 1.0 / 256.0;
@@ -60,18 +62,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p0 >= band_start && p0 + 3u < band_end) {
         // Whole group inside the band (almost always): four straight-line stores.
         let idx = frame_base + (p0 - band_start);
-        out[idx] = pixel_value(acc[idx], z01.x);
-        out[idx + 1u] = pixel_value(acc[idx + 1u], z01.y);
-        out[idx + 2u] = pixel_value(acc[idx + 2u], z23.x);
-        out[idx + 3u] = pixel_value(acc[idx + 3u], z23.y);
+        store_pair(idx, pixel_value(acc[idx], z01.x), pixel_value(acc[idx + 1u], z01.y));
+        store_pair(idx + 2u, pixel_value(acc[idx + 2u], z23.x), pixel_value(acc[idx + 3u], z23.y));
         return;
     }
     let z = array<f32, 4>(z01.x, z01.y, z23.x, z23.y);
-    for (var lane = 0u; lane < 4u; lane++) {
+    for (var lane = 0u; lane < 4u; lane += 2u) {
         let p = p0 + lane;
-        if (p >= band_start && p < band_end) {
-            let idx = frame_base + (p - band_start);
-            out[idx] = pixel_value(acc[idx], z[lane]);
+        if (PACKED) {
+            if (p >= band_start && p < band_end) {
+                let idx = frame_base + (p - band_start);
+                store_pair(idx, pixel_value(acc[idx], z[lane]), pixel_value(acc[idx + 1u], z[lane + 1u]));
+            }
+        } else {
+            for (var k = 0u; k < 2u; k++) {
+                if (p + k >= band_start && p + k < band_end) {
+                    let idx = frame_base + (p + k - band_start);
+                    store_one(idx, pixel_value(acc[idx], z[lane + k]));
+                }
+            }
         }
     }
 }

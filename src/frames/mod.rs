@@ -280,7 +280,12 @@ impl<'a> Generator<'a> {
         let packed = PackedLibrary::new(lib);
         let gpu = match device {
             Device::Gpu(ctx) => {
-                ctx.warm_up(&[shaders::FRAMES_PLACE, shaders::FRAMES_ACCUMULATE, shaders::FRAMES_NOISE])?;
+                ctx.warm_up(&[
+                    shaders::FRAMES_PLACE,
+                    shaders::FRAMES_ACCUMULATE,
+                    shaders::FRAMES_NOISE,
+                    shaders::FRAMES_NOISE_U16,
+                ])?;
                 Some(GpuState {
                     event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
                     event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
@@ -507,6 +512,7 @@ impl<'a> Generator<'a> {
         let (records_buf, acc, out, offsets_buf) = (&work.records, &work.acc, &work.out, &work.offsets);
         let mut frames = if keep { Vec::new() } else { self.take_buffer(n * frame_px as usize) };
         let mut band: Vec<f32> = Vec::new();
+        let mut band_u16: Vec<u16> = Vec::new();
         let mut records = Vec::with_capacity(total as usize);
         let mut row0 = 0;
         while row0 < h {
@@ -549,7 +555,10 @@ impl<'a> Generator<'a> {
             let np = self.noise_params(first_frame, n, row0, rows);
             let mut enc = ctx.encoder("noise");
             let nu = ctx.uniform("noise_params", &np);
-            ctx.dispatch(&mut enc, &shaders::FRAMES_NOISE, &[&nu, acc, out], n as u64 * np.n_groups as u64)?;
+            // Quantized frames of even width come back as u16, two per word: half the readback.
+            let packed = self.cfg.quantize_u16 && w % 2 == 0 && !keep;
+            let noise = if packed { &shaders::FRAMES_NOISE_U16 } else { &shaders::FRAMES_NOISE };
+            ctx.dispatch(&mut enc, noise, &[&nu, acc, out], n as u64 * np.n_groups as u64)?;
             if let Some(f) = on_device.as_mut() {
                 ctx.submit_and_wait(enc)?;
                 let r = f(out);
@@ -557,9 +566,18 @@ impl<'a> Generator<'a> {
                 r?;
                 return Ok(Batch { first_frame, counts: counts.to_vec(), frames, records });
             }
-            let rb = ctx.readback(&mut enc, out, n as u64 * rows as u64 * w as u64 * 4);
+            let values = n as u64 * rows as u64 * w as u64;
+            let rb = ctx.readback(&mut enc, out, values * if packed { 2 } else { 4 });
             ctx.submit_and_wait(enc)?;
-            if rows == h {
+            if packed {
+                use rayon::prelude::*;
+                rb.read_into(ctx, &mut band_u16)?;
+                let start = row0 as usize * w as usize;
+                frames[start..start + band_u16.len()]
+                    .par_chunks_mut(1 << 16)
+                    .zip(band_u16.par_chunks(1 << 16))
+                    .for_each(|(f, b)| f.iter_mut().zip(b).for_each(|(f, &v)| *f = v as f32));
+            } else if rows == h {
                 rb.read_into(ctx, &mut frames)?;
             } else {
                 rb.read_into(ctx, &mut band)?;

@@ -253,6 +253,25 @@ pub fn noise_gpu(
     Ok(rb.read(ctx)?)
 }
 
+/// Runs `frames/noise_u16` alone on the GPU (tests): quantized frames (`p.quantize` set, even
+/// width) read back as u16, two per word.
+pub fn noise_gpu_u16(ctx: &crate::gpu::GpuContext, p: &NoiseParams, acc: &[u32]) -> crate::Result<Vec<u16>> {
+    assert!(p.quantize != 0 && p.width.is_multiple_of(2), "noise_u16 takes quantized frames of even width");
+    let acc_buf = ctx.upload("acc", acc)?;
+    let out = ctx.storage("frames_u16", acc.len() as u64 * 2)?;
+    let params = ctx.uniform("noise_params", p);
+    let mut enc = ctx.encoder("noise_u16");
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::FRAMES_NOISE_U16,
+        &[&params, &acc_buf, &out],
+        p.n_frames as u64 * p.n_groups as u64,
+    )?;
+    let rb = ctx.readback(&mut enc, &out, acc.len() as u64 * 2);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -374,6 +374,35 @@ fn bench_json_follows_schema_and_compares() {
     assert!(!bad.status.success() && stderr_line(&bad).contains("missing.json"));
 }
 
+/// `bench --kernel-times` on the GPU path: every count record names its kernels with their GPU
+/// milliseconds and dispatches per repeat (the u16 record `count/calibrate_u16` instead of
+/// `count/calibrate`), and the f32 and u16 records stay apart in `--compare`.
+#[test]
+fn bench_kernel_times_name_the_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--quick", "--gpu-only", "--stages", "count", "--kernel-times", "--frames", "2", "--json"];
+    let out = emsim(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts: Vec<&serde_json::Value> =
+        report["records"].as_array().unwrap().iter().filter(|r| r["stage"] == "count").collect();
+    assert_eq!(counts.len(), 2, "f32 and u16 count records");
+    for r in counts {
+        let ms = r["kernel_gpu_ms_per_repeat"].as_object().unwrap_or_else(|| panic!("no kernel times in {r}"));
+        let n = r["kernel_dispatches_per_repeat"].as_object().unwrap();
+        let calibrate = if r["frames_dtype"] == "u16" { "count/calibrate_u16" } else { "count/calibrate" };
+        for k in [calibrate, "count/sum3", "count/find", "count/args", "count/localize"] {
+            assert!(ms[k].as_f64().is_some_and(|v| v > 0.0), "{k} in {r}");
+            assert_eq!(n[k].as_f64(), Some(1.0), "{k}: one dispatch per repeat of 2 frames");
+        }
+        assert_eq!(ms.len(), 5, "{r}");
+    }
+    std::fs::write(dir.path().join("k.json"), &out.stdout).unwrap();
+    let cmp = emsim(&["bench", "--compare", "k.json", "k.json"], dir.path());
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    assert!(text.contains("count gpu 576x576 2") && text.contains("u16"), "{text}");
+}
+
 /// `bench` bad input: a backend this machine lacks (the error lists the adapters it has), an
 /// unknown backend, an unknown stage, and two paths excluded at once.
 #[test]

@@ -1,4 +1,4 @@
-// batchnorm2d_fwd: one invocation per element i of x (channel c):
+// batchnorm2d_fwd: one invocation per run of PB = 8 elements of one plane (n, c) of x, each
 //   y = (x - mean[c]) * invstd * gamma[c] + beta[c],  invstd = 1 / sqrt(var[c] + eps)
 // with the batch statistics in training, the running ones at inference.
 // CPU twin: src/net/batchnorm2d.rs::batchnorm2d_fwd_cpu (same expression; WGSL's sqrt and division
@@ -12,13 +12,26 @@
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<yt>;
 
+const PB: u32 = 8u;   // keep in sync with src/net/batchnorm2d.rs::BATCHNORM2D_FWD_PB
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid, WG);
-    if (i >= params.len) {
+    let t = flat_index(wid, nwg, lid, WG);
+    let runs = (params.hw + PB - 1u) / PB;   // runs per plane
+    let plane = t / runs;
+    if (plane >= params.len / params.hw) {
         return;
     }
-    let c = channel_of(i);
-    y[i] = yt((f32(x[i]) - mean[c]) * invstd(variance[c]) * gamma[c] + beta[c]);
+    // the channel's statistics once per run
+    let c = plane % params.c;
+    let scale = invstd(variance[c]);
+    let m = mean[c];
+    let g = gamma[c];
+    let bt = beta[c];
+    let first = plane * params.hw + (t % runs) * PB;
+    let end = min(first + PB, (plane + 1u) * params.hw);
+    for (var i = first; i < end; i++) {
+        y[i] = yt((f32(x[i]) - m) * scale * g + bt);
+    }
 }

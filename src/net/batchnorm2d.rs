@@ -299,6 +299,10 @@ pub fn batchnorm2d_stats_record(
     ctx.dispatch(enc, &crate::shaders::NET_BATCHNORM2D_STATS, &[&u, scratch, mean, var], p.c as u64 * 256)
 }
 
+/// Elements per invocation of `batchnorm2d_fwd` (a run within one plane; keep in sync with
+/// shaders/net/batchnorm2d_fwd.wgsl).
+pub const BATCHNORM2D_FWD_PB: usize = 8;
+
 /// Records the forward: `x`, `mean`, `var`, `gamma`, `beta` -> `y`.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm2d_fwd_record(
@@ -332,7 +336,9 @@ pub fn batchnorm2d_fwd_record_io(
     let u = ctx.uniform("batchnorm2d_params", &s.params(0.0));
     let kernel = io.pick(&crate::shaders::NET_BATCHNORM2D_FWD, &crate::shaders::NET_BATCHNORM2D_FWD_F16);
     let [mean, var, gamma, beta] = stats;
-    ctx.dispatch(enc, kernel, &[&u, x, mean, var, gamma, beta, y], s.x.len() as u64)
+    // one invocation per run of BATCHNORM2D_FWD_PB elements of a plane
+    let threads = (s.x.len() / s.x.plane()) * s.x.plane().div_ceil(BATCHNORM2D_FWD_PB);
+    ctx.dispatch(enc, kernel, &[&u, x, mean, var, gamma, beta, y], threads as u64)
 }
 
 /// Records the running-average update (in place on `running_mean`, `running_var`).

@@ -125,7 +125,7 @@ pub struct LinearParams {
     pub n: u32,
     pub in_f: u32,
     pub out_f: u32,
-    /// Samples per partial sum (linear_bwd_weight).
+    /// Samples per partial sum (linear_bwd_weight); output blocks of [`LINEAR_FWD_OB`] (linear_fwd).
     pub chunk_rows: u32,
     /// Number of partial sums per parameter (linear_bwd_weight).
     pub n_chunks: u32,
@@ -167,7 +167,12 @@ pub fn linear_bwd_weight_scratch_len(s: &LinearShape) -> usize {
     chunk_scratch_len(s.n, s.n_params())
 }
 
-/// Records `linear_fwd` (all of `y` written). One invocation per output element.
+/// Samples and outputs per invocation of `linear_fwd` (keep in sync with shaders/net/linear_fwd.wgsl).
+pub const LINEAR_FWD_NB: usize = 4;
+pub const LINEAR_FWD_OB: usize = 8;
+
+/// Records `linear_fwd` (all of `y` written). One invocation per block of [`LINEAR_FWD_NB`]
+/// samples and [`LINEAR_FWD_OB`] outputs.
 pub fn linear_fwd_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -196,8 +201,16 @@ pub fn linear_fwd_record_io(
     check_buffer("linear w", w, s.weight_len());
     check_buffer("linear b", b, s.out_f);
     check_buffer_bytes("linear y", y, io.y_bytes(s.n * s.out_f));
-    let u = ctx.uniform("linear_fwd_params", &LinearParams::new(s));
-    ctx.dispatch(enc, io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16), &[&u, x, w, b, y], (s.n * s.out_f) as u64)
+    if s.n == 0 || s.out_f == 0 {
+        return Ok(());
+    }
+    // one invocation per block of LINEAR_FWD_NB samples x LINEAR_FWD_OB outputs
+    let o_blocks = s.out_f.div_ceil(LINEAR_FWD_OB);
+    let mut p = LinearParams::new(s);
+    p.chunk_rows = to_u32("linear_fwd output blocks", o_blocks);
+    let u = ctx.uniform("linear_fwd_params", &p);
+    let threads = (s.n.div_ceil(LINEAR_FWD_NB) * o_blocks) as u64;
+    ctx.dispatch(enc, io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16), &[&u, x, w, b, y], threads)
 }
 
 /// Records `linear_bwd_input` (all of `dx` written). One invocation per input element.

@@ -614,10 +614,8 @@ impl<'a> Counter<'a> {
         }
         ctx.write(&b.counter, &[0u32]);
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
-        let sp = ctx.uniform(
-            "sum3_params",
-            &Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 },
-        );
+        let sum3_params = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
+        let sp = ctx.uniform("sum3_params", &sum3_params);
         let fparams = self.find_params(n);
         let fu = ctx.uniform("find_params", &fparams);
         let ap = ArgsParams {
@@ -639,7 +637,7 @@ impl<'a> Counter<'a> {
             &shaders::COUNT_CALIBRATE
         };
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
-        ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], total)?;
+        ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], sum3::sum3_threads(&sum3_params))?;
         ctx.dispatch(&mut enc, &shaders::COUNT_FIND, &[&fu, &b.q, &b.s, &b.counter, &b.cands], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;

@@ -200,6 +200,14 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     c.sort_unstable_by_key(|x| (x[0], x[1]));
 }
 
+/// Pixels of a row per invocation of `count/find` (keep in sync with shaders/count/find.wgsl).
+pub const FIND_RUN: u32 = 8;
+
+/// Invocations of `count/find` for `p`: one per run of [`FIND_RUN`] pixels of a row.
+pub fn find_threads(p: &FindParams) -> u64 {
+    (p.n_frames * p.height) as u64 * p.width.div_ceil(FIND_RUN) as u64
+}
+
 /// Runs `count/find` alone on the GPU; returns the sorted list and the raw counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
@@ -207,14 +215,13 @@ pub fn find_gpu(
     q: &[i32],
     s: &[i32],
 ) -> crate::Result<(Vec<Candidate>, u32)> {
-    let n = (p.n_frames * p.height * p.width) as u64;
     let qb = ctx.upload("q", q)?;
     let sb = ctx.upload("s", s)?;
     let counter = ctx.upload("counter", &[0u32])?;
     let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
     let u = ctx.uniform("find_params", p);
     let mut enc = ctx.encoder("find");
-    ctx.dispatch(&mut enc, &crate::shaders::COUNT_FIND, &[&u, &qb, &sb, &counter, &cands], n)?;
+    ctx.dispatch(&mut enc, &crate::shaders::COUNT_FIND, &[&u, &qb, &sb, &counter, &cands], find_threads(p))?;
     let rc = ctx.readback(&mut enc, &counter, 4);
     let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
     ctx.submit_and_wait(enc)?;

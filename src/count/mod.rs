@@ -638,7 +638,12 @@ impl<'a> Counter<'a> {
         };
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], sum3::sum3_threads(&sum3_params))?;
-        ctx.dispatch(&mut enc, &shaders::COUNT_FIND, &[&fu, &b.q, &b.s, &b.counter, &b.cands], total)?;
+        ctx.dispatch(
+            &mut enc,
+            &shaders::COUNT_FIND,
+            &[&fu, &b.q, &b.s, &b.counter, &b.cands],
+            find::find_threads(&fparams),
+        )?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);

@@ -1,7 +1,7 @@
 //! Inference for counting: network outputs for crops around found centres, decoded to positions
 //! in frame coordinates with the distribution's spread (`sigma_px`).
 
-use super::decode::{Decoded, decode};
+use super::decode::Decoded;
 use super::model::Model;
 use super::precision::NetPrecision;
 use crate::Result;
@@ -23,12 +23,6 @@ pub fn to_frame(dec: &Decoded, r: u32, c: u32) -> NetEstimate {
         sigma_px: dec.sigma_px,
         p_max: dec.p_max,
     }
-}
-
-/// Runs the model (evaluation mode) on `n` crops on the CPU, in chunks of `batch`.
-pub fn infer_cpu(model: &Model, crops: &[f32], n: usize, batch: usize) -> Result<Vec<Decoded>> {
-    let out = outputs_cpu(model, crops, n, batch)?;
-    Ok(decode(&model.cfg, &out, n))
 }
 
 /// The raw outputs `[n, head_outputs]` of the model (evaluation mode) on `n` crops on the CPU, in

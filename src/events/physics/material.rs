@@ -132,11 +132,14 @@ pub fn sternheimer_oscillators(
 /// above the soft-collision cut (1 keV), where Moller collisions take over, so it is left out of
 /// the soft spectrum (the soft rates are scaled to the restricted stopping power anyway).
 fn silicon_oscillators() -> Vec<(f64, f64)> {
-    sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &SILICON_SHELLS).into_iter().filter(|&(_, w)| w < 0.5).collect()
+    silicon_sternheimer().into_iter().filter(|&(_, w)| w < 0.5).collect()
 }
 
-/// Silicon's bound shells: (electrons, binding energy in eV): L2,3, L1, K.
-pub const SILICON_SHELLS: [(f64, f64); 3] = [(6.0, 99.8), (2.0, 149.7), (2.0, 1839.0)];
+/// All of silicon's Sternheimer oscillators, the K shell included (see [`silicon_oscillators`]).
+pub fn silicon_sternheimer() -> Vec<(f64, f64)> {
+    // L2,3, L1, K: (electrons, binding energy in eV)
+    sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &[(6.0, 99.8), (2.0, 149.7), (2.0, 1839.0)])
+}
 
 /// The known materials (names accepted by [`material`]).
 pub const KNOWN_MATERIALS: &[&str] = &["Si", "SiO2", "Al"];
@@ -400,11 +403,7 @@ mod tests {
         // the smallest soft cut (0.5 keV).
         for name in KNOWN_MATERIALS {
             let m = material(name).unwrap();
-            let all = if m.name == "Si" {
-                sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &SILICON_SHELLS)
-            } else {
-                m.oscillators.clone()
-            };
+            let all = if m.name == "Si" { silicon_sternheimer() } else { m.oscillators.clone() };
             let ln_i: f64 = all.iter().map(|&(f, w)| f * (w * 1e3).ln()).sum();
             assert!((ln_i.exp() - m.mean_excitation_ev).abs() < 1e-6 * m.mean_excitation_ev, "{name}");
             assert!((all.iter().map(|o| o.0).sum::<f64>() - 1.0).abs() < 1e-12, "{name}: every electron");

@@ -116,14 +116,14 @@ pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
 
 pub const COUNT_SUM3: Kernel = Kernel {
     name: "count/sum3",
-    source: wgsl!("shared/rng.wgsl", "count/sum3.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/row_runs.wgsl", "count/sum3.wgsl"),
     bindings: &[Uniform, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
 
 pub const COUNT_FIND: Kernel = Kernel {
     name: "count/find",
-    source: wgsl!("shared/rng.wgsl", "count/find.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/row_runs.wgsl", "count/find.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };

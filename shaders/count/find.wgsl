@@ -1,4 +1,4 @@
-// find: one invocation per run of RUN = 8 pixels of a row; stream compaction of the electrons found.
+// find: one invocation per run of RUN = 8 pixels of a row (count/row_runs.wgsl); stream compaction of the electrons found.
 // A pixel is a candidate centre when
 //   - its 3x3 sum s is a local maximum: larger than each in-frame neighbour's, ties won by the
 //     lower flat index (the parallel form of the seed notes' search, which moves to a neighbour
@@ -68,7 +68,6 @@ fn is_candidate(base: u32, r: i32, c: i32) -> bool {
     return true;
 }
 
-const RUN: u32 = 8u;   // keep in sync with src/count/find.rs::FIND_RUN
 const OUTSIDE: i32 = -2147483647 - 1;   // below every 3x3 sum: a neighbour outside the frame
 
 // Pixel (r, c) of the frame at `base`, a local maximum of the sums: the rest of the test (the
@@ -113,18 +112,16 @@ fn finish(f: u32, base: u32, r: i32, c: i32) {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let t = flat_index(wid, nwg, lid, WG);
-    let runs = (params.width + RUN - 1u) / RUN;   // runs per row
-    let row = t / runs;                            // frame * height + r
-    if (row >= params.n_frames * params.height) {
+    var run: RowRun;
+    if (!row_run(flat_index(wid, nwg, lid, WG), &run)) {
         return;
     }
     let h = i32(params.height);
     let w = i32(params.width);
-    let f = row / params.height;
-    let base = f * params.height * params.width;
-    let r = i32(row % params.height);
-    let c0 = i32((t % runs) * RUN);
+    let f = run.frame;
+    let base = run.base;
+    let r = run.r;
+    let c0 = run.c0;
     // sums of rows r-1 .. r+1, columns c0-1 .. c0+8 (OUTSIDE off the frame)
     var sw: array<i32, 30>;
     for (var dr = 0; dr < 3; dr++) {

@@ -1,5 +1,5 @@
 // sum3: s = sum of q over the 3x3 pixels around each pixel (pixels outside the frame count as 0).
-// One invocation per run of RUN = 8 pixels of a row: it sums the 3 rows of the 10 columns around the
+// One invocation per run of RUN = 8 pixels of a row (count/row_runs.wgsl): it sums the 3 rows of the 10 columns around the
 // run once (30 loads) and slides the 3-column window (instead of 9 loads per pixel). Integer
 // arithmetic: exact on every device, whatever the order.
 // CPU twin: src/count/sum3.rs::sum3_cpu.
@@ -16,7 +16,6 @@ struct Sum3Params {           // keep in sync with src/count/sum3.rs::Sum3Params
 @group(0) @binding(2) var<storage, read_write> s: array<i32>;
 
 const WG: u32 = 256u;
-const RUN: u32 = 8u;   // keep in sync with src/count/sum3.rs::SUM3_RUN
 
 // Sum of q over rows r-1 .. r+1 (in the frame) of column c (0 outside the frame).
 fn col3(base: u32, r: i32, c: i32) -> i32 {
@@ -35,16 +34,13 @@ fn col3(base: u32, r: i32, c: i32) -> i32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let t = flat_index(wid, nwg, lid, WG);
-    let runs = (params.width + RUN - 1u) / RUN;   // runs per row
-    let row = t / runs;                            // frame * height + r
-    if (row >= params.n_frames * params.height) {
+    var run: RowRun;
+    if (!row_run(flat_index(wid, nwg, lid, WG), &run)) {
         return;
     }
-    let frame_px = params.height * params.width;
-    let base = (row / params.height) * frame_px;
-    let r = i32(row % params.height);
-    let c0 = i32((t % runs) * RUN);
+    let base = run.base;
+    let r = run.r;
+    let c0 = run.c0;
     // columns c0 - 1 .. c0 + RUN
     var cs: array<i32, 10>;
     for (var j = 0; j < 10; j++) {

@@ -200,14 +200,6 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     c.sort_unstable_by_key(|x| (x[0], x[1]));
 }
 
-/// Pixels of a row per invocation of `count/find` (keep in sync with shaders/count/find.wgsl).
-pub const FIND_RUN: u32 = 8;
-
-/// Invocations of `count/find` for `p`: one per run of [`FIND_RUN`] pixels of a row.
-pub fn find_threads(p: &FindParams) -> u64 {
-    (p.n_frames * p.height) as u64 * p.width.div_ceil(FIND_RUN) as u64
-}
-
 /// Runs `count/find` alone on the GPU; returns the sorted list and the raw counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
@@ -221,7 +213,12 @@ pub fn find_gpu(
     let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
     let u = ctx.uniform("find_params", p);
     let mut enc = ctx.encoder("find");
-    ctx.dispatch(&mut enc, &crate::shaders::COUNT_FIND, &[&u, &qb, &sb, &counter, &cands], find_threads(p))?;
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::COUNT_FIND,
+        &[&u, &qb, &sb, &counter, &cands],
+        super::row_run_threads(p.n_frames, p.height, p.width),
+    )?;
     let rc = ctx.readback(&mut enc, &counter, 4);
     let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
     ctx.submit_and_wait(enc)?;

@@ -233,6 +233,16 @@ enum AduSource<'b> {
     Device(&'b wgpu::Buffer),
 }
 
+/// Pixels of a frame row per invocation of `count/sum3` and `count/find` (keep in sync with
+/// shaders/count/row_runs.wgsl).
+pub const ROW_RUN: u32 = 8;
+
+/// Invocations of `count/sum3` and `count/find` for `n_frames` frames of `height x width`: one
+/// per run of [`ROW_RUN`] pixels of a row.
+pub fn row_run_threads(n_frames: u32, height: u32, width: u32) -> u64 {
+    (n_frames * height) as u64 * width.div_ceil(ROW_RUN) as u64
+}
+
 /// Frames in host memory, as the file holds them.
 #[derive(Clone, Copy)]
 enum HostAdu<'b> {
@@ -637,12 +647,17 @@ impl<'a> Counter<'a> {
             &shaders::COUNT_CALIBRATE
         };
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
-        ctx.dispatch(&mut enc, &shaders::COUNT_SUM3, &[&sp, &b.q, &b.s], sum3::sum3_threads(&sum3_params))?;
+        ctx.dispatch(
+            &mut enc,
+            &shaders::COUNT_SUM3,
+            &[&sp, &b.q, &b.s],
+            row_run_threads(sum3_params.n_frames, sum3_params.height, sum3_params.width),
+        )?;
         ctx.dispatch(
             &mut enc,
             &shaders::COUNT_FIND,
             &[&fu, &b.q, &b.s, &b.counter, &b.cands],
-            find::find_threads(&fparams),
+            row_run_threads(fparams.n_frames, fparams.height, fparams.width),
         )?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;

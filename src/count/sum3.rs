@@ -70,21 +70,18 @@ pub fn sum3_frame(h: usize, w: usize, qf: &[i32], sf: &mut [i32], rows: &mut [i3
 }
 
 /// Runs `count/sum3` alone on the GPU.
-/// Pixels of a row per invocation of `count/sum3` (keep in sync with shaders/count/sum3.wgsl).
-pub const SUM3_RUN: u32 = 8;
-
-/// Invocations of `count/sum3` for `p`: one per run of [`SUM3_RUN`] pixels of a row.
-pub fn sum3_threads(p: &Sum3Params) -> u64 {
-    (p.n_frames * p.height) as u64 * p.width.div_ceil(SUM3_RUN) as u64
-}
-
 pub fn sum3_gpu(ctx: &crate::gpu::GpuContext, p: &Sum3Params, q: &[i32]) -> crate::Result<Vec<i32>> {
     let n = (p.n_frames * p.height * p.width) as u64;
     let qb = ctx.upload("q", q)?;
     let sb = ctx.upload("s", &vec![-12345i32; n as usize])?;
     let u = ctx.uniform("sum3_params", p);
     let mut enc = ctx.encoder("sum3");
-    ctx.dispatch(&mut enc, &crate::shaders::COUNT_SUM3, &[&u, &qb, &sb], sum3_threads(p))?;
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::COUNT_SUM3,
+        &[&u, &qb, &sb],
+        super::row_run_threads(p.n_frames, p.height, p.width),
+    )?;
     let rb = ctx.readback(&mut enc, &sb, n * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

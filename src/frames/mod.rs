@@ -280,12 +280,12 @@ impl<'a> Generator<'a> {
         let packed = PackedLibrary::new(lib);
         let gpu = match device {
             Device::Gpu(ctx) => {
-                ctx.warm_up(&[
-                    shaders::FRAMES_PLACE,
-                    shaders::FRAMES_ACCUMULATE,
-                    shaders::FRAMES_NOISE,
-                    shaders::FRAMES_NOISE_U16,
-                ])?;
+                let mut kernels = vec![shaders::FRAMES_PLACE, shaders::FRAMES_ACCUMULATE, shaders::FRAMES_NOISE];
+                if cfg.quantize_u16 {
+                    // the packed variant that quantized frames come back through (`generate_gpu`)
+                    kernels.push(shaders::FRAMES_NOISE_U16);
+                }
+                ctx.warm_up(&kernels)?;
                 Some(GpuState {
                     event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
                     event_pixels: ctx.upload("event_pixels", &packed.pixels)?,

@@ -238,36 +238,32 @@ pub fn noise_gpu(
     acc: &[u32],
     out_init: &[f32],
 ) -> crate::Result<Vec<f32>> {
-    let acc_buf = ctx.upload("acc", acc)?;
     let out = ctx.upload("frames", out_init)?;
-    let params = ctx.uniform("noise_params", p);
-    let mut enc = ctx.encoder("noise");
-    ctx.dispatch(
-        &mut enc,
-        &crate::shaders::FRAMES_NOISE,
-        &[&params, &acc_buf, &out],
-        p.n_frames as u64 * p.n_groups as u64,
-    )?;
-    let rb = ctx.readback(&mut enc, &out, out_init.len() as u64 * 4);
-    ctx.submit_and_wait(enc)?;
-    Ok(rb.read(ctx)?)
+    run_noise(ctx, &crate::shaders::FRAMES_NOISE, p, acc, &out, out_init.len() as u64 * 4)
 }
 
 /// Runs `frames/noise_u16` alone on the GPU (tests): quantized frames (`p.quantize` set, even
 /// width) read back as u16, two per word.
 pub fn noise_gpu_u16(ctx: &crate::gpu::GpuContext, p: &NoiseParams, acc: &[u32]) -> crate::Result<Vec<u16>> {
     assert!(p.quantize != 0 && p.width.is_multiple_of(2), "noise_u16 takes quantized frames of even width");
-    let acc_buf = ctx.upload("acc", acc)?;
     let out = ctx.storage("frames_u16", acc.len() as u64 * 2)?;
+    run_noise(ctx, &crate::shaders::FRAMES_NOISE_U16, p, acc, &out, acc.len() as u64 * 2)
+}
+
+/// Dispatches a `frames/noise` variant on `acc` into `out` and reads back its first `bytes`.
+fn run_noise<T: Pod>(
+    ctx: &crate::gpu::GpuContext,
+    kernel: &crate::shaders::Kernel,
+    p: &NoiseParams,
+    acc: &[u32],
+    out: &wgpu::Buffer,
+    bytes: u64,
+) -> crate::Result<Vec<T>> {
+    let acc_buf = ctx.upload("acc", acc)?;
     let params = ctx.uniform("noise_params", p);
-    let mut enc = ctx.encoder("noise_u16");
-    ctx.dispatch(
-        &mut enc,
-        &crate::shaders::FRAMES_NOISE_U16,
-        &[&params, &acc_buf, &out],
-        p.n_frames as u64 * p.n_groups as u64,
-    )?;
-    let rb = ctx.readback(&mut enc, &out, acc.len() as u64 * 2);
+    let mut enc = ctx.encoder(kernel.name);
+    ctx.dispatch(&mut enc, kernel, &[&params, &acc_buf, out], p.n_frames as u64 * p.n_groups as u64)?;
+    let rb = ctx.readback(&mut enc, out, bytes);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)
 }

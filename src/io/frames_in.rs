@@ -175,56 +175,52 @@ impl FramesReader {
     /// row-major (n, H, W).
     pub fn read_u16(&mut self, start: u64, n: usize) -> Result<Vec<u16>> {
         assert!(self.is_u16(), "read_u16 on frames that are not u16");
-        let px = self.meta.height as usize * self.meta.width as usize;
-        let path = self.path.clone();
-        let what = |e: &dyn std::fmt::Display| {
-            Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64))
-        };
-        match &mut self.src {
-            Source::H5 { ds, .. } => {
-                let sel = ndarray::s![start as usize..start as usize + n, .., ..];
-                let a: ndarray::Array3<u16> = ds.read_slice(sel).map_err(|e| what(&e))?;
-                Ok(a.into_raw_vec_and_offset().0)
-            }
-            Source::Npy { file, data_start, .. } => {
-                let mut bytes = vec![0u8; n * px * 2];
-                file.seek(SeekFrom::Start(*data_start + start * (px * 2) as u64))
-                    .and_then(|_| file.read_exact(&mut bytes))
-                    .map_err(|e| what(&e))?;
-                Ok(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+        match self.src {
+            Source::H5 { .. } => self.read_h5(start, n),
+            Source::Npy { .. } => {
+                Ok(self.read_npy(start, n, 2)?.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
             }
         }
     }
 
     /// Reads frames `[start, start + n)` as f32, row-major (n, H, W).
     pub fn read(&mut self, start: u64, n: usize) -> Result<Vec<f32>> {
-        let px = self.meta.height as usize * self.meta.width as usize;
-        let path = self.path.clone();
-        match &mut self.src {
-            Source::H5 { ds, .. } => {
-                let sel = ndarray::s![start as usize..start as usize + n, .., ..];
-                let a: ndarray::Array3<f32> = ds
-                    .read_slice(sel)
-                    .map_err(|e| Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64)))?;
-                Ok(a.into_raw_vec_and_offset().0)
-            }
-            Source::Npy { file, data_start, dtype } => {
-                let item = match dtype {
-                    NpyDtype::F32 => 4,
-                    NpyDtype::U16 => 2,
-                };
-                let mut bytes = vec![0u8; n * px * item];
-                file.seek(SeekFrom::Start(*data_start + start * (px * item) as u64))
-                    .and_then(|_| file.read_exact(&mut bytes))
-                    .map_err(|e| Error::file(&path, format!("reading frames {start}..{}: {e}", start + n as u64)))?;
-                Ok(match dtype {
-                    NpyDtype::F32 => {
-                        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-                    }
-                    NpyDtype::U16 => bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as f32).collect(),
-                })
+        match self.src {
+            Source::H5 { .. } => self.read_h5(start, n),
+            Source::Npy { dtype: NpyDtype::F32, .. } => Ok(self
+                .read_npy(start, n, 4)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()),
+            Source::Npy { dtype: NpyDtype::U16, .. } => {
+                Ok(self.read_u16(start, n)?.into_iter().map(f32::from).collect())
             }
         }
+    }
+
+    /// The error of a failed read of frames `[start, start + n)`.
+    fn read_error(&self, start: u64, n: usize, e: impl std::fmt::Display) -> Error {
+        Error::file(&self.path, format!("reading frames {start}..{}: {e}", start + n as u64))
+    }
+
+    /// Frames `[start, start + n)` of the HDF5 dataset as `T` (HDF5 converts the stored type).
+    fn read_h5<T: hdf5::H5Type>(&self, start: u64, n: usize) -> Result<Vec<T>> {
+        let Source::H5 { ds, .. } = &self.src else { unreachable!("an HDF5 source") };
+        let sel = ndarray::s![start as usize..start as usize + n, .., ..];
+        let a: ndarray::Array3<T> = ds.read_slice(sel).map_err(|e| self.read_error(start, n, e))?;
+        Ok(a.into_raw_vec_and_offset().0)
+    }
+
+    /// The raw bytes of frames `[start, start + n)` of the .npy file, `item` bytes per value.
+    fn read_npy(&mut self, start: u64, n: usize, item: usize) -> Result<Vec<u8>> {
+        let px = self.meta.height as usize * self.meta.width as usize;
+        let Source::Npy { file, data_start, .. } = &mut self.src else { unreachable!("an npy source") };
+        let mut bytes = vec![0u8; n * px * item];
+        let r = file
+            .seek(SeekFrom::Start(*data_start + start * (px * item) as u64))
+            .and_then(|_| file.read_exact(&mut bytes));
+        r.map_err(|e| self.read_error(start, n, e))?;
+        Ok(bytes)
     }
 }
 

@@ -931,7 +931,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 /// A sweep point that may not fit the adapter: on error, says so on stderr and goes on.
 /// Whether `device` is a GPU whose adapter has `SHADER_F16` (f16 activations).
 fn has_f16(device: &Device) -> bool {
-    matches!(device, Device::Gpu(ctx) if ctx.features.contains(wgpu::Features::SHADER_F16))
+    matches!(device, Device::Gpu(ctx) if ctx.has_shader_f16())
 }
 
 fn soft(records: &mut Vec<BenchRecord>, r: Result<BenchRecord>, stage: &str, batch: u32) {

@@ -272,6 +272,11 @@ impl GpuContext {
         self.workgroups_per_dim_override.map_or(adapter, |o| o.min(adapter))
     }
 
+    /// Whether kernels may use f16 (`Kernel::needs_f16`).
+    pub fn has_shader_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     }

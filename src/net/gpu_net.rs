@@ -89,7 +89,7 @@ impl<'a> GpuNet<'a> {
     /// ([`super::precision`]). f16 falls back to f32 on adapters without `SHADER_F16`
     /// ([`GpuNet::precision`] tells which one runs).
     pub fn new_inference(ctx: &'a GpuContext, model: Model, capacity: usize, precision: NetPrecision) -> Result<Self> {
-        let f16 = precision == NetPrecision::F16 && ctx.features.contains(wgpu::Features::SHADER_F16);
+        let f16 = precision == NetPrecision::F16 && ctx.has_shader_f16();
         let half = half_activations(&model.cfg.layers, f16);
         Self::build(ctx, model, capacity, false, None, half)
     }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{test_context, test_rng};
-use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu};
+use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_u16};
 use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
@@ -77,6 +77,12 @@ fn calibrate_matches_twin() {
             off.len(),
             cpu.len()
         );
+        // The u16 variant on the same frames rounded to u16 (raw detector values) gives exactly
+        // the f32 kernel's charges for them.
+        let raw: Vec<u16> = adu.iter().map(|&v| v.round().clamp(0.0, 65535.0) as u16).collect();
+        let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
+        let gpu_u16 = calibrate_gpu_u16(&ctx, &p, &raw, &dark, &gain_map).unwrap();
+        assert_eq!(gpu_u16, calibrate_gpu(&ctx, &p, &as_f32, &dark, &gain_map).unwrap(), "case {case}: u16");
     }
 }
 

@@ -85,12 +85,41 @@ pub fn calibrate_gpu(
     gain_map: &[f32],
 ) -> crate::Result<Vec<i32>> {
     let a = ctx.upload("adu", adu)?;
+    run_calibrate(ctx, &crate::shaders::COUNT_CALIBRATE, p, &a, dark, gain_map)
+}
+
+/// Runs `count/calibrate_u16` alone on the GPU (tests): `adu` uploaded as u16, two per word (an
+/// odd count padded with one value the kernel never reads).
+pub fn calibrate_gpu_u16(
+    ctx: &crate::gpu::GpuContext,
+    p: &CalibrateParams,
+    adu: &[u16],
+    dark: &[f32],
+    gain_map: &[f32],
+) -> crate::Result<Vec<i32>> {
+    let mut padded = adu.to_vec();
+    if padded.len() % 2 == 1 {
+        padded.push(0);
+    }
+    let a = ctx.upload("adu_u16", &padded)?;
+    run_calibrate(ctx, &crate::shaders::COUNT_CALIBRATE_U16, p, &a, dark, gain_map)
+}
+
+/// Dispatches a `count/calibrate` variant on the frames in `a` and reads `q` back.
+fn run_calibrate(
+    ctx: &crate::gpu::GpuContext,
+    kernel: &crate::shaders::Kernel,
+    p: &CalibrateParams,
+    a: &wgpu::Buffer,
+    dark: &[f32],
+    gain_map: &[f32],
+) -> crate::Result<Vec<i32>> {
     let d = ctx.upload("dark", if dark.is_empty() { &[0f32][..] } else { dark })?;
     let g = ctx.upload("gain_map", if gain_map.is_empty() { &[1f32][..] } else { gain_map })?;
     let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
     let u = ctx.uniform("calibrate_params", p);
     let mut enc = ctx.encoder("calibrate");
-    ctx.dispatch(&mut enc, &crate::shaders::COUNT_CALIBRATE, &[&u, &a, &d, &g, &q], p.n_values as u64)?;
+    ctx.dispatch(&mut enc, kernel, &[&u, a, &d, &g, &q], p.n_values as u64)?;
     let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

@@ -119,6 +119,15 @@ pub struct BenchRecord {
     pub kernel_gpu_ms_per_repeat: Option<std::collections::BTreeMap<String, f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_dispatches_per_repeat: Option<std::collections::BTreeMap<String, f64>>,
+    /// `--kernel-times`, frame stages: frames per second of the compute kernels' own time (the
+    /// sum of `kernel_gpu_ms_per_repeat`), without the copies inside the command buffers (uploads
+    /// and readbacks over PCIe) or gaps: the rate if frames arrived on the device and left it as
+    /// found electrons only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_frames_per_s: Option<f64>,
+    /// `--kernel-times`, network stages: samples per second of the kernels' own time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_samples_per_s: Option<f64>,
 }
 
 /// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
@@ -238,6 +247,8 @@ impl BenchRecord {
             net_precision: None,
             kernel_gpu_ms_per_repeat,
             kernel_dispatches_per_repeat,
+            kernel_frames_per_s: None,
+            kernel_samples_per_s: None,
         }
     }
 
@@ -325,10 +336,19 @@ impl BenchReport {
                 continue;
             }
             let size = r.model.clone().unwrap_or_else(|| format!("{}x{}", r.height, r.width));
+            let rate = match (r.kernel_frames_per_s, r.kernel_samples_per_s) {
+                (Some(f), _) => format!("; kernels alone: {f:.1} frames/s"),
+                (_, Some(v)) => format!("; kernels alone: {v:.1} samples/s"),
+                _ => String::new(),
+            };
             s += &format!(
-                "kernels of {} {} {} (GPU ms per repeat, dispatches):
+                "kernels of {} {} {}{}, batch {} (GPU ms per repeat, dispatches{rate}):
 ",
-                r.stage, r.path, size
+                r.stage,
+                r.path,
+                size,
+                if r.frames_dtype.is_some() { " u16" } else { "" },
+                r.batch_samples.unwrap_or(r.batch_frames)
             );
             let mut ks: Vec<(&String, &f64)> = ms.iter().collect();
             ks.sort_by(|a, b| b.1.total_cmp(a.1));
@@ -409,17 +429,20 @@ pub fn bench_count_u16(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, 
 /// (made by the frames kernels, copied into the counter's input on the GPU; only the found
 /// electrons come back), on the CPU path each batch is made and counted in memory. The rate the
 /// GPU path would reach if frames did not cross PCIe (frames arriving on the device).
+/// `batch` frames per submission (0: the counter's default, 16), within what the adapter holds.
 pub fn bench_frames_count(
     device: &Device,
     lib: &EventLibrary,
     cfg: &FramesConfig,
     repeats: u32,
+    batch: u32,
 ) -> Result<BenchRecord> {
-    let batch = crate::count::Counter::batch_frames_on(&Default::default(), cfg.height, cfg.width, device)
-        .min(cfg.batch_frames)
+    let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
+    let batch = crate::count::Counter::batch_frames_on(&ccfg, cfg.height, cfg.width, device)
+        .min(if batch == 0 { cfg.batch_frames } else { batch })
         .max(1);
     let fcfg = FramesConfig { batch_frames: batch, ..cfg.clone() };
-    let ccfg = crate::count::CountConfig { batch_frames: batch, ..Default::default() };
+    let ccfg = crate::count::CountConfig { batch_frames: batch, ..ccfg };
     let gen_ = Generator::new(fcfg.clone(), lib, device)?;
     let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
@@ -820,7 +843,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 }
             }
             if want("frames_count") {
-                records.push(bench_frames_count(d, &lib, &cfg, repeats)?);
+                records.push(bench_frames_count(d, &lib, &cfg, repeats, 0)?);
             }
         }
     }
@@ -834,6 +857,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("count") {
                 soft(&mut records, bench_count(g, &lib, &cfg, repeats, b), "count", b);
+            }
+            if want("frames_count") {
+                soft(&mut records, bench_frames_count(g, &lib, &cfg, repeats, b), "frames_count", b);
             }
         }
     }
@@ -915,6 +941,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if r.samples_per_s.is_some() {
                 r.gpu_samples_per_s = Some(r.frames_per_repeat as f64 / g);
+            }
+        }
+        let kernel_s = r.kernel_gpu_ms_per_repeat.as_ref().map(|m| m.values().sum::<f64>() * 1e-3);
+        if let Some(k) = kernel_s.filter(|&k| k > 0.0) {
+            if r.frames_per_s.is_some() {
+                r.kernel_frames_per_s = Some(r.frames_per_repeat as f64 / k);
+            }
+            if r.samples_per_s.is_some() {
+                r.kernel_samples_per_s = Some(r.frames_per_repeat as f64 / k);
             }
         }
     }

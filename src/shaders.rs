@@ -114,16 +114,51 @@ pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+/// `count/sum3` on runs of 8 pixels of a row per invocation (CPU adapters; see
+/// [`crate::count::CountLayout`]).
 pub const COUNT_SUM3: Kernel = Kernel {
     name: "count/sum3",
-    source: wgsl!("shared/rng.wgsl", "count/row_runs.wgsl", "count/sum3.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
     bindings: &[Uniform, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
 
+/// `count/sum3` with one pixel per invocation (GPUs).
+pub const COUNT_SUM3_PX: Kernel = Kernel {
+    name: "count/sum3_px",
+    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `count/sum3` on runs of 8 pixels down a column per invocation.
+pub const COUNT_SUM3_COL8: Kernel = Kernel {
+    name: "count/sum3_col8",
+    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `count/find` on runs of 8 pixels of a row per invocation (CPU adapters).
 pub const COUNT_FIND: Kernel = Kernel {
     name: "count/find",
-    source: wgsl!("shared/rng.wgsl", "count/row_runs.wgsl", "count/find.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `count/find` with one pixel per invocation (GPUs).
+pub const COUNT_FIND_PX: Kernel = Kernel {
+    name: "count/find_px",
+    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// `count/find` on runs of 8 pixels down a column per invocation.
+pub const COUNT_FIND_COL8: Kernel = Kernel {
+    name: "count/find_col8",
+    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/find.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -430,7 +465,11 @@ pub const ALL: &[Kernel] = &[
     COUNT_CALIBRATE,
     COUNT_CALIBRATE_U16,
     COUNT_SUM3,
+    COUNT_SUM3_PX,
+    COUNT_SUM3_COL8,
     COUNT_FIND,
+    COUNT_FIND_PX,
+    COUNT_FIND_COL8,
     COUNT_ARGS,
     COUNT_LOCALIZE,
     NET_SOFTMAX_XENT,

@@ -14,7 +14,7 @@ use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, cal
 use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
-use emsim::count::{CountConfig, Counter, estimate_sigma_e};
+use emsim::count::{CountConfig, CountLayout, Counter, estimate_sigma_e};
 use emsim::frames::{FramesConfig, Generator};
 use emsim::gpu::Device;
 use rand::RngExt;
@@ -93,10 +93,12 @@ fn sum3_matches_twin_exactly() {
     for (h, w, n) in [(1, 1, 1), (1, 7, 2), (9, 1, 1), (rng.random_range(2..80), rng.random_range(2..80), 3)] {
         let q = random_q(&mut rng, (h * w * n) as usize);
         let p = Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 };
-        let gpu = sum3_gpu(&ctx, &p, &q).unwrap();
         let mut cpu = vec![0; q.len()];
         sum3_cpu(&p, &q, &mut cpu);
-        assert_eq!(gpu, cpu, "{h}x{w}x{n}");
+        for layout in CountLayout::ALL {
+            let gpu = sum3_gpu(&ctx, layout, &p, &q).unwrap();
+            assert_eq!(gpu, cpu, "{h}x{w}x{n}, {layout:?}");
+        }
         // The separable twin equals the direct 9-term sum.
         let (r, c) = ((h - 1) / 2, (w - 1) / 2);
         let mut direct = 0;
@@ -136,9 +138,11 @@ fn find_matches_twin_exactly() {
                 _pad0: 0,
             };
             let cpu = find_cpu(&p, &q, &s);
-            let (gpu, count) = find_gpu(&ctx, &p, &q, &s).unwrap();
-            assert_eq!(count as usize, cpu.len(), "input {k}: counter");
-            assert_eq!(gpu, cpu, "input {k}, suppress {suppress_px}");
+            for layout in CountLayout::ALL {
+                let (gpu, count) = find_gpu(&ctx, layout, &p, &q, &s).unwrap();
+                assert_eq!(count as usize, cpu.len(), "input {k}: counter, {layout:?}");
+                assert_eq!(gpu, cpu, "input {k}, suppress {suppress_px}, {layout:?}");
+            }
             assert!(!cpu.is_empty(), "input {k}: the test input should contain centres");
             // Guarantee: kept centres are more than suppress_px apart within a frame.
             for a in &cpu {
@@ -160,24 +164,36 @@ fn localize_matches_twin() {
     let Some(ctx) = test_context() else { return };
     let mut rng = test_rng("localize_matches_twin");
     let (h, w, n) = (rng.random_range(3..50), rng.random_range(3..50), 2u32);
-    let q = random_q(&mut rng, (h * w * n) as usize);
+    let mut q = random_q(&mut rng, (h * w * n) as usize);
+    // A 3x3 block near the calibration's clamp (2^20): windows whose sums reach 2^23 and more,
+    // where the kernel's quotient takes its bit-by-bit branch.
+    let (br, bc) = (rng.random_range(1..h - 1), rng.random_range(1..w - 1));
+    for r in br - 1..=br + 1 {
+        for c in bc - 1..=bc + 1 {
+            q[(r * w + c) as usize] = 1_000_000 + rng.random_range(0..48_576);
+        }
+    }
     // Centres anywhere, edges and corners included.
     let mut cands: Vec<[u32; 4]> =
         (0..300).map(|_| [rng.random_range(0..n), rng.random_range(0..h * w), 0, 0]).collect();
     cands.push([0, 0, 0, 0]);
     cands.push([1, h * w - 1, 0, 0]);
+    for dr in 0..3 {
+        for dc in 0..3 {
+            cands.push([0, (br + dr - 1) * w + bc + dc - 1, 0, 0]);
+        }
+    }
     let p = LocalizeParams { height: h, width: w, capacity: cands.len() as u32, centroid_thr_q: 640 };
     let gpu = localize_gpu(&ctx, &p, &q, &cands).unwrap();
     let cpu = localize_cpu(&p, &q, &cands);
     assert_eq!(gpu.len(), cpu.len());
+    // Bit for bit: the sums are integers and the quotient is computed exactly on both sides.
     for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
-        for m in 0..5 {
-            for a in 0..2 {
-                assert!((g.xy[m][a] - c.xy[m][a]).abs() <= 1e-5, "cand {i} method {m}: gpu {g:?} cpu {c:?}");
-            }
-        }
+        assert_eq!(g.xy, c.xy, "cand {i}: gpu {g:?} cpu {c:?}");
         assert_eq!((g.charge3_e, g.charge5_e), (c.charge3_e, c.charge5_e), "cand {i}");
     }
+    let big = |l: &emsim::count::localize::Localized| l.charge5_e * 16.0 >= 8_388_608.0;
+    assert!(cpu.iter().any(big), "the test should reach window sums of 2^23");
     // Empty list: nothing dispatched, nothing written.
     assert!(localize_gpu(&ctx, &p, &q, &[]).unwrap().is_empty());
 }

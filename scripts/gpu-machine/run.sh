@@ -2,9 +2,9 @@
 # Runs on the bare GPU machine, from the repository root, after prepare.sh (see there). Unpacks the
 # Vulkan loader and the libraries, then runs the test binaries and/or the benchmarks, writing
 # everything under $OUT (the device tool brings that folder back).
-# Usage: bash .dev/run.sh [tests|bench|kernels|all]   (default all; each part takes minutes, so a
-# session with little device time runs them as separate calls)
-what=${1:-all}
+# Usage: bash .dev/run.sh [tests|bench|kernels|all] or a comma list such as tests,kernels (default
+# all; each part takes minutes, so a session with little device time picks what it needs)
+what=,${1:-all},
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/emsim-out}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -25,7 +25,7 @@ if ! grep -qi -E "nvidia|amd|radeon|intel" /tmp/dev.txt && [ -f "$icd" ]; then
     el "no GPU adapter by default; retrying with VK_DRIVER_FILES=$VK_DRIVER_FILES"; $E devices
 fi
 $E devices --json >"$OUT/devices.json"
-if [ "$what" = tests ] || [ "$what" = all ]; then
+if [[ $what == *,tests,* || $what == *,all,* ]]; then
     tar xJf .dev/tests.tar.xz -C /tmp/t
     for t in /tmp/t/*; do
         timeout 120 "$t" >/tmp/o.txt 2>&1; rc=$?
@@ -34,13 +34,13 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
     done | tee "$OUT/tests.log"
     el "tests done"
 fi
-if [ "$what" = bench ] || [ "$what" = all ]; then
+if [[ $what == *,bench,* || $what == *,all,* ]]; then
     timeout 120 $E bench --quick --json >"$OUT/bench_quick.json"; el "quick rc $?"
     timeout 180 $E bench --json --gpu-only >"$OUT/bench_gpu_full.json"; el "full gpu rc $?"
     timeout 120 $E bench --quick --json --gpu-only --stages frames,count,net_infer --frames 2048 \
         --frame-batches 64,256,1024 --net-batches 4000,16384,65536 >"$OUT/bench_gpu_sweep.json"; el "sweep rc $?"
 fi
-if [ "$what" = kernels ] || [ "$what" = all ]; then
+if [[ $what == *,kernels,* || $what == *,all,* ]]; then
     # Where the GPU time goes, kernel by kernel (timestamps around every pass), for the 87,000
     # frames/s work; f16 and f32 network records and u16-input counting side by side.
     timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,net_infer \

@@ -53,12 +53,23 @@ fn ratio(a: i32, b: i32) -> f32 {
     let whole = n / d;
     var rem = n % d;              // < d < 2^31, so rem << 1 fits
     var frac = 0u;
-    for (var k = 0; k < 24; k++) {
-        rem = rem << 1u;
-        frac = frac << 1u;
-        if (rem >= d) {
-            rem -= d;
-            frac |= 1u;
+    if (d < 8388608u) {
+        // d < 2^23 (every window below 2^19 electrons): three base-256 digits, rem << 8 < 2^31;
+        // the same 24 bits as the binary loop below
+        for (var k = 0; k < 3; k++) {
+            rem = rem << 8u;
+            let digit = rem / d;
+            frac = (frac << 8u) | digit;
+            rem -= digit * d;
+        }
+    } else {
+        for (var k = 0; k < 24; k++) {
+            rem = rem << 1u;
+            frac = frac << 1u;
+            if (rem >= d) {
+                rem -= d;
+                frac |= 1u;
+            }
         }
     }
     let v = f32(whole) + f32(frac) * (1.0 / 16777216.0);

@@ -1,6 +1,7 @@
 // sum3: s = sum of q over the 3x3 pixels around each pixel (pixels outside the frame count as 0).
-// One invocation per run of RUN = 8 pixels of a row (count/row_runs.wgsl): it sums the 3 rows of the 10 columns around the
-// run once (30 loads) and slides the 3-column window (instead of 9 loads per pixel). Integer
+// One invocation per run of RUN pixels (count/runs.wgsl; see src/count/mod.rs::CountLayout): it
+// sums the 3 pixels across the run at each of the RUN + 2 positions along it once (30 loads for
+// RUN = 8) and slides the 3-wide window (instead of 9 loads per pixel). Integer
 // arithmetic: exact on every device, whatever the order.
 // CPU twin: src/count/sum3.rs::sum3_cpu.
 
@@ -17,16 +18,18 @@ struct Sum3Params {           // keep in sync with src/count/sum3.rs::Sum3Params
 
 const WG: u32 = 256u;
 
-// Sum of q over rows r-1 .. r+1 (in the frame) of column c (0 outside the frame).
-fn col3(base: u32, r: i32, c: i32) -> i32 {
+// Sum of q over the 3 pixels across the run's direction at (r, c) (0 outside the frame): the
+// column r-1 .. r+1 for a run along a row, the row c-1 .. c+1 for a run down a column.
+fn across3(base: u32, r: i32, c: i32) -> i32 {
     let h = i32(params.height);
     let w = i32(params.width);
-    if (c < 0 || c >= w) {
-        return 0;
-    }
     var acc = 0;
-    for (var rr = max(r - 1, 0); rr <= min(r + 1, h - 1); rr++) {
-        acc += q[base + u32(rr * w + c)];
+    for (var i = -1; i <= 1; i++) {
+        let rr = r + i32(VC) * i;
+        let cc = c + i32(VR) * i;
+        if (rr >= 0 && rr < h && cc >= 0 && cc < w) {
+            acc += q[base + u32(rr * w + cc)];
+        }
     }
     return acc;
 }
@@ -34,23 +37,22 @@ fn col3(base: u32, r: i32, c: i32) -> i32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    var run: RowRun;
-    if (!row_run(flat_index(wid, nwg, lid, WG), &run)) {
+    var run: Run;
+    if (!pixel_run(flat_index(wid, nwg, lid, WG), &run)) {
         return;
     }
-    let base = run.base;
-    let r = run.r;
-    let c0 = run.c0;
-    // columns c0 - 1 .. c0 + RUN
-    var cs: array<i32, 10>;
-    for (var j = 0; j < 10; j++) {
-        cs[j] = col3(base, r, c0 - 1 + j);
+    let h = i32(params.height);
+    let w = i32(params.width);
+    // the sums across at positions -1 .. RUN along the run
+    var a: array<i32, RUN + 2u>;
+    for (var k = 0; k < i32(RUN) + 2; k++) {
+        a[k] = across3(run.base, run.r0 + i32(VR) * (k - 1), run.c0 + i32(VC) * (k - 1));
     }
-    let out_row = base + u32(r) * params.width;
-    for (var m = 0; m < 8; m++) {
-        let c = c0 + m;
-        if (c < i32(params.width)) {
-            s[out_row + u32(c)] = cs[m] + cs[m + 1] + cs[m + 2];
+    for (var m = 0; m < i32(RUN); m++) {
+        let r = run.r0 + i32(VR) * m;
+        let c = run.c0 + i32(VC) * m;
+        if (r < h && c < w) {
+            s[run.base + u32(r * w + c)] = a[m] + a[m + 1] + a[m + 2];
         }
     }
 }

@@ -200,9 +200,11 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     c.sort_unstable_by_key(|x| (x[0], x[1]));
 }
 
-/// Runs `count/find` alone on the GPU; returns the sorted list and the raw counter value.
+/// Runs `count/find` alone on the GPU, in the given layout; returns the sorted list and the raw
+/// counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
+    layout: super::CountLayout,
     p: &FindParams,
     q: &[i32],
     s: &[i32],
@@ -215,9 +217,9 @@ pub fn find_gpu(
     let mut enc = ctx.encoder("find");
     ctx.dispatch(
         &mut enc,
-        &crate::shaders::COUNT_FIND,
+        layout.find(),
         &[&u, &qb, &sb, &counter, &cands],
-        super::row_run_threads(p.n_frames, p.height, p.width),
+        layout.threads(p.n_frames, p.height, p.width),
     )?;
     let rc = ctx.readback(&mut enc, &counter, 4);
     let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);

@@ -69,19 +69,19 @@ pub fn sum3_frame(h: usize, w: usize, qf: &[i32], sf: &mut [i32], rows: &mut [i3
     }
 }
 
-/// Runs `count/sum3` alone on the GPU.
-pub fn sum3_gpu(ctx: &crate::gpu::GpuContext, p: &Sum3Params, q: &[i32]) -> crate::Result<Vec<i32>> {
+/// Runs `count/sum3` alone on the GPU, in the given layout.
+pub fn sum3_gpu(
+    ctx: &crate::gpu::GpuContext,
+    layout: super::CountLayout,
+    p: &Sum3Params,
+    q: &[i32],
+) -> crate::Result<Vec<i32>> {
     let n = (p.n_frames * p.height * p.width) as u64;
     let qb = ctx.upload("q", q)?;
     let sb = ctx.upload("s", &vec![-12345i32; n as usize])?;
     let u = ctx.uniform("sum3_params", p);
     let mut enc = ctx.encoder("sum3");
-    ctx.dispatch(
-        &mut enc,
-        &crate::shaders::COUNT_SUM3,
-        &[&u, &qb, &sb],
-        super::row_run_threads(p.n_frames, p.height, p.width),
-    )?;
+    ctx.dispatch(&mut enc, layout.sum3(), &[&u, &qb, &sb], layout.threads(p.n_frames, p.height, p.width))?;
     let rb = ctx.readback(&mut enc, &sb, n * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

@@ -142,24 +142,32 @@ pub const COUNT_SUM3_COL8: Kernel = Kernel {
 /// `count/find` on runs of 8 pixels of a row per invocation (CPU adapters).
 pub const COUNT_FIND: Kernel = Kernel {
     name: "count/find",
-    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };
 
 /// `count/find` with one pixel per invocation (GPUs).
 pub const COUNT_FIND_PX: Kernel = Kernel {
     name: "count/find_px",
-    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };
 
 /// `count/find` on runs of 8 pixels down a column per invocation.
 pub const COUNT_FIND_COL8: Kernel = Kernel {
     name: "count/find_col8",
-    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
+/// The second pass of finding: suppression over the candidates `count/find` listed.
+pub const COUNT_SUPPRESS: Kernel = Kernel {
+    name: "count/suppress",
+    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/suppress.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };
 
@@ -470,6 +478,7 @@ pub const ALL: &[Kernel] = &[
     COUNT_FIND,
     COUNT_FIND_PX,
     COUNT_FIND_COL8,
+    COUNT_SUPPRESS,
     COUNT_ARGS,
     COUNT_LOCALIZE,
     NET_SOFTMAX_XENT,

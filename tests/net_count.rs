@@ -41,7 +41,12 @@ fn decode_grid_gpu_matches_twin() {
         let cpu = decode(&cfg, &logits, n);
         assert_eq!(gpu.len(), n);
         for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
-            assert_eq!(g.argmax_xy, c.argmax_xy, "{preset} sample {i}");
+            // The cell centre origin + (i + 0.5) * cell may be contracted into one fused
+            // multiply-add on a GPU (NVIDIA's driver does: 0.05000001 against 0.050000012): the
+            // last bit may differ, nothing more.
+            for a in 0..2 {
+                assert!((g.argmax_xy[a] - c.argmax_xy[a]).abs() <= 1e-6, "{preset} sample {i}: gpu {g:?} cpu {c:?}");
+            }
             for (a, b) in [(g.mean_xy[0], c.mean_xy[0]), (g.mean_xy[1], c.mean_xy[1]), (g.sigma_px, c.sigma_px)] {
                 assert!((a - b).abs() <= 2e-5, "{preset} sample {i}: gpu {g:?} cpu {c:?}");
             }

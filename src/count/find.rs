@@ -1,9 +1,10 @@
-//! Kernel `count/find` (shaders/count/find.wgsl): candidate centres and their stream compaction.
+//! Kernels `count/find` and `count/suppress` (shaders/count/find.wgsl, suppress.wgsl): candidate
+//! centres, their suppression and their stream compaction, in two passes.
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-/// Keep in sync with `FindParams` in shaders/count/find.wgsl.
+/// Keep in sync with `FindParams` in shaders/count/find_common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct FindParams {
@@ -200,8 +201,81 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     c.sort_unstable_by_key(|x| (x[0], x[1]));
 }
 
-/// Runs `count/find` alone on the GPU, in the given layout; returns the sorted list and the raw
-/// counter value.
+/// The device buffers of the two finding passes, besides the counter and the list of kept centres.
+pub struct FindBuffers {
+    /// [0]: candidates before suppression.
+    pre_counter: wgpu::Buffer,
+    /// The candidates before suppression, (frame, pixel, s, 0).
+    pre: wgpu::Buffer,
+    /// One bit per pixel of the batch: a candidate.
+    marks: wgpu::Buffer,
+    /// `count/suppress`'s indirect dispatch arguments.
+    args: wgpu::Buffer,
+}
+
+impl FindBuffers {
+    /// For batches of up to `n_frames` frames of `height x width` and lists of `capacity` entries.
+    pub fn new(
+        ctx: &crate::gpu::GpuContext,
+        n_frames: u32,
+        height: u32,
+        width: u32,
+        capacity: u64,
+    ) -> crate::Result<Self> {
+        let px = n_frames as u64 * height as u64 * width as u64;
+        Ok(Self {
+            pre_counter: ctx.storage("find_pre_counter", 4)?,
+            pre: ctx.storage("find_pre", capacity * 16)?,
+            marks: ctx.storage("find_marks", px.div_ceil(32) * 4)?,
+            args: ctx.storage("suppress_args", 12)?,
+        })
+    }
+}
+
+/// Records both passes of finding for the `p.n_frames` frames in `q` and `s`: `count/find` (in
+/// `layout`) lists and marks the candidates, `count/suppress` (indirect, one invocation per
+/// candidate) appends the kept ones to `cands` with `counter`, which the caller zeroes.
+#[allow(clippy::too_many_arguments)]
+pub fn record_find(
+    ctx: &crate::gpu::GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    layout: super::CountLayout,
+    p: &FindParams,
+    q: &wgpu::Buffer,
+    s: &wgpu::Buffer,
+    fb: &FindBuffers,
+    counter: &wgpu::Buffer,
+    cands: &wgpu::Buffer,
+) -> crate::Result<()> {
+    let fu = ctx.uniform("find_params", p);
+    let mark_words = (p.n_frames as u64 * p.height as u64 * p.width as u64).div_ceil(32);
+    enc.clear_buffer(&fb.marks, 0, Some((mark_words * 4).max(4)));
+    enc.clear_buffer(&fb.pre_counter, 0, Some(4));
+    ctx.dispatch(
+        enc,
+        layout.find(),
+        &[&fu, q, s, &fb.pre_counter, &fb.pre, &fb.marks],
+        layout.threads(p.n_frames, p.height, p.width),
+    )?;
+    let ap = super::localize::ArgsParams {
+        capacity: p.capacity,
+        wg_size: crate::shaders::COUNT_SUPPRESS.workgroup_size,
+        per_dim: ctx.workgroups_per_dim(),
+        _pad0: 0,
+    };
+    let au = ctx.uniform("suppress_args_params", &ap);
+    ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[&au, &fb.pre_counter, &fb.args], 1)?;
+    ctx.dispatch_indirect(
+        enc,
+        &crate::shaders::COUNT_SUPPRESS,
+        &[&fu, s, &fb.marks, &fb.pre_counter, &fb.pre, counter, cands],
+        &fb.args,
+    )?;
+    Ok(())
+}
+
+/// Runs both finding passes alone on the GPU, `count/find` in the given layout; returns the
+/// sorted list and the raw counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
     layout: super::CountLayout,
@@ -213,14 +287,9 @@ pub fn find_gpu(
     let sb = ctx.upload("s", s)?;
     let counter = ctx.upload("counter", &[0u32])?;
     let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
-    let u = ctx.uniform("find_params", p);
+    let fb = FindBuffers::new(ctx, p.n_frames, p.height, p.width, p.capacity as u64)?;
     let mut enc = ctx.encoder("find");
-    ctx.dispatch(
-        &mut enc,
-        layout.find(),
-        &[&u, &qb, &sb, &counter, &cands],
-        layout.threads(p.n_frames, p.height, p.width),
-    )?;
+    record_find(ctx, &mut enc, layout, p, &qb, &sb, &fb, &counter, &cands)?;
     let rc = ctx.readback(&mut enc, &counter, 4);
     let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
     ctx.submit_and_wait(enc)?;

@@ -335,6 +335,7 @@ struct GpuBuffers {
     s: wgpu::Buffer,
     counter: wgpu::Buffer,
     cands: wgpu::Buffer,
+    find: find::FindBuffers,
     out: wgpu::Buffer,
     args: wgpu::Buffer,
 }
@@ -384,6 +385,7 @@ impl<'a> Counter<'a> {
                     shaders::COUNT_CALIBRATE_U16,
                     *CountLayout::for_adapter(ctx).sum3(),
                     *CountLayout::for_adapter(ctx).find(),
+                    shaders::COUNT_SUPPRESS,
                     shaders::COUNT_ARGS,
                     shaders::COUNT_LOCALIZE,
                 ])?;
@@ -477,6 +479,7 @@ impl<'a> Counter<'a> {
             s: ctx.storage("s", n as u64 * px * 4)?,
             counter: ctx.storage("counter", 4)?,
             cands: ctx.storage("cands", cap * 16)?,
+            find: find::FindBuffers::new(ctx, n, h, w, cap)?,
             out: ctx.storage("localized", cap * 48)?,
             args: ctx.storage("args", 12)?,
         })
@@ -687,7 +690,6 @@ impl<'a> Counter<'a> {
         let sum3_params = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
         let sp = ctx.uniform("sum3_params", &sum3_params);
         let fparams = self.find_params(n);
-        let fu = ctx.uniform("find_params", &fparams);
         let ap = ArgsParams {
             capacity: fparams.capacity,
             wg_size: shaders::COUNT_LOCALIZE.workgroup_size,
@@ -709,12 +711,7 @@ impl<'a> Counter<'a> {
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
         let layout = CountLayout::for_adapter(ctx);
         ctx.dispatch(&mut enc, layout.sum3(), &[&sp, &b.q, &b.s], layout.threads(n as u32, self.height, self.width))?;
-        ctx.dispatch(
-            &mut enc,
-            layout.find(),
-            &[&fu, &b.q, &b.s, &b.counter, &b.cands],
-            layout.threads(n as u32, self.height, self.width),
-        )?;
+        find::record_find(ctx, &mut enc, layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);

@@ -163,6 +163,15 @@ pub const COUNT_FIND_COL8: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+/// `count/sum3` and the first pass of `count/find` in one kernel, on tiles of 32 x 8 pixels in
+/// workgroup memory.
+pub const COUNT_FIND_TILE: Kernel = Kernel {
+    name: "count/find_tile",
+    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/find_tile.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    workgroup_size: 256,
+};
+
 /// The second pass of finding: suppression over the candidates `count/find` listed.
 pub const COUNT_SUPPRESS: Kernel = Kernel {
     name: "count/suppress",
@@ -478,6 +487,7 @@ pub const ALL: &[Kernel] = &[
     COUNT_FIND,
     COUNT_FIND_PX,
     COUNT_FIND_COL8,
+    COUNT_FIND_TILE,
     COUNT_SUPPRESS,
     COUNT_ARGS,
     COUNT_LOCALIZE,

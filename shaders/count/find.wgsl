@@ -23,14 +23,6 @@
 
 const WG: u32 = 256u;
 
-const OUTSIDE: i32 = -2147483647 - 1;   // below every 3x3 sum: a neighbour outside the frame
-
-// Whether the largest q of a 3x3 passes the thresholds: above the background threshold and, when
-// the X-ray threshold is on, not above it.
-fn thresholds_pass(qmax: i32) -> bool {
-    return qmax > params.thr_q && !(params.xray_q > 0 && qmax > params.xray_q);
-}
-
 // The largest q of the 3x3 around (r, c), in the frame at `base`.
 fn qmax3(base: u32, r: i32, c: i32) -> i32 {
     let h = i32(params.height);

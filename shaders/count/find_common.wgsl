@@ -1,4 +1,5 @@
-// Shared by count/find and count/suppress (prepended in src/shaders.rs).
+// Shared by count/find, count/find_tile and count/suppress (prepended in src/shaders.rs). The
+// kernels declare `params: FindParams`.
 
 struct FindParams {           // keep in sync with src/count/find.rs::FindParams
     n_frames: u32,
@@ -14,4 +15,12 @@ struct FindParams {           // keep in sync with src/count/find.rs::FindParams
 // (a beats b): larger sum, ties by lower flat index.
 fn beats(sa: i32, ia: u32, sb: i32, ib: u32) -> bool {
     return sa > sb || (sa == sb && ia < ib);
+}
+
+const OUTSIDE: i32 = -2147483647 - 1;   // below every 3x3 sum: a neighbour outside the frame
+
+// Whether the largest q of a 3x3 passes the thresholds: above the background threshold and, when
+// the X-ray threshold is on, not above it.
+fn thresholds_pass(qmax: i32) -> bool {
+    return qmax > params.thr_q && !(params.xray_q > 0 && qmax > params.xray_q);
 }

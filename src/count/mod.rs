@@ -236,30 +236,34 @@ enum AduSource<'b> {
 /// How `count/sum3` and `count/find` split frames among invocations (`shaders/count/runs.wgsl`):
 /// runs of 8 pixels of a row (each invocation loads the window around its run once: the fast
 /// layout on CPU adapters such as lavapipe), runs of 8 pixels down a column (neighbouring
-/// invocations read neighbouring columns, so a GPU's loads coalesce), or one pixel per
-/// invocation. All give exactly the same output, the twins' (`tests/count.rs` checks each).
-/// On the H100 (512 frames of 576x576, `bench --kernel-times`), columns of 8 ran `count/sum3` in
-/// 1.68 ms against 2.24 (rows) and 2.54 (pixels), and `count/find` in 7.87 ms against 7.7 and
-/// 8.5: columns are the GPU default. On lavapipe rows of 8 are the fastest.
+/// invocations read neighbouring columns, so a GPU's loads coalesce), one pixel per invocation, or
+/// tiles of 32 x 8 pixels in workgroup memory with both kernels fused into one
+/// (`count/find_tile`). All give exactly the same output, the twins' (`tests/count.rs` checks
+/// each). On the H100 (512 frames of 576x576, `bench --kernel-times`), columns of 8 ran
+/// `count/sum3` in 1.68 ms against 2.24 (rows) and 2.54 (pixels), and `count/find` in 7.87 ms
+/// against 7.7 and 8.5; on an H200, with the two-pass finder, the fused tiles took 5.57 ms against
+/// 6.87 for columns of 8 (sum3 + find). Tiles are the GPU default; on lavapipe rows of 8 are the
+/// fastest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CountLayout {
     Rows8,
     Cols8,
     Pixels,
+    Tiles,
 }
 
 impl CountLayout {
-    pub const ALL: [CountLayout; 3] = [Self::Rows8, Self::Cols8, Self::Pixels];
+    pub const ALL: [CountLayout; 4] = [Self::Rows8, Self::Cols8, Self::Pixels, Self::Tiles];
 
-    /// Rows of 8 on CPU adapters, columns of 8 elsewhere; `EMSIM_COUNT_LAYOUT=rows8`, `cols8` or
-    /// `pixels` overrides this (for benchmarks).
+    /// Rows of 8 on CPU adapters, tiles elsewhere; `EMSIM_COUNT_LAYOUT=rows8`, `cols8`, `pixels`
+    /// or `tiles` overrides this (for benchmarks).
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         if let Ok(v) = std::env::var("EMSIM_COUNT_LAYOUT")
             && let Some(l) = Self::ALL.into_iter().find(|l| l.name() == v)
         {
             return l;
         }
-        if ctx.adapter.device_type == "Cpu" { Self::Rows8 } else { Self::Cols8 }
+        if ctx.adapter.device_type == "Cpu" { Self::Rows8 } else { Self::Tiles }
     }
 
     pub fn name(self) -> &'static str {
@@ -267,38 +271,48 @@ impl CountLayout {
             Self::Rows8 => "rows8",
             Self::Cols8 => "cols8",
             Self::Pixels => "pixels",
+            Self::Tiles => "tiles",
         }
     }
 
-    /// Rows and columns one run spans (keep in sync with shaders/count/run1.wgsl, run8.wgsl,
-    /// col8.wgsl).
+    /// Rows and columns one invocation (a run) or, for tiles, one workgroup covers (keep in
+    /// sync with shaders/count/run1.wgsl, run8.wgsl, col8.wgsl, find_tile.wgsl).
     fn span(self) -> (u32, u32) {
         match self {
             Self::Rows8 => (1, 8),
             Self::Cols8 => (8, 1),
             Self::Pixels => (1, 1),
+            Self::Tiles => (8, 32),
         }
     }
 
     /// Invocations of `count/sum3` and `count/find` for `n_frames` frames of `height x width`.
     pub fn threads(self, n_frames: u32, height: u32, width: u32) -> u64 {
         let (sr, sc) = self.span();
-        n_frames as u64 * height.div_ceil(sr) as u64 * width.div_ceil(sc) as u64
-    }
-
-    pub fn sum3(self) -> &'static shaders::Kernel {
+        let units = n_frames as u64 * height.div_ceil(sr) as u64 * width.div_ceil(sc) as u64;
         match self {
-            Self::Rows8 => &shaders::COUNT_SUM3,
-            Self::Cols8 => &shaders::COUNT_SUM3_COL8,
-            Self::Pixels => &shaders::COUNT_SUM3_PX,
+            Self::Tiles => units * shaders::COUNT_FIND_TILE.workgroup_size as u64,
+            _ => units,
         }
     }
 
+    /// `count/sum3` in this layout; `None` where `find` computes the sums itself.
+    pub fn sum3(self) -> Option<&'static shaders::Kernel> {
+        match self {
+            Self::Rows8 => Some(&shaders::COUNT_SUM3),
+            Self::Cols8 => Some(&shaders::COUNT_SUM3_COL8),
+            Self::Pixels => Some(&shaders::COUNT_SUM3_PX),
+            Self::Tiles => None,
+        }
+    }
+
+    /// The first finding pass (bindings: params, q, s, pre_counter, pre, marks).
     pub fn find(self) -> &'static shaders::Kernel {
         match self {
             Self::Rows8 => &shaders::COUNT_FIND,
             Self::Cols8 => &shaders::COUNT_FIND_COL8,
             Self::Pixels => &shaders::COUNT_FIND_PX,
+            Self::Tiles => &shaders::COUNT_FIND_TILE,
         }
     }
 }
@@ -380,15 +394,11 @@ impl<'a> Counter<'a> {
         }
         let gpu = match device {
             Device::Gpu(ctx) => {
-                ctx.warm_up(&[
-                    shaders::COUNT_CALIBRATE,
-                    shaders::COUNT_CALIBRATE_U16,
-                    *CountLayout::for_adapter(ctx).sum3(),
-                    *CountLayout::for_adapter(ctx).find(),
-                    shaders::COUNT_SUPPRESS,
-                    shaders::COUNT_ARGS,
-                    shaders::COUNT_LOCALIZE,
-                ])?;
+                let layout = CountLayout::for_adapter(ctx);
+                let mut kernels = vec![shaders::COUNT_CALIBRATE, shaders::COUNT_CALIBRATE_U16, *layout.find()];
+                kernels.extend(layout.sum3().copied());
+                kernels.extend([shaders::COUNT_SUPPRESS, shaders::COUNT_ARGS, shaders::COUNT_LOCALIZE]);
+                ctx.warm_up(&kernels)?;
                 Some(Self::alloc(ctx, &cfg, height, width)?)
             }
             Device::Cpu => None,
@@ -710,7 +720,9 @@ impl<'a> Counter<'a> {
         };
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
         let layout = CountLayout::for_adapter(ctx);
-        ctx.dispatch(&mut enc, layout.sum3(), &[&sp, &b.q, &b.s], layout.threads(n as u32, self.height, self.width))?;
+        if let Some(sum3) = layout.sum3() {
+            ctx.dispatch(&mut enc, sum3, &[&sp, &b.q, &b.s], layout.threads(n as u32, self.height, self.width))?;
+        }
         find::record_find(ctx, &mut enc, layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;

@@ -48,13 +48,17 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
                     |p, logits| {
                         softmax_cpu(1, k, logits, p);
                         let p = &p[..];
+                        // the first maximum of the logits, as the kernel takes it (two logits a
+                        // hair apart can round to the same probability)
                         let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-                        let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                        for (i, &v) in p.iter().enumerate() {
+                        for (i, &v) in logits.iter().enumerate() {
                             if v > best {
                                 best = v;
                                 arg = i;
                             }
+                        }
+                        let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+                        for (i, &v) in p.iter().enumerate() {
                             let (x, y) = (centre(i % g) as f64, centre(i / g) as f64);
                             mx += v as f64 * x;
                             my += v as f64 * y;
@@ -81,7 +85,7 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
                                 [centre(ax), centre(ay)]
                             },
                             sigma_px: var.sqrt() as f32,
-                            p_max: best,
+                            p_max: p[arg],
                         }
                     },
                 )

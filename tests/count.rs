@@ -157,6 +157,33 @@ fn find_matches_twin_exactly() {
             }
         }
     }
+    // A 2-D workgroup grid (16 workgroups per dimension at most), the indirect dispatch of
+    // count/suppress included: the same lists and sums in every layout.
+    let mut ctx = ctx;
+    ctx.set_workgroups_per_dim(16);
+    let (h, w, n) = (rng.random_range(50..90), rng.random_range(50..90), 3);
+    let q = random_q(&mut rng, (h * w * n) as usize);
+    let sp = Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 };
+    let mut s = vec![0; q.len()];
+    sum3_cpu(&sp, &q, &mut s);
+    let p = FindParams {
+        n_frames: n,
+        height: h,
+        width: w,
+        thr_q: 80 * 16,
+        xray_q: 0,
+        suppress_px: 2,
+        capacity: n * max_candidates(h, w) as u32,
+        _pad0: 0,
+    };
+    let cpu = find_cpu(&p, &q, &s);
+    assert!(!cpu.is_empty());
+    for layout in CountLayout::ALL {
+        let gpu_s = sum3_gpu(&ctx, layout, &sp, &q).unwrap();
+        let wrong = gpu_s.iter().zip(&s).filter(|(a, b)| a != b).count();
+        assert_eq!(wrong, 0, "2-D grid, {layout:?}: {wrong} of {} sums differ", s.len());
+        assert_eq!(find_gpu(&ctx, layout, &p, &q, &s).unwrap().0, cpu, "2-D grid, {layout:?}");
+    }
 }
 
 #[test]

@@ -112,6 +112,10 @@ pub struct BenchRecord {
     /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
+    /// Counting stages on the GPU path: how `count/sum3` and `count/find` split the frames
+    /// (`rows8`, `cols8`, `pixels`, `tiles`; see `count::CountLayout`, `EMSIM_COUNT_LAYOUT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count_layout: Option<String>,
     /// `--kernel-times` (GPU path with timestamp queries): each kernel's GPU milliseconds and
     /// dispatches per repeat, from timestamps around every compute pass (the repeats' wall and
     /// `gpu_median_s` then include that profiling's small overhead).
@@ -245,6 +249,7 @@ impl BenchRecord {
             gpu_samples_per_s: None,
             frames_dtype: None,
             net_precision: None,
+            count_layout: None,
             kernel_gpu_ms_per_repeat,
             kernel_dispatches_per_repeat,
             kernel_frames_per_s: None,
@@ -929,7 +934,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     if records.is_empty() {
         return Err(Error::Other("no benchmark ran".into()));
     }
+    let layout = match &gpu {
+        Some(Device::Gpu(ctx)) => Some(crate::count::CountLayout::for_adapter(ctx).name()),
+        _ => None,
+    };
     for r in &mut records {
+        if r.path == "gpu" && matches!(r.stage.as_str(), "count" | "frames_count" | "count_net" | "count_net_split") {
+            r.count_layout = layout.map(Into::into);
+        }
         if let (Some(b), Some((_, bw))) = (r.bytes_per_s, copy_bw.iter().find(|(p, _)| *p == r.path))
             && r.stage != "copy"
         {

@@ -349,9 +349,18 @@ fn bench_json_follows_schema_and_compares() {
     for st in &stages {
         assert!(records.iter().any(|r| r["stage"] == *st), "no record for stage {st}");
     }
+    let layouts = items["properties"]["count_layout"]["enum"].as_array().unwrap();
     for r in records {
         for k in items["required"].as_array().unwrap() {
             assert!(r.get(k.as_str().unwrap()).is_some(), "record {r} lacks {k}");
+        }
+        // counting on the GPU path says which kernel layout ran; nothing else does
+        let counting =
+            ["count", "frames_count", "count_net", "count_net_split"].contains(&r["stage"].as_str().unwrap());
+        if counting && r["path"] == "gpu" {
+            assert!(layouts.contains(&r["count_layout"]), "record {r}: count_layout");
+        } else {
+            assert!(r.get("count_layout").is_none(), "record {r}: count_layout");
         }
         for cond in items["allOf"].as_array().unwrap() {
             let st = &cond["if"]["properties"]["stage"];

@@ -310,13 +310,7 @@ impl BenchReport {
         );
         for r in &self.records {
             let (v, unit) = r.headline();
-            let size = match (&r.model, r.batch_samples) {
-                (Some(m), _) => m.clone(),
-                _ if r.height > 0 => {
-                    format!("{}x{}{}", r.height, r.width, if r.frames_dtype.is_some() { " u16" } else { "" })
-                }
-                _ => "-".into(),
-            };
+            let size = r.size_label();
             let batch = r.batch_samples.unwrap_or(r.batch_frames);
             s += &format!(
                 "{:<15} {:<4} {:>9} {:>8.0} {:>5} {:>12.1} {:<9} {:>11} {:>8} {:>6.1}% {:>8} {:>12}\n",
@@ -340,19 +334,17 @@ impl BenchReport {
             if ms.is_empty() {
                 continue;
             }
-            let size = r.model.clone().unwrap_or_else(|| format!("{}x{}", r.height, r.width));
             let rate = match (r.kernel_frames_per_s, r.kernel_samples_per_s) {
                 (Some(f), _) => format!("; kernels alone: {f:.1} frames/s"),
                 (_, Some(v)) => format!("; kernels alone: {v:.1} samples/s"),
                 _ => String::new(),
             };
             s += &format!(
-                "kernels of {} {} {}{}, batch {} (GPU ms per repeat, dispatches{rate}):
+                "kernels of {} {} {}, batch {} (GPU ms per repeat, dispatches{rate}):
 ",
                 r.stage,
                 r.path,
-                size,
-                if r.frames_dtype.is_some() { " u16" } else { "" },
+                r.size_label(),
                 r.batch_samples.unwrap_or(r.batch_frames)
             );
             let mut ks: Vec<(&String, &f64)> = ms.iter().collect();
@@ -403,8 +395,7 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
     );
     r.frame_figures(cfg, cfg.batch_frames, electrons);
     if cfg.quantize_u16 {
-        r.frames_dtype = Some("u16".into());
-        r.bytes_per_s = r.bytes_per_s.map(|b| b / 2.0);
+        r.u16_frames();
     }
     Ok(r)
 }
@@ -557,8 +548,7 @@ fn bench_count_with(
     );
     r.frame_figures(cfg, batch as u32, found);
     if u16_input {
-        r.frames_dtype = Some("u16".into());
-        r.bytes_per_s = r.bytes_per_s.map(|b| b / 2.0);
+        r.u16_frames();
     }
     Ok(r)
 }
@@ -574,6 +564,23 @@ impl BenchRecord {
         self.frames_per_s = Some(fps);
         self.electrons_per_s = Some(electrons as f64 / self.median_s);
         self.bytes_per_s = Some(fps * cfg.height as f64 * cfg.width as f64 * 4.0);
+    }
+
+    /// Marks a frame record as one on raw u16 frames (two bytes per pixel, not four).
+    fn u16_frames(&mut self) {
+        self.frames_dtype = Some("u16".into());
+        self.bytes_per_s = self.bytes_per_s.map(|b| b / 2.0);
+    }
+
+    /// The record's size column: the model, or the frame size (with " u16" for raw u16 frames).
+    fn size_label(&self) -> String {
+        match &self.model {
+            Some(m) => m.clone(),
+            None if self.height > 0 => {
+                format!("{}x{}{}", self.height, self.width, if self.frames_dtype.is_some() { " u16" } else { "" })
+            }
+            None => "-".into(),
+        }
     }
 }
 
@@ -1015,9 +1022,9 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
             .map(|b| format!(" b{b}"))
             .unwrap_or_default();
         let f16 = if r["net_precision"].as_str() == Some("f16") { " f16" } else { "" };
-        let f16 = if r["frames_dtype"].as_str() == Some("u16") { format!("{f16} u16") } else { f16.to_string() };
+        let u16 = if r["frames_dtype"].as_str() == Some("u16") { " u16" } else { "" };
         format!(
-            "{} {} {}x{}{e}{model}{batch}{f16}",
+            "{} {} {}x{}{e}{model}{batch}{f16}{u16}",
             r["stage"].as_str().unwrap_or("?"),
             r["path"].as_str().unwrap_or("?"),
             r["height"],

@@ -114,60 +114,60 @@ pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
     workgroup_size: 256,
 };
 
-/// `count/sum3` on runs of 8 pixels of a row per invocation (CPU adapters; see
-/// [`crate::count::CountLayout`]).
-pub const COUNT_SUM3: Kernel = Kernel {
-    name: "count/sum3",
-    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+/// A `count/sum3` or `count/find` kernel in the three run layouts of [`crate::count::CountLayout`]
+/// (`count/run8.wgsl`, `run1.wgsl` or `col8.wgsl` prepended to `count/runs.wgsl` and `$piece`s):
+/// `$rows` runs of 8 pixels of a row per invocation (CPU adapters), `$px` one pixel per
+/// invocation, `$cols` runs of 8 pixels down a column.
+macro_rules! run_kernels {
+    ($rows:ident, $px:ident, $cols:ident, $name:literal, [$($piece:literal),+], $bindings:expr) => {
+        pub const $rows: Kernel = Kernel {
+            name: $name,
+            source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", $($piece),+),
+            bindings: $bindings,
+            workgroup_size: 256,
+        };
+        pub const $px: Kernel = Kernel {
+            name: concat!($name, "_px"),
+            source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", $($piece),+),
+            bindings: $bindings,
+            workgroup_size: 256,
+        };
+        pub const $cols: Kernel = Kernel {
+            name: concat!($name, "_col8"),
+            source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", $($piece),+),
+            bindings: $bindings,
+            workgroup_size: 256,
+        };
+    };
+}
 
-/// `count/sum3` with one pixel per invocation (GPUs).
-pub const COUNT_SUM3_PX: Kernel = Kernel {
-    name: "count/sum3_px",
-    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+run_kernels!(
+    COUNT_SUM3,
+    COUNT_SUM3_PX,
+    COUNT_SUM3_COL8,
+    "count/sum3",
+    ["count/sum3.wgsl"],
+    &[Uniform, StorageRead, StorageReadWrite]
+);
 
-/// `count/sum3` on runs of 8 pixels down a column per invocation.
-pub const COUNT_SUM3_COL8: Kernel = Kernel {
-    name: "count/sum3_col8",
-    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/sum3.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
-    workgroup_size: 256,
-};
+/// The first pass of finding (bindings: params, q, s, pre_counter, pre, marks).
+const FIND_BINDINGS: &[Binding] =
+    &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite];
 
-/// `count/find` on runs of 8 pixels of a row per invocation (CPU adapters).
-pub const COUNT_FIND: Kernel = Kernel {
-    name: "count/find",
-    source: wgsl!("shared/rng.wgsl", "count/run8.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
-    workgroup_size: 256,
-};
-
-/// `count/find` with one pixel per invocation (GPUs).
-pub const COUNT_FIND_PX: Kernel = Kernel {
-    name: "count/find_px",
-    source: wgsl!("shared/rng.wgsl", "count/run1.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
-    workgroup_size: 256,
-};
-
-/// `count/find` on runs of 8 pixels down a column per invocation.
-pub const COUNT_FIND_COL8: Kernel = Kernel {
-    name: "count/find_col8",
-    source: wgsl!("shared/rng.wgsl", "count/col8.wgsl", "count/runs.wgsl", "count/find_common.wgsl", "count/find.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
-    workgroup_size: 256,
-};
+run_kernels!(
+    COUNT_FIND,
+    COUNT_FIND_PX,
+    COUNT_FIND_COL8,
+    "count/find",
+    ["count/find_common.wgsl", "count/find_list.wgsl", "count/find.wgsl"],
+    FIND_BINDINGS
+);
 
 /// `count/sum3` and the first pass of `count/find` in one kernel, on tiles of 32 x 8 pixels in
 /// workgroup memory.
 pub const COUNT_FIND_TILE: Kernel = Kernel {
     name: "count/find_tile",
-    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/find_tile.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/find_list.wgsl", "count/find_tile.wgsl"),
     bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite, StorageReadWrite],
     workgroup_size: 256,
 };

@@ -17,9 +17,7 @@
 @group(0) @binding(0) var<uniform> params: FindParams;
 @group(0) @binding(1) var<storage, read> q: array<i32>;
 @group(0) @binding(2) var<storage, read> s: array<i32>;
-@group(0) @binding(3) var<storage, read_write> pre_counter: array<atomic<u32>>;  // [0]: candidates
-@group(0) @binding(4) var<storage, read_write> pre: array<vec4<u32>>;            // (frame, pixel, s, 0)
-@group(0) @binding(5) var<storage, read_write> marks: array<atomic<u32>>;        // one bit per pixel
+// bindings 3-5 (pre_counter, pre, marks): count/find_list.wgsl
 
 const WG: u32 = 256u;
 
@@ -71,31 +69,19 @@ fn test_run(run: Run) {
         if (r >= h || c >= w) {
             break;
         }
-        // larger than each neighbour's sum; on a tie, the pixel first in raster order wins (the
-        // neighbour after it: the row below, or the right one)
+        // larger than each neighbour's sum; on a tie, the pixel first in raster order wins
         let centre = (1 + i32(VR) * m) * wc + 1 + i32(VC) * m;
         let sm = sw[centre];
         var local = true;
         for (var dr = -1; dr <= 1; dr++) {
             for (var dc = -1; dc <= 1; dc++) {
-                if (dr == 0 && dc == 0) {
-                    continue;
-                }
-                let sn = sw[centre + dr * wc + dc];
-                let after = dr == 1 || (dr == 0 && dc == 1);
-                if (!(sm > sn || (sm == sn && after))) {
+                if ((dr != 0 || dc != 0) && !beats_neighbour(sm, sw[centre + dr * wc + dc], dr, dc)) {
                     local = false;
                 }
             }
         }
         if (local && thresholds_pass(qmax3(base, r, c))) {
-            let me = u32(r * w + c);
-            let slot = atomicAdd(&pre_counter[0], 1u);
-            if (slot < params.capacity) {
-                pre[slot] = vec4<u32>(run.frame, me, bitcast<u32>(sm), 0u);
-            }
-            let bit = base + me;
-            atomicOr(&marks[bit >> 5u], 1u << (bit & 31u));
+            list_candidate(run.frame, base, u32(r * w + c), sm);
         }
     }
 }

@@ -17,6 +17,13 @@ fn beats(sa: i32, ia: u32, sb: i32, ib: u32) -> bool {
     return sa > sb || (sa == sb && ia < ib);
 }
 
+// A pixel with sum `sm` against its neighbour at (dr, dc) in -1..1 with sum `sn`: `beats` for
+// neighbours, whose flat index is lower exactly when they come before it in raster order (the row
+// above, or the left one).
+fn beats_neighbour(sm: i32, sn: i32, dr: i32, dc: i32) -> bool {
+    return sm > sn || (sm == sn && (dr == 1 || (dr == 0 && dc == 1)));
+}
+
 const OUTSIDE: i32 = -2147483647 - 1;   // below every 3x3 sum: a neighbour outside the frame
 
 // Whether the largest q of a 3x3 passes the thresholds: above the background threshold and, when

@@ -11,9 +11,7 @@
 @group(0) @binding(0) var<uniform> params: FindParams;
 @group(0) @binding(1) var<storage, read> q: array<i32>;
 @group(0) @binding(2) var<storage, read_write> s: array<i32>;
-@group(0) @binding(3) var<storage, read_write> pre_counter: array<atomic<u32>>;  // [0]: candidates
-@group(0) @binding(4) var<storage, read_write> pre: array<vec4<u32>>;            // (frame, pixel, s, 0)
-@group(0) @binding(5) var<storage, read_write> marks: array<atomic<u32>>;        // one bit per pixel
+// bindings 3-5 (pre_counter, pre, marks): count/find_list.wgsl
 
 const WG: u32 = 256u;
 const TW: u32 = 32u;                 // tile width (a row of the tile: 128 bytes of q)
@@ -79,17 +77,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let centre = (ty + 1u) * SW + tx + 1u;
     let sm = ss[centre];
     s[base + me] = sm;
-    // larger than each neighbour's sum; on a tie, the pixel first in raster order wins (the
-    // neighbour after it: the row below, or the right one)
+    // larger than each neighbour's sum; on a tie, the pixel first in raster order wins
     var local = true;
-    for (var dr = 0u; dr < 3u; dr++) {
-        for (var dc = 0u; dc < 3u; dc++) {
-            if (dr == 1u && dc == 1u) {
-                continue;
-            }
-            let sn = ss[centre + dr * SW + dc - SW - 1u];
-            let after = dr == 2u || (dr == 1u && dc == 2u);
-            if (!(sm > sn || (sm == sn && after))) {
+    for (var dr = -1; dr <= 1; dr++) {
+        for (var dc = -1; dc <= 1; dc++) {
+            if ((dr != 0 || dc != 0) && !beats_neighbour(sm, ss[u32(i32(centre) + dr * i32(SW) + dc)], dr, dc)) {
                 local = false;
             }
         }
@@ -108,11 +100,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     if (thresholds_pass(qmax)) {
-        let slot = atomicAdd(&pre_counter[0], 1u);
-        if (slot < params.capacity) {
-            pre[slot] = vec4<u32>(f, me, bitcast<u32>(sm), 0u);
-        }
-        let bit = base + me;
-        atomicOr(&marks[bit >> 5u], 1u << (bit & 31u));
+        list_candidate(f, base, me, sm);
     }
 }

@@ -97,12 +97,20 @@ pub fn calibrate_gpu_u16(
     dark: &[f32],
     gain_map: &[f32],
 ) -> crate::Result<Vec<i32>> {
-    let mut padded = adu.to_vec();
-    if padded.len() % 2 == 1 {
-        padded.push(0);
-    }
-    let a = ctx.upload("adu_u16", &padded)?;
+    let a = ctx.upload("adu_u16", &u16_words(adu))?;
     run_calibrate(ctx, &crate::shaders::COUNT_CALIBRATE_U16, p, &a, dark, gain_map)
+}
+
+/// u16 values as `count/calibrate_u16` reads them, whole u32 words: an odd count gets one more
+/// value, which the kernel never reads.
+pub(crate) fn u16_words(adu: &[u16]) -> std::borrow::Cow<'_, [u16]> {
+    if adu.len().is_multiple_of(2) {
+        return std::borrow::Cow::Borrowed(adu);
+    }
+    let mut padded = Vec::with_capacity(adu.len() + 1);
+    padded.extend_from_slice(adu);
+    padded.push(0);
+    std::borrow::Cow::Owned(padded)
 }
 
 /// Dispatches a `count/calibrate` variant on the frames in `a` and reads `q` back.

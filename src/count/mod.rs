@@ -342,6 +342,8 @@ impl<'b> HostAdu<'b> {
 
 struct GpuBuffers {
     capacity_frames: u32,
+    /// The kernels' layout, chosen once per counter (the kernels compiled are this layout's).
+    layout: CountLayout,
     adu: wgpu::Buffer,
     dark: wgpu::Buffer,
     gain_map: wgpu::Buffer,
@@ -394,12 +396,12 @@ impl<'a> Counter<'a> {
         }
         let gpu = match device {
             Device::Gpu(ctx) => {
-                let layout = CountLayout::for_adapter(ctx);
-                let mut kernels = vec![shaders::COUNT_CALIBRATE, shaders::COUNT_CALIBRATE_U16, *layout.find()];
-                kernels.extend(layout.sum3().copied());
+                let b = Self::alloc(ctx, &cfg, height, width)?;
+                let mut kernels = vec![shaders::COUNT_CALIBRATE, shaders::COUNT_CALIBRATE_U16, *b.layout.find()];
+                kernels.extend(b.layout.sum3().copied());
                 kernels.extend([shaders::COUNT_SUPPRESS, shaders::COUNT_ARGS, shaders::COUNT_LOCALIZE]);
                 ctx.warm_up(&kernels)?;
-                Some(Self::alloc(ctx, &cfg, height, width)?)
+                Some(b)
             }
             Device::Cpu => None,
         };
@@ -482,6 +484,7 @@ impl<'a> Counter<'a> {
         };
         Ok(GpuBuffers {
             capacity_frames: n,
+            layout: CountLayout::for_adapter(ctx),
             adu: ctx.storage("adu", n as u64 * px * 4)?,
             dark,
             gain_map,
@@ -685,20 +688,11 @@ impl<'a> Counter<'a> {
         let px = (self.height * self.width) as u64;
         match adu {
             AduSource::Host(a) => ctx.write(&b.adu, a),
-            AduSource::HostU16(a) if a.len() % 2 == 1 => {
-                // whole u32 words: pad with one value the kernel never reads
-                let mut padded = Vec::with_capacity(a.len() + 1);
-                padded.extend_from_slice(a);
-                padded.push(0);
-                ctx.write(&b.adu, &padded);
-            }
-            AduSource::HostU16(a) => ctx.write(&b.adu, a),
+            AduSource::HostU16(a) => ctx.write(&b.adu, &calibrate::u16_words(a)),
             AduSource::Device(_) => {}
         }
         ctx.write(&b.counter, &[0u32]);
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
-        let sum3_params = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
-        let sp = ctx.uniform("sum3_params", &sum3_params);
         let fparams = self.find_params(n);
         let ap = ArgsParams {
             capacity: fparams.capacity,
@@ -719,11 +713,12 @@ impl<'a> Counter<'a> {
             &shaders::COUNT_CALIBRATE
         };
         ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
-        let layout = CountLayout::for_adapter(ctx);
-        if let Some(sum3) = layout.sum3() {
-            ctx.dispatch(&mut enc, sum3, &[&sp, &b.q, &b.s], layout.threads(n as u32, self.height, self.width))?;
+        if let Some(sum3) = b.layout.sum3() {
+            let sp = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
+            let su = ctx.uniform("sum3_params", &sp);
+            ctx.dispatch(&mut enc, sum3, &[&su, &b.q, &b.s], b.layout.threads(n as u32, self.height, self.width))?;
         }
-        find::record_find(ctx, &mut enc, layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
+        find::record_find(ctx, &mut enc, b.layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
         ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
         ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);

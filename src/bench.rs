@@ -942,7 +942,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         return Err(Error::Other("no benchmark ran".into()));
     }
     let layout = match &gpu {
-        Some(Device::Gpu(ctx)) => Some(crate::count::CountLayout::for_adapter(ctx).name()),
+        Some(Device::Gpu(ctx)) => Some(crate::count::CountLayout::for_adapter(ctx)?.name()),
         _ => None,
     };
     for r in &mut records {

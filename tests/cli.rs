@@ -296,6 +296,17 @@ fn count_bad_input_is_named() {
         assert_eq!(line.lines().count(), 1, "{args:?}: one error line, got {line:?}");
         assert!(line.contains(expect), "{args:?}: {line:?} should mention {expect}");
     }
+    // A mistyped kernel-layout override (for benchmarks, GPU path) is named, not ignored.
+    let out = Command::new(env!("CARGO_BIN_EXE_emsim"))
+        .args(["count", "f.h5", "--out", "c.h5"])
+        .env("EMSIM_COUNT_LAYOUT", "tile")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let line = stderr_line(&out);
+    assert!(!out.status.success() && line.lines().count() == 1, "{line:?}");
+    assert!(line.contains("EMSIM_COUNT_LAYOUT") && line.contains("'tile'"), "{line:?}");
+    assert!(!d.join("c.h5").exists());
     // Truth from another dataset.
     let o = emsim(
         &[

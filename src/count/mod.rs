@@ -256,14 +256,14 @@ impl CountLayout {
     pub const ALL: [CountLayout; 4] = [Self::Rows8, Self::Cols8, Self::Pixels, Self::Tiles];
 
     /// Rows of 8 on CPU adapters, tiles elsewhere; `EMSIM_COUNT_LAYOUT=rows8`, `cols8`, `pixels`
-    /// or `tiles` overrides this (for benchmarks).
-    pub fn for_adapter(ctx: &GpuContext) -> Self {
-        if let Ok(v) = std::env::var("EMSIM_COUNT_LAYOUT")
-            && let Some(l) = Self::ALL.into_iter().find(|l| l.name() == v)
-        {
-            return l;
+    /// or `tiles` overrides this (for benchmarks); any other value is an error that names it.
+    pub fn for_adapter(ctx: &GpuContext) -> Result<Self> {
+        if let Ok(v) = std::env::var("EMSIM_COUNT_LAYOUT") {
+            return Self::ALL.into_iter().find(|l| l.name() == v).ok_or_else(|| {
+                Error::invalid("EMSIM_COUNT_LAYOUT", format!("'{v}': expected rows8, cols8, pixels or tiles"))
+            });
         }
-        if ctx.adapter.device_type == "Cpu" { Self::Rows8 } else { Self::Tiles }
+        Ok(if ctx.adapter.device_type == "Cpu" { Self::Rows8 } else { Self::Tiles })
     }
 
     pub fn name(self) -> &'static str {
@@ -484,7 +484,7 @@ impl<'a> Counter<'a> {
         };
         Ok(GpuBuffers {
             capacity_frames: n,
-            layout: CountLayout::for_adapter(ctx),
+            layout: CountLayout::for_adapter(ctx)?,
             adu: ctx.storage("adu", n as u64 * px * 4)?,
             dark,
             gain_map,

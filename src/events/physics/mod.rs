@@ -335,6 +335,7 @@ fn params(opts: &SimOptions) -> TransportParams {
         subdeposit_um: opts.subdeposit_um,
         track_secondaries: opts.track_secondaries,
         keep_steps: opts.keep_steps,
+        elastic: true,
     }
 }
 

@@ -179,6 +179,10 @@ pub struct TransportParams {
     pub track_secondaries: bool,
     /// Record the primary's track.
     pub keep_steps: bool,
+    /// Elastic scattering (on in every simulation). Off, particles fly straight between their
+    /// Moller collisions: the energy-loss straggling of a fixed path length, which is what
+    /// Bichsel's straggling functions describe (validation test 4).
+    pub elastic: bool,
 }
 
 /// One energy deposit (merged over at most `subdeposit_um` of path), in um and keV.
@@ -366,6 +370,7 @@ pub fn transport(
             // Collision.
             let mut loss = 0.0;
             match table.pick(p.e, rng.uniform()) {
+                Channel::Elastic(_) if !params.elastic => {}
                 Channel::Elastic(j) => {
                     let z = table.material.elements[j].z;
                     let a = table.screening_at(p.e, j);

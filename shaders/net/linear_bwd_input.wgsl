@@ -10,7 +10,7 @@ struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (
     out_f: u32,
     chunk_rows: u32,    // rows (samples) per partial sum, linear_bwd_weight only
     n_chunks: u32,      // linear_bwd_weight only
-    _pad0: u32,
+    o_blocks: u32,      // linear_fwd: ceil(out_f / OB)
     _pad1: u32,
     _pad2: u32,
 }

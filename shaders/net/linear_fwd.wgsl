@@ -6,7 +6,7 @@
 // (o0 .. o0+7) in 32 accumulators, so each x value loaded feeds 8 outputs and each weight 4
 // samples (the plain one-output-per-invocation form loaded two values per multiply-add). Samples
 // and outputs past the end are clamped to the last one when loading and not stored.
-// Invocation t = nb * o_blocks + ob, o_blocks = ceil(out_f / OB) (params.chunk_rows carries it).
+// Invocation t = nb * o_blocks + ob, o_blocks = ceil(out_f / OB) (params.o_blocks).
 // x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference); the arithmetic is f32.
 // CPU twin: src/net/linear.rs::linear_fwd_cpu (output rounded to f16 when yt is f16).
 
@@ -14,9 +14,9 @@ struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (
     n: u32,
     in_f: u32,
     out_f: u32,
-    chunk_rows: u32,    // linear_bwd_weight: rows (samples) per partial sum; linear_fwd: output blocks
+    chunk_rows: u32,    // linear_bwd_weight: rows (samples) per partial sum
     n_chunks: u32,      // linear_bwd_weight only
-    _pad0: u32,
+    o_blocks: u32,      // linear_fwd: ceil(out_f / OB)
     _pad1: u32,
     _pad2: u32,
 }
@@ -47,7 +47,7 @@ fn fma8(acc: ptr<function, array<vec4<f32>, 8>>, xv: vec4<f32>, w0: vec4<f32>, w
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let t = flat_index(wid, nwg, lid, WG);
-    let o_blocks = params.chunk_rows;
+    let o_blocks = params.o_blocks;
     if (t >= o_blocks * ((params.n + NB - 1u) / NB)) {
         return;
     }

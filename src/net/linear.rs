@@ -125,11 +125,12 @@ pub struct LinearParams {
     pub n: u32,
     pub in_f: u32,
     pub out_f: u32,
-    /// Samples per partial sum (linear_bwd_weight); output blocks of [`LINEAR_FWD_OB`] (linear_fwd).
+    /// Samples per partial sum (linear_bwd_weight).
     pub chunk_rows: u32,
     /// Number of partial sums per parameter (linear_bwd_weight).
     pub n_chunks: u32,
-    pub _pad0: u32,
+    /// Blocks of [`LINEAR_FWD_OB`] outputs, ceil(out_f / OB) (linear_fwd).
+    pub o_blocks: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
@@ -148,7 +149,7 @@ impl LinearParams {
             out_f: s.out_f as u32,
             chunk_rows: to_u32("linear chunk rows", plan.chunk_rows),
             n_chunks: to_u32("linear chunks", plan.n_chunks),
-            _pad0: 0,
+            o_blocks: to_u32("linear_fwd output blocks", s.out_f.div_ceil(LINEAR_FWD_OB)),
             _pad1: 0,
             _pad2: 0,
         }
@@ -205,11 +206,9 @@ pub fn linear_fwd_record_io(
         return Ok(());
     }
     // one invocation per block of LINEAR_FWD_NB samples x LINEAR_FWD_OB outputs
-    let o_blocks = s.out_f.div_ceil(LINEAR_FWD_OB);
-    let mut p = LinearParams::new(s);
-    p.chunk_rows = to_u32("linear_fwd output blocks", o_blocks);
+    let p = LinearParams::new(s);
     let u = ctx.uniform("linear_fwd_params", &p);
-    let threads = (s.n.div_ceil(LINEAR_FWD_NB) * o_blocks) as u64;
+    let threads = s.n.div_ceil(LINEAR_FWD_NB) as u64 * p.o_blocks as u64;
     ctx.dispatch(enc, io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16), &[&u, x, w, b, y], threads)
 }
 

@@ -257,19 +257,14 @@ pub fn record_find(
         &[&fu, q, s, &fb.pre_counter, &fb.pre, &fb.marks],
         layout.threads(p.n_frames, p.height, p.width),
     )?;
-    let ap = super::localize::ArgsParams {
-        capacity: p.capacity,
-        wg_size: crate::shaders::COUNT_SUPPRESS.workgroup_size,
-        per_dim: ctx.workgroups_per_dim(),
-        _pad0: 0,
-    };
-    let au = ctx.uniform("suppress_args_params", &ap);
-    ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[&au, &fb.pre_counter, &fb.args], 1)?;
-    ctx.dispatch_indirect(
+    super::localize::record_indirect(
+        ctx,
         enc,
         &crate::shaders::COUNT_SUPPRESS,
-        &[&fu, s, &fb.marks, &fb.pre_counter, &fb.pre, counter, cands],
+        p.capacity,
+        &fb.pre_counter,
         &fb.args,
+        &[&fu, s, &fb.marks, &fb.pre_counter, &fb.pre, counter, cands],
     )?;
     Ok(())
 }

@@ -25,6 +25,25 @@ pub fn dispatch_args_cpu(p: &ArgsParams, counter: u32) -> [u32; 3] {
     [x, y, 1]
 }
 
+/// Records `count/args` (the workgroups for the first `min(counter[0], capacity)` entries of a
+/// list, into `args`) and the indirect dispatch of `kernel` over them with `bindings`; returns
+/// the arguments' parameters (for [`dispatch_args_cpu`]).
+pub fn record_indirect(
+    ctx: &crate::gpu::GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    kernel: &crate::shaders::Kernel,
+    capacity: u32,
+    counter: &wgpu::Buffer,
+    args: &wgpu::Buffer,
+    bindings: &[&wgpu::Buffer],
+) -> crate::Result<ArgsParams> {
+    let ap = ArgsParams { capacity, wg_size: kernel.workgroup_size, per_dim: ctx.workgroups_per_dim(), _pad0: 0 };
+    let au = ctx.uniform("args_params", &ap);
+    ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[&au, counter, args], 1)?;
+    ctx.dispatch_indirect(enc, kernel, bindings, args)?;
+    Ok(ap)
+}
+
 /// Keep in sync with `LocalizeParams` in shaders/count/localize.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -219,17 +238,10 @@ pub fn localize_gpu(
     let garbage = Localized { xy: [[-12345.0; 2]; 5], charge3_e: -1.0, charge5_e: -1.0 };
     let out = ctx.upload("localized", &vec![garbage; cands.len().max(1)])?;
     let args = ctx.storage("args", 12)?;
-    let ap = ArgsParams {
-        capacity: p.capacity,
-        wg_size: crate::shaders::COUNT_LOCALIZE.workgroup_size,
-        per_dim: ctx.workgroups_per_dim(),
-        _pad0: 0,
-    };
-    let au = ctx.uniform("args_params", &ap);
     let lu = ctx.uniform("localize_params", p);
     let mut enc = ctx.encoder("localize");
-    ctx.dispatch(&mut enc, &crate::shaders::COUNT_ARGS, &[&au, &counter, &args], 1)?;
-    ctx.dispatch_indirect(&mut enc, &crate::shaders::COUNT_LOCALIZE, &[&lu, &qb, &counter, &cb, &out], &args)?;
+    let localize = &crate::shaders::COUNT_LOCALIZE;
+    let ap = record_indirect(ctx, &mut enc, localize, p.capacity, &counter, &args, &[&lu, &qb, &counter, &cb, &out])?;
     let ra = ctx.readback(&mut enc, &args, 12);
     let ro = ctx.readback(&mut enc, &out, cands.len().max(1) as u64 * 48);
     ctx.submit_and_wait(enc)?;

@@ -24,7 +24,7 @@ use crate::shaders;
 use crate::{Error, Result};
 use calibrate::{CalibrateParams, Q_SCALE, to_q};
 use find::{Candidate, FindParams, max_candidates};
-use localize::{ArgsParams, LocalizeParams, Localized};
+use localize::{LocalizeParams, Localized};
 use sum3::Sum3Params;
 
 /// A localization method.
@@ -694,13 +694,6 @@ impl<'a> Counter<'a> {
         ctx.write(&b.counter, &[0u32]);
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
         let fparams = self.find_params(n);
-        let ap = ArgsParams {
-            capacity: fparams.capacity,
-            wg_size: shaders::COUNT_LOCALIZE.workgroup_size,
-            per_dim: ctx.workgroups_per_dim(),
-            _pad0: 0,
-        };
-        let au = ctx.uniform("args_params", &ap);
         let lu = ctx.uniform("localize_params", &self.localize_params(fparams.capacity));
         let total = n as u64 * px;
         let mut enc = ctx.encoder("count");
@@ -719,8 +712,9 @@ impl<'a> Counter<'a> {
             ctx.dispatch(&mut enc, sum3, &[&su, &b.q, &b.s], b.layout.threads(n as u32, self.height, self.width))?;
         }
         find::record_find(ctx, &mut enc, b.layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
-        ctx.dispatch(&mut enc, &shaders::COUNT_ARGS, &[&au, &b.counter, &b.args], 1)?;
-        ctx.dispatch_indirect(&mut enc, &shaders::COUNT_LOCALIZE, &[&lu, &b.q, &b.counter, &b.cands, &b.out], &b.args)?;
+        let localize = &shaders::COUNT_LOCALIZE;
+        let bindings = [&lu, &b.q, &b.counter, &b.cands, &b.out];
+        localize::record_indirect(ctx, &mut enc, localize, fparams.capacity, &b.counter, &b.args, &bindings)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
         let count = rc.read::<u32>(ctx)?[0];

@@ -337,11 +337,17 @@ fn deposit_stats(e0: f64, x_um: f64, n: u64, seed: u64, elastic: bool) -> Deposi
     DepositStats { mpv, fwhm, path: path / n as f64 }
 }
 
+/// Landau's width parameter xi = K/2 Z/A rho x / beta^2 (keV) of `x_um` of `m` at `e0` keV.
+fn landau_xi_kev(m: &Material, e0: f64, x_um: f64) -> f64 {
+    let (_, _, beta2, _) = material::kinematics(e0);
+    0.1535374 * m.z_over_a * m.density_g_cm3 * x_um * 1e-4 / beta2 * 1e3
+}
+
 /// Landau-Vavilov most probable energy loss (keV) in `x_um` of `m` at `e0` keV, the PDG form:
-/// xi [ln(2 mc^2 beta^2 gamma^2 / I) + ln(xi / I) + 0.2 - beta^2 - delta], xi = K/2 Z/A rho x / beta^2.
+/// xi [ln(2 mc^2 beta^2 gamma^2 / I) + ln(xi / I) + 0.2 - beta^2 - delta].
 fn landau_mpv_kev(m: &Material, e0: f64, x_um: f64) -> f64 {
     let (_, gamma, beta2, _) = material::kinematics(e0);
-    let xi = 0.1535374 * m.z_over_a * m.density_g_cm3 * x_um * 1e-4 / beta2 * 1e3;
+    let xi = landau_xi_kev(m, e0, x_um);
     let i_kev = m.mean_excitation_ev * 1e-3;
     xi * ((2.0 * material::ME_KEV * beta2 * gamma * gamma * xi / (i_kev * i_kev)).ln() + 0.2
         - beta2
@@ -436,8 +442,7 @@ fn thin_layer_straggling_vs_convolution() {
     let fc: Vec<f64> = f.chunks(4).map(|c| c.iter().sum()).collect();
     let (mpv_c, fwhm_c) = mpv_fwhm(&fc, h, 8);
     // Landau (orientation).
-    let (_, _, beta2, _) = material::kinematics(e0);
-    let xi = 0.1535374 * si.z_over_a * si.density_g_cm3 * x * 1e-4 / beta2 * 1e3; // keV
+    let xi = landau_xi_kev(&si, e0, x);
     let mpv_l = landau_mpv_kev(&si, e0, x);
     println!(
         "5 um Si, 300 keV: simulated MPV {mpv_s:.3} keV FWHM {fwhm_s:.3} keV; convolution MPV {mpv_c:.3} FWHM {fwhm_c:.3}; Landau MPV {mpv_l:.3} FWHM {:.3}",

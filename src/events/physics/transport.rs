@@ -378,7 +378,9 @@ pub fn transport(
                     let rmax = Material::mott_max(z, p.e);
                     let u = rng.uniform();
                     let mu = a * u / (1.0 + a - u);
-                    if rng.uniform() * rmax < Material::mott_ratio(z, beta2, mu) {
+                    let mu_e = Material::electronic_mu_max(p.e, table.cut_kev);
+                    let keep = Material::mott_ratio(z, beta2, mu) * Material::electronic_weight(z, mu, mu_e);
+                    if rng.uniform() * rmax < keep {
                         let cos_t = 1.0 - 2.0 * mu;
                         let phi = std::f64::consts::TAU * rng.uniform();
                         p.dir = rotate(p.dir, cos_t, phi);

@@ -133,11 +133,10 @@ fn backscatter_check(emin: f64, emax: f64) {
 
 /// Test 3: Backscatter coefficient of thick Si at normal incidence vs the sourced reference table
 /// (`assets/reference/backscatter_si.csv`: Tabata-Ito-Okabe 1971, measured Al, SEM formulas), 30-300
-/// keV: within 20 %. With N = 16,000 and eta ~0.16 the binomial error is ~0.003 (1.8 %). The
-/// simulation runs 3-20 % above the reference, most at 200 keV, where it sits at the limit
-/// (1.19-1.20 over two seeds; with 4,000 events, as before, two seeds in four failed). The excess
-/// comes from the elastic model (screened Rutherford with the McKinley-Feshbach factor), not the
-/// energy loss: the old and new Si collision spectra give the same eta (docs/physics.md).
+/// keV: within 20 %. With N = 16,000 and eta ~0.15 the binomial error is ~0.003 (1.9 %). The
+/// simulation runs -1 to +12 % from the reference (most at 200 keV). Before the electronic term of
+/// the elastic cross section was limited to soft-collision angles (`Material::electronic_mu_max`)
+/// it ran 3-20 % high, at the limit at 200 keV (docs/physics.md).
 #[test]
 fn backscatter_vs_reference() {
     backscatter_check(29.0, 301.0);

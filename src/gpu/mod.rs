@@ -39,6 +39,53 @@ pub enum GpuError {
     Poll(#[from] wgpu::PollError),
     #[error("a {what} of {bytes} bytes exceeds this adapter's limit of {limit} bytes")]
     TooLarge { what: String, bytes: u64, limit: u64 },
+    #[error("EMSIM_SHADER_CHECKS: '{0}': expected full or trusted")]
+    ShaderChecks(String),
+}
+
+/// How much of wgpu's run-time instrumentation our kernels get (`EMSIM_SHADER_CHECKS`).
+///
+/// `Full` is wgpu's default for untrusted shaders: every loop carries an extra iteration
+/// counter (`force_loop_bounding`), every integer `/` and `%` a guard against a zero divisor
+/// (`int_div_checks`), and workgroup memory is zero-filled before each workgroup starts.
+/// `Trusted` (the default) drops those three and keeps the bounds checks, so a kernel still
+/// cannot touch memory outside its bindings. That is sound for our kernels because:
+/// - every loop is counted, over bounds from uniforms or constants (`place.wgsl`'s binary
+///   search halves a non-empty interval);
+/// - divisors are frame sizes, batch and layer shapes that the host validates as positive,
+///   constants, or guarded in the kernel (`count/localize`'s `ratio` divides by a positive sum);
+/// - every kernel that declares workgroup memory writes each element before it reads it
+///   (a barrier between), so no read sees the fill. `tests/count.rs` and `tests/net_layers_a.rs`
+///   check that results are identical under both settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShaderChecks {
+    Full,
+    Trusted,
+}
+
+impl ShaderChecks {
+    /// `EMSIM_SHADER_CHECKS=full|trusted`; unset: trusted.
+    pub fn from_env() -> Result<Self, GpuError> {
+        match std::env::var("EMSIM_SHADER_CHECKS") {
+            Err(_) => Ok(Self::Trusted),
+            Ok(v) => Self::parse(&v).ok_or(GpuError::ShaderChecks(v)),
+        }
+    }
+
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "full" => Some(Self::Full),
+            "trusted" => Some(Self::Trusted),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Trusted => "trusted",
+        }
+    }
 }
 
 /// `--backend`: which wgpu backend to use.
@@ -186,6 +233,8 @@ pub struct GpuContext {
     binding_limit_override: Option<u64>,
     workgroups_per_dim_override: Option<u32>,
     profiler: Mutex<timing::Profiler>,
+    /// Which run-time checks the kernels are compiled with ([`ShaderChecks`]).
+    shader_checks: ShaderChecks,
     /// Idle mappable buffers that readbacks reuse (`buffers.rs`): creating a large host-visible
     /// buffer per readback costs more than the copy on a real GPU.
     staging: Mutex<Vec<wgpu::Buffer>>,
@@ -197,6 +246,7 @@ impl GpuContext {
     /// Picks an adapter for `choice` (honouring `WGPU_ADAPTER_NAME`, `WGPU_BACKEND`,
     /// `WGPU_POWER_PREF`) and creates a device with all of the adapter's limits.
     pub fn new(choice: BackendChoice) -> Result<Self, GpuError> {
+        let shader_checks = ShaderChecks::from_env()?;
         let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
         let mut adapter = Self::find_adapter(choice.backends());
         if adapter.is_none() && choice == BackendChoice::Auto {
@@ -240,6 +290,7 @@ impl GpuContext {
             binding_limit_override: None,
             workgroups_per_dim_override: None,
             profiler: Mutex::new(timing::Profiler::default()),
+            shader_checks,
             staging: Mutex::new(Vec::new()),
             upload_staging: Mutex::new(Vec::new()),
         })
@@ -254,6 +305,17 @@ impl GpuContext {
     pub fn max_binding_bytes(&self) -> u64 {
         let adapter = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         self.binding_limit_override.map_or(adapter, |o| o.min(adapter))
+    }
+
+    /// The run-time checks the kernels are compiled with.
+    pub fn shader_checks(&self) -> ShaderChecks {
+        self.shader_checks
+    }
+
+    /// Compiles kernels from now on with `checks` (pipelines already built are dropped).
+    pub fn set_shader_checks(&mut self, checks: ShaderChecks) {
+        self.shader_checks = checks;
+        self.pipelines.lock().unwrap().clear();
     }
 
     /// Test hook: behave as if one storage binding could hold at most `bytes`.
@@ -286,10 +348,21 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
             source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-        });
+        };
+        let module = match self.shader_checks {
+            ShaderChecks::Full => self.device.create_shader_module(desc),
+            ShaderChecks::Trusted => {
+                let mut checks = wgpu::ShaderRuntimeChecks::checked();
+                checks.force_loop_bounding = false;
+                checks.int_div_checks = false;
+                // SAFETY: bounds checks stay on; the loops, divisors and workgroup memory of
+                // our kernels meet the conditions listed at `ShaderChecks`.
+                unsafe { self.device.create_shader_module_trusted(desc, checks) }
+            }
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
             .iter()
@@ -322,7 +395,10 @@ impl GpuContext {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: self.shader_checks == ShaderChecks::Full,
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {

@@ -36,7 +36,17 @@ pub struct BenchOptions {
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
 /// stages).
-pub const STAGES: [&str; 7] = ["events", "frames", "count", "frames_count", "count_net", "net_infer", "net_train"];
+pub const STAGES: [&str; 9] = [
+    "events",
+    "frames",
+    "frames_resident",
+    "count",
+    "frames_count",
+    "count_resident",
+    "count_net",
+    "net_infer",
+    "net_train",
+];
 
 impl Default for BenchOptions {
     fn default() -> Self {
@@ -280,6 +290,10 @@ pub struct BenchReport {
     pub quick: bool,
     pub threads: usize,
     pub adapter: Option<AdapterSummary>,
+    /// GPU path: the run-time checks the kernels were compiled with (`full`, `trusted`; see
+    /// `gpu::ShaderChecks`, `EMSIM_SHADER_CHECKS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shader_checks: Option<&'static str>,
     pub records: Vec<BenchRecord>,
 }
 
@@ -289,6 +303,9 @@ impl BenchReport {
         let mut s = String::new();
         if let Some(a) = &self.adapter {
             s += &format!("adapter: {} ({}, {}, {})\n", a.name, a.backend, a.device_type, a.driver_info);
+            if let Some(c) = self.shader_checks {
+                s += &format!("shader checks: {c}\n");
+            }
         } else {
             s += "adapter: none (CPU path only)\n";
         }
@@ -472,6 +489,101 @@ pub fn bench_frames_count(
     };
     let mut r = BenchRecord::timing("frames_count", device.path_name(), timed, &mut times);
     r.frame_figures(cfg, batch, found);
+    Ok(r)
+}
+
+/// Frames per repeat of the resident stages: at least 8,192 on a discrete GPU, where a few
+/// batches take well under a millisecond and the submission latency would dominate.
+fn resident_frames(device: &Device, frames: u64) -> u64 {
+    match device {
+        Device::Gpu(ctx) if ctx.adapter.device_type == "DiscreteGpu" => frames.max(8192),
+        _ => frames,
+    }
+}
+
+/// GPU path only: making frames that stay in the GPU's memory, as a pipeline that uses them there
+/// (counting, training) would. Each repeat makes one batch (`cfg.batch_frames`, f32, or u16 when
+/// `cfg.quantize_u16`) `cfg.frames / batch` times ([`resident_frames`]), one submission per batch, back to back with no
+/// host wait in between and nothing read back. Wall clock: what the GPU sustains when kept busy.
+pub fn bench_frames_resident(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+) -> Result<BenchRecord> {
+    if !matches!(device, Device::Gpu(_)) {
+        return Err(Error::Other("frames_resident runs on the GPU path only".into()));
+    }
+    let batch = cfg.batch_frames.min(cfg.frames as u32).max(1);
+    let gen_ = Generator::new(FramesConfig { batch_frames: batch, ..cfg.clone() }, lib, device)?;
+    let counts: Vec<u32> = (0..batch as u64).map(|k| cfg.electron_count(k)).collect();
+    let times = (resident_frames(device, cfg.frames) / batch as u64).max(1) as usize;
+    gen_.generate_resident(0, &counts, 1, None)?;
+    let mut reps = Reps::new(device);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        gen_.generate_resident(0, &counts, times, None)?;
+        reps.wall.push(t.elapsed().as_secs_f64());
+    }
+    let timed = "frames made batch after batch in GPU memory, no host wait between batches and no readback";
+    let mut r = BenchRecord::timing("frames_resident", "gpu", timed, &mut reps);
+    let electrons = counts.iter().map(|&c| c as u64).sum::<u64>() * times as u64;
+    r.frame_figures(&FramesConfig { frames: times as u64 * batch as u64, ..cfg.clone() }, batch, electrons);
+    if cfg.quantize_u16 {
+        r.u16_frames();
+    }
+    Ok(r)
+}
+
+/// GPU path only: counting frames that are already in the GPU's memory, as frames arriving there
+/// from a detector would be. One batch of frames (the counter's batch, 16) is made and uploaded
+/// once (as f32, or as u16 ADU = electrons + 100 packed two per word when `u16`); each repeat then
+/// counts it `cfg.frames / batch` times ([`resident_frames`]), one submission per batch, back to back with no host wait
+/// in between, and reads back only the last batch's number of centres. Wall clock: what the GPU
+/// sustains when it is kept busy, the host submitting ahead of it.
+pub fn bench_count_resident(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+    u16: bool,
+) -> Result<BenchRecord> {
+    let Device::Gpu(ctx) = device else {
+        return Err(Error::Other("count_resident runs on the GPU path only".into()));
+    };
+    let offset = if u16 { 100.0 } else { 0.0 };
+    let ccfg = crate::count::CountConfig { offset_adu: offset, ..Default::default() };
+    let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
+    let batch = counter.batch_frames().min(cfg.frames as u32).max(1);
+    let fcfg = FramesConfig { frames: batch as u64, batch_frames: batch, ..cfg.clone() };
+    let counts: Vec<u32> = (0..batch as u64).map(|k| fcfg.electron_count(k)).collect();
+    let frames = Generator::new(fcfg, lib, &Device::Cpu)?.generate(0, &counts)?.frames;
+    let buf = if u16 {
+        let raw: Vec<u16> = frames.iter().map(|&e| (e + offset).round().clamp(0.0, 65535.0) as u16).collect();
+        ctx.upload("resident_frames_u16", &raw)?
+    } else {
+        ctx.upload("resident_frames", &frames)?
+    };
+    let times = (resident_frames(device, cfg.frames) / batch as u64).max(1) as usize;
+    let run = || -> Result<u64> { Ok(counter.count_resident(&buf, u16, batch as usize, times)? as u64 * times as u64) };
+    run()?;
+    let mut wall = Vec::new();
+    let mut found = 0;
+    for _ in 0..repeats {
+        let t = Instant::now();
+        found = run()?;
+        wall.push(t.elapsed().as_secs_f64());
+    }
+    let mut reps = Reps::new(device);
+    reps.wall = wall;
+    let timed = "counting frames already in GPU memory, batch after batch with no host wait between them \
+                 (one batch made and uploaded once; only the number found read back)";
+    let mut r = BenchRecord::timing("count_resident", "gpu", timed, &mut reps);
+    let rcfg = FramesConfig { frames: times as u64 * batch as u64, ..cfg.clone() };
+    r.frame_figures(&rcfg, batch, found);
+    if u16 {
+        r.u16_frames();
+    }
     Ok(r)
 }
 
@@ -848,6 +960,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                     records.push(bench_frames(d, &lib, &q, repeats)?);
                 }
             }
+            if want("frames_resident") && default_576 && matches!(d, Device::Gpu(_)) {
+                records.push(bench_frames_resident(d, &lib, &cfg, repeats)?);
+                let q = FramesConfig { quantize_u16: true, offset_adu: 100.0, ..cfg.clone() };
+                records.push(bench_frames_resident(d, &lib, &q, repeats)?);
+            }
             if want("count") {
                 records.push(bench_count(d, &lib, &cfg, repeats, 0)?);
                 if default_576 {
@@ -856,6 +973,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("frames_count") {
                 records.push(bench_frames_count(d, &lib, &cfg, repeats, 0)?);
+            }
+            if want("count_resident") && default_576 && matches!(d, Device::Gpu(_)) {
+                for u16 in [false, true] {
+                    records.push(bench_count_resident(d, &lib, &cfg, repeats, u16)?);
+                }
             }
         }
     }
@@ -946,7 +1068,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         _ => None,
     };
     for r in &mut records {
-        if r.path == "gpu" && matches!(r.stage.as_str(), "count" | "frames_count" | "count_net" | "count_net_split") {
+        if r.path == "gpu"
+            && matches!(r.stage.as_str(), "count" | "frames_count" | "count_resident" | "count_net" | "count_net_split")
+        {
             r.count_layout = layout.map(Into::into);
         }
         if let (Some(b), Some((_, bw))) = (r.bytes_per_s, copy_bw.iter().find(|(p, _)| *p == r.path))
@@ -978,6 +1102,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         quick: opts.quick,
         threads: rayon::current_num_threads(),
         adapter: gpu.as_ref().and_then(|g| g.adapter().cloned()),
+        shader_checks: match &gpu {
+            Some(Device::Gpu(ctx)) => Some(ctx.shader_checks().name()),
+            _ => None,
+        },
         records,
     })
 }

@@ -101,7 +101,7 @@ pub const FRAMES_NOISE_U16: Kernel = Kernel {
 
 pub const COUNT_CALIBRATE: Kernel = Kernel {
     name: "count/calibrate",
-    source: wgsl!("shared/rng.wgsl", "count/adu_f32.wgsl", "count/calibrate.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/adu_f32.wgsl", "count/calibrate_common.wgsl", "count/calibrate.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -109,7 +109,7 @@ pub const COUNT_CALIBRATE: Kernel = Kernel {
 /// `count/calibrate` reading u16 frames packed two per u32 word.
 pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
     name: "count/calibrate_u16",
-    source: wgsl!("shared/rng.wgsl", "count/adu_u16.wgsl", "count/calibrate.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/adu_u16.wgsl", "count/calibrate_common.wgsl", "count/calibrate.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -163,20 +163,67 @@ run_kernels!(
     FIND_BINDINGS
 );
 
-/// `count/sum3` and the first pass of `count/find` in one kernel, on tiles of 32 x 8 pixels in
-/// workgroup memory.
+/// `count/calibrate`, `count/sum3` and the first pass of `count/find` in one kernel, on tiles of
+/// 32 x 16 pixels in workgroup memory, reading f32 frames (bindings: find params, adu, dark,
+/// gain map, q, pre_counter, pre, marks, calibrate params).
 pub const COUNT_FIND_TILE: Kernel = Kernel {
     name: "count/find_tile",
-    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/find_list.wgsl", "count/find_tile.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "count/adu_f32.wgsl",
+        "count/calibrate_common.wgsl",
+        "count/find_common.wgsl",
+        "count/find_list.wgsl",
+        "count/find_tile.wgsl"
+    ),
+    bindings: FIND_TILE_BINDINGS,
     workgroup_size: 256,
 };
 
-/// The second pass of finding: suppression over the candidates `count/find` listed.
+/// `count/find_tile` reading u16 frames packed two per u32 word.
+pub const COUNT_FIND_TILE_U16: Kernel = Kernel {
+    name: "count/find_tile_u16",
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "count/adu_u16.wgsl",
+        "count/calibrate_common.wgsl",
+        "count/find_common.wgsl",
+        "count/find_list.wgsl",
+        "count/find_tile.wgsl"
+    ),
+    bindings: FIND_TILE_BINDINGS,
+    workgroup_size: 256,
+};
+
+const FIND_TILE_BINDINGS: &[Binding] = &[
+    Uniform,
+    StorageRead,
+    StorageRead,
+    StorageRead,
+    StorageReadWrite,
+    StorageReadWrite,
+    StorageReadWrite,
+    StorageReadWrite,
+    Uniform,
+];
+
+/// The second pass of finding: suppression over the candidates `count/find` listed, and every
+/// classical localization of the centres it keeps (bindings: find params, q, marks,
+/// pre_counter, pre, counter, cands, localize params, out).
 pub const COUNT_SUPPRESS: Kernel = Kernel {
     name: "count/suppress",
-    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/suppress.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/localize_common.wgsl", "count/suppress.wgsl"),
+    bindings: &[
+        Uniform,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageRead,
+        StorageReadWrite,
+        StorageReadWrite,
+        Uniform,
+        StorageReadWrite,
+    ],
     workgroup_size: 256,
 };
 
@@ -189,7 +236,7 @@ pub const COUNT_ARGS: Kernel = Kernel {
 
 pub const COUNT_LOCALIZE: Kernel = Kernel {
     name: "count/localize",
-    source: wgsl!("shared/rng.wgsl", "count/localize.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "count/localize_common.wgsl", "count/localize.wgsl"),
     bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
     workgroup_size: 256,
 };
@@ -488,6 +535,7 @@ pub const ALL: &[Kernel] = &[
     COUNT_FIND_PX,
     COUNT_FIND_COL8,
     COUNT_FIND_TILE,
+    COUNT_FIND_TILE_U16,
     COUNT_SUPPRESS,
     COUNT_ARGS,
     COUNT_LOCALIZE,

@@ -395,8 +395,9 @@ fn bench_json_follows_schema_and_compares() {
 }
 
 /// `bench --kernel-times` on the GPU path: every count record names its kernels with their GPU
-/// milliseconds and dispatches per repeat (the u16 record `count/calibrate_u16` instead of
-/// `count/calibrate`), and the f32 and u16 records stay apart in `--compare`.
+/// milliseconds and dispatches per repeat (the u16 record `count/calibrate_u16` or
+/// `count/find_tile_u16` instead of the f32 kernel), and the f32 and u16 records stay apart in
+/// `--compare`.
 #[test]
 fn bench_kernel_times_name_the_kernels() {
     let dir = tempfile::tempdir().unwrap();
@@ -410,19 +411,26 @@ fn bench_kernel_times_name_the_kernels() {
     for r in counts {
         let ms = r["kernel_gpu_ms_per_repeat"].as_object().unwrap_or_else(|| panic!("no kernel times in {r}"));
         let n = r["kernel_dispatches_per_repeat"].as_object().unwrap();
-        let calibrate = if r["frames_dtype"] == "u16" { "count/calibrate_u16" } else { "count/calibrate" };
-        // sum3 and find carry the adapter's layout in their names (count::CountLayout)
+        let u16 = r["frames_dtype"] == "u16";
+        // the kernels carry the adapter's layout in their names (count::CountLayout); the tile
+        // layout calibrates and sums inside count/find_tile
         let layout = emsim::count::CountLayout::ALL
             .into_iter()
-            .find(|l| ms.contains_key(&l.find().name.to_string()))
+            .find(|l| match l.find() {
+                Some(k) => ms.contains_key(k.name),
+                None => ms.contains_key("count/find_tile") || ms.contains_key("count/find_tile_u16"),
+            })
             .unwrap_or_else(|| panic!("no count/find variant in {r}"));
-        let mut kernels = vec![calibrate, layout.find().name, "count/suppress", "count/args", "count/localize"];
+        let mut kernels = match layout.find() {
+            Some(find) => vec![if u16 { "count/calibrate_u16" } else { "count/calibrate" }, find.name],
+            None => vec![if u16 { "count/find_tile_u16" } else { "count/find_tile" }],
+        };
         kernels.extend(layout.sum3().map(|k| k.name));
+        kernels.extend(["count/suppress", "count/args"]);
         for k in kernels.iter().copied() {
             assert!(ms[k].as_f64().is_some_and(|v| v > 0.0), "{k} in {r}");
-            // count/args makes the indirect arguments of count/suppress and of count/localize
-            let per_repeat = if k == "count/args" { 2.0 } else { 1.0 };
-            assert_eq!(n[k].as_f64(), Some(per_repeat), "{k}: dispatches per repeat of 2 frames");
+            // count/args makes the indirect arguments of count/suppress (which also localizes)
+            assert_eq!(n[k].as_f64(), Some(1.0), "{k}: dispatches per repeat of 2 frames");
         }
         assert_eq!(ms.len(), kernels.len(), "{r}");
     }

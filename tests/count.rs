@@ -10,7 +10,7 @@
 mod common;
 
 use common::{test_context, test_rng};
-use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_u16};
+use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_tiles, calibrate_gpu_u16};
 use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
@@ -83,6 +83,13 @@ fn calibrate_matches_twin() {
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
         let gpu_u16 = calibrate_gpu_u16(&ctx, &p, &raw, &dark, &gain_map).unwrap();
         assert_eq!(gpu_u16, calibrate_gpu(&ctx, &p, &as_f32, &dark, &gain_map).unwrap(), "case {case}: u16");
+        // count/find_tile calibrates with the same code: exactly count/calibrate's charges, for
+        // f32 and u16 frames.
+        let (hu, wu) = (h as u32, w as u32);
+        let tiles = calibrate_gpu_tiles(&ctx, &p, hu, wu, &adu, &[], &dark, &gain_map).unwrap();
+        assert_eq!(tiles, gpu, "case {case}: count/find_tile's q");
+        let tiles_u16 = calibrate_gpu_tiles(&ctx, &p, hu, wu, &[], &raw, &dark, &gain_map).unwrap();
+        assert_eq!(tiles_u16, gpu_u16, "case {case}: count/find_tile_u16's q");
     }
 }
 
@@ -95,10 +102,12 @@ fn sum3_matches_twin_exactly() {
         let p = Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 };
         let mut cpu = vec![0; q.len()];
         sum3_cpu(&p, &q, &mut cpu);
-        for layout in CountLayout::ALL {
+        // (the tile layout keeps its sums in workgroup memory: checked through find below)
+        for layout in CountLayout::ALL.into_iter().filter(|l| l.sum3().is_some()) {
             let gpu = sum3_gpu(&ctx, layout, &p, &q).unwrap();
             assert_eq!(gpu, cpu, "{h}x{w}x{n}, {layout:?}");
         }
+        assert!(sum3_gpu(&ctx, CountLayout::Tiles, &p, &q).is_err());
         // The separable twin equals the direct 9-term sum.
         let (r, c) = ((h - 1) / 2, (w - 1) / 2);
         let mut direct = 0;
@@ -179,9 +188,11 @@ fn find_matches_twin_exactly() {
     let cpu = find_cpu(&p, &q, &s);
     assert!(!cpu.is_empty());
     for layout in CountLayout::ALL {
-        let gpu_s = sum3_gpu(&ctx, layout, &sp, &q).unwrap();
-        let wrong = gpu_s.iter().zip(&s).filter(|(a, b)| a != b).count();
-        assert_eq!(wrong, 0, "2-D grid, {layout:?}: {wrong} of {} sums differ", s.len());
+        if layout.sum3().is_some() {
+            let gpu_s = sum3_gpu(&ctx, layout, &sp, &q).unwrap();
+            let wrong = gpu_s.iter().zip(&s).filter(|(a, b)| a != b).count();
+            assert_eq!(wrong, 0, "2-D grid, {layout:?}: {wrong} of {} sums differ", s.len());
+        }
         assert_eq!(find_gpu(&ctx, layout, &p, &q, &s).unwrap().0, cpu, "2-D grid, {layout:?}");
     }
 }
@@ -225,6 +236,10 @@ fn localize_matches_twin() {
     assert!(localize_gpu(&ctx, &p, &q, &[]).unwrap().is_empty());
 }
 
+/// The whole counter on the GPU (the adapter's layout, and the tile and row layouts explicitly)
+/// against the CPU path, with and without a dark reference and gain map, and once with wgpu's
+/// full run-time shader checks (`EMSIM_SHADER_CHECKS=full`): the same centres, positions within
+/// 1e-5 px.
 #[test]
 fn counter_gpu_equals_cpu_on_default_density_frames() {
     let Some(ctx) = test_context() else { return };
@@ -234,22 +249,49 @@ fn counter_gpu_equals_cpu_on_default_density_frames() {
     let frames = synthetic_frames(5, h, w, density * (h * w) as f64, 20.0, rng.random());
     let sigma = estimate_sigma_e(frames.iter().copied()).unwrap();
     assert!((sigma - 20.0).abs() < 1.0, "estimated sigma {sigma}");
-    let cfg = CountConfig { batch_frames: 2, ..Default::default() }; // 3 GPU batches
-    let gpu_dev = Device::Gpu(Box::new(ctx));
-    let on_gpu = Counter::new(cfg.clone(), h, w, sigma, &gpu_dev).unwrap().count(&frames).unwrap();
-    let on_cpu = Counter::new(cfg, h, w, sigma, &Device::Cpu).unwrap().count(&frames).unwrap();
-    assert_eq!(on_gpu.cands, on_cpu.cands);
-    for (g, c) in on_gpu.localized.iter().zip(&on_cpu.localized) {
-        for m in 0..5 {
-            assert!((g.xy[m][0] - c.xy[m][0]).abs() <= 1e-5 && (g.xy[m][1] - c.xy[m][1]).abs() <= 1e-5);
+    let px = (h * w) as usize;
+    let dark: Vec<f32> = (0..px).map(|_| rng.random_range(-3.0..3.0)).collect();
+    let gain_map: Vec<f32> = (0..px).map(|_| rng.random_range(0.9..1.1)).collect();
+    let mut gpu_dev = Device::Gpu(Box::new(ctx));
+    for (k, checks) in [emsim::gpu::ShaderChecks::Trusted, emsim::gpu::ShaderChecks::Full].into_iter().enumerate() {
+        if let Device::Gpu(ctx) = &mut gpu_dev {
+            ctx.set_shader_checks(checks);
+        }
+        for maps in [false, true] {
+            let base = CountConfig {
+                batch_frames: 2, // 3 GPU batches
+                dark: maps.then(|| dark.clone()),
+                gain_map: maps.then(|| gain_map.clone()),
+                ..Default::default()
+            };
+            let on_cpu = Counter::new(base.clone(), h, w, sigma, &Device::Cpu).unwrap().count(&frames).unwrap();
+            let layouts: &[Option<CountLayout>] = if k == 0 {
+                &[None, Some(CountLayout::Tiles), Some(CountLayout::Rows8)]
+            } else {
+                &[None, Some(CountLayout::Tiles)]
+            };
+            for &layout in layouts {
+                let cfg = CountConfig { layout, ..base.clone() };
+                let on_gpu = Counter::new(cfg, h, w, sigma, &gpu_dev).unwrap().count(&frames).unwrap();
+                let what = format!("{checks:?} checks, maps {maps}, layout {layout:?}");
+                assert_eq!(on_gpu.cands, on_cpu.cands, "{what}");
+                for (g, c) in on_gpu.localized.iter().zip(&on_cpu.localized) {
+                    for m in 0..5 {
+                        assert!(
+                            (g.xy[m][0] - c.xy[m][0]).abs() <= 1e-5 && (g.xy[m][1] - c.xy[m][1]).abs() <= 1e-5,
+                            "{what}"
+                        );
+                    }
+                }
+            }
+            let per_frame = on_cpu.cands.len() as f64 / 5.0;
+            let expected = density * (h * w) as f64;
+            assert!(
+                per_frame > 0.7 * expected && per_frame < 1.3 * expected,
+                "{per_frame} centres per frame, {expected} electrons"
+            );
         }
     }
-    let per_frame = on_cpu.cands.len() as f64 / 5.0;
-    let expected = density * (h * w) as f64;
-    assert!(
-        per_frame > 0.7 * expected && per_frame < 1.3 * expected,
-        "{per_frame} centres per frame, {expected} electrons"
-    );
 }
 
 /// Raw u16 frames (ADU with a gain and an offset, as a detector writes them) counted with
@@ -268,11 +310,16 @@ fn counting_u16_frames_equals_counting_them_as_f32() {
     let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
     let cfg = CountConfig { gain_adu_per_e: gain, offset_adu: offset, batch_frames: 2, ..Default::default() };
     let gpu_dev = Device::Gpu(Box::new(ctx));
-    let gpu = Counter::new(cfg.clone(), h, w, 20.0, &gpu_dev).unwrap();
-    let cpu = Counter::new(cfg, h, w, 20.0, &Device::Cpu).unwrap();
-    let want = gpu.count(&as_f32).unwrap();
+    let cpu = Counter::new(cfg.clone(), h, w, 20.0, &Device::Cpu).unwrap();
+    let want = cpu.count(&as_f32).unwrap();
     assert!(want.cands.len() >= 10, "{} electrons found", want.cands.len());
-    for (what, got) in [("gpu u16", gpu.count_u16(&raw).unwrap()), ("cpu u16", cpu.count_u16(&raw).unwrap())] {
+    let mut runs = vec![("cpu u16".to_string(), cpu.count_u16(&raw).unwrap())];
+    for layout in [CountLayout::Rows8, CountLayout::Tiles] {
+        let gpu = Counter::new(CountConfig { layout: Some(layout), ..cfg.clone() }, h, w, 20.0, &gpu_dev).unwrap();
+        runs.push((format!("gpu f32, {layout:?}"), gpu.count(&as_f32).unwrap()));
+        runs.push((format!("gpu u16, {layout:?}"), gpu.count_u16(&raw).unwrap()));
+    }
+    for (what, got) in runs {
         assert_eq!(got.cands, want.cands, "{what}");
         assert_eq!(got.localized, want.localized, "{what}");
     }
@@ -328,7 +375,9 @@ fn isolated_events_test() {
 
 /// Frames made on the GPU and counted there without leaving the device (`generate_on_device` +
 /// `count_device`, bench stage `frames_count`) give exactly what counting the same frames after
-/// a readback gives; the CPU path refuses `count_device`.
+/// a readback gives, and `count_resident` (frames uploaded once, counted batch after batch) finds
+/// as many, `generate_resident` makes the same frames; the CPU path refuses `count_device` and
+/// `generate_resident`.
 #[test]
 fn count_on_device_equals_count_after_readback() {
     use emsim::frames::ElectronCount;
@@ -347,22 +396,51 @@ fn count_on_device_equals_count_after_readback() {
     let generator = Generator::new(fcfg.clone(), &lib, &gpu).unwrap();
     let counts: Vec<u32> = (0..5).map(|k| fcfg.electron_count(k)).collect();
     let ccfg = CountConfig { batch_frames: 5, ..Default::default() };
-    let counter = Counter::new(ccfg.clone(), h, w, 20.0, &gpu).unwrap();
-    let mut on_device = None;
-    generator
-        .generate_on_device(0, &counts, &mut |frames| {
-            on_device = Some(counter.count_device(frames, 5)?);
-            Ok(())
-        })
-        .unwrap();
-    let on_device = on_device.unwrap();
     let batch = generator.generate(0, &counts).unwrap();
-    let after_readback = counter.count(&batch.frames).unwrap();
-    assert!(on_device.cands.len() > 100, "{} centres", on_device.cands.len());
-    assert_eq!(on_device.cands, after_readback.cands);
-    for (a, b) in on_device.localized.iter().zip(&after_readback.localized) {
-        assert_eq!(a.xy, b.xy);
+    for layout in [CountLayout::Rows8, CountLayout::Tiles] {
+        // the run layouts calibrate the generator's buffer in place, the tile layout reads it
+        let counter = Counter::new(CountConfig { layout: Some(layout), ..ccfg.clone() }, h, w, 20.0, &gpu).unwrap();
+        let mut on_device = None;
+        generator
+            .generate_on_device(0, &counts, &mut |frames| {
+                on_device = Some(counter.count_device(frames, 5)?);
+                Ok(())
+            })
+            .unwrap();
+        let on_device = on_device.unwrap();
+        let after_readback = counter.count(&batch.frames).unwrap();
+        assert!(on_device.cands.len() > 100, "{} centres", on_device.cands.len());
+        assert_eq!(on_device.cands, after_readback.cands, "{layout:?}");
+        for (a, b) in on_device.localized.iter().zip(&after_readback.localized) {
+            assert_eq!(a.xy, b.xy, "{layout:?}");
+        }
+        // the resident path (bench stage count_resident) finds as many, batch after batch
+        if let Device::Gpu(c) = &gpu {
+            let buf = c.upload("frames", &batch.frames).unwrap();
+            let n = counter.count_resident(&buf, false, 5, 3).unwrap();
+            assert_eq!(n as usize, after_readback.cands.len(), "{layout:?}: count_resident");
+        }
     }
+    // frames made resident (bench stage frames_resident), twice over: the last time's frames are
+    // those generate reads back
+    let Device::Gpu(c) = &gpu else { unreachable!() };
+    let mut resident = Vec::new();
+    generator
+        .generate_resident(
+            0,
+            &counts,
+            2,
+            Some(&mut |frames| {
+                let mut enc = c.encoder("read frames");
+                let rb = c.readback(&mut enc, frames, batch.frames.len() as u64 * 4);
+                c.submit_and_wait(enc)?;
+                resident = rb.read::<f32>(c)?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    assert!(resident == batch.frames, "generate_resident's frames differ from generate's");
+    assert!(Generator::new(fcfg.clone(), &lib, &Device::Cpu).unwrap().generate_resident(0, &counts, 1, None).is_err());
     let cpu_counter = Counter::new(ccfg, h, w, 20.0, &Device::Cpu).unwrap();
     let buf = match &gpu {
         Device::Gpu(c) => c.storage("x", 4).unwrap(),

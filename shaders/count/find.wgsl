@@ -17,7 +17,9 @@
 @group(0) @binding(0) var<uniform> params: FindParams;
 @group(0) @binding(1) var<storage, read> q: array<i32>;
 @group(0) @binding(2) var<storage, read> s: array<i32>;
-// bindings 3-5 (pre_counter, pre, marks): count/find_list.wgsl
+@group(0) @binding(3) var<storage, read_write> pre_counter: array<atomic<u32>>;  // see find_list.wgsl
+@group(0) @binding(4) var<storage, read_write> pre: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read_write> marks: array<atomic<u32>>;
 
 const WG: u32 = 256u;
 

@@ -1,9 +1,7 @@
 // Shared by count/find and count/find_tile (prepended in src/shaders.rs, after find_common.wgsl):
-// the list of candidates before suppression and their bitmap, which count/suppress reads.
-
-@group(0) @binding(3) var<storage, read_write> pre_counter: array<atomic<u32>>;  // [0]: candidates
-@group(0) @binding(4) var<storage, read_write> pre: array<vec4<u32>>;            // (frame, pixel, s, 0)
-@group(0) @binding(5) var<storage, read_write> marks: array<atomic<u32>>;        // one bit per pixel
+// the list of candidates before suppression and their bitmap, which count/suppress reads. The
+// kernel declares `pre_counter: array<atomic<u32>>` ([0]: candidates), `pre: array<vec4<u32>>`
+// ((frame, pixel, s, 0)) and `marks: array<atomic<u32>>` (one bit per pixel).
 
 // Appends pixel `me` of frame `f` (first pixel `base` in the batch), with 3x3 sum `sm`, to `pre`
 // and sets its bit in `marks`.

@@ -1,5 +1,6 @@
-//! Kernels `count/find` and `count/suppress` (shaders/count/find.wgsl, suppress.wgsl): candidate
-//! centres, their suppression and their stream compaction, in two passes.
+//! Kernels `count/find`, `count/find_tile` and `count/suppress` (shaders/count/find.wgsl,
+//! find_tile.wgsl, suppress.wgsl): candidate centres, their suppression and their stream
+//! compaction, in two passes (the second also localizes the kept centres).
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
@@ -232,31 +233,65 @@ impl FindBuffers {
     }
 }
 
-/// Records both passes of finding for the `p.n_frames` frames in `q` and `s`: `count/find` (in
-/// `layout`) lists and marks the candidates, `count/suppress` (indirect, one invocation per
-/// candidate) appends the kept ones to `cands` with `counter`, which the caller zeroes.
+/// What the first finding pass reads.
+pub enum FindInput<'b> {
+    /// The run layouts: q from `count/calibrate` and its 3x3 sums from `count/sum3`.
+    Sums { q: &'b wgpu::Buffer, s: &'b wgpu::Buffer },
+    /// The tile layout: raw frames, which `count/find_tile` (`_u16` for u16 frames packed two per
+    /// word) calibrates itself into `q` (uniform `cparams`: `count::calibrate::CalibrateParams`).
+    Raw {
+        adu: &'b wgpu::Buffer,
+        u16: bool,
+        dark: &'b wgpu::Buffer,
+        gain_map: &'b wgpu::Buffer,
+        cparams: &'b wgpu::Buffer,
+        q: &'b wgpu::Buffer,
+    },
+}
+
+impl FindInput<'_> {
+    fn q(&self) -> &wgpu::Buffer {
+        match self {
+            Self::Sums { q, .. } | Self::Raw { q, .. } => q,
+        }
+    }
+}
+
+/// Records both passes of finding for the `p.n_frames` frames of `input`: `count/find` in
+/// `layout` (or `count/find_tile`), then `count/suppress` over its list, which appends the kept
+/// centres to `cands` (count in `counter[0]`) and their localizations (uniform `lparams`:
+/// `LocalizeParams`) to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn record_find(
     ctx: &crate::gpu::GpuContext,
     enc: &mut wgpu::CommandEncoder,
     layout: super::CountLayout,
     p: &FindParams,
-    q: &wgpu::Buffer,
-    s: &wgpu::Buffer,
+    input: &FindInput,
     fb: &FindBuffers,
     counter: &wgpu::Buffer,
     cands: &wgpu::Buffer,
+    lparams: &wgpu::Buffer,
+    out: &wgpu::Buffer,
 ) -> crate::Result<()> {
     let fu = ctx.uniform("find_params", p);
     let mark_words = (p.n_frames as u64 * p.height as u64 * p.width as u64).div_ceil(32);
     enc.clear_buffer(&fb.marks, 0, Some((mark_words * 4).max(4)));
     enc.clear_buffer(&fb.pre_counter, 0, Some(4));
-    ctx.dispatch(
-        enc,
-        layout.find(),
-        &[&fu, q, s, &fb.pre_counter, &fb.pre, &fb.marks],
-        layout.threads(p.n_frames, p.height, p.width),
-    )?;
+    let threads = layout.threads(p.n_frames, p.height, p.width);
+    match *input {
+        FindInput::Sums { q, s } => {
+            let kernel = layout.find().ok_or_else(|| {
+                crate::Error::Other(format!("the {} layout finds on raw frames, not on sums", layout.name()))
+            })?;
+            ctx.dispatch(enc, kernel, &[&fu, q, s, &fb.pre_counter, &fb.pre, &fb.marks], threads)?;
+        }
+        FindInput::Raw { adu, u16, dark, gain_map, cparams, q } => {
+            let kernel = if u16 { &crate::shaders::COUNT_FIND_TILE_U16 } else { &crate::shaders::COUNT_FIND_TILE };
+            let bindings = [&fu, adu, dark, gain_map, q, &fb.pre_counter, &fb.pre, &fb.marks, cparams];
+            ctx.dispatch(enc, kernel, &bindings, threads)?;
+        }
+    }
     super::localize::record_indirect(
         ctx,
         enc,
@@ -264,12 +299,14 @@ pub fn record_find(
         p.capacity,
         &fb.pre_counter,
         &fb.args,
-        &[&fu, s, &fb.marks, &fb.pre_counter, &fb.pre, counter, cands],
+        &[&fu, input.q(), &fb.marks, &fb.pre_counter, &fb.pre, counter, cands, lparams, out],
     )?;
     Ok(())
 }
 
-/// Runs both finding passes alone on the GPU, `count/find` in the given layout; returns the
+/// Runs both finding passes alone on the GPU, `count/find` in the given layout, on the fixed-point
+/// frames `q` and their sums `s` (the tile layout gets `q` as raw f32 frames with a calibration
+/// that gives them back exactly: offset 0, gain 1/16 ADU per electron, so |q| <= 2^20 is required); returns the
 /// sorted list and the raw counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
@@ -282,9 +319,31 @@ pub fn find_gpu(
     let sb = ctx.upload("s", s)?;
     let counter = ctx.upload("counter", &[0u32])?;
     let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
+    let out = ctx.storage("localized", p.capacity.max(1) as u64 * 48)?;
+    let lp =
+        super::localize::LocalizeParams { height: p.height, width: p.width, capacity: p.capacity, centroid_thr_q: 0 };
+    let lu = ctx.uniform("localize_params", &lp);
     let fb = FindBuffers::new(ctx, p.n_frames, p.height, p.width, p.capacity as u64)?;
+    let raw: Vec<f32>;
+    let (adu, dummy, cu);
+    let input = if layout.find().is_some() {
+        FindInput::Sums { q: &qb, s: &sb }
+    } else {
+        assert!(q.iter().all(|v| v.unsigned_abs() <= 1 << 20), "find_gpu: |q| > 2^20 cannot pass the calibration");
+        raw = q.iter().map(|&v| v as f32).collect();
+        adu = ctx.upload("adu", &raw)?;
+        dummy = ctx.storage("dark", 4)?;
+        let cp = super::calibrate::CalibrateParams {
+            n_values: p.n_frames * p.height * p.width,
+            frame_px: p.height * p.width,
+            inv_gain: 1.0 / super::calibrate::Q_SCALE, // q = round(16 * adu / 16) = adu, exactly
+            ..Default::default()
+        };
+        cu = ctx.uniform("calibrate_params", &cp);
+        FindInput::Raw { adu: &adu, u16: false, dark: &dummy, gain_map: &dummy, cparams: &cu, q: &qb }
+    };
     let mut enc = ctx.encoder("find");
-    record_find(ctx, &mut enc, layout, p, &qb, &sb, &fb, &counter, &cands)?;
+    record_find(ctx, &mut enc, layout, p, &input, &fb, &counter, &cands, &lu, &out)?;
     let rc = ctx.readback(&mut enc, &counter, 4);
     let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
     ctx.submit_and_wait(enc)?;

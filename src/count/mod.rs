@@ -3,10 +3,13 @@
 //! Pipeline per batch of frames (GPU kernels, each with its CPU twin in this module):
 //! 1. `count/calibrate`: ADU -> fixed-point charge q (1/16 electron), dark and gain map applied.
 //! 2. `count/sum3`: the 3x3 sum s around every pixel.
-//! 3. `count/find`: centres = local maxima of s with a pixel above the background threshold (and none
-//!    above the X-ray threshold), suppression of weaker centres nearby, stream compaction.
-//! 4. `count/args` + `count/localize`: indirect dispatch over the centres found; every classical
-//!    method (max pixel, 3x3 / 5x5 centroid, thresholded or not) at once.
+//! 3. `count/find`: candidates = local maxima of s with a pixel above the background threshold (and
+//!    none above the X-ray threshold), listed and marked.
+//!
+//! (On GPUs, the tile layout does 1-3 in one kernel, `count/find_tile`, from the raw frames.)
+//! 4. `count/args` + `count/suppress`: indirect dispatch over the candidates; suppression of weaker
+//!    candidates nearby, stream compaction, and every classical method (max pixel, 3x3 / 5x5
+//!    centroid, thresholded or not) for each centre kept.
 //!
 //! Only the compacted list and its estimates come back to the host (one round trip per batch).
 //! The list is sorted by (frame, pixel) there, so the output does not depend on the device.
@@ -104,6 +107,9 @@ pub struct CountConfig {
     pub net_precision: crate::net::precision::NetPrecision,
     /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
     pub pairs: Option<split::PairModels>,
+    /// The GPU kernels' layout; `None`: the adapter's ([`CountLayout::for_adapter`]). The
+    /// results are the same in every layout (tests and benchmarks set it).
+    pub layout: Option<CountLayout>,
 }
 
 impl Default for CountConfig {
@@ -122,6 +128,7 @@ impl Default for CountConfig {
             net: None,
             net_batch: 2048,
             net_precision: Default::default(),
+            layout: None,
             pairs: None,
         }
     }
@@ -282,7 +289,7 @@ impl CountLayout {
             Self::Rows8 => (1, 8),
             Self::Cols8 => (8, 1),
             Self::Pixels => (1, 1),
-            Self::Tiles => (8, 32),
+            Self::Tiles => (16, 32),
         }
     }
 
@@ -306,14 +313,27 @@ impl CountLayout {
         }
     }
 
-    /// The first finding pass (bindings: params, q, s, pre_counter, pre, marks).
-    pub fn find(self) -> &'static shaders::Kernel {
+    /// The first finding pass on q and its sums (bindings: params, q, s, pre_counter, pre,
+    /// marks); `None` for tiles, where `count/find_tile` calibrates and sums itself
+    /// (`find::FindInput::Raw`).
+    pub fn find(self) -> Option<&'static shaders::Kernel> {
         match self {
-            Self::Rows8 => &shaders::COUNT_FIND,
-            Self::Cols8 => &shaders::COUNT_FIND_COL8,
-            Self::Pixels => &shaders::COUNT_FIND_PX,
-            Self::Tiles => &shaders::COUNT_FIND_TILE,
+            Self::Rows8 => Some(&shaders::COUNT_FIND),
+            Self::Cols8 => Some(&shaders::COUNT_FIND_COL8),
+            Self::Pixels => Some(&shaders::COUNT_FIND_PX),
+            Self::Tiles => None,
         }
+    }
+
+    /// The kernels of a counter in this layout.
+    pub fn kernels(self) -> Vec<shaders::Kernel> {
+        let mut k = match self.find() {
+            Some(find) => vec![shaders::COUNT_CALIBRATE, shaders::COUNT_CALIBRATE_U16, *find],
+            None => vec![shaders::COUNT_FIND_TILE, shaders::COUNT_FIND_TILE_U16],
+        };
+        k.extend(self.sum3().copied());
+        k.extend([shaders::COUNT_SUPPRESS, shaders::COUNT_ARGS]);
+        k
     }
 }
 
@@ -353,7 +373,6 @@ struct GpuBuffers {
     cands: wgpu::Buffer,
     find: find::FindBuffers,
     out: wgpu::Buffer,
-    args: wgpu::Buffer,
 }
 
 /// Counts batches of frames on a device. GPU buffers are allocated once for the largest batch.
@@ -397,10 +416,7 @@ impl<'a> Counter<'a> {
         let gpu = match device {
             Device::Gpu(ctx) => {
                 let b = Self::alloc(ctx, &cfg, height, width)?;
-                let mut kernels = vec![shaders::COUNT_CALIBRATE, shaders::COUNT_CALIBRATE_U16, *b.layout.find()];
-                kernels.extend(b.layout.sum3().copied());
-                kernels.extend([shaders::COUNT_SUPPRESS, shaders::COUNT_ARGS, shaders::COUNT_LOCALIZE]);
-                ctx.warm_up(&kernels)?;
+                ctx.warm_up(&b.layout.kernels())?;
                 Some(b)
             }
             Device::Cpu => None,
@@ -482,19 +498,23 @@ impl<'a> Counter<'a> {
             Some(g) => ctx.upload("gain_map", g)?,
             None => ctx.storage("gain_map", 4)?,
         };
+        let layout = match cfg.layout {
+            Some(l) => l,
+            None => CountLayout::for_adapter(ctx)?,
+        };
         Ok(GpuBuffers {
             capacity_frames: n,
-            layout: CountLayout::for_adapter(ctx)?,
+            layout,
             adu: ctx.storage("adu", n as u64 * px * 4)?,
             dark,
             gain_map,
             q: ctx.storage("q", n as u64 * px * 4)?,
-            s: ctx.storage("s", n as u64 * px * 4)?,
+            // the tile layout keeps its sums in workgroup memory
+            s: ctx.storage("s", if layout.sum3().is_some() { n as u64 * px * 4 } else { 4 })?,
             counter: ctx.storage("counter", 4)?,
             cands: ctx.storage("cands", cap * 16)?,
             find: find::FindBuffers::new(ctx, n, h, w, cap)?,
             out: ctx.storage("localized", cap * 48)?,
-            args: ctx.storage("args", 12)?,
         })
     }
 
@@ -668,8 +688,8 @@ impl<'a> Counter<'a> {
     }
 
     /// Counts `n` frames (ADU, f32) already on the GPU, e.g. made there by
-    /// `frames::Generator::generate_on_device`: copied on the device into the counter's input, no
-    /// upload. `n` at most [`Counter::batch_frames`].
+    /// `frames::Generator::generate_on_device`: read where they are, no upload and no copy. `n`
+    /// at most [`Counter::batch_frames`].
     pub fn count_device(&self, frames: &wgpu::Buffer, n: usize) -> Result<Found> {
         match self.device {
             Device::Gpu(ctx) => {
@@ -683,38 +703,78 @@ impl<'a> Counter<'a> {
         }
     }
 
+    /// Records every counting kernel for `n` frames in `raw` (the counter's input buffer, or
+    /// frames elsewhere on the device; f32 values, or u16 two per word when `u16`) into `enc`:
+    /// the kept centres and their localizations end in the counter's `cands` and `out`, their
+    /// number in `counter[0]` (zeroed here). Returns the finding parameters.
+    fn record_count(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        raw: &wgpu::Buffer,
+        u16: bool,
+        n: usize,
+    ) -> Result<FindParams> {
+        let b = self.gpu.as_ref().unwrap();
+        enc.clear_buffer(&b.counter, 0, Some(4));
+        let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
+        let fparams = self.find_params(n);
+        let lu = ctx.uniform("localize_params", &self.localize_params(fparams.capacity));
+        let total = n as u64 * (self.height * self.width) as u64;
+        let input = if b.layout.find().is_none() {
+            find::FindInput::Raw { adu: raw, u16, dark: &b.dark, gain_map: &b.gain_map, cparams: &cp, q: &b.q }
+        } else {
+            let calibrate = if u16 { &shaders::COUNT_CALIBRATE_U16 } else { &shaders::COUNT_CALIBRATE };
+            ctx.dispatch(enc, calibrate, &[&cp, raw, &b.dark, &b.gain_map, &b.q], total)?;
+            if let Some(sum3) = b.layout.sum3() {
+                let sp = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
+                let su = ctx.uniform("sum3_params", &sp);
+                ctx.dispatch(enc, sum3, &[&su, &b.q, &b.s], b.layout.threads(n as u32, self.height, self.width))?;
+            }
+            find::FindInput::Sums { q: &b.q, s: &b.s }
+        };
+        find::record_find(ctx, enc, b.layout, &fparams, &input, &b.find, &b.counter, &b.cands, &lu, &b.out)?;
+        Ok(fparams)
+    }
+
+    /// Counts the same `n` frames already on the device (`frames`: f32, or u16 two per word when
+    /// `u16`) `times` times, each batch its own submission, back to back with no wait in between,
+    /// and nothing read back but the last batch's number of centres, which it returns. For the
+    /// benchmark of the rate the GPU sustains when frames arrive in its memory
+    /// (`bench` stage `count_resident`).
+    pub fn count_resident(&self, frames: &wgpu::Buffer, u16: bool, n: usize, times: usize) -> Result<u32> {
+        let Device::Gpu(ctx) = self.device else {
+            return Err(Error::Other("count_resident needs the GPU path".into()));
+        };
+        let cap = self.gpu.as_ref().unwrap().capacity_frames as usize;
+        if n > cap {
+            return Err(Error::Other(format!("count_resident: {n} frames > the batch capacity {cap}")));
+        }
+        for _ in 0..times {
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
+            self.record_count(ctx, &mut enc, frames, u16, n)?;
+            ctx.queue.submit([enc.finish()]);
+        }
+        let mut enc = ctx.encoder("count readback");
+        let rc = ctx.readback(&mut enc, &self.gpu.as_ref().unwrap().counter, 4);
+        ctx.submit_and_wait(enc)?;
+        Ok(rc.read::<u32>(ctx)?[0])
+    }
+
     fn count_gpu(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
         let b = self.gpu.as_ref().unwrap();
-        let px = (self.height * self.width) as u64;
         match adu {
             AduSource::Host(a) => ctx.write(&b.adu, a),
             AduSource::HostU16(a) => ctx.write(&b.adu, &calibrate::u16_words(a)),
             AduSource::Device(_) => {}
         }
-        ctx.write(&b.counter, &[0u32]);
-        let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
-        let fparams = self.find_params(n);
-        let lu = ctx.uniform("localize_params", &self.localize_params(fparams.capacity));
-        let total = n as u64 * px;
         let mut enc = ctx.encoder("count");
-        if let AduSource::Device(src) = adu {
-            enc.copy_buffer_to_buffer(src, 0, &b.adu, 0, total * 4);
-        }
-        let calibrate = if matches!(adu, AduSource::HostU16(_)) {
-            &shaders::COUNT_CALIBRATE_U16
-        } else {
-            &shaders::COUNT_CALIBRATE
+        // frames already on the device are read where they are (no copy)
+        let raw = match adu {
+            AduSource::Device(src) => src,
+            _ => &b.adu,
         };
-        ctx.dispatch(&mut enc, calibrate, &[&cp, &b.adu, &b.dark, &b.gain_map, &b.q], total)?;
-        if let Some(sum3) = b.layout.sum3() {
-            let sp = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
-            let su = ctx.uniform("sum3_params", &sp);
-            ctx.dispatch(&mut enc, sum3, &[&su, &b.q, &b.s], b.layout.threads(n as u32, self.height, self.width))?;
-        }
-        find::record_find(ctx, &mut enc, b.layout, &fparams, &b.q, &b.s, &b.find, &b.counter, &b.cands)?;
-        let localize = &shaders::COUNT_LOCALIZE;
-        let bindings = [&lu, &b.q, &b.counter, &b.cands, &b.out];
-        localize::record_indirect(ctx, &mut enc, localize, fparams.capacity, &b.counter, &b.args, &bindings)?;
+        let fparams = self.record_count(ctx, &mut enc, raw, matches!(adu, AduSource::HostU16(_)), n)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
         let count = rc.read::<u32>(ctx)?[0];

@@ -69,40 +69,23 @@ pub fn sum3_frame(h: usize, w: usize, qf: &[i32], sf: &mut [i32], rows: &mut [i3
     }
 }
 
-/// Runs `count/sum3` alone on the GPU, in the given layout (for [`super::CountLayout::Tiles`]:
-/// `count/find_tile`, which writes the sums, with a threshold no pixel passes).
+/// Runs `count/sum3` alone on the GPU, in the given layout; an error for
+/// [`super::CountLayout::Tiles`], whose `count/find_tile` keeps its sums in workgroup memory
+/// (they are checked through its candidates and their sums, `find::find_gpu`).
 pub fn sum3_gpu(
     ctx: &crate::gpu::GpuContext,
     layout: super::CountLayout,
     p: &Sum3Params,
     q: &[i32],
 ) -> crate::Result<Vec<i32>> {
+    let kernel =
+        layout.sum3().ok_or_else(|| crate::Error::Other(format!("the {} layout writes no sums", layout.name())))?;
     let n = (p.n_frames * p.height * p.width) as u64;
     let qb = ctx.upload("q", q)?;
     let sb = ctx.upload("s", &vec![-12345i32; n as usize])?;
     let mut enc = ctx.encoder("sum3");
-    match layout.sum3() {
-        Some(kernel) => {
-            let u = ctx.uniform("sum3_params", p);
-            ctx.dispatch(&mut enc, kernel, &[&u, &qb, &sb], layout.threads(p.n_frames, p.height, p.width))?;
-        }
-        None => {
-            let fp = super::find::FindParams {
-                n_frames: p.n_frames,
-                height: p.height,
-                width: p.width,
-                thr_q: i32::MAX,
-                xray_q: 0,
-                suppress_px: 1,
-                capacity: 1,
-                _pad0: 0,
-            };
-            let counter = ctx.upload("counter", &[0u32])?;
-            let cands = ctx.storage("cands", 16)?;
-            let fb = super::find::FindBuffers::new(ctx, p.n_frames, p.height, p.width, 1)?;
-            super::find::record_find(ctx, &mut enc, layout, &fp, &qb, &sb, &fb, &counter, &cands)?;
-        }
-    }
+    let u = ctx.uniform("sum3_params", p);
+    ctx.dispatch(&mut enc, kernel, &[&u, &qb, &sb], layout.threads(p.n_frames, p.height, p.width))?;
     let rb = ctx.readback(&mut enc, &sb, n * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

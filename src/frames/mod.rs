@@ -460,6 +460,99 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// Records `frames/place` and `frames/accumulate` for the electrons of `params` (offsets
+    /// already in `work.offsets`) into the accumulator of rows `row0 .. row0 + rows`.
+    fn record_place_accumulate(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        work: &WorkBuffers,
+        params: &PlaceParams,
+        row0: u32,
+        rows: u32,
+    ) -> Result<()> {
+        let gpu = self.gpu.as_ref().expect("GPU state");
+        let len = params.n_electrons;
+        let pu = ctx.uniform("place_params", params);
+        ctx.dispatch(enc, &shaders::FRAMES_PLACE, &[&pu, &work.offsets, &work.records], len as u64)?;
+        let ap = AccumulateParams {
+            n_electrons: len,
+            height: self.cfg.height,
+            width: self.cfg.width,
+            row0,
+            band_rows: rows,
+            ..Default::default()
+        };
+        let au = ctx.uniform("accumulate_params", &ap);
+        let bindings = [&au, &work.records, &gpu.event_offsets, &gpu.event_pixels, &work.acc];
+        ctx.dispatch(enc, &shaders::FRAMES_ACCUMULATE, &bindings, len as u64)?;
+        Ok(())
+    }
+
+    /// Records `frames/noise` (`_u16` when `packed`) from the accumulator into `work.out`.
+    #[allow(clippy::too_many_arguments)]
+    fn record_noise(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        work: &WorkBuffers,
+        first_frame: u64,
+        n: usize,
+        row0: u32,
+        rows: u32,
+        packed: bool,
+    ) -> Result<()> {
+        let np = self.noise_params(first_frame, n, row0, rows);
+        let nu = ctx.uniform("noise_params", &np);
+        let noise = if packed { &shaders::FRAMES_NOISE_U16 } else { &shaders::FRAMES_NOISE };
+        ctx.dispatch(enc, noise, &[&nu, &work.acc, &work.out], n as u64 * np.n_groups as u64)?;
+        Ok(())
+    }
+
+    /// Makes the frames of `counts` (first frame `first_frame`) on the device `times` times over,
+    /// each time its own submission, back to back with no host wait in between and nothing read
+    /// back: the generation rate when frames are used where they are made (bench stage
+    /// `frames_resident`). GPU path; the batch must fit one storage binding. `last`, when given,
+    /// gets the frames of the last time on the device (f32, or u16 two per word for quantized
+    /// frames of even width).
+    pub fn generate_resident(
+        &self,
+        first_frame: u64,
+        counts: &[u32],
+        times: usize,
+        last: Option<FramesSink>,
+    ) -> Result<()> {
+        let Device::Gpu(ctx) = self.device else {
+            return Err(crate::Error::Other("generate_resident needs the GPU path".into()));
+        };
+        let gpu = self.gpu.as_ref().expect("GPU state");
+        let (h, w) = (self.cfg.height, self.cfg.width);
+        let n = counts.len();
+        let offsets = Self::offsets(counts);
+        let total = *offsets.last().unwrap();
+        let frame_bytes = n as u64 * h as u64 * w as u64 * 4;
+        if frame_bytes.max(total as u64 * 16) > ctx.max_binding_bytes() {
+            return Err(crate::Error::Other(format!(
+                "a batch of {n} frames of {h}x{w} does not fit one storage binding; it cannot stay on the device"
+            )));
+        }
+        let work = WorkBuffers::get(ctx, &gpu.work, total as u64 * 16, frame_bytes, (n as u64 + 1) * 4)?;
+        ctx.write(&work.offsets, &offsets);
+        let params = self.place_params(first_frame, n, total, 0);
+        let packed = self.cfg.quantize_u16 && w % 2 == 0;
+        for _ in 0..times {
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frames") });
+            enc.clear_buffer(&work.acc, 0, Some(frame_bytes));
+            self.record_place_accumulate(ctx, &mut enc, &work, &params, 0, h)?;
+            self.record_noise(ctx, &mut enc, &work, first_frame, n, 0, h, packed)?;
+            ctx.queue.submit([enc.finish()]);
+        }
+        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(crate::gpu::GpuError::from)?;
+        let r = last.map_or(Ok(()), |f| f(&work.out));
+        *gpu.work.lock().unwrap() = Some(work);
+        r
+    }
+
     /// The GPU path: place, accumulate and noise per row band (one band unless a frame exceeds a
     /// storage binding), with electrons chunked to fit the record buffer; the frames and truth
     /// are read back, or with `on_device` handed over on the device instead.
@@ -529,36 +622,17 @@ impl<'a> Generator<'a> {
                 if start == 0 {
                     enc.clear_buffer(acc, 0, Some(n as u64 * band_px * 4));
                 }
-                let pu = ctx.uniform("place_params", &params);
-                ctx.dispatch(&mut enc, &shaders::FRAMES_PLACE, &[&pu, offsets_buf, records_buf], len as u64)?;
-                let ap = AccumulateParams {
-                    n_electrons: len,
-                    height: h,
-                    width: w,
-                    row0,
-                    band_rows: rows,
-                    ..Default::default()
-                };
-                let au = ctx.uniform("accumulate_params", &ap);
-                ctx.dispatch(
-                    &mut enc,
-                    &shaders::FRAMES_ACCUMULATE,
-                    &[&au, records_buf, &gpu.event_offsets, &gpu.event_pixels, acc],
-                    len as u64,
-                )?;
+                self.record_place_accumulate(ctx, &mut enc, &work, &params, row0, rows)?;
                 let rb = (row0 == 0 && !keep).then(|| ctx.readback(&mut enc, records_buf, len as u64 * 16));
                 ctx.submit_and_wait(enc)?;
                 if let Some(rb) = rb {
                     pending_records.push(rb);
                 }
             }
-            let np = self.noise_params(first_frame, n, row0, rows);
             let mut enc = ctx.encoder("noise");
-            let nu = ctx.uniform("noise_params", &np);
             // Quantized frames of even width come back as u16, two per word: half the readback.
             let packed = self.cfg.quantize_u16 && w % 2 == 0 && !keep;
-            let noise = if packed { &shaders::FRAMES_NOISE_U16 } else { &shaders::FRAMES_NOISE };
-            ctx.dispatch(&mut enc, noise, &[&nu, acc, out], n as u64 * np.n_groups as u64)?;
+            self.record_noise(ctx, &mut enc, &work, first_frame, n, row0, rows, packed)?;
             if let Some(f) = on_device.as_mut() {
                 ctx.submit_and_wait(enc)?;
                 let r = f(out);

@@ -373,11 +373,7 @@ impl Material {
     /// deflect too (mu <= `mu_e`, [`Self::electronic_mu_max`]), Z/(Z+1) (the nucleus alone) above.
     #[inline]
     pub fn electronic_weight(z: u32, mu: f64, mu_e: f64) -> f64 {
-        if mu <= mu_e {
-            1.0
-        } else {
-            z as f64 / (z as f64 + 1.0)
-        }
+        if mu <= mu_e { 1.0 } else { z as f64 / (z as f64 + 1.0) }
     }
 
     /// Screened-Rutherford (Wentzel) elastic cross section per atom (cm^2) of element `z`,

@@ -163,37 +163,41 @@ run_kernels!(
     FIND_BINDINGS
 );
 
-/// `count/calibrate`, `count/sum3` and the first pass of `count/find` in one kernel, on tiles of
-/// 32 x 16 pixels in workgroup memory, reading f32 frames (bindings: find params, adu, dark,
-/// gain map, q, pre_counter, pre, marks, calibrate params).
-pub const COUNT_FIND_TILE: Kernel = Kernel {
-    name: "count/find_tile",
-    source: wgsl!(
-        "shared/rng.wgsl",
-        "count/adu_f32.wgsl",
-        "count/calibrate_common.wgsl",
-        "count/find_common.wgsl",
-        "count/find_list.wgsl",
-        "count/find_tile.wgsl"
-    ),
-    bindings: FIND_TILE_BINDINGS,
-    workgroup_size: 256,
-};
+/// `count/find_tile` reading its raw frames through `$adu` (`count/adu_f32.wgsl` or
+/// `count/adu_u16.wgsl`).
+macro_rules! find_tile_kernel {
+    ($(#[$doc:meta])* $name:ident, $label:literal, $adu:literal) => {
+        $(#[$doc])*
+        pub const $name: Kernel = Kernel {
+            name: $label,
+            source: wgsl!(
+                "shared/rng.wgsl",
+                $adu,
+                "count/calibrate_common.wgsl",
+                "count/find_common.wgsl",
+                "count/find_list.wgsl",
+                "count/find_tile.wgsl"
+            ),
+            bindings: FIND_TILE_BINDINGS,
+            workgroup_size: 256,
+        };
+    };
+}
 
-/// `count/find_tile` reading u16 frames packed two per u32 word.
-pub const COUNT_FIND_TILE_U16: Kernel = Kernel {
-    name: "count/find_tile_u16",
-    source: wgsl!(
-        "shared/rng.wgsl",
-        "count/adu_u16.wgsl",
-        "count/calibrate_common.wgsl",
-        "count/find_common.wgsl",
-        "count/find_list.wgsl",
-        "count/find_tile.wgsl"
-    ),
-    bindings: FIND_TILE_BINDINGS,
-    workgroup_size: 256,
-};
+find_tile_kernel!(
+    /// `count/calibrate`, `count/sum3` and the first pass of `count/find` in one kernel, on tiles of
+    /// 32 x 16 pixels in workgroup memory, reading f32 frames (bindings: find params, adu, dark,
+    /// gain map, q, pre_counter, pre, marks, calibrate params).
+    COUNT_FIND_TILE,
+    "count/find_tile",
+    "count/adu_f32.wgsl"
+);
+find_tile_kernel!(
+    /// `count/find_tile` reading u16 frames packed two per u32 word.
+    COUNT_FIND_TILE_U16,
+    "count/find_tile_u16",
+    "count/adu_u16.wgsl"
+);
 
 const FIND_TILE_BINDINGS: &[Binding] = &[
     Uniform,

@@ -108,6 +108,21 @@ fn sum3_matches_twin_exactly() {
             assert_eq!(gpu, cpu, "{h}x{w}x{n}, {layout:?}");
         }
         assert!(sum3_gpu(&ctx, CountLayout::Tiles, &p, &q).is_err());
+        // finding on these shapes too (frames narrower and lower than a tile, 1-pixel wide)
+        let fp = FindParams {
+            n_frames: n,
+            height: h,
+            width: w,
+            thr_q: 0,
+            xray_q: 0,
+            suppress_px: 1,
+            capacity: n * max_candidates(h, w) as u32,
+            _pad0: 0,
+        };
+        let want = find_cpu(&fp, &q, &cpu);
+        for layout in CountLayout::ALL {
+            assert_eq!(find_gpu(&ctx, layout, &fp, &q, &cpu).unwrap().0, want, "find, {h}x{w}x{n}, {layout:?}");
+        }
         // The separable twin equals the direct 9-term sum.
         let (r, c) = ((h - 1) / 2, (w - 1) / 2);
         let mut direct = 0;

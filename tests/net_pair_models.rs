@@ -336,7 +336,7 @@ fn eval_dose_sweeps_the_pipeline() {
 /// The issue's acceptance, scaled down for CI: at dose 0.005 (where the 3x3 thresholded centroid
 /// loses ~6 % of the electrons to overlap, against dose 0.001) the shipped pair models recover at
 /// least half of the loss, counted beyond what splitting gains at the reference dose too, and cost
-/// at most 1 point of precision (docs/pairs.md has the full-size figures: 92 % / 69 % recovered,
+/// at most 1 point of precision (docs/pairs.md has the full-size figures: 93 % / 69 % recovered,
 /// -0.50 points, on 100 frames). 30 frames of 256x256 per dose: ~10,000 electrons at 0.005.
 #[test]
 fn shipped_pair_models_recover_most_of_the_overlap_loss() {
@@ -375,7 +375,7 @@ fn shipped_pair_models_recover_most_of_the_overlap_loss() {
 
 /// The shipped classifiers (`pair-seed`, the second notebook's network, and our `pair-compact`;
 /// docs/pairs.md) on held-out samples of the default library: the issue asks for 97 %; on 20,000
-/// held-out samples they score 97.5 % / 97.3 % (docs/pairs.md), so 96.5 % on 4,000 leaves room for sampling noise (the
+/// held-out samples they score 97.55 % / 97.44 % (docs/pairs.md), so 96.5 % on 4,000 leaves room for sampling noise (the
 /// standard error is 0.27 points) while still failing a model that has lost its training.
 #[test]
 fn shipped_classifiers_reach_the_notebooks_accuracy() {

@@ -270,13 +270,16 @@ fn model_file_round_trip_and_bad_input() {
     assert!(model_file::save(&m, None, &path, false, "--out").is_err());
 }
 
-/// Forward pass in training mode, layer by layer: GPU vs twins, repeated (catches races).
+/// Forward pass in training mode, layer by layer: GPU vs twins, repeated (catches races). A
+/// batch of 16: with 6 (as before), the seed network's third batch norm normalizes 24 values per
+/// channel, and on the library of 2026-11-26 one channel's variance was so small that its
+/// 1/sqrt(var) amplified the float rounding 17-fold (4e-4 of the layer's scale after dropout).
 #[test]
 fn forward_layers_gpu_equal_cpu() {
     let Some(ctx) = test_context() else { return };
     for preset in ["seed", "fast"] {
         let cfg = ModelConfig::preset(preset).unwrap();
-        let n = 6;
+        let n = 16;
         let batch = small_batch(&cfg, n, 0);
         let model = Model::new(cfg.clone(), 11).unwrap();
         let mut cpu = model.clone();

@@ -4,7 +4,23 @@ use std::path::Path;
 use std::process::Command;
 
 fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
+    output(Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir))
+}
+
+/// Held while a test has an HDF5 file open for writing, and while a child process is spawned.
+/// HDF5 opens files without close-on-exec and locks them with flock(), so a child spawned by
+/// another test thread while a file is open inherits the descriptor and its lock, and an emsim
+/// run on that file then fails with "unable to lock file, errno = 11" (seen on a 16-core GPU
+/// machine).
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `cmd` to completion, spawning it under [`SPAWN`].
+fn output(cmd: &mut Command) -> std::process::Output {
+    let child = {
+        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run emsim")
+    };
+    child.wait_with_output().expect("run emsim")
 }
 
 fn stderr_line(out: &std::process::Output) -> String {
@@ -266,8 +282,10 @@ fn count_bad_input_is_named() {
     assert!(o.status.success());
     // An HDF5 file without /frames, and one whose /frames is 2-D.
     // Closed explicitly: a handle still open here keeps HDF5's file lock, and the subprocess
-    // then fails to open the file (seen on the GPU machine: "unable to lock file, errno = 11").
+    // then fails to open the file (seen on the GPU machine: "unable to lock file, errno = 11");
+    // written under SPAWN, so that no child of another test inherits the open file.
     {
+        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
         let f = hdf5::File::create(d.join("noframes.h5")).unwrap();
         f.new_dataset_builder().with_data(&[1.0f32, 2.0]).create("other").unwrap();
         f.close().unwrap();
@@ -297,12 +315,12 @@ fn count_bad_input_is_named() {
         assert!(line.contains(expect), "{args:?}: {line:?} should mention {expect}");
     }
     // A mistyped kernel-layout override (for benchmarks, GPU path) is named, not ignored.
-    let out = Command::new(env!("CARGO_BIN_EXE_emsim"))
-        .args(["count", "f.h5", "--out", "c.h5"])
-        .env("EMSIM_COUNT_LAYOUT", "tile")
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new(env!("CARGO_BIN_EXE_emsim"))
+            .args(["count", "f.h5", "--out", "c.h5"])
+            .env("EMSIM_COUNT_LAYOUT", "tile")
+            .current_dir(d),
+    );
     let line = stderr_line(&out);
     assert!(!out.status.success() && line.lines().count() == 1, "{line:?}");
     assert!(line.contains("EMSIM_COUNT_LAYOUT") && line.contains("'tile'"), "{line:?}");
@@ -466,12 +484,12 @@ fn bench_bad_input_is_named() {
 fn assets_dir_from_environment() {
     let dir = tempfile::tempdir().unwrap();
     let run = |assets: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_emsim"))
-            .args(["frames", "--frames", "1", "--size", "8x8", "--device", "cpu", "--out", "f.h5", "-q"])
-            .env("EMSIM_ASSETS", assets)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
+        output(
+            Command::new(env!("CARGO_BIN_EXE_emsim"))
+                .args(["frames", "--frames", "1", "--size", "8x8", "--device", "cpu", "--out", "f.h5", "-q"])
+                .env("EMSIM_ASSETS", assets)
+                .current_dir(dir.path()),
+        )
     };
     let missing = dir.path().join("elsewhere");
     let o = run(&missing);

@@ -737,12 +737,12 @@ impl<'a> Counter<'a> {
         Ok(fparams)
     }
 
-    /// Counts the same `n` frames already on the device (`frames`: f32, or u16 two per word when
-    /// `u16`) `times` times, each batch its own submission, back to back with no wait in between,
-    /// and nothing read back but the last batch's number of centres, which it returns. For the
-    /// benchmark of the rate the GPU sustains when frames arrive in its memory
-    /// (`bench` stage `count_resident`).
-    pub fn count_resident(&self, frames: &wgpu::Buffer, u16: bool, n: usize, times: usize) -> Result<u32> {
+    /// Counts batches of `n` frames already on the device (`batches`: one buffer per batch, f32,
+    /// or u16 two per word when `u16`), `times` batches in turn (cycling through `batches`), each
+    /// its own submission, back to back (waiting only when 8 are queued), and nothing read back
+    /// but the last batch's number of centres, which it returns. For the benchmark of the rate the GPU
+    /// sustains when frames arrive in its memory (`bench` stage `count_resident`).
+    pub fn count_resident(&self, batches: &[wgpu::Buffer], u16: bool, n: usize, times: usize) -> Result<u32> {
         let Device::Gpu(ctx) = self.device else {
             return Err(Error::Other("count_resident needs the GPU path".into()));
         };
@@ -750,11 +750,16 @@ impl<'a> Counter<'a> {
         if n > cap {
             return Err(Error::Other(format!("count_resident: {n} frames > the batch capacity {cap}")));
         }
-        for _ in 0..times {
-            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
-            self.record_count(ctx, &mut enc, frames, u16, n)?;
-            ctx.queue.submit([enc.finish()]);
+        if batches.is_empty() {
+            return Err(Error::Other("count_resident: no batches".into()));
         }
+        let mut in_flight = crate::gpu::InFlight::new(8);
+        for t in 0..times {
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
+            self.record_count(ctx, &mut enc, &batches[t % batches.len()], u16, n)?;
+            in_flight.submit(ctx, enc)?;
+        }
+        in_flight.finish(ctx)?;
         let mut enc = ctx.encoder("count readback");
         let rc = ctx.readback(&mut enc, &self.gpu.as_ref().unwrap().counter, 4);
         ctx.submit_and_wait(enc)?;

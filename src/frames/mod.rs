@@ -510,8 +510,8 @@ impl<'a> Generator<'a> {
     }
 
     /// Makes the frames of `counts` (first frame `first_frame`) on the device `times` times over,
-    /// each time its own submission, back to back with no host wait in between and nothing read
-    /// back: the generation rate when frames are used where they are made (bench stage
+    /// each time its own submission, back to back (waiting only when 8 are queued) and nothing
+    /// read back: the generation rate when frames are used where they are made (bench stage
     /// `frames_resident`). GPU path; the batch must fit one storage binding. `last`, when given,
     /// gets the frames of the last time on the device (f32, or u16 two per word for quantized
     /// frames of even width).
@@ -540,14 +540,15 @@ impl<'a> Generator<'a> {
         ctx.write(&work.offsets, &offsets);
         let params = self.place_params(first_frame, n, total, 0);
         let packed = self.cfg.quantize_u16 && w % 2 == 0;
+        let mut in_flight = crate::gpu::InFlight::new(8);
         for _ in 0..times {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frames") });
             enc.clear_buffer(&work.acc, 0, Some(frame_bytes));
             self.record_place_accumulate(ctx, &mut enc, &work, &params, 0, h)?;
             self.record_noise(ctx, &mut enc, &work, first_frame, n, 0, h, packed)?;
-            ctx.queue.submit([enc.finish()]);
+            in_flight.submit(ctx, enc)?;
         }
-        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(crate::gpu::GpuError::from)?;
+        in_flight.finish(ctx)?;
         let r = last.map_or(Ok(()), |f| f(&work.out));
         *gpu.work.lock().unwrap() = Some(work);
         r

@@ -43,6 +43,37 @@ pub enum GpuError {
     ShaderChecks(String),
 }
 
+/// Submissions in flight, at most `max` of them: streaming work (the resident benchmark stages)
+/// submits batch after batch and waits only for the oldest once `max` are queued, so the GPU
+/// stays busy while the host's per-batch resources (uniforms, bind groups) are reclaimed as it
+/// goes instead of piling up until the end.
+pub struct InFlight {
+    queue: std::collections::VecDeque<wgpu::SubmissionIndex>,
+    max: usize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Self {
+        Self { queue: std::collections::VecDeque::new(), max: max.max(1) }
+    }
+
+    /// Submits `enc`; then, with more than `max` submissions queued, waits for the oldest.
+    pub fn submit(&mut self, ctx: &GpuContext, enc: wgpu::CommandEncoder) -> Result<(), GpuError> {
+        self.queue.push_back(ctx.queue.submit([enc.finish()]));
+        if self.queue.len() > self.max {
+            let oldest = self.queue.pop_front();
+            ctx.device.poll(wgpu::PollType::Wait { submission_index: oldest, timeout: None })?;
+        }
+        Ok(())
+    }
+
+    /// Waits for everything submitted.
+    pub fn finish(self, ctx: &GpuContext) -> Result<(), GpuError> {
+        ctx.device.poll(wgpu::PollType::wait_indefinitely())?;
+        Ok(())
+    }
+}
+
 /// How much of wgpu's run-time instrumentation our kernels get (`EMSIM_SHADER_CHECKS`).
 ///
 /// `Full` is wgpu's default for untrusted shaders: every loop carries an extra iteration

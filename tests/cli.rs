@@ -355,37 +355,79 @@ fn count_bad_input_is_named() {
     only(d, &["f.h5", "noframes.h5", "flat.h5", "junk.h5", "other.h5", "c.h5"]);
 }
 
+/// Stages that run on the GPU path only (frames kept in GPU memory).
+const GPU_ONLY_STAGES: [&str; 2] = ["frames_resident", "count_resident"];
+
+fn bench_schema() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bench-schema.json")).unwrap(),
+    )
+    .unwrap()
+}
+
 /// `bench --quick --json` (CPU path, to keep CI short) follows docs/bench-schema.json: the
-/// required keys of every record, the stage-specific ones, and every stage present; `--compare`
-/// reads two reports.
+/// required keys of every record, the stage-specific ones, and every stage present (but the
+/// GPU-only ones); `--compare` reads two reports.
 #[test]
 fn bench_json_follows_schema_and_compares() {
     let dir = tempfile::tempdir().unwrap();
     let out = emsim(&["bench", "--quick", "--json", "--cpu-only"], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/bench-schema.json")).unwrap(),
-    )
-    .unwrap();
+    let schema = bench_schema();
     for k in schema["required"].as_array().unwrap() {
         assert!(report.get(k.as_str().unwrap()).is_some(), "report lacks {k}");
     }
+    assert!(report.get("shader_checks").is_none(), "no GPU, no shader_checks");
     let items = &schema["properties"]["records"]["items"];
     let stages: Vec<&str> =
         items["properties"]["stage"]["enum"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let records = report["records"].as_array().unwrap();
     for st in &stages {
-        assert!(records.iter().any(|r| r["stage"] == *st), "no record for stage {st}");
+        let present = records.iter().any(|r| r["stage"] == *st);
+        assert_eq!(present, !GPU_ONLY_STAGES.contains(st), "stage {st} on the CPU path");
     }
+    check_records(items, records);
+    std::fs::write(dir.path().join("a.json"), &out.stdout).unwrap();
+    let cmp = emsim(&["bench", "--compare", "a.json", "a.json"], dir.path());
+    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stderr));
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    assert!(text.contains("frames cpu 576x576") && text.contains("1.00x"), "{text}");
+    let bad = emsim(&["bench", "--compare", "a.json", "missing.json"], dir.path());
+    assert!(!bad.status.success() && stderr_line(&bad).contains("missing.json"));
+}
+
+/// The GPU-only stages (frames kept in GPU memory) follow the schema too, with the shader-check
+/// setting in the report and the count layout in the count record.
+#[test]
+fn bench_resident_stages_follow_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["bench", "--quick", "--gpu-only", "--json", "--stages", "frames_resident,count_resident", "--frames", "16"];
+    let out = emsim(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema = bench_schema();
+    assert!(schema["properties"]["shader_checks"]["enum"].as_array().unwrap().contains(&report["shader_checks"]));
+    let records = report["records"].as_array().unwrap();
+    for st in GPU_ONLY_STAGES {
+        // f32 and u16 frames
+        assert_eq!(records.iter().filter(|r| r["stage"] == st).count(), 2, "{st}");
+    }
+    check_records(&schema["properties"]["records"]["items"], records);
+}
+
+/// Every record has the schema's required keys, the stage-specific ones as positive numbers, and
+/// a count layout exactly when it counts on the GPU path.
+fn check_records(items: &serde_json::Value, records: &[serde_json::Value]) {
     let layouts = items["properties"]["count_layout"]["enum"].as_array().unwrap();
     for r in records {
         for k in items["required"].as_array().unwrap() {
             assert!(r.get(k.as_str().unwrap()).is_some(), "record {r} lacks {k}");
         }
         // counting on the GPU path says which kernel layout ran; nothing else does
-        let counting =
-            ["count", "frames_count", "count_net", "count_net_split"].contains(&r["stage"].as_str().unwrap());
+        let counting = ["count", "frames_count", "count_resident", "count_net", "count_net_split"]
+            .contains(&r["stage"].as_str().unwrap());
         if counting && r["path"] == "gpu" {
             assert!(layouts.contains(&r["count_layout"]), "record {r}: count_layout");
         } else {
@@ -403,13 +445,6 @@ fn bench_json_follows_schema_and_compares() {
             }
         }
     }
-    std::fs::write(dir.path().join("a.json"), &out.stdout).unwrap();
-    let cmp = emsim(&["bench", "--compare", "a.json", "a.json"], dir.path());
-    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stderr));
-    let text = String::from_utf8_lossy(&cmp.stdout);
-    assert!(text.contains("frames cpu 576x576") && text.contains("1.00x"), "{text}");
-    let bad = emsim(&["bench", "--compare", "a.json", "missing.json"], dir.path());
-    assert!(!bad.status.success() && stderr_line(&bad).contains("missing.json"));
 }
 
 /// `bench --kernel-times` on the GPU path: every count record names its kernels with their GPU

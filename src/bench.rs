@@ -219,6 +219,24 @@ fn timed_repeats<'a>(
     Ok((times, found))
 }
 
+/// Runs `run` `repeats` times and keeps each run's wall time only (no GPU timer: the resident
+/// stages submit without `GpuContext::encoder`); the caller warms up first.
+fn wall_repeats<'a>(device: &'a Device, repeats: u32, mut run: impl FnMut() -> Result<()>) -> Result<Reps<'a>> {
+    let mut reps = Reps::new(device);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        run()?;
+        reps.wall.push(t.elapsed().as_secs_f64());
+    }
+    Ok(reps)
+}
+
+/// Raw u16 detector values for frames in electrons: ADU = electrons + `offset_adu`, rounded and
+/// saturated (the bench's u16 frames, gain 1).
+fn raw_u16(frames: &[f32], offset_adu: f32) -> Vec<u16> {
+    frames.iter().map(|&e| (e + offset_adu).round().clamp(0.0, 65535.0) as u16).collect()
+}
+
 impl BenchRecord {
     fn timing(stage: &str, path: &str, timed: &str, reps: &mut Reps) -> Self {
         let times = &mut reps.wall;
@@ -520,12 +538,7 @@ pub fn bench_frames_resident(
     let counts: Vec<u32> = (0..batch as u64).map(|k| cfg.electron_count(k)).collect();
     let times = (resident_frames(device, cfg.frames) / batch as u64).max(1) as usize;
     gen_.generate_resident(0, &counts, 1, None)?;
-    let mut reps = Reps::new(device);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        gen_.generate_resident(0, &counts, times, None)?;
-        reps.wall.push(t.elapsed().as_secs_f64());
-    }
+    let mut reps = wall_repeats(device, repeats, || gen_.generate_resident(0, &counts, times, None))?;
     let timed = "frames made batch after batch in GPU memory (up to 8 submissions queued ahead), no readback";
     let mut r = BenchRecord::timing("frames_resident", "gpu", timed, &mut reps);
     let electrons = counts.iter().map(|&c| c as u64).sum::<u64>() * times as u64;
@@ -541,8 +554,8 @@ pub fn bench_frames_resident(
 /// (more than the GPU's L2 cache, so the frames come from its memory, not from the cache), are
 /// made and uploaded once (as f32, or as u16 ADU = electrons + 100 packed two per word when
 /// `u16`); each repeat then counts `cfg.frames / batch` batches ([`resident_frames`]) in turn, one
-/// submission per batch, back to back (the host waits only when 8 are queued), and reads back only the last
-/// batch's number of centres. Wall clock: what the GPU sustains when it is kept busy, the host
+/// submission per batch, back to back (the host waits only when 8 are queued), and reads back
+/// only the last batch's number of centres. Wall clock: what the GPU sustains when it is kept busy, the host
 /// submitting ahead of it.
 pub fn bench_count_resident(
     device: &Device,
@@ -570,8 +583,7 @@ pub fn bench_count_resident(
         let range = k * batch as usize..(k + 1) * batch as usize;
         let frames = gen_.generate(range.start as u64, &counts[range])?.frames;
         bufs.push(if u16 {
-            let raw: Vec<u16> = frames.iter().map(|&e| (e + offset).round().clamp(0.0, 65535.0) as u16).collect();
-            ctx.upload("resident_frames_u16", &raw)?
+            ctx.upload("resident_frames_u16", &raw_u16(&frames, offset))?
         } else {
             ctx.upload("resident_frames", &frames)?
         });
@@ -583,15 +595,13 @@ pub fn bench_count_resident(
     }
     let found: u64 = (0..times).map(|t| per_batch[t % n_batches]).sum();
     let last = per_batch[(times - 1) % n_batches];
-    let mut reps = Reps::new(device);
-    for _ in 0..repeats {
-        let t = Instant::now();
+    let mut reps = wall_repeats(device, repeats, || {
         let n = counter.count_resident(&bufs, u16, batch as usize, times)?;
-        reps.wall.push(t.elapsed().as_secs_f64());
         if n as u64 != last {
             return Err(Error::Other(format!("count_resident: the last batch gave {n} centres, alone {last}")));
         }
-    }
+        Ok(())
+    })?;
     let timed = "counting frames already in GPU memory (256 MiB of distinct batches, made and uploaded once), \
                  batch after batch (up to 8 submissions queued ahead); only the number found read back";
     let mut r = BenchRecord::timing("count_resident", "gpu", timed, &mut reps);
@@ -646,11 +656,7 @@ fn bench_count_with(
     let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu)?;
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
     let frames = gen_.generate(0, &counts)?.frames;
-    let raw: Vec<u16> = if u16_input {
-        frames.iter().map(|&e| (e + ccfg.offset_adu).round().clamp(0.0, 65535.0) as u16).collect()
-    } else {
-        Vec::new()
-    };
+    let raw: Vec<u16> = if u16_input { raw_u16(&frames, ccfg.offset_adu) } else { Vec::new() };
     let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
     let batch = counter.batch_frames() as usize;
     let px = (cfg.height * cfg.width) as usize;

@@ -14,7 +14,7 @@ use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, cal
 use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
-use emsim::count::{CountConfig, CountLayout, Counter, estimate_sigma_e};
+use emsim::count::{CountConfig, CountLayout, Counter, HostAdu, estimate_sigma_e};
 use emsim::frames::{FramesConfig, Generator};
 use emsim::gpu::Device;
 use rand::RngExt;
@@ -86,9 +86,9 @@ fn calibrate_matches_twin() {
         // count/find_tile calibrates with the same code: exactly count/calibrate's charges, for
         // f32 and u16 frames.
         let (hu, wu) = (h as u32, w as u32);
-        let tiles = calibrate_gpu_tiles(&ctx, &p, hu, wu, &adu, &[], &dark, &gain_map).unwrap();
+        let tiles = calibrate_gpu_tiles(&ctx, &p, hu, wu, HostAdu::F32(&adu), &dark, &gain_map).unwrap();
         assert_eq!(tiles, gpu, "case {case}: count/find_tile's q");
-        let tiles_u16 = calibrate_gpu_tiles(&ctx, &p, hu, wu, &[], &raw, &dark, &gain_map).unwrap();
+        let tiles_u16 = calibrate_gpu_tiles(&ctx, &p, hu, wu, HostAdu::U16(&raw), &dark, &gain_map).unwrap();
         assert_eq!(tiles_u16, gpu_u16, "case {case}: count/find_tile_u16's q");
     }
 }

@@ -113,29 +113,28 @@ pub(crate) fn u16_words(adu: &[u16]) -> std::borrow::Cow<'_, [u16]> {
     std::borrow::Cow::Owned(padded)
 }
 
-/// Runs `count/find_tile` (the tile layout's fused calibration and finding) on `n` frames of
-/// `height x width` in `a` (f32, or u16 two per word when `u16`) with a threshold no pixel
+/// Runs `count/find_tile` (the tile layout's fused calibration and finding) on the frames of
+/// `height x width` in `frames` (f32, or u16 uploaded two per word) with a threshold no pixel
 /// passes, and reads back the `q` it writes (tests: its calibration against the twin).
-#[allow(clippy::too_many_arguments)]
 pub fn calibrate_gpu_tiles(
     ctx: &crate::gpu::GpuContext,
     p: &CalibrateParams,
     height: u32,
     width: u32,
-    adu: &[f32],
-    raw_u16: &[u16],
+    frames: super::HostAdu,
     dark: &[f32],
     gain_map: &[f32],
 ) -> crate::Result<Vec<i32>> {
-    let u16 = adu.is_empty();
-    let a = if u16 { ctx.upload("adu_u16", &u16_words(raw_u16))? } else { ctx.upload("adu", adu)? };
+    let (a, u16) = match frames {
+        super::HostAdu::F32(adu) => (ctx.upload("adu", adu)?, false),
+        super::HostAdu::U16(adu) => (ctx.upload("adu_u16", &u16_words(adu))?, true),
+    };
     let d = ctx.upload("dark", if dark.is_empty() { &[0f32][..] } else { dark })?;
     let g = ctx.upload("gain_map", if gain_map.is_empty() { &[1f32][..] } else { gain_map })?;
     let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
     let cu = ctx.uniform("calibrate_params", p);
-    let n_frames = p.n_values / (height * width);
     let fp = super::find::FindParams {
-        n_frames,
+        n_frames: p.n_values / (height * width),
         height,
         width,
         thr_q: i32::MAX,
@@ -144,15 +143,9 @@ pub fn calibrate_gpu_tiles(
         capacity: 1,
         _pad0: 0,
     };
-    let lp = super::localize::LocalizeParams { height, width, capacity: 1, centroid_thr_q: 0 };
-    let lu = ctx.uniform("localize_params", &lp);
-    let counter = ctx.upload("counter", &[0u32])?;
-    let cands = ctx.storage("cands", 16)?;
-    let out = ctx.storage("localized", 48)?;
-    let fb = super::find::FindBuffers::new(ctx, n_frames, height, width, 1)?;
     let input = super::find::FindInput::Raw { adu: &a, u16, dark: &d, gain_map: &g, cparams: &cu, q: &q };
     let mut enc = ctx.encoder("find_tile calibration");
-    super::find::record_find(ctx, &mut enc, super::CountLayout::Tiles, &fp, &input, &fb, &counter, &cands, &lu, &out)?;
+    let _alone = super::find::record_find_alone(ctx, &mut enc, super::CountLayout::Tiles, &fp, &input)?;
     let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

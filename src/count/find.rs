@@ -304,10 +304,38 @@ pub fn record_find(
     Ok(())
 }
 
+/// The buffers of both finding passes run alone (tests): the kept centres' `counter` and list
+/// `cands` (filled with 0xdeadbeef before), and what only has to outlive the submission.
+pub(crate) struct FindAlone {
+    pub counter: wgpu::Buffer,
+    pub cands: wgpu::Buffer,
+    _keep: (wgpu::Buffer, wgpu::Buffer, FindBuffers),
+}
+
+/// Records both finding passes alone for `input` into `enc`, with fresh buffers for the lists,
+/// the localizations (threshold 0) and the passes' scratch.
+pub(crate) fn record_find_alone(
+    ctx: &crate::gpu::GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    layout: super::CountLayout,
+    p: &FindParams,
+    input: &FindInput,
+) -> crate::Result<FindAlone> {
+    let counter = ctx.upload("counter", &[0u32])?;
+    let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
+    let out = ctx.storage("localized", p.capacity.max(1) as u64 * 48)?;
+    let lp =
+        super::localize::LocalizeParams { height: p.height, width: p.width, capacity: p.capacity, centroid_thr_q: 0 };
+    let lu = ctx.uniform("localize_params", &lp);
+    let fb = FindBuffers::new(ctx, p.n_frames, p.height, p.width, p.capacity as u64)?;
+    record_find(ctx, enc, layout, p, input, &fb, &counter, &cands, &lu, &out)?;
+    Ok(FindAlone { counter, cands, _keep: (out, lu, fb) })
+}
+
 /// Runs both finding passes alone on the GPU, `count/find` in the given layout, on the fixed-point
 /// frames `q` and their sums `s` (the tile layout gets `q` as raw f32 frames with a calibration
-/// that gives them back exactly: offset 0, gain 1/16 ADU per electron, so |q| <= 2^20 is required); returns the
-/// sorted list and the raw counter value.
+/// that gives them back exactly: offset 0, gain 1/16 ADU per electron, so |q| <= 2^20 is
+/// required); returns the sorted list and the raw counter value.
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
     layout: super::CountLayout,
@@ -317,13 +345,6 @@ pub fn find_gpu(
 ) -> crate::Result<(Vec<Candidate>, u32)> {
     let qb = ctx.upload("q", q)?;
     let sb = ctx.upload("s", s)?;
-    let counter = ctx.upload("counter", &[0u32])?;
-    let cands = ctx.upload("cands", &vec![[0xdead_beefu32; 4]; p.capacity.max(1) as usize])?;
-    let out = ctx.storage("localized", p.capacity.max(1) as u64 * 48)?;
-    let lp =
-        super::localize::LocalizeParams { height: p.height, width: p.width, capacity: p.capacity, centroid_thr_q: 0 };
-    let lu = ctx.uniform("localize_params", &lp);
-    let fb = FindBuffers::new(ctx, p.n_frames, p.height, p.width, p.capacity as u64)?;
     let raw: Vec<f32>;
     let (adu, dummy, cu);
     let input = if layout.find().is_some() {
@@ -343,9 +364,9 @@ pub fn find_gpu(
         FindInput::Raw { adu: &adu, u16: false, dark: &dummy, gain_map: &dummy, cparams: &cu, q: &qb }
     };
     let mut enc = ctx.encoder("find");
-    record_find(ctx, &mut enc, layout, p, &input, &fb, &counter, &cands, &lu, &out)?;
-    let rc = ctx.readback(&mut enc, &counter, 4);
-    let rl = ctx.readback(&mut enc, &cands, p.capacity.max(1) as u64 * 16);
+    let alone = record_find_alone(ctx, &mut enc, layout, p, &input)?;
+    let rc = ctx.readback(&mut enc, &alone.counter, 4);
+    let rl = ctx.readback(&mut enc, &alone.cands, p.capacity.max(1) as u64 * 16);
     ctx.submit_and_wait(enc)?;
     let count = rc.read::<u32>(ctx)?[0];
     let mut list: Vec<Candidate> = rl.read(ctx)?;

@@ -339,7 +339,7 @@ impl CountLayout {
 
 /// Frames in host memory, as the file holds them.
 #[derive(Clone, Copy)]
-enum HostAdu<'b> {
+pub enum HostAdu<'b> {
     F32(&'b [f32]),
     U16(&'b [u16]),
 }
@@ -740,8 +740,8 @@ impl<'a> Counter<'a> {
     /// Counts batches of `n` frames already on the device (`batches`: one buffer per batch, f32,
     /// or u16 two per word when `u16`), `times` batches in turn (cycling through `batches`), each
     /// its own submission, back to back (waiting only when 8 are queued), and nothing read back
-    /// but the last batch's number of centres, which it returns. For the benchmark of the rate the GPU
-    /// sustains when frames arrive in its memory (`bench` stage `count_resident`).
+    /// but the last batch's number of centres, which it returns. For the benchmark of the rate the
+    /// GPU sustains when frames arrive in its memory (`bench` stage `count_resident`).
     pub fn count_resident(&self, batches: &[wgpu::Buffer], u16: bool, n: usize, times: usize) -> Result<u32> {
         let Device::Gpu(ctx) = self.device else {
             return Err(Error::Other("count_resident needs the GPU path".into()));

@@ -86,8 +86,8 @@ impl InFlight {
 /// - divisors are frame sizes, batch and layer shapes that the host validates as positive,
 ///   constants, or guarded in the kernel (`count/localize`'s `ratio` divides by a positive sum);
 /// - every kernel that declares workgroup memory writes each element before it reads it
-///   (a barrier between), so no read sees the fill. `tests/count.rs` and `tests/net_layers_a.rs`
-///   check that results are identical under both settings.
+///   (a barrier between), so no read sees the fill. `tests/count.rs` checks that the counter's
+///   results are identical under both settings; every kernel's twin test runs with the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShaderChecks {
     Full,

@@ -325,6 +325,17 @@ fn count_bad_input_is_named() {
     assert!(!out.status.success() && line.lines().count() == 1, "{line:?}");
     assert!(line.contains("EMSIM_COUNT_LAYOUT") && line.contains("'tile'"), "{line:?}");
     assert!(!d.join("c.h5").exists());
+    // So is a mistyped shader-checks setting.
+    let out = output(
+        Command::new(env!("CARGO_BIN_EXE_emsim"))
+            .args(["count", "f.h5", "--out", "c.h5"])
+            .env("EMSIM_SHADER_CHECKS", "none")
+            .current_dir(d),
+    );
+    let line = stderr_line(&out);
+    assert!(!out.status.success() && line.lines().count() == 1, "{line:?}");
+    assert!(line.contains("EMSIM_SHADER_CHECKS") && line.contains("'none'"), "{line:?}");
+    assert!(!d.join("c.h5").exists());
     // Truth from another dataset.
     let o = emsim(
         &[

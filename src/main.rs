@@ -21,8 +21,10 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct DeviceArgs {
-    /// Where kernels run: gpu (a wgpu adapter) or cpu (the Rust twins of every kernel).
-    #[arg(long, default_value = "gpu")]
+    /// Where kernels run: auto (a hardware GPU if there is one, else the CPU twins), gpu (any
+    /// wgpu adapter, software rasterizers such as llvmpipe included) or cpu (the Rust twins of
+    /// every kernel). `emsim devices` says what auto picks.
+    #[arg(long, default_value = "auto")]
     device: String,
     /// wgpu backend: auto, vulkan, metal, dx12 or gl.
     #[arg(long, default_value = "auto")]
@@ -31,11 +33,13 @@ struct DeviceArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// List the GPU adapters wgpu can see, with their limits and features.
+    /// List the GPU adapters wgpu can see, with their limits and features, and what --device auto picks.
     #[command(after_help = "Example: emsim devices --json")]
     Devices {
         #[arg(long)]
         json: bool,
+        #[arg(long, default_value = "auto")]
+        backend: String,
     },
     /// Simulate (Monte Carlo), import or inspect single-electron event libraries.
     #[command(
@@ -269,8 +273,10 @@ struct FramesArgs {
     out: PathBuf,
     #[arg(long, default_value = "h5")]
     format: String,
-    /// HDF5 compression of /frames: none, lzf, gzip or gzip=1..9.
-    #[arg(long, default_value = "gzip")]
+    /// HDF5 compression of /frames: deflate (shuffle + deflate on every core; plain h5py reads it),
+    /// gzip=1..9 (libdeflate at that level), zstd or zstd=1..22 (needs `import hdf5plugin` in
+    /// Python), lzf or none. docs/formats.md compares them.
+    #[arg(long, default_value = "deflate")]
     compression: String,
     /// Event library (HDF5); default: the library shipped in assets/.
     #[arg(long)]
@@ -295,11 +301,15 @@ struct FramesArgs {
     /// ADU per electron.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     gain: f32,
-    /// Dark offset, ADU.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    offset_adu: f32,
-    /// Round to integer ADU and store u16 (saturating).
-    #[arg(long)]
+    /// Dark offset, ADU. Default: 10x the read noise in ADU for u16 frames (so the noise is never
+    /// clipped at 0; 200 ADU at the defaults), 0 for f32 frames.
+    #[arg(long, allow_negative_numbers = true)]
+    offset_adu: Option<f32>,
+    /// Stored values: u16 (integer ADU with a dark offset, as detectors write them) or f32.
+    #[arg(long, default_value = "u16")]
+    dtype: String,
+    /// The same as --dtype u16 (the default).
+    #[arg(long, hide = true)]
     quantize_u16: bool,
     /// Frames per batch.
     #[arg(long, default_value_t = 32)]
@@ -326,6 +336,9 @@ struct BenchArgs {
     /// Small sizes: finishes in well under two minutes on 2 cores without a GPU.
     #[arg(long)]
     quick: bool,
+    /// Folder the end-to-end stages (frames_file, count_file) write to: the file system to measure.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
     /// Print JSON (schema docs/bench-schema.json) instead of a table.
     #[arg(long)]
     json: bool,
@@ -920,6 +933,17 @@ fn frames(a: FramesArgs) -> Result<()> {
         (_, Some(d)) => ElectronCount::Dose { electrons_per_pixel: d },
         _ => ElectronCount::Normal { mean: a.electrons, sd: a.electrons_sd },
     };
+    let quantize_u16 = match a.dtype.as_str() {
+        "u16" => true,
+        "f32" if a.quantize_u16 => return Err(Error::invalid("--quantize-u16", "conflicts with --dtype f32")),
+        "f32" => false,
+        other => return Err(Error::invalid("--dtype", format!("'{other}': expected u16 or f32"))),
+    };
+    let offset_adu = a.offset_adu.unwrap_or(if quantize_u16 {
+        emsim::frames::auto_offset_adu(a.noise_sigma_e, a.gain)
+    } else {
+        0.0
+    });
     let cfg = FramesConfig {
         frames: a.frames,
         height,
@@ -927,8 +951,8 @@ fn frames(a: FramesArgs) -> Result<()> {
         electrons,
         noise_sigma_e: a.noise_sigma_e,
         gain_adu_per_e: a.gain,
-        offset_adu: a.offset_adu,
-        quantize_u16: a.quantize_u16,
+        offset_adu,
+        quantize_u16,
         seed: a.seed,
         batch_frames: a.batch,
         shard_index,
@@ -1056,11 +1080,19 @@ fn infer(a: InferArgs) -> Result<()> {
 
 fn main_result(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Devices { json } => {
+        Cmd::Devices { json, backend } => {
             let adapters = emsim::gpu::list_adapters();
+            let (auto, why) = Device::auto(&backend)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&adapters).unwrap());
-            } else if adapters.is_empty() {
+                let v = serde_json::json!({
+                    "adapters": adapters,
+                    "auto": {"device": auto.path_name(), "reason": why, "adapter": auto.adapter()},
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap());
+                return Ok(());
+            }
+            println!("--device auto: {} ({why})", auto.path_name());
+            if adapters.is_empty() {
                 println!(
                     "no GPU adapters found (install mesa-vulkan-drivers for a CPU Vulkan driver, or use --device cpu)"
                 );
@@ -1176,6 +1208,7 @@ fn main_result(cli: Cli) -> Result<()> {
                 frame_batches: a.frame_batches,
                 net_batches: a.net_batches,
                 kernel_times: a.kernel_times,
+                dir: a.dir,
             };
             let report = emsim::bench::run(&opts)?;
             if a.json {
@@ -1190,6 +1223,24 @@ fn main_result(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // wgpu's GL probe (EGL) prints an error line without a runtime folder: give it a private one.
+        // SAFETY: getuid cannot fail.
+        let dir = std::env::temp_dir().join(format!("emsim-runtime-{}", unsafe { libc::getuid() }));
+        use std::os::unix::fs::DirBuilderExt;
+        if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() || dir.is_dir() {
+            // SAFETY: no other thread exists yet.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+    // Ctrl-C or SIGTERM: remove the outputs being written (no partial file stays), then exit.
+    if let Err(e) = ctrlc::set_handler(|| {
+        emsim::io::atomic::remove_temporaries();
+        eprintln!("emsim: interrupted; nothing was written");
+        std::process::exit(130);
+    }) {
+        eprintln!("emsim: warning: cannot catch interrupts ({e}); an interrupted run may leave a temporary file");
+    }
     match main_result(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -124,7 +124,7 @@ fn npy_format_and_quantized_frames() {
     // same electrons on the GPU and the CPU path, and the same from either format.
     let q = ["--frames", "3", "--size", "41x53", "--electrons", "15", "--quantize-u16", "--gain", "2"];
     for (format, out) in [("hdf5", "q.h5"), ("npy", "qn")] {
-        let mut args = vec!["frames", "--offset-adu", "100", "--format", format, "--out", out, "--device", "cpu", "-q"];
+        let mut args = vec!["frames", "--offset-adu", "200", "--format", format, "--out", out, "--device", "cpu", "-q"];
         args.extend_from_slice(&q);
         let o = emsim(&args, dir.path());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -13,6 +13,7 @@ use crate::io::counts_out::{CountsMeta, CountsWriter, ElectronColumns, StempyWri
 use crate::io::frames_in::FramesReader;
 use crate::{Error, Result};
 
+#[derive(Clone)]
 pub struct CountOptions {
     pub input: PathBuf,
     pub dataset: String,

@@ -85,7 +85,33 @@ impl Default for FramesConfig {
     }
 }
 
+/// The dark offset `emsim frames` gives u16 frames unless told: 10 sigma of read noise in ADU,
+/// rounded up to a whole ADU (200 ADU for 20 e- at 1 ADU/e-).
+pub fn auto_offset_adu(noise_sigma_e: f32, gain_adu_per_e: f32) -> f32 {
+    let v = (10.0 * noise_sigma_e * gain_adu_per_e).ceil();
+    if v.is_finite() { v.max(0.0) } else { 0.0 }
+}
+
 impl FramesConfig {
+    /// Quantized frames must keep their read noise: an offset below 4 sigma (in ADU) clips the
+    /// noise at 0 ADU, and `emsim count` could not estimate it. Errors name `--offset-adu`.
+    pub fn check_offset_keeps_noise(&self) -> Result<()> {
+        let sigma_adu = self.noise_sigma_e * self.gain_adu_per_e;
+        if self.quantize_u16 && self.offset_adu < 4.0 * sigma_adu {
+            return Err(Error::invalid(
+                "--offset-adu",
+                format!(
+                    "{} ADU clips the read noise ({sigma_adu} ADU sigma) of u16 frames at 0: give at least {} \
+                     (4 sigma; the default is {}) or --dtype f32",
+                    self.offset_adu,
+                    (4.0 * sigma_adu).ceil(),
+                    auto_offset_adu(self.noise_sigma_e, self.gain_adu_per_e)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every field; errors name the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |flag: &str, m: String| Err(Error::invalid(flag, m));

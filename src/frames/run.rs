@@ -1,7 +1,7 @@
-//! The streaming driver of `emsim frames`: batches are generated on one thread and written on
-//! another, so memory stays bounded by two batches whatever `--frames` is.
+//! The streaming driver of `emsim frames`: batches are generated, encoded and written on three
+//! threads at once, so memory stays bounded by a few batches whatever `--frames` is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{FramesConfig, Generator, Truth};
 use crate::gpu::{AdapterSummary, Device};
 use crate::io::atomic::Output;
-use crate::io::frames_out::{Compression, DatasetInfo, DatasetWriter, FramesFormat};
+use crate::io::frames_out::{Compression, DatasetInfo, DatasetWriter, Encoded, FramesFormat};
 use crate::io::library::EventLibrary;
 use crate::io::preview::write_preview;
 use crate::{Error, Result};
@@ -35,23 +35,61 @@ pub struct FramesSummary {
     pub electrons: u64,
     pub height: u32,
     pub width: u32,
+    pub dtype: &'static str,
+    pub compression: String,
+    /// Whole run: from the first frame made to the file flushed to the disk and in place.
     pub elapsed_s: f64,
     pub frames_per_s: f64,
     pub electrons_per_s: f64,
+    /// Bytes of `/frames` as stored (compressed), and per frame.
+    pub frames_bytes: u64,
+    pub stored_bytes_per_frame: f64,
     pub output: String,
     pub adapter: Option<AdapterSummary>,
 }
 
-/// Generates this shard's frames and writes them to `opts.out`.
+/// Bytes per frame as stored before the first batch tells: values, times a ratio that noisy
+/// frames beat with any of the compressors (checked again on the first batch).
+fn expected_bytes_per_frame(cfg: &FramesConfig, opts: &RunOptions) -> f64 {
+    let raw = cfg.height as f64 * cfg.width as f64 * if cfg.quantize_u16 { 2.0 } else { 4.0 };
+    let compressed = opts.format == FramesFormat::H5 && opts.compression != Compression::None;
+    if compressed { raw * 0.5 } else { raw }
+}
+
+/// Fails when `bytes` more will not fit on the file system of `path` (with 1 % and 16 MiB spare).
+fn check_space(path: &Path, bytes: f64, what: &str) -> Result<()> {
+    if let Some(free) = crate::io::atomic::free_bytes(path) {
+        let need = bytes * 1.01 + (16 << 20) as f64;
+        if need > free as f64 {
+            return Err(Error::file(
+                path,
+                format!(
+                    "not enough space: {what} needs about {:.2} GB, the file system has {:.2} GB free",
+                    need / 1e9,
+                    free as f64 / 1e9
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Generates this shard's frames and writes them to `opts.out`. Three stages run at once, with at
+/// most one batch waiting between them: making frames (GPU or CPU), encoding them (truth rows,
+/// u16 conversion, chunk compression on every core) and writing (HDF5 direct chunk writes); the
+/// slowest alone sets the rate.
 pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOptions) -> Result<FramesSummary> {
     cfg.validate()?;
+    cfg.check_offset_keeps_noise()?;
     let output = Output::new(&opts.out, opts.force, "--out")?;
     if let Some(p) = &opts.preview {
         Output::new(p, true, "--preview")?; // fail early on an unwritable preview path
     }
-    let t0 = Instant::now();
     let range = cfg.shard_range();
     let counts: Vec<u32> = range.clone().map(|k| cfg.electron_count(k)).collect();
+    let n = counts.len() as u64;
+    check_space(&opts.out, expected_bytes_per_frame(cfg, opts) * n as f64, &format!("{n} frames"))?;
+    let t0 = Instant::now();
     let gen_ = Generator::new(cfg.clone(), lib, device)?;
     let plan = gen_.plan(&counts);
     let info = DatasetInfo {
@@ -63,56 +101,84 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
         library_source: &lib.meta.source,
     };
     let mut writer = DatasetWriter::create(output.tmp(), opts.format, opts.compression, &info)?;
-    let bar = progress_bar(opts.progress, counts.len() as u64, "frames");
+    let encoder = writer.encoder();
+    let bar = progress_bar(opts.progress, n, "frames");
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (etx, erx) = std::sync::mpsc::sync_channel::<(Encoded, Truth, usize)>(1);
+    let mut stored = 0u64;
+    let (gen_ref, encoder_ref, range_ref) = (&gen_, &encoder, &range);
     std::thread::scope(|s| -> Result<()> {
         let producer = s.spawn(|| -> Result<()> {
             let tx = tx; // owned here, so the channel closes when generation ends
             for b in &plan {
                 let batch = gen_.generate(range.start + b.start as u64, &counts[b.clone()])?;
                 if tx.send(batch).is_err() {
-                    break; // the writer failed; its error is reported
+                    break; // a later stage failed; its error is reported
                 }
             }
             Ok(())
         });
-        let mut first = true;
-        let write_result = (|| -> Result<()> {
-            for batch in rx.iter() {
+        let encoding = s.spawn(move || -> Result<()> {
+            let (gen_, encoder, range) = (gen_ref, encoder_ref, range_ref);
+            for (i, batch) in rx.iter().enumerate() {
                 let truth = Truth::of(&batch, lib, range.start);
-                if first {
-                    if let Some(p) = &opts.preview {
-                        write_preview_of(p, cfg, &batch.frames, &truth)?;
-                    }
-                    first = false;
+                if i == 0
+                    && let Some(p) = &opts.preview
+                {
+                    write_preview_of(p, cfg, &batch.frames, &truth)?;
                 }
-                writer.write(&batch.frames, &truth)?;
-                bar.inc(batch.counts.len() as u64);
+                let enc = encoder.encode(&batch.frames);
+                let k = batch.counts.len();
                 gen_.recycle(batch);
+                if etx.send((enc, truth, k)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let write_result = (|| -> Result<()> {
+            let mut done = 0u64;
+            for (enc, truth, k) in erx.iter() {
+                let bytes = enc.stored_bytes();
+                if done == 0 && n > k as u64 {
+                    // the first batch tells how well frames compress: will the rest fit?
+                    let rest = (n - k as u64) as f64 * bytes as f64 / k as f64;
+                    check_space(&opts.out, rest, &format!("the remaining {} frames", n - k as u64))?;
+                }
+                writer.write_encoded(&enc, &truth)?;
+                stored += bytes;
+                done += k as u64;
+                bar.inc(k as u64);
             }
             Ok(())
         })();
-        drop(rx);
+        drop(erx);
+        let encoded = encoding.join().map_err(|_| Error::Other("frame encoder thread panicked".into()))?;
         let produced = producer.join().map_err(|_| Error::Other("frame generator thread panicked".into()))?;
         produced?;
+        encoded?;
         write_result
     })?;
     writer.finish()?;
-    bar.finish_and_clear();
     let path = output.commit()?;
+    bar.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     let electrons: u64 = counts.iter().map(|&c| c as u64).sum();
     Ok(FramesSummary {
         stage: "frames",
         path: device.path_name(),
-        frames: counts.len() as u64,
+        frames: n,
         first_frame: range.start,
         electrons,
         height: cfg.height,
         width: cfg.width,
+        dtype: if cfg.quantize_u16 { "u16" } else { "f32" },
+        compression: if opts.format == FramesFormat::H5 { opts.compression.name() } else { "none (npy)".into() },
         elapsed_s: elapsed,
-        frames_per_s: counts.len() as f64 / elapsed,
+        frames_per_s: n as f64 / elapsed,
         electrons_per_s: electrons as f64 / elapsed,
+        frames_bytes: stored,
+        stored_bytes_per_frame: stored as f64 / n as f64,
         output: path.display().to_string(),
         adapter: device.adapter().cloned(),
     })

@@ -277,8 +277,27 @@ impl GpuContext {
     /// Picks an adapter for `choice` (honouring `WGPU_ADAPTER_NAME`, `WGPU_BACKEND`,
     /// `WGPU_POWER_PREF`) and creates a device with all of the adapter's limits.
     pub fn new(choice: BackendChoice) -> Result<Self, GpuError> {
-        let shader_checks = ShaderChecks::from_env()?;
         let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        Self::new_locked(choice)
+    }
+
+    /// A context on a hardware GPU for `choice` (never GL's fallback), or None with the reason when
+    /// the only adapter is a software rasterizer (llvmpipe/lavapipe, SwiftShader, WARP) or there
+    /// is none: what `--device auto` runs on.
+    pub fn new_hardware(choice: BackendChoice) -> Result<std::result::Result<Self, String>, GpuError> {
+        let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        let backends = if choice == BackendChoice::Auto { wgpu::Backends::PRIMARY } else { choice.backends() };
+        match Self::find_adapter(backends) {
+            None => Ok(Err(format!("no {} GPU adapter", choice.name()))),
+            Some(a) if a.get_info().device_type == wgpu::DeviceType::Cpu => Ok(Err(format!(
+                "the only adapter is a software rasterizer ({}); --device gpu runs on it",
+                a.get_info().name
+            ))),
+            Some(a) => Self::from_adapter(a).map(Ok),
+        }
+    }
+
+    fn new_locked(choice: BackendChoice) -> Result<Self, GpuError> {
         let mut adapter = Self::find_adapter(choice.backends());
         if adapter.is_none() && choice == BackendChoice::Auto {
             adapter = Self::find_adapter(wgpu::Backends::GL);
@@ -300,6 +319,11 @@ impl GpuContext {
                 });
             }
         };
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+        let shader_checks = ShaderChecks::from_env()?;
         let summary = AdapterSummary::of(&adapter);
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();
@@ -601,13 +625,29 @@ impl Device {
         }
     }
 
-    /// `--device gpu|cpu` with `--backend`.
+    /// `--device auto|gpu|cpu` with `--backend`. `auto` is a hardware GPU when there is one, else
+    /// the CPU twins ([`Device::auto`]).
     pub fn open(device: &str, backend: &str) -> crate::Result<Self> {
         match device {
             "cpu" => Ok(Device::Cpu),
             "gpu" => Ok(Device::Gpu(Box::new(GpuContext::new(backend.parse()?)?))),
-            other => Err(crate::Error::invalid("--device", format!("'{other}': expected gpu or cpu"))),
+            "auto" => Ok(Self::auto(backend)?.0),
+            other => Err(crate::Error::invalid("--device", format!("'{other}': expected auto, gpu or cpu"))),
         }
+    }
+
+    /// What `--device auto` picks, and why: a hardware GPU on `backend` (Vulkan, Metal or DX12
+    /// for `auto`; GL only when asked for by name), else the CPU twins. A software rasterizer
+    /// runs the kernels slower than the twins beside it, so it is used only with `--device gpu`.
+    pub fn auto(backend: &str) -> crate::Result<(Self, String)> {
+        let choice: BackendChoice = backend.parse()?;
+        Ok(match GpuContext::new_hardware(choice)? {
+            Ok(ctx) => {
+                let why = format!("hardware GPU {} ({})", ctx.adapter.name, ctx.adapter.backend);
+                (Device::Gpu(Box::new(ctx)), why)
+            }
+            Err(why) => (Device::Cpu, format!("CPU twins: {why}")),
+        })
     }
 
     /// "gpu" or "cpu", as used for the `path` key of `--json` records.

@@ -1,9 +1,58 @@
-//! Outputs are written under a temporary name beside their final path and renamed when complete,
-//! so a failed run leaves nothing behind (the temporary is removed on drop).
+//! Outputs are written under a temporary name beside their final path, flushed to the disk and
+//! renamed when complete, so a failed run leaves nothing behind (the temporary is removed on drop,
+//! and by [`remove_temporaries`] when the process is interrupted).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::{Error, Result};
+
+/// The temporaries being written now, for [`remove_temporaries`].
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes every output still being written (for an interrupt handler: the process exits next).
+pub fn remove_temporaries() {
+    for p in pending().drain(..) {
+        remove(&p);
+    }
+}
+
+fn remove(p: &Path) {
+    if p.is_dir() {
+        std::fs::remove_dir_all(p).ok();
+    } else {
+        std::fs::remove_file(p).ok();
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system that holds `path` (or its folder).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Flushes a file, or every file of a folder, and the folder itself, to the disk.
+fn sync_tree(p: &Path) -> std::io::Result<()> {
+    if p.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            sync_tree(&e?.path())?;
+        }
+    }
+    std::fs::File::open(p)?.sync_all()
+}
 
 /// A file or directory being written; [`Output::commit`] renames it into place.
 pub struct Output {
@@ -38,6 +87,7 @@ impl Output {
         // Probe writability now, so that an unwritable folder fails before any work is done.
         std::fs::write(&tmp_path, b"").map_err(|e| Error::file(path, format!("cannot write: {e} [{flag}]")))?;
         std::fs::remove_file(&tmp_path).ok();
+        pending().push(tmp_path.clone());
         Ok(Self { final_path: path.to_path_buf(), tmp_path, committed: false })
     }
 
@@ -50,13 +100,17 @@ impl Output {
         &self.final_path
     }
 
-    /// Moves the finished output into place (replacing an existing one: `--force` was checked).
+    /// Flushes the finished output to the disk and moves it into place (replacing an existing one:
+    /// `--force` was checked).
     pub fn commit(mut self) -> Result<PathBuf> {
+        let fail = |e: std::io::Error| Error::file(&self.final_path, format!("cannot write: {e}"));
+        sync_tree(&self.tmp_path).map_err(fail)?;
         if self.final_path.is_dir() {
-            std::fs::remove_dir_all(&self.final_path).map_err(|e| Error::file(&self.final_path, e))?;
+            std::fs::remove_dir_all(&self.final_path).map_err(fail)?;
         }
-        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| Error::file(&self.final_path, e))?;
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(fail)?;
         self.committed = true;
+        pending().retain(|p| p != &self.tmp_path);
         Ok(self.final_path.clone())
     }
 }
@@ -64,11 +118,8 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         if !self.committed {
-            if self.tmp_path.is_dir() {
-                std::fs::remove_dir_all(&self.tmp_path).ok();
-            } else {
-                std::fs::remove_file(&self.tmp_path).ok();
-            }
+            pending().retain(|p| p != &self.tmp_path);
+            remove(&self.tmp_path);
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::chunks::Codec;
 use super::h5util::{num_attr, open, str_attr};
 use crate::{Error, Result};
 
@@ -25,9 +26,11 @@ pub struct FramesMeta {
 
 enum Source {
     /// `u16`: the dataset stores u16 (raw detector frames), read natively by `read_u16`.
+    /// `direct`: chunks emsim decodes itself, in parallel ([`Direct`]).
     H5 {
         ds: hdf5::Dataset,
         u16: bool,
+        direct: Option<Direct>,
     },
     Npy {
         file: std::fs::File,
@@ -117,7 +120,8 @@ impl FramesReader {
             first_frame: num_attr(&file, "first_frame").unwrap_or(0),
         };
         let u16 = matches!(dtype.to_descriptor(), Ok(T::Unsigned(hdf5::types::IntSize::U2)));
-        Ok(Self { path: path.to_path_buf(), meta, src: Source::H5 { ds, u16 } })
+        let direct = Direct::of(&ds, &shape, &dtype);
+        Ok(Self { path: path.to_path_buf(), meta, src: Source::H5 { ds, u16, direct } })
     }
 
     fn open_npy(path: &Path) -> Result<Self> {
@@ -186,6 +190,10 @@ impl FramesReader {
     /// Reads frames `[start, start + n)` as f32, row-major (n, H, W).
     pub fn read(&mut self, start: u64, n: usize) -> Result<Vec<f32>> {
         match self.src {
+            Source::H5 { u16: true, direct: Some(_), .. } => {
+                use rayon::prelude::*;
+                Ok(self.read_h5::<u16>(start, n)?.par_iter().map(|&v| f32::from(v)).collect())
+            }
             Source::H5 { .. } => self.read_h5(start, n),
             Source::Npy { dtype: NpyDtype::F32, .. } => Ok(self
                 .read_npy(start, n, 4)?
@@ -203,9 +211,18 @@ impl FramesReader {
         Error::file(&self.path, format!("reading frames {start}..{}: {e}", start + n as u64))
     }
 
-    /// Frames `[start, start + n)` of the HDF5 dataset as `T` (HDF5 converts the stored type).
-    fn read_h5<T: hdf5::H5Type>(&self, start: u64, n: usize) -> Result<Vec<T>> {
-        let Source::H5 { ds, .. } = &self.src else { unreachable!("an HDF5 source") };
+    /// Frames `[start, start + n)` of the HDF5 dataset as `T` (HDF5 converts the stored type;
+    /// chunks emsim can decode are read raw and decoded on every core).
+    fn read_h5<T: hdf5::H5Type + bytemuck::Pod>(&self, start: u64, n: usize) -> Result<Vec<T>> {
+        let Source::H5 { ds, direct, .. } = &self.src else { unreachable!("an HDF5 source") };
+        if let Some(d) = direct
+            && d.elem == std::mem::size_of::<T>()
+        {
+            let (h, w) = (self.meta.height as usize, self.meta.width as usize);
+            let mut out = vec![T::zeroed(); n * h * w];
+            d.read(ds, start, n, h, w, bytemuck::cast_slice_mut(&mut out)).map_err(|e| self.read_error(start, n, e))?;
+            return Ok(out);
+        }
         let sel = ndarray::s![start as usize..start as usize + n, .., ..];
         let a: ndarray::Array3<T> = ds.read_slice(sel).map_err(|e| self.read_error(start, n, e))?;
         Ok(a.into_raw_vec_and_offset().0)
@@ -221,6 +238,90 @@ impl FramesReader {
             .and_then(|_| file.read_exact(&mut bytes));
         r.map_err(|e| self.read_error(start, n, e))?;
         Ok(bytes)
+    }
+}
+
+/// How to read an HDF5 frames dataset's chunks without HDF5's filter pipeline: chunks of
+/// (frames, rows, the full width) in a pipeline emsim decodes ([`Codec`]), of u16 or
+/// little-endian f32.
+#[derive(Clone, Copy, Debug)]
+struct Direct {
+    codec: Codec,
+    /// Chunk shape: frames and rows (the width is whole).
+    chunk_frames: usize,
+    chunk_rows: usize,
+    elem: usize,
+}
+
+impl Direct {
+    fn of(ds: &hdf5::Dataset, shape: &[usize], dtype: &hdf5::Datatype) -> Option<Self> {
+        use hdf5::types::{FloatSize, IntSize, TypeDescriptor as T};
+        let elem = match dtype.to_descriptor().ok()? {
+            T::Unsigned(IntSize::U2) => 2,
+            T::Float(FloatSize::U4) => 4,
+            _ => return None,
+        };
+        // the stored byte order must be ours (little-endian)
+        let native = match elem {
+            2 => dtype.is::<u16>(),
+            _ => dtype.is::<f32>(),
+        };
+        let chunk = ds.chunk()?;
+        if !native || chunk.len() != 3 || chunk[2] != shape[2] || cfg!(target_endian = "big") {
+            return None;
+        }
+        let codec = Codec::of(&ds.filters())?;
+        Some(Self { codec, chunk_frames: chunk[0], chunk_rows: chunk[1], elem })
+    }
+
+    /// Frames `[start, start + n)` into `out` (`n * h * w` values of `elem` bytes): stored chunks
+    /// read in turn, decoded in parallel.
+    fn read(
+        &self,
+        ds: &hdf5::Dataset,
+        start: u64,
+        n: usize,
+        h: usize,
+        w: usize,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        use rayon::prelude::*;
+        let (cf, cr) = (self.chunk_frames as u64, self.chunk_rows);
+        let first = start / cf * cf;
+        let mut offsets = Vec::new();
+        let mut f = first;
+        while f < start + n as u64 {
+            for r in (0..h).step_by(cr) {
+                offsets.push([f, r as u64, 0]);
+            }
+            f += cf;
+        }
+        let stored: Vec<(Vec<u8>, u32)> =
+            offsets.iter().map(|o| crate::io::chunks::read_chunk(ds, o)).collect::<std::result::Result<_, _>>()?;
+        let chunk_bytes = self.chunk_frames * cr * w * self.elem;
+        let decoded: Vec<Vec<u8>> = stored
+            .par_iter()
+            .map(|(bytes, mask)| {
+                let mut buf = vec![0u8; chunk_bytes];
+                self.codec.decode(bytes, *mask, self.elem, &mut buf).map(|_| buf)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        // copy the chunks' frames and rows that fall in the range
+        let row_bytes = w * self.elem;
+        for (o, buf) in offsets.iter().zip(&decoded) {
+            for k in 0..self.chunk_frames {
+                let frame = o[0] + k as u64;
+                if frame < start || frame >= start + n as u64 {
+                    continue;
+                }
+                let r0 = o[1] as usize;
+                let rows = cr.min(h - r0);
+                let src = &buf[k * cr * row_bytes..][..rows * row_bytes];
+                let dst = ((frame - start) as usize * h + r0) * row_bytes;
+                out[dst..dst + rows * row_bytes].copy_from_slice(src);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayView3, s};
+use rayon::prelude::*;
 
+pub use super::chunks::Compression;
+use super::chunks::{Scratch, encode_planes, shuffle, write_chunk};
 use super::h5util::{err, set_attr, set_str_attr, write_column};
 use super::npy::{NpyWriter, write_1d};
 use crate::frames::{FramesConfig, Truth};
@@ -26,31 +29,6 @@ impl std::str::FromStr for FramesFormat {
             "h5" | "hdf5" => Ok(Self::H5),
             "npy" => Ok(Self::Npy),
             _ => Err(Error::invalid("--format", format!("'{s}': expected h5 or npy"))),
-        }
-    }
-}
-
-/// `--compression` of `/frames` in HDF5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    /// Deflate (gzip) at a level 1-9, with the byte shuffle filter.
-    Gzip(u8),
-    Lzf,
-}
-
-impl std::str::FromStr for Compression {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--compression", format!("'{s}': expected none, lzf, gzip or gzip=1..9"));
-        match s {
-            "none" => Ok(Self::None),
-            "lzf" => Ok(Self::Lzf),
-            "gzip" => Ok(Self::Gzip(1)),
-            _ => match s.strip_prefix("gzip=").map(str::parse::<u8>) {
-                Some(Ok(l)) if (1..=9).contains(&l) => Ok(Self::Gzip(l)),
-                _ => Err(bad()),
-            },
         }
     }
 }
@@ -102,13 +80,121 @@ struct TruthNpy {
     deposit: NpyWriter<f32>,
 }
 
+/// Turns frames into the bytes the file stores, on every core: values as stored (u16 or f32),
+/// and for HDF5 each chunk compressed ([`Compression`]). Cheap to clone; used on any thread.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameEncoder {
+    height: usize,
+    width: usize,
+    quantize: bool,
+    /// Chunks are (1, chunk_rows, width).
+    chunk_rows: usize,
+    /// None: the values as they are (npy, or HDF5 compressing through its own pipeline).
+    compression: Option<Compression>,
+}
+
+/// One batch of frames ready to write.
+pub enum Encoded {
+    /// One stored chunk per (frame, band of `chunk_rows` rows), frame by frame.
+    Chunks(Vec<Vec<u8>>),
+    F32(Vec<f32>),
+    U16(Vec<u16>),
+}
+
+impl Encoded {
+    /// Bytes that go to the file.
+    pub fn stored_bytes(&self) -> u64 {
+        match self {
+            Self::Chunks(c) => c.iter().map(|c| c.len() as u64).sum(),
+            Self::F32(v) => v.len() as u64 * 4,
+            Self::U16(v) => v.len() as u64 * 2,
+        }
+    }
+}
+
+impl FrameEncoder {
+    fn elem(&self) -> usize {
+        if self.quantize { 2 } else { 4 }
+    }
+
+    /// Encodes `frames` (`k * height * width` ADU values; whole numbers when quantized).
+    pub fn encode(&self, frames: &[f32]) -> Encoded {
+        let (h, w) = (self.height, self.width);
+        let Some(c) = self.compression else {
+            return if self.quantize {
+                Encoded::U16(frames.par_iter().map(|&v| v as u16).collect())
+            } else {
+                Encoded::F32(frames.to_vec())
+            };
+        };
+        let bands = h.div_ceil(self.chunk_rows);
+        let k = frames.len() / (h * w);
+        let elem = self.elem();
+        let chunks = (0..k * bands)
+            .into_par_iter()
+            .map_init(
+                || (Scratch::default(), Vec::<u8>::new()),
+                |(scratch, raw), j| {
+                    let (f, band) = (j / bands, j % bands);
+                    let r0 = band * self.chunk_rows;
+                    let rows = self.chunk_rows.min(h - r0);
+                    let vals = &frames[(f * h + r0) * w..(f * h + r0 + rows) * w];
+                    // edge chunks are stored whole: the rows past the frame are zeros
+                    let len = self.chunk_rows * w;
+                    if c == Compression::None {
+                        raw.clear();
+                        raw.resize(len * elem, 0);
+                        if self.quantize {
+                            for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
+                                b.copy_from_slice(&(v as u16).to_le_bytes());
+                            }
+                        } else {
+                            raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
+                        }
+                        return raw.clone();
+                    }
+                    // the shuffled planes straight from the values
+                    let mut planes = std::mem::take(&mut scratch.planes);
+                    planes.clear();
+                    planes.resize(len * elem, 0);
+                    if self.quantize {
+                        let n = vals.len();
+                        let (lo, hi) = planes.split_at_mut(len);
+                        let (lo, hi) = (&mut lo[..n], &mut hi[..n]);
+                        for i in 0..n {
+                            // whole numbers in 0..=65535 already (the generator quantizes): adding
+                            // 2^23 puts the value in the low mantissa bits (exact, vectorizes)
+                            let q = (vals[i] + 8_388_608.0).to_bits();
+                            lo[i] = q as u8;
+                            hi[i] = (q >> 8) as u8;
+                        }
+                    } else {
+                        shuffle(bytemuck::cast_slice(vals), 4, &mut planes[..vals.len() * 4]);
+                        if vals.len() < len {
+                            // the planes of a short chunk are each `len` long
+                            let short = planes[..vals.len() * 4].to_vec();
+                            planes.fill(0);
+                            for k in 0..4 {
+                                planes[k * len..k * len + vals.len()]
+                                    .copy_from_slice(&short[k * vals.len()..(k + 1) * vals.len()]);
+                            }
+                        }
+                    }
+                    let stored = encode_planes(c, &planes, elem, scratch);
+                    scratch.planes = planes;
+                    stored
+                },
+            )
+            .collect();
+        Encoded::Chunks(chunks)
+    }
+}
+
 /// Writes frames and truth batch by batch.
 pub struct DatasetWriter {
     sink: Sink,
     path: PathBuf,
-    height: usize,
-    width: usize,
-    quantize: bool,
+    encoder: FrameEncoder,
     frames_written: usize,
     truth_written: usize,
 }
@@ -120,6 +206,14 @@ impl DatasetWriter {
         let (n, h, w) = (info.counts.len(), cfg.height as usize, cfg.width as usize);
         let offsets = info.truth_offsets();
         let m = *offsets.last().unwrap() as usize;
+        let chunk_rows = h.min((1 << 20) / w).max(1);
+        let encoder = FrameEncoder {
+            height: h,
+            width: w,
+            quantize: cfg.quantize_u16,
+            chunk_rows,
+            compression: (format == FramesFormat::H5 && compression.direct()).then_some(compression),
+        };
         let sink = match format {
             FramesFormat::H5 => {
                 let e = err(path, "writing frames");
@@ -131,19 +225,15 @@ impl DatasetWriter {
                 set_attr(&file, "total_frames", cfg.frames).map_err(&e)?;
                 set_str_attr(&file, "shard", &format!("{}/{}", cfg.shard_index, cfg.shard_count)).map_err(&e)?;
                 set_str_attr(&file, "config_json", &info.config_json()).map_err(&e)?;
-                let chunk_rows = h.min((1 << 20) / w).max(1);
                 let frames = if cfg.quantize_u16 {
-                    let mut b = file.new_dataset::<u16>();
-                    b = b.chunk((1, chunk_rows, w));
-                    b = apply_compression(b, compression);
+                    let b = file.new_dataset::<u16>().chunk((1, chunk_rows, w)).set_filters(&compression.filters());
                     b.shape((n, h, w)).create("frames").map_err(&e)?
                 } else {
-                    let mut b = file.new_dataset::<f32>();
-                    b = b.chunk((1, chunk_rows, w));
-                    b = apply_compression(b, compression);
+                    let b = file.new_dataset::<f32>().chunk((1, chunk_rows, w)).set_filters(&compression.filters());
                     b.shape((n, h, w)).create("frames").map_err(&e)?
                 };
                 set_str_attr(&frames, "units", "ADU").map_err(&e)?;
+                set_str_attr(&frames, "compression", &compression.name()).map_err(&e)?;
                 set_str_attr(&frames, "axes", "frame,y,x").map_err(&e)?;
                 set_attr(&frames, "noise_sigma_e", cfg.noise_sigma_e).map_err(&e)?;
                 set_attr(&frames, "gain_adu_per_e", cfg.gain_adu_per_e).map_err(&e)?;
@@ -210,32 +300,50 @@ impl DatasetWriter {
                 Sink::Npy { frames_f32, frames_u16, truth }
             }
         };
-        Ok(Self {
-            sink,
-            path: path.to_path_buf(),
-            height: h,
-            width: w,
-            quantize: cfg.quantize_u16,
-            frames_written: 0,
-            truth_written: 0,
-        })
+        Ok(Self { sink, path: path.to_path_buf(), encoder, frames_written: 0, truth_written: 0 })
+    }
+
+    /// What turns frames into stored bytes for this file (to run on another thread).
+    pub fn encoder(&self) -> FrameEncoder {
+        self.encoder
     }
 
     /// Appends frames (`k * height * width` values) and their truth rows.
     pub fn write(&mut self, frames: &[f32], truth: &Truth) -> Result<()> {
-        let k = frames.len() / (self.height * self.width);
+        let enc = self.encoder.encode(frames);
+        self.write_encoded(&enc, truth)
+    }
+
+    /// Appends a batch made by [`FrameEncoder::encode`] and its truth rows.
+    pub fn write_encoded(&mut self, enc: &Encoded, truth: &Truth) -> Result<()> {
+        let (h, w) = (self.encoder.height, self.encoder.width);
+        let k = match enc {
+            Encoded::Chunks(c) => c.len() / h.div_ceil(self.encoder.chunk_rows),
+            Encoded::F32(v) => v.len() / (h * w),
+            Encoded::U16(v) => v.len() / (h * w),
+        };
         let (f0, t0, m) = (self.frames_written, self.truth_written, truth.x_px.len());
-        let u16s: Vec<u16> = if self.quantize { frames.iter().map(|&v| v as u16).collect() } else { Vec::new() };
         match &mut self.sink {
             Sink::H5 { frames: ds, truth: tds, .. } => {
                 let e = err(&self.path, "writing frames");
-                let shape = (k, self.height, self.width);
-                if self.quantize {
-                    let view = ArrayView3::from_shape(shape, &u16s).expect("batch shape");
-                    ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
-                } else {
-                    let view = ArrayView3::from_shape(shape, frames).expect("batch shape");
-                    ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
+                let shape = (k, h, w);
+                match enc {
+                    Encoded::Chunks(chunks) => {
+                        let bands = h.div_ceil(self.encoder.chunk_rows);
+                        for (j, c) in chunks.iter().enumerate() {
+                            let offset = [(f0 + j / bands) as u64, ((j % bands) * self.encoder.chunk_rows) as u64, 0];
+                            write_chunk(ds, &offset, c)
+                                .map_err(|m| Error::file(&self.path, format!("writing frames: {m}")))?;
+                        }
+                    }
+                    Encoded::U16(v) => {
+                        let view = ArrayView3::from_shape(shape, v).expect("batch shape");
+                        ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
+                    }
+                    Encoded::F32(v) => {
+                        let view = ArrayView3::from_shape(shape, v).expect("batch shape");
+                        ds.write_slice(view, s![f0..f0 + k, .., ..]).map_err(&e)?;
+                    }
                 }
                 if m > 0 {
                     tds[0].write_slice(&truth.frame, s![t0..t0 + m]).map_err(&e)?;
@@ -246,11 +354,10 @@ impl DatasetWriter {
                 }
             }
             Sink::Npy { frames_f32, frames_u16, truth: t } => {
-                if let Some(w) = frames_f32 {
-                    w.append(frames)?;
-                }
-                if let Some(w) = frames_u16 {
-                    w.append(&u16s)?;
+                match (enc, frames_f32, frames_u16) {
+                    (Encoded::F32(v), Some(wr), _) => wr.append(v)?,
+                    (Encoded::U16(v), _, Some(wr)) => wr.append(v)?,
+                    _ => unreachable!("npy frames are encoded as their values"),
                 }
                 t.frame.append(&truth.frame)?;
                 t.x.append(&truth.x_px)?;
@@ -281,13 +388,5 @@ impl DatasetWriter {
                 truth.deposit.finish()
             }
         }
-    }
-}
-
-fn apply_compression(b: hdf5::DatasetBuilderEmpty, c: Compression) -> hdf5::DatasetBuilderEmpty {
-    match c {
-        Compression::None => b,
-        Compression::Gzip(level) => b.shuffle().deflate(level),
-        Compression::Lzf => b.lzf(),
     }
 }

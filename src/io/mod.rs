@@ -1,7 +1,9 @@
 //! File formats: event libraries, frame datasets (HDF5, npy), previews; atomic outputs.
 
 pub mod atomic;
+pub mod chunks;
 pub mod counts_out;
+pub mod deflate;
 pub mod frames_in;
 pub mod frames_out;
 pub mod h5util;

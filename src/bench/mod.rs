@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+pub mod file;
+
 use serde::Serialize;
 
 use crate::events::build::SimulateRequest;
@@ -32,15 +34,19 @@ pub struct BenchOptions {
     pub net_batches: Vec<usize>,
     /// GPU path: also time every kernel (timestamps around each compute pass).
     pub kernel_times: bool,
+    /// Folder on the file system that the end-to-end stages write to (`frames_file`, `count_file`).
+    pub dir: std::path::PathBuf,
 }
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
 /// stages).
-pub const STAGES: [&str; 9] = [
+pub const STAGES: [&str; 11] = [
     "events",
     "frames",
     "frames_resident",
+    "frames_file",
     "count",
+    "count_file",
     "frames_count",
     "count_resident",
     "count_net",
@@ -60,6 +66,7 @@ impl Default for BenchOptions {
             frame_batches: Vec::new(),
             net_batches: Vec::new(),
             kernel_times: false,
+            dir: ".".into(),
         }
     }
 }
@@ -142,6 +149,23 @@ pub struct BenchRecord {
     /// `--kernel-times`, network stages: samples per second of the kernels' own time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_samples_per_s: Option<f64>,
+    /// End-to-end stages (`frames_file`, `count_file`): the same settings' in-memory rate
+    /// (`frames`, `count` u16) in this run, and `frames_per_s` over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_memory_frames_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_in_memory: Option<f64>,
+    /// End-to-end stages: bytes per frame in the file (compressed), the disk's synced sequential
+    /// write rate measured in this run, the frame rate that rate allows for those bytes, and
+    /// `frames_per_s` over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_bytes_per_frame: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_write_bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bound_frames_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_disk_bound: Option<f64>,
 }
 
 /// Wall-clock (and, on a GPU with timestamp queries, GPU) time of each repeat.
@@ -282,6 +306,12 @@ impl BenchRecord {
             kernel_dispatches_per_repeat,
             kernel_frames_per_s: None,
             kernel_samples_per_s: None,
+            in_memory_frames_per_s: None,
+            fraction_of_in_memory: None,
+            stored_bytes_per_frame: None,
+            disk_write_bytes_per_s: None,
+            disk_bound_frames_per_s: None,
+            fraction_of_disk_bound: None,
         }
     }
 
@@ -700,6 +730,18 @@ impl BenchRecord {
         self.bytes_per_s = Some(fps * cfg.height as f64 * cfg.width as f64 * 4.0);
     }
 
+    /// The end-to-end figures of a file stage ([`file::bench_file_stages`]).
+    fn file_figures(&mut self, in_memory_fps: Option<f64>, stored_bytes_per_frame: f64, disk_bps: f64) {
+        let fps = self.frames_per_s.unwrap_or(0.0);
+        self.in_memory_frames_per_s = in_memory_fps;
+        self.fraction_of_in_memory = in_memory_fps.map(|m| fps / m);
+        self.stored_bytes_per_frame = Some(stored_bytes_per_frame);
+        self.disk_write_bytes_per_s = Some(disk_bps);
+        let bound = disk_bps / stored_bytes_per_frame;
+        self.disk_bound_frames_per_s = Some(bound);
+        self.fraction_of_disk_bound = Some(fps / bound);
+    }
+
     /// Marks a frame record as one on raw u16 frames (two bytes per pixel, not four).
     fn u16_frames(&mut self) {
         self.frames_dtype = Some("u16".into());
@@ -946,6 +988,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         devices.push(&Device::Cpu);
     }
     let mut copy_bw = Vec::new();
+    let mut disk_bps: Option<f64> = None;
     for d in &devices {
         // 64 MiB, or 1 GiB (within the adapter's buffer limit) on a discrete GPU, where 64 MiB
         // copy in ~0.1 ms and the submission's latency would dominate (H100: 240 GB/s measured
@@ -995,6 +1038,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("frames_count") {
                 records.push(bench_frames_count(d, &lib, &cfg, repeats, 0)?);
+            }
+            if (want("frames_file") || want("count_file")) && default_576 {
+                let disk = match disk_bps {
+                    Some(b) => b,
+                    None => *disk_bps.insert(file::disk_write_bytes_per_s(&opts.dir, opts.quick)?),
+                };
+                let n = if opts.quick { frames.max(64) } else { frames.max(1024) };
+                let cfg = FramesConfig { frames: n, ..cfg.clone() };
+                let recs = file::bench_file_stages(d, &lib, &cfg, repeats, &opts.dir, disk)?;
+                records.extend(recs.into_iter().filter(|r| want(&r.stage)));
             }
             if want("count_resident") && default_576 && matches!(d, Device::Gpu(_)) {
                 for u16 in [false, true] {

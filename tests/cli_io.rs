@@ -1,0 +1,211 @@
+//! The dataset path from kernel to file and back: what `emsim frames` writes by default (u16,
+//! shuffle + deflate compressed on every core, HDF5 direct chunk writes) is exactly what the
+//! generator made, read back both by HDF5's own filter pipeline (as h5py reads it) and by emsim's
+//! parallel chunk reader; bad settings, a full disk and interrupts leave nothing behind.
+
+use std::path::Path;
+use std::process::Command;
+
+use emsim::frames::{FramesConfig, Generator};
+use emsim::gpu::Device;
+use emsim::io::frames_in::FramesReader;
+use emsim::io::library::EventLibrary;
+
+fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
+}
+
+fn stderr_line(out: &std::process::Output) -> String {
+    let s = String::from_utf8_lossy(&out.stderr);
+    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// The generator's frames for `cfg` on the CPU path, as the file stores them.
+fn expected(cfg: &FramesConfig, lib: &EventLibrary) -> Vec<f32> {
+    let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu).unwrap();
+    let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
+    gen_.generate(0, &counts).unwrap().frames
+}
+
+#[test]
+fn default_file_holds_exactly_the_generated_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    // 40 default frames (two batches); frames of 1100 rows (two chunks of rows, the last one
+    // short) as u16 and as f32
+    let cases: [(&[&str], FramesConfig); 3] = [
+        (&["--frames", "40", "--seed", "3"], FramesConfig { frames: 40, seed: 3, ..Default::default() }),
+        (
+            &["--frames", "3", "--seed", "4", "--size", "1100x1000", "--electrons", "300", "--electrons-sd", "0"],
+            FramesConfig {
+                frames: 3,
+                seed: 4,
+                height: 1100,
+                width: 1000,
+                electrons: emsim::frames::ElectronCount::Normal { mean: 300.0, sd: 0.0 },
+                ..Default::default()
+            },
+        ),
+        (
+            &[
+                "--frames",
+                "2",
+                "--seed",
+                "5",
+                "--size",
+                "1100x1000",
+                "--electrons",
+                "300",
+                "--electrons-sd",
+                "0",
+                "--dtype",
+                "f32",
+            ],
+            FramesConfig {
+                frames: 2,
+                seed: 5,
+                height: 1100,
+                width: 1000,
+                electrons: emsim::frames::ElectronCount::Normal { mean: 300.0, sd: 0.0 },
+                ..Default::default()
+            },
+        ),
+    ];
+    for (k, (args, cfg)) in cases.into_iter().enumerate() {
+        let f32_frames = args.contains(&"f32");
+        let cfg = if f32_frames { cfg } else { FramesConfig { quantize_u16: true, offset_adu: 200.0, ..cfg } };
+        let name = format!("f{k}.h5");
+        let mut a = vec!["frames", "--device", "cpu", "-q", "--out", &name];
+        a.extend_from_slice(args);
+        let o = emsim(&a, dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let want = expected(&cfg, &lib);
+        let path = dir.path().join(&name);
+        let file = hdf5::File::open(&path).unwrap();
+        let ds = file.dataset("frames").unwrap();
+        assert_eq!(
+            ds.filters(),
+            vec![hdf5::filters::Filter::Shuffle, hdf5::filters::Filter::Deflate(1)],
+            "shuffle + deflate, filters plain h5py has"
+        );
+        // HDF5's own pipeline decodes the chunks emsim compressed
+        if f32_frames {
+            assert!(ds.read_raw::<f32>().unwrap() == want, "case {k}: f32 frames differ");
+        } else {
+            let want_u16: Vec<u16> = want.iter().map(|&v| v as u16).collect();
+            assert!(ds.read_raw::<u16>().unwrap() == want_u16, "case {k}: u16 frames differ (HDF5's reader)");
+            drop((ds, file));
+            // emsim's own parallel reader, in batches that cut no chunk and one that does
+            let mut r = FramesReader::open(&path, "frames").unwrap();
+            assert!(r.is_u16());
+            let px = (cfg.height * cfg.width) as usize;
+            let n = cfg.frames as usize;
+            let mut got = r.read_u16(0, n - 1).unwrap();
+            got.extend(r.read_u16(n as u64 - 1, 1).unwrap());
+            assert!(got == want_u16, "case {k}: u16 frames differ (emsim's reader)");
+            let f = r.read(1, 1).unwrap();
+            assert!(f.iter().zip(&want_u16[px..2 * px]).all(|(a, &b)| *a == b as f32));
+        }
+    }
+    let l = names(dir.path());
+    assert!(l.iter().all(|n| !n.starts_with('.')), "temporaries left: {l:?}");
+}
+
+#[test]
+fn quantized_frames_keep_their_noise_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, flag) in [
+        (&["--offset-adu", "0"][..], "--offset-adu"),
+        (&["--quantize-u16", "--offset-adu", "30"][..], "--offset-adu"),
+        (&["--dtype", "f16"][..], "--dtype"),
+    ] {
+        let mut a = vec!["frames", "--frames", "2", "--size", "32x32", "--device", "cpu", "--out", "f.h5"];
+        a.extend_from_slice(args);
+        let o = emsim(&a, dir.path());
+        assert!(!o.status.success(), "{args:?} should be refused");
+        let line = stderr_line(&o);
+        assert!(line.contains(flag) && line.lines().count() == 1, "{args:?}: {line}");
+        assert!(names(dir.path()).is_empty(), "{args:?} left output behind");
+    }
+    // the default u16 frames are countable: the noise estimate finds the offset
+    let o = emsim(
+        &["frames", "--frames", "2", "--size", "64x64", "--electrons", "5", "--device", "cpu", "--out", "f.h5", "-q"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = emsim(&["count", "f.h5", "--out", "c.h5", "--device", "cpu", "--json", "-q"], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sigma = s["noise_sigma_e"].as_f64().unwrap();
+    assert!((sigma - 20.0).abs() < 2.0, "estimated read noise {sigma} e-");
+}
+
+#[test]
+fn a_run_that_cannot_fit_stops_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = emsim(&["frames", "--frames", "1000000000", "--device", "cpu", "--out", "huge.h5"], dir.path());
+    assert!(!o.status.success());
+    let line = stderr_line(&o);
+    assert!(line.contains("not enough space") && line.contains("huge.h5"), "{line}");
+    assert!(names(dir.path()).is_empty());
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM during `emsim frames`: a one-line message, a failing exit status,
+/// and neither the output nor its temporary left in the folder.
+#[test]
+fn interrupted_runs_leave_nothing_behind() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_emsim"))
+            .args(["frames", "--frames", "20000", "--device", "cpu", "--out", "big.h5", "-q"])
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // wait until the temporary has data in it
+        let t = std::time::Instant::now();
+        loop {
+            let started = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_string_lossy().starts_with(".big.h5.tmp") && e.metadata().unwrap().len() > 1 << 20
+            });
+            if started {
+                break;
+            }
+            assert!(t.elapsed().as_secs() < 120, "no temporary appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let o = child.wait_with_output().unwrap();
+        assert!(!o.status.success(), "signal {signal}: exit status {:?}", o.status);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+        let left = names(dir.path());
+        assert!(left.is_empty(), "signal {signal}: left behind {left:?}");
+    }
+}
+
+/// `emsim devices` says what `--device auto` picks: a hardware GPU when there is one, otherwise
+/// the CPU twins (a software rasterizer such as lavapipe only with --device gpu).
+#[test]
+fn devices_say_what_auto_picks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = emsim(&["devices", "--json"], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("error"), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hardware =
+        v["adapters"].as_array().unwrap().iter().any(|a| {
+            a["device_type"] != "Cpu" && ["vulkan", "metal", "dx12"].contains(&a["backend"].as_str().unwrap())
+        });
+    assert_eq!(v["auto"]["device"], if hardware { "gpu" } else { "cpu" }, "{v}");
+    assert!(v["auto"]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    // frames with no --device runs where auto says, and says so
+    let o = emsim(&["frames", "--frames", "1", "--size", "16x16", "--out", "f.h5", "--json", "-q"], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["path"], v["auto"]["device"]);
+}

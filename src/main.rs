@@ -274,8 +274,8 @@ struct FramesArgs {
     #[arg(long, default_value = "h5")]
     format: String,
     /// HDF5 compression of /frames: deflate (shuffle + deflate on every core; plain h5py reads it),
-    /// gzip=1..9 (libdeflate at that level), zstd or zstd=1..22 (needs `import hdf5plugin` in
-    /// Python), lzf or none. docs/formats.md compares them.
+    /// gzip=1..9 (shuffle + libdeflate at that level, on every core), lzf (one thread) or none.
+    /// docs/formats.md compares them.
     #[arg(long, default_value = "deflate")]
     compression: String,
     /// Event library (HDF5); default: the library shipped in assets/.

@@ -317,7 +317,7 @@ fn count_bad_input_is_named() {
     // A mistyped kernel-layout override (for benchmarks, GPU path) is named, not ignored.
     let out = output(
         Command::new(env!("CARGO_BIN_EXE_emsim"))
-            .args(["count", "f.h5", "--out", "c.h5"])
+            .args(["count", "f.h5", "--out", "c.h5", "--device", "gpu"])
             .env("EMSIM_COUNT_LAYOUT", "tile")
             .current_dir(d),
     );
@@ -328,7 +328,7 @@ fn count_bad_input_is_named() {
     // So is a mistyped shader-checks setting.
     let out = output(
         Command::new(env!("CARGO_BIN_EXE_emsim"))
-            .args(["count", "f.h5", "--out", "c.h5"])
+            .args(["count", "f.h5", "--out", "c.h5", "--device", "gpu"])
             .env("EMSIM_SHADER_CHECKS", "none")
             .current_dir(d),
     );

@@ -278,26 +278,6 @@ impl GpuContext {
     /// `WGPU_POWER_PREF`) and creates a device with all of the adapter's limits.
     pub fn new(choice: BackendChoice) -> Result<Self, GpuError> {
         let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
-        Self::new_locked(choice)
-    }
-
-    /// A context on a hardware GPU for `choice` (never GL's fallback), or None with the reason when
-    /// the only adapter is a software rasterizer (llvmpipe/lavapipe, SwiftShader, WARP) or there
-    /// is none: what `--device auto` runs on.
-    pub fn new_hardware(choice: BackendChoice) -> Result<std::result::Result<Self, String>, GpuError> {
-        let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
-        let backends = if choice == BackendChoice::Auto { wgpu::Backends::PRIMARY } else { choice.backends() };
-        match Self::find_adapter(backends) {
-            None => Ok(Err(format!("no {} GPU adapter", choice.name()))),
-            Some(a) if a.get_info().device_type == wgpu::DeviceType::Cpu => Ok(Err(format!(
-                "the only adapter is a software rasterizer ({}); --device gpu runs on it",
-                a.get_info().name
-            ))),
-            Some(a) => Self::from_adapter(a).map(Ok),
-        }
-    }
-
-    fn new_locked(choice: BackendChoice) -> Result<Self, GpuError> {
         let mut adapter = Self::find_adapter(choice.backends());
         if adapter.is_none() && choice == BackendChoice::Auto {
             adapter = Self::find_adapter(wgpu::Backends::GL);
@@ -320,6 +300,22 @@ impl GpuContext {
             }
         };
         Self::from_adapter(adapter)
+    }
+
+    /// A context on a hardware GPU for `choice` (never GL's fallback), or the reason there is none
+    /// (no adapter, or only a software rasterizer: llvmpipe/lavapipe, SwiftShader, WARP): what
+    /// `--device auto` runs on.
+    pub fn new_hardware(choice: BackendChoice) -> Result<std::result::Result<Self, String>, GpuError> {
+        let _guard = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        let backends = if choice == BackendChoice::Auto { wgpu::Backends::PRIMARY } else { choice.backends() };
+        match Self::find_adapter(backends) {
+            None => Ok(Err(format!("no {} GPU adapter", choice.name()))),
+            Some(a) if a.get_info().device_type == wgpu::DeviceType::Cpu => Ok(Err(format!(
+                "the only adapter is a software rasterizer ({}); --device gpu runs on it",
+                a.get_info().name
+            ))),
+            Some(a) => Self::from_adapter(a).map(Ok),
+        }
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {

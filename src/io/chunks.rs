@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 
 use hdf5::filters::Filter;
-use hdf5_sys::h5::{haddr_t, herr_t, hsize_t};
+use hdf5_sys::h5::{herr_t, hsize_t};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::H5P_DEFAULT;
 
@@ -296,18 +296,6 @@ pub fn read_chunk(ds: &hdf5::Dataset, offset: &[u64]) -> std::result::Result<(Ve
         }
         Ok((buf, mask))
     }
-}
-
-/// Whether the chunk at `offset` was ever written (unwritten chunks read as the fill value).
-pub fn chunk_exists(ds: &hdf5::Dataset, offset: &[u64]) -> bool {
-    let _lock = hdf5_sys::LOCK.lock();
-    let mut size: hsize_t = 0;
-    let mut addr: haddr_t = 0;
-    let mut mask = 0u32;
-    // SAFETY: valid ids and an offset of the dataset's rank.
-    let r =
-        unsafe { hdf5_sys::h5d::H5Dget_chunk_info_by_coord(ds.id(), offset.as_ptr(), &mut mask, &mut addr, &mut size) };
-    r >= 0 && addr != hdf5_sys::h5::HADDR_UNDEF
 }
 
 #[cfg(test)]

@@ -365,8 +365,8 @@ pub fn zlib_compress<'a>(src: &[u8], segment: usize, scratch: &'a mut Vec<u8>) -
     }
     while start < src.len() {
         let mut end = (start + BLOCK).min(src.len());
-        if segment > 0 {
-            end = end.min((start / segment + 1) * segment);
+        if let Some(seg) = start.checked_div(segment) {
+            end = end.min((seg + 1) * segment);
         }
         let mut freq = [0u32; 286];
         find_runs(src, start, end, &mut runs, &mut freq);

@@ -7,7 +7,7 @@ use ndarray::{ArrayView3, s};
 use rayon::prelude::*;
 
 pub use super::chunks::Compression;
-use super::chunks::{Scratch, encode_planes, shuffle, write_chunk};
+use super::chunks::{Scratch, encode, encode_planes, write_chunk};
 use super::h5util::{err, set_attr, set_str_attr, write_column};
 use super::npy::{NpyWriter, write_1d};
 use crate::frames::{FramesConfig, Truth};
@@ -112,6 +112,15 @@ impl Encoded {
     }
 }
 
+/// A quantized frame value as stored. The generator quantizes, so `v` is a whole number in
+/// 0..=65535; adding 2^23 then puts it in the low mantissa bits, exactly, in a form that
+/// vectorizes (Rust's saturating `as u16` does not).
+#[inline(always)]
+fn adu_u16(v: f32) -> u16 {
+    debug_assert!(v == v.round() && (0.0..=65535.0).contains(&v), "{v} is not a quantized ADU value");
+    (v + 8_388_608.0).to_bits() as u16
+}
+
 impl FrameEncoder {
     fn elem(&self) -> usize {
         if self.quantize { 2 } else { 4 }
@@ -122,7 +131,7 @@ impl FrameEncoder {
         let (h, w) = (self.height, self.width);
         let Some(c) = self.compression else {
             return if self.quantize {
-                Encoded::U16(frames.par_iter().map(|&v| v as u16).collect())
+                Encoded::U16(frames.par_iter().map(|&v| adu_u16(v)).collect())
             } else {
                 Encoded::F32(frames.to_vec())
             };
@@ -130,59 +139,38 @@ impl FrameEncoder {
         let bands = h.div_ceil(self.chunk_rows);
         let k = frames.len() / (h * w);
         let elem = self.elem();
+        let len = self.chunk_rows * w; // values per chunk: edge chunks are stored whole, zero-padded
         let chunks = (0..k * bands)
             .into_par_iter()
             .map_init(
                 || (Scratch::default(), Vec::<u8>::new()),
                 |(scratch, raw), j| {
-                    let (f, band) = (j / bands, j % bands);
-                    let r0 = band * self.chunk_rows;
+                    let (f, r0) = (j / bands, (j % bands) * self.chunk_rows);
                     let rows = self.chunk_rows.min(h - r0);
                     let vals = &frames[(f * h + r0) * w..(f * h + r0 + rows) * w];
-                    // edge chunks are stored whole: the rows past the frame are zeros
-                    let len = self.chunk_rows * w;
-                    if c == Compression::None {
-                        raw.clear();
-                        raw.resize(len * elem, 0);
-                        if self.quantize {
-                            for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
-                                b.copy_from_slice(&(v as u16).to_le_bytes());
-                            }
-                        } else {
-                            raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
-                        }
-                        return raw.clone();
-                    }
-                    // the shuffled planes straight from the values
-                    let mut planes = std::mem::take(&mut scratch.planes);
-                    planes.clear();
-                    planes.resize(len * elem, 0);
-                    if self.quantize {
-                        let n = vals.len();
+                    if self.quantize && c != Compression::None {
+                        // the hot path: the two shuffled byte planes straight from the values
+                        let mut planes = std::mem::take(&mut scratch.planes);
+                        planes.clear();
+                        planes.resize(len * 2, 0);
                         let (lo, hi) = planes.split_at_mut(len);
-                        let (lo, hi) = (&mut lo[..n], &mut hi[..n]);
-                        for i in 0..n {
-                            // whole numbers in 0..=65535 already (the generator quantizes): adding
-                            // 2^23 puts the value in the low mantissa bits (exact, vectorizes)
-                            let q = (vals[i] + 8_388_608.0).to_bits();
-                            lo[i] = q as u8;
-                            hi[i] = (q >> 8) as u8;
+                        for ((&v, l), h) in vals.iter().zip(&mut lo[..vals.len()]).zip(&mut hi[..vals.len()]) {
+                            [*l, *h] = adu_u16(v).to_le_bytes();
+                        }
+                        let stored = encode_planes(c, &planes, 2, scratch);
+                        scratch.planes = planes;
+                        return stored;
+                    }
+                    raw.clear();
+                    raw.resize(len * elem, 0);
+                    if self.quantize {
+                        for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
+                            b.copy_from_slice(&adu_u16(v).to_le_bytes());
                         }
                     } else {
-                        shuffle(bytemuck::cast_slice(vals), 4, &mut planes[..vals.len() * 4]);
-                        if vals.len() < len {
-                            // the planes of a short chunk are each `len` long
-                            let short = planes[..vals.len() * 4].to_vec();
-                            planes.fill(0);
-                            for k in 0..4 {
-                                planes[k * len..k * len + vals.len()]
-                                    .copy_from_slice(&short[k * vals.len()..(k + 1) * vals.len()]);
-                            }
-                        }
+                        raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
                     }
-                    let stored = encode_planes(c, &planes, elem, scratch);
-                    scratch.planes = planes;
-                    stored
+                    encode(c, raw, elem, scratch)
                 },
             )
             .collect();

@@ -83,22 +83,8 @@ pub fn bench_file_stages(
     let mem = bench_frames(device, lib, &cfg, repeats)?;
     f.file_figures(mem.frames_per_s, stored, disk_bps);
 
-    let copts = CountOptions {
-        input: out.clone(),
-        dataset: "frames".into(),
-        methods: vec![crate::count::Method::C3x3],
-        out: scratch.path().join("counts.h5").display().to_string(),
-        stempy: None,
-        images: None,
-        force: true,
-        progress: false,
-        max_frames: None,
-        gain_adu_per_e: None,
-        offset_adu: None,
-        dark: None,
-        gain_map: None,
-        pixel_size_um: None,
-    };
+    let counts = scratch.path().join("counts.h5").display().to_string();
+    let copts = CountOptions::new(out.clone(), vec![crate::count::Method::C3x3], counts);
     crate::count::run::run(CountConfig::default(), device, &CountOptions { max_frames: Some(8), ..copts.clone() })?;
     let mut reps =
         wall_repeats(device, repeats, || crate::count::run::run(CountConfig::default(), device, &copts).map(|_| ()))?;

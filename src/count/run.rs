@@ -35,6 +35,29 @@ pub struct CountOptions {
     pub pixel_size_um: Option<f32>,
 }
 
+impl CountOptions {
+    /// Counting `input`'s `/frames` with `methods` into `out`, with every option at its default
+    /// (the file's gain and offset, no maps, no extra outputs), overwriting, without a progress bar.
+    pub fn new(input: PathBuf, methods: Vec<Method>, out: String) -> Self {
+        Self {
+            input,
+            dataset: "frames".into(),
+            methods,
+            out,
+            stempy: None,
+            images: None,
+            force: true,
+            progress: false,
+            max_frames: None,
+            gain_adu_per_e: None,
+            offset_adu: None,
+            dark: None,
+            gain_map: None,
+            pixel_size_um: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CountSummary {
     pub stage: &'static str,

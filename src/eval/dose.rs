@@ -193,22 +193,7 @@ fn count(
     device: &Device,
     progress: bool,
 ) -> Result<()> {
-    let opts = CountOptions {
-        input: frames.to_path_buf(),
-        dataset: "frames".into(),
-        methods,
-        out: out.display().to_string(),
-        stempy: None,
-        images: None,
-        force: true,
-        progress,
-        max_frames: None,
-        gain_adu_per_e: None,
-        offset_adu: None,
-        dark: None,
-        gain_map: None,
-        pixel_size_um: None,
-    };
+    let opts = CountOptions { progress, ..CountOptions::new(frames.to_path_buf(), methods, out.display().to_string()) };
     crate::count::run::run(cfg, device, &opts)?;
     Ok(())
 }

@@ -3,39 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
-    output(Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir))
-}
-
-/// Held while a test has an HDF5 file open for writing, and while a child process is spawned.
-/// HDF5 opens files without close-on-exec and locks them with flock(), so a child spawned by
-/// another test thread while a file is open inherits the descriptor and its lock, and an emsim
-/// run on that file then fails with "unable to lock file, errno = 11" (seen on a 16-core GPU
-/// machine).
-static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs `cmd` to completion, spawning it under [`SPAWN`].
-fn output(cmd: &mut Command) -> std::process::Output {
-    let child = {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run emsim")
-    };
-    child.wait_with_output().expect("run emsim")
-}
-
-fn stderr_line(out: &std::process::Output) -> String {
-    let s = String::from_utf8_lossy(&out.stderr);
-    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
-}
-
-/// Nothing but `keep` in `dir` (no output, no temporary left behind).
-fn only(dir: &Path, keep: &[&str]) {
-    let names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    for n in &names {
-        assert!(keep.contains(&n.as_str()), "unexpected file left behind: {n} (all: {names:?})");
-    }
-}
+mod common;
+use common::cli::{SPAWN, emsim, only, output, stderr_line};
 
 #[test]
 fn frames_acceptance_eight_default_frames() {

@@ -3,7 +3,6 @@
 //! generator made, read back both by HDF5's own filter pipeline (as h5py reads it) and by emsim's
 //! parallel chunk reader; bad settings, a full disk and interrupts leave nothing behind.
 
-use std::path::Path;
 use std::process::Command;
 
 use emsim::frames::{FramesConfig, Generator};
@@ -11,18 +10,8 @@ use emsim::gpu::Device;
 use emsim::io::frames_in::FramesReader;
 use emsim::io::library::EventLibrary;
 
-fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
-}
-
-fn stderr_line(out: &std::process::Output) -> String {
-    let s = String::from_utf8_lossy(&out.stderr);
-    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
-}
+mod common;
+use common::cli::{emsim, names, spawn, stderr_line};
 
 /// The generator's frames for `cfg` on the CPU path, as the file stores them.
 fn expected(cfg: &FramesConfig, lib: &EventLibrary) -> Vec<f32> {
@@ -160,12 +149,11 @@ fn a_run_that_cannot_fit_stops_before_any_work() {
 fn interrupted_runs_leave_nothing_behind() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_emsim"))
-            .args(["frames", "--frames", "20000", "--device", "cpu", "--out", "big.h5", "-q"])
-            .current_dir(dir.path())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn(
+            Command::new(env!("CARGO_BIN_EXE_emsim"))
+                .args(["frames", "--frames", "20000", "--device", "cpu", "--out", "big.h5", "-q"])
+                .current_dir(dir.path()),
+        );
         // wait until the temporary has data in it
         let t = std::time::Instant::now();
         loop {

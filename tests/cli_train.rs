@@ -2,23 +2,9 @@
 //! log, `--resume` continues, and bad input gets a one-line error and leaves nothing behind.
 
 use std::path::Path;
-use std::process::Command;
 
-fn emsim(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(dir).output().expect("run emsim")
-}
-
-fn error_line(out: &std::process::Output) -> String {
-    let s = String::from_utf8_lossy(&out.stderr);
-    s.lines().filter(|l| l.starts_with("emsim: error")).collect::<Vec<_>>().join("\n")
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
+mod common;
+use common::cli::{emsim, names, stderr_line};
 
 const SMALL: &[&str] = &[
     "train",
@@ -47,7 +33,7 @@ fn train_small_run_cpu_and_gpu_agree_and_resume_continues() {
     let d = dir.path();
     let o = run(d, &["--epochs", "2", "--device", "cpu", "--out", "c.safetensors"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(files(d), ["c.ckpt.safetensors", "c.csv", "c.png", "c.safetensors"]);
+    assert_eq!(names(d), ["c.ckpt.safetensors", "c.csv", "c.png", "c.safetensors"]);
     let csv = std::fs::read_to_string(d.join("c.csv")).unwrap();
     let rows: Vec<Vec<f64>> = csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
     assert_eq!(rows.len(), 2);
@@ -101,10 +87,10 @@ fn train_bad_input_is_one_line_and_leaves_nothing() {
         a.extend_from_slice(extra);
         let o = emsim(&a, d);
         assert!(!o.status.success(), "{extra:?} should fail");
-        let e = error_line(&o);
+        let e = stderr_line(&o);
         assert_eq!(e.lines().count(), 1, "{extra:?}: {}", String::from_utf8_lossy(&o.stderr));
         assert!(e.contains(want), "{extra:?}: '{e}' should name {want}");
-        assert!(files(d).is_empty(), "{extra:?} left {:?}", files(d));
+        assert!(names(d).is_empty(), "{extra:?} left {:?}", names(d));
     }
     // Resuming from a model of another preset names the mismatch.
     let o = run(d, &["--epochs", "1", "--device", "cpu", "--out", "f.safetensors"]);
@@ -113,11 +99,11 @@ fn train_bad_input_is_one_line_and_leaves_nothing() {
         &["train", "--preset", "seed", "--resume", "f.ckpt.safetensors", "--out", "s.safetensors", "--device", "cpu"],
         d,
     );
-    let e = error_line(&o);
+    let e = stderr_line(&o);
     assert!(e.contains("f.ckpt.safetensors") && e.contains("'fast'") && e.contains("expected 'seed'"), "{e}");
     // A model file is not a checkpoint.
     let o = run(d, &["--epochs", "2", "--device", "cpu", "--resume", "f.safetensors", "--out", "f2.safetensors"]);
-    assert!(error_line(&o).contains("not a checkpoint"), "{}", error_line(&o));
+    assert!(stderr_line(&o).contains("not a checkpoint"), "{}", stderr_line(&o));
     assert!(!d.join("f2.safetensors").exists());
 }
 
@@ -160,7 +146,7 @@ fn train_from_a_config_file() {
     assert_eq!(m.tensors[2].shape, vec![2, 100]);
     std::fs::write(d.join("bad.json"), cfg.replace("\"out_features\": 2", "\"out_features\": 3")).unwrap();
     let o = emsim(&["train", "--config", "bad.json", "--device", "cpu", "--out", "b.safetensors"], d);
-    let e = error_line(&o);
+    let e = stderr_line(&o);
     assert!(e.contains("bad.json") && e.contains("head needs 2"), "{e}");
 }
 
@@ -255,7 +241,7 @@ fn train_from_frames_cuts_the_right_crops_and_paths_agree() {
     }
     // refused: a pair model; --frames with --library
     let o = emsim(&["train", "--preset", "pair-split", "--frames", "f.h5", "--out", "p.safetensors"], d);
-    assert!(error_line(&o).contains("--frames"), "{}", error_line(&o));
+    assert!(stderr_line(&o).contains("--frames"), "{}", stderr_line(&o));
     assert!(!d.join("p.safetensors").exists());
     let o = emsim(&["train", "--frames", "f.h5", "--library", "x.h5", "--out", "p.safetensors"], d);
     assert!(!o.status.success());

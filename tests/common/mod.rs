@@ -1,7 +1,9 @@
-//! Shared test helpers: the GPU test context and tolerance checks.
+//! Shared test helpers: the GPU test context, tolerance checks, running the binary (`cli`).
 #![allow(dead_code)]
 
 use emsim::gpu::{BackendChoice, GpuContext};
+
+pub mod cli;
 
 /// The GPU for twin tests. With no adapter the test FAILS with a message saying how to get one,
 /// unless `EMSIM_ALLOW_NO_GPU=1`, where it prints a loud SKIP and returns None. Under CI

@@ -11,7 +11,7 @@ use emsim::io::frames_in::FramesReader;
 use emsim::io::library::EventLibrary;
 
 mod common;
-use common::cli::{emsim, names, spawn, stderr_line};
+use common::cli::{SPAWN, emsim, names, spawn, stderr_line};
 
 /// The generator's frames for `cfg` on the CPU path, as the file stores them.
 fn expected(cfg: &FramesConfig, lib: &EventLibrary) -> Vec<f32> {
@@ -90,7 +90,7 @@ fn default_file_holds_exactly_the_generated_frames() {
             drop((ds, file));
             // emsim's own parallel reader, in batches that cut no chunk and one that does
             let mut r = FramesReader::open(&path, "frames").unwrap();
-            assert!(r.is_u16());
+            assert!(r.is_u16() && r.reads_chunks_directly());
             let px = (cfg.height * cfg.width) as usize;
             let n = cfg.frames as usize;
             let mut got = r.read_u16(0, n - 1).unwrap();
@@ -102,6 +102,33 @@ fn default_file_holds_exactly_the_generated_frames() {
     }
     let l = names(dir.path());
     assert!(l.iter().all(|n| !n.starts_with('.')), "temporaries left: {l:?}");
+}
+
+/// Files from other writers: HDF5's own shuffle + deflate, in chunks of several frames and of
+/// rows that do not divide the frame, or no compression, are read in parallel as stored.
+#[test]
+fn chunks_of_other_layouts_read_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<u16> = (0..5 * 30 * 20u32).map(|i| (200 + i.wrapping_mul(2654435761) % 97) as u16).collect();
+    let data = ndarray::Array3::from_shape_vec((5, 30, 20), vals.clone()).unwrap();
+    for (k, (chunk, deflate)) in [((2, 16, 20), true), ((1, 7, 20), true), ((3, 30, 20), false)].into_iter().enumerate()
+    {
+        let path = dir.path().join(format!("o{k}.h5"));
+        {
+            let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            let f = hdf5::File::create(&path).unwrap();
+            let b = f.new_dataset_builder().chunk(chunk);
+            let b = if deflate { b.shuffle().deflate(4) } else { b };
+            b.with_data(&data).create("frames").unwrap();
+        }
+        let mut r = FramesReader::open(&path, "frames").unwrap();
+        assert!(r.reads_chunks_directly(), "chunks {chunk:?}");
+        for (start, n) in [(0u64, 5usize), (1, 3), (4, 1)] {
+            let got = r.read_u16(start, n).unwrap();
+            let want = &vals[start as usize * 600..(start as usize + n) * 600];
+            assert!(got == want, "chunks {chunk:?}: frames {start}..{}", start as usize + n);
+        }
+    }
 }
 
 #[test]

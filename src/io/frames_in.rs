@@ -169,6 +169,13 @@ impl FramesReader {
         Ok(Self { path: path.to_path_buf(), meta, src: Source::Npy { file, data_start: (pre + hlen) as u64, dtype } })
     }
 
+    /// Whether the chunks are read raw and decompressed by emsim on every core (HDF5 datasets of
+    /// u16 or f32 in whole-row chunks, shuffle/deflate/Zstandard or uncompressed); otherwise HDF5
+    /// reads them.
+    pub fn reads_chunks_directly(&self) -> bool {
+        matches!(self.src, Source::H5 { direct: Some(_), .. })
+    }
+
     /// Whether the frames are stored as u16 (then [`FramesReader::read_u16`] reads them as they
     /// are, without converting).
     pub fn is_u16(&self) -> bool {
@@ -299,6 +306,27 @@ impl Direct {
         let stored: Vec<(Vec<u8>, u32)> =
             offsets.iter().map(|o| crate::io::chunks::read_chunk(ds, o)).collect::<std::result::Result<_, _>>()?;
         let chunk_bytes = self.chunk_frames * cr * w * self.elem;
+        let row_bytes = w * self.elem;
+        if self.chunk_frames == 1 {
+            // each chunk is one band of rows of one frame, a run of `out` in order: decode in
+            // place (the short last band of a frame through a buffer)
+            let mut runs = Vec::with_capacity(offsets.len());
+            let mut rest = out;
+            for o in &offsets {
+                let (run, r) = rest.split_at_mut(cr.min(h - o[1] as usize) * row_bytes);
+                runs.push(run);
+                rest = r;
+            }
+            return stored.par_iter().zip(runs).try_for_each(|((bytes, mask), run)| {
+                if run.len() == chunk_bytes {
+                    return self.codec.decode(bytes, *mask, self.elem, run);
+                }
+                let mut buf = vec![0u8; chunk_bytes];
+                self.codec.decode(bytes, *mask, self.elem, &mut buf)?;
+                run.copy_from_slice(&buf[..run.len()]);
+                Ok(())
+            });
+        }
         let decoded: Vec<Vec<u8>> = stored
             .par_iter()
             .map(|(bytes, mask)| {
@@ -307,7 +335,6 @@ impl Direct {
             })
             .collect::<std::result::Result<_, _>>()?;
         // copy the chunks' frames and rows that fall in the range
-        let row_bytes = w * self.elem;
         for (o, buf) in offsets.iter().zip(&decoded) {
             for k in 0..self.chunk_frames {
                 let frame = o[0] + k as u64;

@@ -81,19 +81,16 @@ impl Compression {
     }
 }
 
-/// How a dataset's chunks are coded, as far as emsim decodes them itself.
+/// How a dataset's chunks are coded, as far as emsim decodes them itself: an optional shuffle,
+/// then deflate, Zstandard or nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Raw,
-    /// Optional shuffle, then deflate or Zstandard (or nothing).
-    Filters {
-        shuffle: bool,
-        inner: Inner,
-    },
+pub struct Codec {
+    shuffle: bool,
+    inner: Inner,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inner {
+enum Inner {
     None,
     Deflate,
     Zstd,
@@ -112,18 +109,15 @@ impl Codec {
             [Filter::User(id, _)] if *id == ZSTD_FILTER_ID => Inner::Zstd,
             _ => return None,
         };
-        Some(if !shuffle && inner == Inner::None { Self::Raw } else { Self::Filters { shuffle, inner } })
+        Some(Self { shuffle, inner })
     }
 
     /// Decodes one stored chunk into `out` (its uncompressed size), `elem` bytes per value.
     /// `mask` is the chunk's filter mask: bit k set means filter k was not applied.
     pub fn decode(self, stored: &[u8], mask: u32, elem: usize, out: &mut [u8]) -> std::result::Result<(), String> {
-        let Self::Filters { shuffle, inner } = self else {
-            return copy_exact(stored, out);
-        };
-        let shuffled = shuffle && mask & 1 == 0;
-        let inner_bit = if shuffle { 2 } else { 1 };
-        let inner = if mask & inner_bit != 0 { Inner::None } else { inner };
+        let shuffled = self.shuffle && mask & 1 == 0;
+        let inner_bit = if self.shuffle { 2 } else { 1 };
+        let inner = if mask & inner_bit != 0 { Inner::None } else { self.inner };
         if !shuffled {
             return inflate(inner, stored, out);
         }

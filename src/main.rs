@@ -191,6 +191,10 @@ struct SimulateArgs {
     tilt_deg: Option<f64>,
     #[arg(long, allow_negative_numbers = true)]
     pitch_um: Option<f64>,
+    /// Depleted (drift) thickness at the collection plane, um; the rest of the sensitive layer is
+    /// field free (docs/physics.md).
+    #[arg(long, allow_negative_numbers = true)]
+    depletion_um: Option<f64>,
     #[arg(long, default_value_t = 10000)]
     count: usize,
     #[arg(long, default_value_t = 7)]
@@ -213,6 +217,20 @@ enum EventsCmd {
         library: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// The mean single-electron response (pattern, Gaussian sigma, peak and width of the 3x3
+    /// charge, analog DQE(0), Swank factor) beside the 4D Camera's measured figures.
+    #[command(after_help = "Example: emsim events response lib.h5 --gain-adu-per-e 0.07 --plot resp")]
+    Response {
+        library: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Also give the charges in ADU at this gain.
+        #[arg(long)]
+        gain_adu_per_e: Option<f64>,
+        /// Write PREFIX-spectrum.png (3x3 charge) and PREFIX-profile.png (mean pattern).
+        #[arg(long, value_name = "PREFIX")]
+        plot: Option<PathBuf>,
     },
     /// Draw one event's pixels with its incidence point.
     Show {
@@ -1123,6 +1141,7 @@ fn main_result(cli: Cli) -> Result<()> {
                 energy_kev: sim.energy_kev,
                 tilt_deg: sim.tilt_deg,
                 pitch_um: sim.pitch_um,
+                depletion_um: sim.depletion_um,
                 count: sim.count,
                 seed: sim.seed,
                 tracks: sim.tracks,
@@ -1148,6 +1167,24 @@ fn main_result(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&info).unwrap());
             } else {
                 print!("{}", info.text());
+            }
+            Ok(())
+        }
+        Cmd::Events(EventsArgs { sub: Some(EventsCmd::Response { library, json, gain_adu_per_e, plot }), .. }) => {
+            if let Some(g) = gain_adu_per_e
+                && !(g > 0.0 && g.is_finite())
+            {
+                return Err(Error::invalid("--gain-adu-per-e", format!("expected a finite gain > 0 ADU/e-, got {g}")));
+            }
+            let r = emsim::events::response::response(&EventLibrary::read_h5(&library)?, gain_adu_per_e)
+                .map_err(|e| Error::file(&library, e))?;
+            if let Some(prefix) = &plot {
+                r.plot(prefix)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap());
+            } else {
+                print!("{}", r.text());
             }
             Ok(())
         }

@@ -32,6 +32,8 @@ pub struct SimulateRequest {
     pub tilt_deg: Option<f64>,
     /// Replaces the preset's pixel pitch (`--pitch-um`).
     pub pitch_um: Option<f64>,
+    /// Replaces the preset's depleted thickness at the collection plane (`--depletion-um`).
+    pub depletion_um: Option<f64>,
     /// Number of events (`--count`), at least 1.
     pub count: usize,
     pub seed: u64,
@@ -76,6 +78,16 @@ pub fn resolve(req: &SimulateRequest) -> Result<Resolved> {
             return Err(Error::invalid("--pitch-um", format!("expected a finite pixel pitch > 0 um, got {p}")));
         }
     }
+    if let Some(d) = req.depletion_um {
+        let thick = sensor.sensitive_bounds().1 - sensor.sensitive_bounds().0;
+        if !(d >= 0.0 && d <= thick) {
+            return Err(Error::invalid(
+                "--depletion-um",
+                format!("expected a depleted thickness in 0..={thick} um (the sensitive layer), got {d}"),
+            ));
+        }
+        sensor.depletion_um = d;
+    }
     let options = SimOptions { keep_steps: req.tracks, ..SimOptions::default() };
     // Anything left (should not happen after the checks above) is reported against the preset.
     sensor.validate().map_err(|m| Error::invalid("--preset", m))?;
@@ -104,8 +116,9 @@ pub fn sensor_json(sensor: &Sensor) -> serde_json::Value {
             "sensitive": l.sensitive,
         })).collect::<Vec<_>>(),
         "pitch_um": sensor.pitch_um,
-        "diffusion_sigma0_um": sensor.diffusion_sigma0_um,
-        "diffusion_slope": sensor.diffusion_slope,
+        "charge_transport": "diffusion in the field-free epitaxial layer (docs/physics.md)",
+        "depletion_um": sensor.depletion_um,
+        "field_free_um": sensor.field_free_um(),
         "collect_at_back": sensor.collect_at_back,
         "pair_energy_ev": sensor.pair_energy_ev,
         "fano": sensor.fano,
@@ -230,6 +243,7 @@ mod tests {
             energy_kev: None,
             tilt_deg: None,
             pitch_um: None,
+            depletion_um: None,
             count,
             seed: 11,
             tracks: true,

@@ -9,4 +9,5 @@ pub mod import;
 pub mod info;
 pub mod parametric;
 pub mod physics;
+pub mod response;
 pub mod show;

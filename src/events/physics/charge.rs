@@ -1,12 +1,20 @@
-//! Energy deposits -> e-h pairs -> diffusion -> pixel charges.
+//! Energy deposits -> e-h pairs -> diffusion to the collection plane -> pixel charges.
 //!
 //! * N = E / W pairs per deposit, W = 3.6 eV; Fano fluctuations as a Gaussian of variance F N
 //!   (F = 0.115), truncated at 0.
-//! * Each deposit's charge spreads as an isotropic 2-D Gaussian whose width depends on the
-//!   distance d from the deposit to the collection plane of the sensitive layer:
-//!   sigma(d) = sqrt(sigma0^2 + (k d)^2)  (k = `diffusion_slope`).
-//! * Pixel charge = N x (integral of the Gaussian over the pixel) = N x product of erf
-//!   differences along x and y (not point samples).
+//! * Transport ([`SlabDiffusion`]): the sensitive (epitaxial) layer is field free except for an
+//!   optional depleted region of thickness `depletion_um` at the collection plane. Carriers made
+//!   in the depleted region drift straight to the plane (collected in the pixel under them).
+//!   Carriers made in the field-free region diffuse until they reach the depletion edge, which
+//!   absorbs them; the opposite face of the layer (the interface to the highly doped substrate or
+//!   the passivated back surface) reflects them. Without recombination (diffusion lengths in
+//!   epitaxial silicon are far longer than a few um), every carrier is collected, and where it
+//!   arrives follows from the steady diffusion equation between an absorbing and a reflecting
+//!   plane, solved by the method of images.
+//! * Pixel charge = N x (exact integral of the arrival density over the pixel): for each image the
+//!   integral over a rectangle is a solid angle, a closed form in `atan`.
+//!
+//! See docs/physics.md (section "Charge collection") for the equations and their checks.
 
 use super::{Deposit, FLAG_TRUNCATED, PixelCharge, Sensor, SimOptions};
 use crate::rng::Stream;
@@ -14,22 +22,116 @@ use crate::rng::Stream;
 /// Pixels whose charge is below this are dropped, electrons.
 pub const MIN_PIXEL_CHARGE_E: f64 = 0.5;
 
+/// The arrival density is followed out to this many field-free thicknesses from the deposit;
+/// what lies beyond is below e^(-5 pi / 2) = 4e-4 of the deposit and is left out.
+pub const REACH_THICKNESSES: f64 = 5.0;
+
+/// Pairs of images summed explicitly (the rest of the alternating series is accelerated).
+const IMAGE_PAIRS: usize = 16;
+/// Partial sums averaged by Euler's transform at the end of the image series.
+const EULER_ORDER: usize = 10;
+
+/// Diffusion between an absorbing plane (z = 0, where carriers are collected) and a reflecting
+/// plane (z = `thickness_um`).
+///
+/// A carrier starting at height h > 0 arrives on the absorbing plane with the density (per um^2,
+/// r the lateral distance)
+///
+///   j(r) = sum over integers m of (-1)^m a_m / (2 pi (r^2 + a_m^2)^(3/2)),   a_m = h + 2 m d,
+///
+/// the flux of the image charges that keep the density zero on the absorbing plane and its
+/// gradient zero on the reflecting one. Its integral over the plane is 1, its lateral variance per
+/// axis is h (2 d - h) (zero at the absorbing plane, d^2 at the reflecting one), and far from the
+/// source it falls as exp(-pi r / (2 d)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlabDiffusion {
+    pub thickness_um: f64,
+    /// Weight of image pair m after Euler's transform of the last partial sums.
+    weights: [f64; IMAGE_PAIRS],
+}
+
+/// Signed solid-angle term of one image at height `a` for the corner (x, y): the integral of
+/// `a / (2 pi (r^2 + a^2)^(3/2))` over [0, x] x [0, y] is `corner(x, y, a) / (2 pi)`.
 #[inline]
-fn axis_fractions(x: f64, sigma: f64, pitch: f64, out: &mut Vec<(i64, f64)>) {
-    out.clear();
-    let r = 5.0 * sigma;
-    let lo = ((x - r) / pitch).floor() as i64;
-    let hi = ((x + r) / pitch).floor() as i64;
-    let inv = 1.0 / (std::f64::consts::SQRT_2 * sigma);
-    let mut prev = libm::erf((lo as f64 * pitch - x) * inv);
-    for c in lo..=hi {
-        let next = libm::erf(((c + 1) as f64 * pitch - x) * inv);
-        let f = 0.5 * (next - prev);
-        if f > 0.0 {
-            out.push((c, f));
+fn corner(x: f64, y: f64, a: f64) -> f64 {
+    (x * y / (a * (x * x + y * y + a * a).sqrt())).atan()
+}
+
+impl SlabDiffusion {
+    pub fn new(thickness_um: f64) -> Self {
+        // Euler's transform: the average of the partial sums S_{M-1-K} .. S_{M-1} with binomial
+        // weights C(K, j) / 2^K; term m enters every partial sum from S_m on.
+        let (m_total, k) = (IMAGE_PAIRS, EULER_ORDER);
+        let mut binom = vec![1.0f64; k + 1];
+        for j in 1..=k {
+            binom[j] = binom[j - 1] * (k + 1 - j) as f64 / j as f64;
         }
-        prev = next;
+        let scale = 0.5f64.powi(k as i32);
+        let mut weights = [0.0; IMAGE_PAIRS];
+        for (m, w) in weights.iter_mut().enumerate() {
+            *w = (0..=k).filter(|&j| m_total - 1 - k + j >= m).map(|j| binom[j] * scale).sum();
+        }
+        Self { thickness_um, weights }
     }
+
+    /// The image heights of pair `m` (sign (-1)^m): h + 2 m d and 2 (m + 1) d - h.
+    #[inline]
+    fn pair(&self, h: f64, m: usize) -> (f64, f64) {
+        let d = self.thickness_um;
+        (h + 2.0 * m as f64 * d, 2.0 * (m + 1) as f64 * d - h)
+    }
+
+    /// Fraction of the carriers from a point at height `h_um` (0 < h <= d) that arrive inside the
+    /// rectangle [x0, x1] x [y0, y1] (um, relative to the point's lateral position).
+    pub fn rect_fraction(&self, h_um: f64, x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+        let mut out = [0.0];
+        self.grid_fractions(h_um, &[x0, x1], &[y0, y1], &mut out, &mut Vec::new());
+        out[0]
+    }
+
+    /// Fractions for a grid of rectangles: `xs` and `ys` are increasing cell edges (um, relative
+    /// to the point), `out[j * (xs.len() - 1) + i]` receives the fraction that arrives in
+    /// [xs[i], xs[i+1]] x [ys[j], ys[j+1]]. `scratch` is reused between calls.
+    pub fn grid_fractions(&self, h_um: f64, xs: &[f64], ys: &[f64], out: &mut [f64], scratch: &mut Vec<f64>) {
+        let (nx, ny) = (xs.len() - 1, ys.len() - 1);
+        debug_assert_eq!(out.len(), nx * ny);
+        out.fill(0.0);
+        let h = h_um.clamp(1e-6, self.thickness_um);
+        let stride = xs.len();
+        scratch.clear();
+        scratch.resize(xs.len() * ys.len(), 0.0);
+        // Corner sums with the pair weights, then one second difference per rectangle.
+        for m in 0..IMAGE_PAIRS {
+            let w = self.weights[m] * if m % 2 == 0 { 1.0 } else { -1.0 };
+            if w == 0.0 {
+                continue;
+            }
+            let (a, b) = self.pair(h, m);
+            for (j, &y) in ys.iter().enumerate() {
+                let row = &mut scratch[j * stride..(j + 1) * stride];
+                for (c, &x) in row.iter_mut().zip(xs) {
+                    *c += w * (corner(x, y, a) + corner(x, y, b));
+                }
+            }
+        }
+        let inv = 1.0 / (2.0 * std::f64::consts::PI);
+        for j in 0..ny {
+            for i in 0..nx {
+                let s = &scratch;
+                let v =
+                    s[(j + 1) * stride + i + 1] - s[(j + 1) * stride + i] - s[j * stride + i + 1] + s[j * stride + i];
+                out[j * nx + i] = v * inv;
+            }
+        }
+    }
+}
+
+/// Distance from a deposit at `z_um` (from the beam-side surface of the stack) to the collection
+/// plane of the sensitive layer.
+#[inline]
+pub fn distance_to_collection_um(sensor: &Sensor, z_um: f64) -> f64 {
+    let (z_top, z_bot) = sensor.sensitive_bounds();
+    if sensor.collect_at_back { z_bot - z_um } else { z_um - z_top }.max(0.0)
 }
 
 /// Convert deposits (coordinates in um in the frame of `entry_x_um, entry_y_um`, z from the
@@ -52,9 +154,19 @@ pub fn collect_charge(
     let (z_top, z_bot) = sensor.sensitive_bounds();
     let col0 = (entry_x_um / pitch).floor() as i64;
     let row0 = (entry_y_um / pitch).floor() as i64;
-    let mut fx = Vec::new();
-    let mut fy = Vec::new();
     let w_kev = sensor.pair_energy_ev * 1e-3;
+    let field_free_um = sensor.field_free_um();
+    let slab = SlabDiffusion::new(field_free_um);
+    let reach = REACH_THICKNESSES * field_free_um;
+    let (mut xs, mut ys, mut frac, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut add = |c: i64, r: i64, q: f64, grid: &mut Vec<f64>| {
+        let (dx, dy) = (c - col0, r - row0);
+        if dx.abs() <= w && dy.abs() <= w {
+            grid[((dy + w) as usize) * side + (dx + w) as usize] += q;
+        } else {
+            outside += q;
+        }
+    };
     for d in deposits {
         if !(d.z_um >= z_top && d.z_um <= z_bot) || d.energy_kev <= 0.0 {
             continue;
@@ -64,20 +176,25 @@ pub fn collect_charge(
         if n <= 0.0 {
             continue;
         }
-        let dist = if sensor.collect_at_back { z_bot - d.z_um } else { d.z_um - z_top }.max(0.0);
-        let sigma = (sensor.diffusion_sigma0_um.powi(2) + (sensor.diffusion_slope * dist).powi(2)).sqrt().max(1e-3);
-        axis_fractions(d.x_um, sigma, pitch, &mut fx);
-        axis_fractions(d.y_um, sigma, pitch, &mut fy);
-        for &(r, fyv) in &fy {
-            let dy = r - row0;
-            for &(c, fxv) in &fx {
-                let dx = c - col0;
-                let q = n * fxv * fyv;
-                if dx.abs() <= w && dy.abs() <= w {
-                    grid[((dy + w) as usize) * side + (dx + w) as usize] += q;
-                } else {
-                    outside += q;
-                }
+        let h = distance_to_collection_um(sensor, d.z_um) - sensor.depletion_um;
+        if h <= 0.0 || field_free_um <= 0.0 {
+            // Made in the depleted region: drifts straight to the plane.
+            add((d.x_um / pitch).floor() as i64, (d.y_um / pitch).floor() as i64, n, &mut grid);
+            continue;
+        }
+        let (c_lo, c_hi) = (((d.x_um - reach) / pitch).floor() as i64, ((d.x_um + reach) / pitch).floor() as i64);
+        let (r_lo, r_hi) = (((d.y_um - reach) / pitch).floor() as i64, ((d.y_um + reach) / pitch).floor() as i64);
+        xs.clear();
+        xs.extend((c_lo..=c_hi + 1).map(|c| c as f64 * pitch - d.x_um));
+        ys.clear();
+        ys.extend((r_lo..=r_hi + 1).map(|r| r as f64 * pitch - d.y_um));
+        let nx = (c_hi - c_lo + 1) as usize;
+        frac.clear();
+        frac.resize(nx * (r_hi - r_lo + 1) as usize, 0.0);
+        slab.grid_fractions(h, &xs, &ys, &mut frac, &mut scratch);
+        for (k, &f) in frac.iter().enumerate() {
+            if f > 0.0 {
+                add(c_lo + (k % nx) as i64, r_lo + (k / nx) as i64, n * f, &mut grid);
             }
         }
     }
@@ -92,4 +209,137 @@ pub fn collect_charge(
     }
     let flags = if outside > MIN_PIXEL_CHARGE_E { FLAG_TRUNCATED } else { 0 };
     (pixels, flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Modified Bessel function K0 (Abramowitz & Stegun 9.8.5 and 9.8.6, |error| < 2e-7).
+    fn bessel_k0(x: f64) -> f64 {
+        if x <= 2.0 {
+            let t = x / 3.75;
+            let t2 = t * t;
+            let i0 = 1.0
+                + t2 * (3.5156229
+                    + t2 * (3.0899424 + t2 * (1.2067492 + t2 * (0.2659732 + t2 * (0.0360768 + t2 * 0.0045813)))));
+            let y = x * x / 4.0;
+            -(x / 2.0).ln() * i0 - 0.57721566
+                + y * (0.42278420
+                    + y * (0.23069756 + y * (0.03488590 + y * (0.00262698 + y * (0.00010750 + y * 0.0000074)))))
+        } else {
+            let y = 2.0 / x;
+            (-x).exp() / x.sqrt()
+                * (1.25331414
+                    + y * (-0.07832358
+                        + y * (0.02189568 + y * (-0.01062446 + y * (0.00587872 + y * (-0.00251540 + y * 0.00053208))))))
+        }
+    }
+
+    /// The arrival density from the eigenfunctions of the slab (sin(k z), k = (n + 1/2) pi / d):
+    /// j(r) = sum_n k_n sin(k_n h) K0(k_n r) / (pi d), an expansion independent of the images.
+    fn density_eigen(d: f64, h: f64, r: f64) -> f64 {
+        (0..400)
+            .map(|n| {
+                let k = (n as f64 + 0.5) * std::f64::consts::PI / d;
+                k * (k * h).sin() * bessel_k0(k * r)
+            })
+            .sum::<f64>()
+            / (std::f64::consts::PI * d)
+    }
+
+    const D: f64 = 4.0;
+    const HEIGHTS: [f64; 6] = [0.05, 0.5, 1.0, 2.0, 3.5, 4.0];
+
+    /// Every carrier is collected: the fraction over the whole plane is 1.
+    #[test]
+    fn collected_fraction_is_one() {
+        let slab = SlabDiffusion::new(D);
+        for h in HEIGHTS {
+            let f = slab.rect_fraction(h, -20.0 * D, 20.0 * D, -20.0 * D, 20.0 * D);
+            assert!((f - 1.0).abs() < 2e-5, "h = {h}: collected fraction {f}");
+            // Symmetric quadrants.
+            let q = slab.rect_fraction(h, 0.0, 20.0 * D, 0.0, 20.0 * D);
+            assert!((q - 0.25).abs() < 1e-5, "h = {h}: quadrant {q}");
+        }
+    }
+
+    /// The lateral variance per axis of the arrival point is h (2 d - h), from the diffusion
+    /// equation's moments (zero at the collection plane, d^2 from the reflecting face).
+    #[test]
+    fn lateral_variance_matches_the_moment_solution() {
+        let slab = SlabDiffusion::new(D);
+        let step = 0.02;
+        let n = (12.0 * D / step) as usize;
+        let xs: Vec<f64> = (0..=2 * n).map(|i| (i as f64 - n as f64) * step).collect();
+        let ys = [-40.0 * D, 40.0 * D];
+        let mut out = vec![0.0; 2 * n];
+        let mut scratch = Vec::new();
+        for h in HEIGHTS {
+            slab.grid_fractions(h, &xs, &ys, &mut out, &mut scratch);
+            let total: f64 = out.iter().sum();
+            let var: f64 = out.iter().enumerate().map(|(i, f)| f * (0.5 * (xs[i] + xs[i + 1])).powi(2)).sum::<f64>()
+                - step * step / 12.0;
+            let expect = h * (2.0 * D - h);
+            assert!((total - 1.0).abs() < 1e-4, "h = {h}: total {total}");
+            assert!((var - expect).abs() < 0.01 * expect + 1e-4, "h = {h}: variance {var} um^2, expected {expect}");
+        }
+    }
+
+    /// The density from the images equals the eigenfunction expansion, near and far.
+    #[test]
+    fn density_matches_the_eigenfunction_expansion() {
+        let slab = SlabDiffusion::new(D);
+        let e = 1e-3;
+        for h in [0.5, 2.0, 4.0] {
+            for r in [1.0, 2.0, 4.0, 8.0, 16.0] {
+                let images = slab.rect_fraction(h, r - e, r + e, -e, e) / (4.0 * e * e);
+                let eigen = density_eigen(D, h, r);
+                assert!(
+                    (images - eigen).abs() < 1e-3 * eigen + 1e-9,
+                    "h = {h}, r = {r}: images {images:e} vs eigenfunctions {eigen:e} per um^2"
+                );
+            }
+        }
+    }
+
+    /// Close to the collection plane the slab looks like a half space: the density tends to
+    /// h / (2 pi (r^2 + h^2)^(3/2)).
+    #[test]
+    fn near_the_plane_the_density_is_the_half_space_one() {
+        let slab = SlabDiffusion::new(D);
+        let (h, e) = (0.05, 1e-3);
+        for r in [0.0, 0.05, 0.1, 0.2] {
+            let images = slab.rect_fraction(h, r - e, r + e, -e, e) / (4.0 * e * e);
+            let half = h / (2.0 * std::f64::consts::PI * (r * r + h * h).powf(1.5));
+            assert!((images - half).abs() < 0.01 * half, "r = {r}: {images} vs {half}");
+        }
+    }
+
+    /// Charge made in the depleted region lands in the pixel under it; charge from the field-free
+    /// region spreads more the farther it starts from the collection plane.
+    #[test]
+    fn depletion_and_depth() {
+        let opts = SimOptions::default();
+        let mut sensor = Sensor::new(super::super::parse_stack("Si:0.2,Si:6*,SiO2:1").unwrap(), 10.0).unwrap();
+        sensor.collect_at_back = true;
+        sensor.depletion_um = 2.0;
+        let (_, bottom) = sensor.sensitive_bounds();
+        let one = |z: f64| {
+            // 10,000 pairs: the pixels dropped below 0.5 e- hold a negligible part.
+            let dep = [Deposit { x_um: 5.0, y_um: 5.0, z_um: z, energy_kev: 36.0 }];
+            let mut s = sensor.clone();
+            s.fano = 0.0;
+            let (px, _) = collect_charge(&s, &dep, 5.0, 5.0, &opts, &mut Stream::new(1, 0, 0));
+            let centre = px.iter().find(|p| p.dx == 0 && p.dy == 0).map_or(0.0, |p| p.charge_e as f64);
+            let total: f64 = px.iter().map(|p| p.charge_e as f64).sum();
+            (centre, total)
+        };
+        let (c, t) = one(bottom - 1.0);
+        assert!((c - 1e4).abs() < 1e-2 && (t - 1e4).abs() < 1e-2, "depleted: centre {c}, total {t}");
+        let (c_near, t_near) = one(bottom - 2.5);
+        let (c_far, t_far) = one(bottom - 5.9);
+        assert!(c_far < c_near && c_near < 1e4, "centre pixel: far {c_far}, near {c_near}");
+        assert!((t_near - 1e4).abs() < 10.0 && (t_far - 1e4).abs() < 10.0, "totals {t_near} {t_far}");
+    }
 }

@@ -6,7 +6,8 @@
 //! * [`material`]: materials, ICRU 37 stopping power, Moller, screened-Rutherford/Mott elastic
 //!   cross sections, soft-collision oscillator model.
 //! * [`transport`]: detailed (collision-by-collision) transport with delta rays.
-//! * [`charge`]: e-h pairs, Fano noise, depth-dependent diffusion, pixel integration.
+//! * [`charge`]: e-h pairs, Fano noise, diffusion through the field-free epitaxial layer, pixel
+//!   integration.
 //!
 //! All random numbers come from `crate::rng::Stream` with stream `TRANSPORT` and the event index
 //! as the counter, so an event depends only on (seed, event index, inputs), never on threading.
@@ -45,11 +46,10 @@ pub struct Sensor {
     /// Beam side first; exactly one layer is sensitive.
     pub layers: Vec<Layer>,
     pub pitch_um: f64,
-    /// Diffusion width of charge created at the collection plane, um.
-    pub diffusion_sigma0_um: f64,
-    /// Growth of the diffusion width with the distance d to the collection plane:
-    /// sigma(d) = sqrt(sigma0^2 + (slope * d)^2).
-    pub diffusion_slope: f64,
+    /// Thickness of the depleted (drift) region at the collection plane, um: carriers made there
+    /// are collected in the pixel under them; the rest of the sensitive layer is field free and
+    /// carriers diffuse through it ([`charge::SlabDiffusion`]). 0 = field free throughout.
+    pub depletion_um: f64,
     /// Collection plane at the downstream (back, far-from-beam) face of the sensitive layer
     /// (back-illuminated sensor) instead of its beam-side face (front-illuminated).
     pub collect_at_back: bool,
@@ -198,18 +198,10 @@ fn check_layers(layers: &[Layer]) -> Result<(), String> {
 }
 
 impl Sensor {
-    /// A sensor with the default charge model (sigma0 = 0.5 um, slope 0.5, front collection,
-    /// W = 3.6 eV, F = 0.115); validates the inputs.
+    /// A sensor with the default charge model (field free throughout, collection on the
+    /// beam-side face, W = 3.6 eV, F = 0.115); validates the inputs.
     pub fn new(layers: Vec<Layer>, pitch_um: f64) -> Result<Self, String> {
-        let s = Self {
-            layers,
-            pitch_um,
-            diffusion_sigma0_um: 0.5,
-            diffusion_slope: 0.5,
-            collect_at_back: false,
-            pair_energy_ev: 3.6,
-            fano: 0.115,
-        };
+        let s = Self { layers, pitch_um, depletion_um: 0.0, collect_at_back: false, pair_energy_ev: 3.6, fano: 0.115 };
         s.validate()?;
         Ok(s)
     }
@@ -220,14 +212,8 @@ impl Sensor {
         if !(self.pitch_um > 0.0 && self.pitch_um.is_finite()) {
             return Err(format!("sensor.pitch_um: expected a finite value > 0, got {}", self.pitch_um));
         }
-        if !(self.diffusion_sigma0_um >= 0.0 && self.diffusion_sigma0_um.is_finite()) {
-            return Err(format!(
-                "sensor.diffusion_sigma0_um: expected a finite value >= 0, got {}",
-                self.diffusion_sigma0_um
-            ));
-        }
-        if !(self.diffusion_slope >= 0.0 && self.diffusion_slope.is_finite()) {
-            return Err(format!("sensor.diffusion_slope: expected a finite value >= 0, got {}", self.diffusion_slope));
+        if !(self.depletion_um >= 0.0 && self.depletion_um.is_finite()) {
+            return Err(format!("sensor.depletion_um: expected a finite value >= 0, got {}", self.depletion_um));
         }
         if !(self.pair_energy_ev > 0.0 && self.pair_energy_ev.is_finite()) {
             return Err(format!("sensor.pair_energy_ev: expected a finite value > 0, got {}", self.pair_energy_ev));
@@ -236,6 +222,13 @@ impl Sensor {
             return Err(format!("sensor.fano: expected a finite value >= 0, got {}", self.fano));
         }
         Ok(())
+    }
+
+    /// Thickness of the field-free part of the sensitive layer (its thickness less the depleted
+    /// region), um; 0 when the depletion reaches through.
+    pub fn field_free_um(&self) -> f64 {
+        let (top, bottom) = self.sensitive_bounds();
+        (bottom - top - self.depletion_um).max(0.0)
     }
 
     /// z range (um from the beam-side surface) of the sensitive layer.
@@ -297,36 +290,40 @@ impl SimOptions {
 /// Known preset names.
 pub const KNOWN_PRESETS: &[&str] = &["seed", "4dcamera"];
 
-/// Named sensor + beam setups (see docs/physics.md for sources and assumptions).
+/// The back-thinned sensor of the LBNL group's Geant4 model ("Thinned type 4um epi") with an
+/// epitaxial layer of `epi_um`, beam side first: 0.2 um Si left of the substrate, the epitaxial
+/// layer (sensitive), then the front-end stack of oxide and four aluminium layers (Si3N4 0.125 um
+/// merged into the last oxide layer: 0.1 + 0.125 + 0.3 = 0.525 um).
+pub fn thinned_stack(epi_um: f64) -> String {
+    format!("Si:0.2,Si:{epi_um}*,SiO2:0.58,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.4,Al:0.58,SiO2:0.525")
+}
+
+/// Epitaxial thickness of the sensor of the EMSim notes (the group's Geant4 model), um.
+pub const SEED_EPI_UM: f64 = 4.0;
+
+/// Epitaxial (field-free) thickness of the `4dcamera` preset, um: calibrated so that the
+/// simulated single-electron response matches the one measured on the real camera at 300 kV
+/// (docs/physics.md, "Calibration on the 4D Camera").
+pub const FOUR_D_CAMERA_EPI_UM: f64 = 5.75;
+
+/// Named sensor + beam setups (see docs/physics.md for sources and assumptions). Both are the
+/// back-thinned sensor of [`thinned_stack`], beam through the thinned back, charge collected at
+/// the far (front) face of the epitaxial layer after diffusing through it.
 ///
-/// * `seed`: 5 um pitch, 300 keV, front-illuminated thinned MAPS: 1 um SiO2, 8 um sensitive
-///   epitaxial Si, 42 um Si substrate (51 um total).
-/// * `4dcamera`: NCEM 4D Camera, 10 um pitch, 300 keV, back-illuminated (beam from the back):
-///   0.2 um Si, 4 um sensitive epitaxial Si, then the front-end stack of the LBNL group's Geant4
-///   model ("Thinned type 4um epi": SiO2 and Al layers, 3.87 um), collection at the far (front)
-///   side. Sources and caveats in docs/physics.md and docs/research-4dcamera-2.md.
+/// * `seed`: the sensor of the EMSim notes (J. Renner, LBNL, 2021): 4 um epitaxial layer, 5 um
+///   pitch, 300 keV.
+/// * `4dcamera`: the NCEM 4D Camera: 10 um pitch, 300 keV, epitaxial thickness calibrated on the
+///   camera's measured response ([`FOUR_D_CAMERA_EPI_UM`]).
 pub fn preset(name: &str) -> Result<(Sensor, Beam), String> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "seed" => {
-            let mut s = Sensor::new(parse_stack("SiO2:1,Si:8*,Si:42")?, 5.0)?;
-            s.diffusion_sigma0_um = 0.5;
-            s.diffusion_slope = 0.5;
-            s.collect_at_back = false;
-            Ok((s, Beam::new(300.0, 0.0)?))
-        }
-        "4dcamera" | "4d-camera" | "4d_camera" => {
-            // Beam side first: the model's layers 12 .. 0 (Si3N4 0.125 um merged into the last
-            // SiO2 layer: 0.1 + 0.125 + 0.3 = 0.525 um).
-            let stack =
-                "Si:0.2,Si:4*,SiO2:0.58,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.3,Al:0.395,SiO2:0.4,Al:0.58,SiO2:0.525";
-            let mut s = Sensor::new(parse_stack(stack)?, 10.0)?;
-            s.diffusion_sigma0_um = 0.5;
-            s.diffusion_slope = 0.5;
-            s.collect_at_back = true;
-            Ok((s, Beam::new(300.0, 0.0)?))
-        }
-        _ => Err(format!("preset: unknown preset '{name}', expected one of {}", KNOWN_PRESETS.join(", "))),
-    }
+    let (pitch_um, epi_um) = match name.trim().to_ascii_lowercase().as_str() {
+        "seed" => (5.0, SEED_EPI_UM),
+        "4dcamera" | "4d-camera" | "4d_camera" => (10.0, FOUR_D_CAMERA_EPI_UM),
+        _ => return Err(format!("preset: unknown preset '{name}', expected one of {}", KNOWN_PRESETS.join(", "))),
+    };
+    let mut s = Sensor::new(parse_stack(&thinned_stack(epi_um))?, pitch_um)?;
+    s.depletion_um = 0.0;
+    s.collect_at_back = true;
+    Ok((s, Beam::new(300.0, 0.0)?))
 }
 
 fn params(opts: &SimOptions) -> TransportParams {

@@ -11,6 +11,7 @@
 //! The truth incidence point is the pixel plus the event's own incidence point inside its pixel.
 
 pub mod accumulate;
+pub mod camera;
 pub mod noise;
 pub mod place;
 pub mod run;

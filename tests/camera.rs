@@ -100,3 +100,33 @@ fn camera_frames_are_in_the_cameras_adu() {
     let line = stderr_line(&bad);
     assert!(line.contains("--library") && line.contains("10 um") && !line.contains('\n'), "{line}");
 }
+
+/// `emsim events response`: the table, JSON with units in the keys, two PNGs; a bad gain or an
+/// empty library is refused with one line.
+#[test]
+fn response_command_reports_table_json_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    camera_library(3_000, 5).write_h5(&dir.path().join("cam.h5")).unwrap();
+    let out =
+        emsim(&["events", "response", "cam.h5", "--json", "--gain-adu-per-e", "0.05", "--plot", "resp"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["gaussian_sigma_px", "peak_3x3_e", "width_3x3_e", "analog_dqe0", "swank_factor", "peak_3x3_adu"] {
+        assert!(j[key].as_f64().is_some_and(f64::is_finite), "{key}: {}", j[key]);
+    }
+    assert_eq!(j["events"], 3000);
+    assert_eq!(j["mean_pattern_e"].as_array().unwrap().len(), 49);
+    assert_eq!(j["reference_4dcamera_300kv"]["gaussian_sigma_px"], 0.5065);
+    let peak_e = j["peak_3x3_e"].as_f64().unwrap();
+    assert!((j["peak_3x3_adu"].as_f64().unwrap() - 0.05 * peak_e).abs() < 1e-9 * peak_e);
+    for png in ["resp-spectrum.png", "resp-profile.png"] {
+        let img = image::open(dir.path().join(png)).unwrap();
+        assert!(img.width() > 100, "{png}");
+    }
+    let text = emsim(&["events", "response", "cam.h5"], dir.path());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Gaussian sigma") && text.contains("4D Camera"), "{text}");
+    let bad = emsim(&["events", "response", "cam.h5", "--gain-adu-per-e", "0"], dir.path());
+    let line = stderr_line(&bad);
+    assert!(!bad.status.success() && line.contains("--gain-adu-per-e") && !line.contains('\n'), "{line}");
+}

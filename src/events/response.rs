@@ -439,3 +439,44 @@ impl Response {
         Ok((spectrum, profile))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Stream;
+
+    /// A Gaussian sampled at the 3x3 offsets is recovered exactly.
+    #[test]
+    fn gaussian_fit_recovers_sigma_and_amplitude() {
+        for (s, a) in [(0.3, 5.0), (0.5065, 19.03), (1.2, 100.0)] {
+            let mut p = [0.0; 9];
+            for (k, v) in p.iter_mut().enumerate() {
+                let (dx, dy) = ((k % 3) as f64 - 1.0, (k / 3) as f64 - 1.0);
+                *v = a * (-(dx * dx + dy * dy) / (2.0 * s * s)).exp();
+            }
+            let (fs, fa) = fit_gaussian_3x3(&p);
+            assert!((fs - s).abs() < 1e-6 * s && (fa - a).abs() < 1e-6 * a, "{s} {a}: got {fs} {fa}");
+        }
+    }
+
+    /// Moyal samples (-ln of a squared standard normal, scaled and shifted): the fit gives their
+    /// mode and FWHM.
+    #[test]
+    fn peak_and_fwhm_of_moyal_samples() {
+        assert!((moyal_fwhm_per_scale() - 3.590).abs() < 0.01, "{}", moyal_fwhm_per_scale());
+        let (mu, s) = (300.0, 40.0);
+        let mut rng = Stream::new(5, 0, 0);
+        let v: Vec<f64> = (0..100_000)
+            .map(|_| {
+                let n = rng.normal();
+                mu + s * -(n * n).max(1e-300).ln()
+            })
+            .filter(|x| *x > 0.0)
+            .collect();
+        let (peak, fwhm) = peak_and_fwhm(&v);
+        let want = s * moyal_fwhm_per_scale();
+        assert!((peak - mu).abs() < 0.02 * mu, "peak {peak} vs {mu}");
+        assert!((fwhm - want).abs() < 0.04 * want, "FWHM {fwhm} vs {want}");
+        assert!(peak_and_fwhm(&[]).0.is_nan());
+    }
+}

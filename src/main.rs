@@ -59,7 +59,7 @@ enum Cmd {
         emsim count f.h5 --method max,c3x3,c5x5,c3x3t,c5x5t --out 'counts-{method}.h5' --images counted/\n  \
         python3 -c \"import h5py; c = h5py.File('counts.h5'); print(c['electrons/x_px'][:5])\"")]
     Count(CountArgs),
-    /// Score counted electrons against the truth; or the isolated-event test of the seed notes.
+    /// Score counted electrons against the truth; or the isolated-event test of the EMSim notes.
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
@@ -108,7 +108,7 @@ struct InferArgs {
 struct TrainArgs {
     /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast,
     /// fast-neighbours (fast trained among other electrons);
-    /// one-vs-two classifiers pair-seed (the second seed notebook's), pair-compact; pair-reg (the notebook's
+    /// one-vs-two classifiers pair-seed (the MSU multi-electron notebook's), pair-compact; pair-reg (the notebook's
     /// single-electron regression); for count --split-pairs: pair-split (classifier), pair-loc (pair localizer).
     #[arg(long, default_value = "seed", conflicts_with = "config")]
     preset: String,
@@ -149,10 +149,10 @@ struct TrainArgs {
     seed: u64,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
-    /// constant, cosine[:min_factor] or steps:E1,E2:gamma (epochs from 0). Default: the seed's 1e-3 then 1e-4 at half way.
+    /// constant, cosine[:min_factor] or steps:E1,E2:gamma (epochs from 0). Default: the EMSim network's 1e-3 then 1e-4 at half way.
     #[arg(long)]
     lr_schedule: Option<String>,
-    /// adam (L2 weight decay, the seed's) or adamw (decoupled).
+    /// adam (L2 weight decay, as the EMSim network) or adamw (decoupled).
     #[arg(long, default_value = "adam")]
     optimizer: String,
     #[arg(long, default_value_t = 0.01)]
@@ -243,7 +243,7 @@ enum EventsCmd {
         #[arg(long, default_value_t = 16)]
         scale: u32,
     },
-    /// Import a library: the seed's Geant4 pixel tables (event,row,col,counts,xinc,yinc) or a CSV
+    /// Import a library: the EMSim notes' Geant4 pixel tables (event,row,col,counts,xinc,yinc) or a CSV
     /// of hits (event,x_um,y_um,z_um,edep_kev) that go through emsim's charge collection.
     Import {
         #[arg(long, conflicts_with = "hits", required_unless_present = "hits")]
@@ -555,7 +555,7 @@ struct EvalArgs {
 
 #[derive(Subcommand)]
 enum EvalCmd {
-    /// Isolated library events with noise, one per small frame (the seed notes' controlled test).
+    /// Isolated library events with noise, one per small frame (the EMSim notes' controlled test).
     Isolated {
         /// Event library (default: the one in assets/).
         #[arg(long)]

@@ -33,7 +33,7 @@ pub mod streams {
     pub const INIT: u32 = 34;
     /// Sample order when training from a frames dataset.
     pub const SHUFFLE: u32 = 35;
-    /// One-or-two-electron samples (issue 6): choices `(0|1, k, PAIRS)`, noise `(2 + pixel/4, k, PAIRS)`.
+    /// One-or-two-electron samples: choices `(0|1, k, PAIRS)`, noise `(2 + pixel/4, k, PAIRS)`.
     pub const PAIRS: u32 = 36;
     /// Host-side baselines (`eval net`: a random point in the brightest pixel), counter `(0, k, BASELINE)`.
     pub const BASELINE: u32 = 37;

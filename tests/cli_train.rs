@@ -107,7 +107,7 @@ fn train_bad_input_is_one_line_and_leaves_nothing() {
     assert!(!d.join("f2.safetensors").exists());
 }
 
-/// A model from a config file (a small regression net, the second seed notebook's kind of head):
+/// A model from a config file (a small regression net, the MSU multi-electron notebook's kind of head):
 /// trains, and a config that does not chain to its head is refused naming the file.
 #[test]
 fn train_from_a_config_file() {

@@ -358,7 +358,7 @@ fn sigma_estimate_and_bad_config() {
 
 /// Noise-free isolated events: the GPU path's errors equal the CPU twin's exactly and every event
 /// with charge above threshold is found. With noise (sigma 20): the 3x3 centroid beats the max
-/// pixel, and the found-centre 3x3 error is near the seed notes' 0.23 px.
+/// pixel, and the found-centre 3x3 error is near the EMSim notes' 0.23 px.
 #[test]
 fn isolated_events_test() {
     use emsim::count::isolated::{IsolatedOptions, isolated_test};
@@ -385,7 +385,7 @@ fn isolated_events_test() {
     assert!(get("c3x3", "known") < get("max", "known"));
     assert!(get("c3x3", "found") < get("max", "found"));
     let found = get("c3x3", "found");
-    assert!(found > 0.1 && found < 0.4, "3x3 centroid mean error {found} px (seed notes: 0.23)");
+    assert!(found > 0.1 && found < 0.4, "3x3 centroid mean error {found} px (EMSim notes: 0.23)");
 }
 
 /// Frames made on the GPU and counted there without leaving the device (`generate_on_device` +

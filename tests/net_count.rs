@@ -221,7 +221,7 @@ fn shipped_model_beats_the_centroids(path: &std::path::Path, preset: &str) {
     assert!(r.knob.first().unwrap().mean_error_px < r.knob.last().unwrap().mean_error_px);
 }
 
-/// The acceptance for the seed network (the seed notes' 24 JUL test): on held-out events,
+/// The acceptance for the seed network (the EMSim notes' 24 JUL test): on held-out events,
 /// sigma 20 e, central pixel known, the shipped `seed` model's mean error is no worse than the 3x3
 /// centroid's on the same crops.
 #[test]

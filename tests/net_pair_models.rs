@@ -1,4 +1,4 @@
-//! Issue 6: the one-vs-two classifier and the pair localizer — presets, config checks, a training
+//! The one-vs-two classifier and the pair localizer — presets, config checks, a training
 //! step on the GPU equal to the CPU twins for both heads, `eval pairs`, and `count --split-pairs`
 //! (GPU == CPU, splitting adds electrons, classifier/localizer mix-ups are refused).
 

@@ -1,4 +1,4 @@
-//! The permutation-invariant MSE of a two-electron localizer (issue 6): the `net/pair_mse` kernel
+//! The permutation-invariant MSE of a two-electron localizer: the `net/pair_mse` kernel
 //! against its CPU twin, and the twin's properties (invariance to the order of the two true points,
 //! agreement with the plain MSE, ties, finite-difference gradient).
 

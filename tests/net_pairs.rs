@@ -1,4 +1,4 @@
-//! One-or-two-electron training samples (issue 6): the `net/make_pairs` kernel against its CPU twin,
+//! One-or-two-electron training samples: the `net/make_pairs` kernel against its CPU twin,
 //! and properties of the samples themselves (class fraction, charge, geometry, separations, extra
 //! "distractor" electrons).
 

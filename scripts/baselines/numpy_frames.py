@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seed notes' frame algorithm (26 JUL 2021) in plain numpy, for the side-by-side figure in
+"""The EMSim notes' frame algorithm (26 JUL 2021) in plain numpy, for the side-by-side figure in
 docs/benchmarks.md. One electron at a time: pick a pixel and a library event, add the event's pixels
 there; then Gaussian noise on the whole frame. Needs numpy and h5py (Debian: python3-numpy python3-h5py).
 

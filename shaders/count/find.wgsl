@@ -1,7 +1,7 @@
 // find: one invocation per run of RUN pixels (count/runs.wgsl; see src/count/mod.rs::CountLayout).
 // The first of two passes (the second is count/suppress). A pixel is a candidate centre when
 //   - its 3x3 sum s is a local maximum: larger than each in-frame neighbour's, ties won by the
-//     lower flat index (the parallel form of the seed notes' search, which moves to a neighbour
+//     lower flat index (the parallel form of the EMSim notes' search, which moves to a neighbour
 //     with a larger 3x3 sum until none is larger),
 //   - some pixel of its 3x3 exceeds the background threshold (q > thr_q), and
 //   - no pixel of its 3x3 exceeds the X-ray threshold (when xray_q > 0).

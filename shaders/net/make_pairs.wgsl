@@ -1,4 +1,4 @@
-// make_pairs: one invocation per patch pixel of each sample (issue 6: one electron or two).
+// make_pairs: one invocation per patch pixel of each sample (one electron or two).
 // Sample k = first + s draws from Philox counter (0, k, PAIRS): whether it holds two electrons
 // (u01 < p_two), event 1 and event 2; from (1, k, PAIRS): the first electron's integer shift (x, y)
 // from the centre pixel side/2 and the second electron's integer offset (ox, oy) from the first,

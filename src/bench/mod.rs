@@ -1073,7 +1073,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         }
     }
     if want("count_net") {
-        // Counting with the network, and with pair splitting (issue 6), on 256x256 frames at dose
+        // Counting with the network, and with pair splitting, on 256x256 frames at dose
         // 0.005; the full run also at 576x576 and the default density.
         let dose_cfg = FramesConfig {
             frames: if opts.quick { 8 } else { 64 },

@@ -1,7 +1,7 @@
-//! The seed notes' controlled test (24 JUL 2021): isolated library events with read noise, one
+//! The EMSim notes' controlled test (24 JUL 2021): isolated library events with read noise, one
 //! per small frame, the pixel of incidence known. Every method's position error, with the centre
 //! given ("known") and with the centre found by the counter ("found": the strongest centre of the
-//! frame, as the seed's 3x3-sum search picks one). Their 3x3 centroid: mean error 0.0011584 mm
+//! frame, as the EMSim notes' 3x3-sum search picks one). Their 3x3 centroid: mean error 0.0011584 mm
 //! = 0.23 px at 5 um pitch, 300 keV, sigma 20.
 
 use serde::Serialize;
@@ -200,7 +200,7 @@ pub fn isolated_test(lib: &EventLibrary, o: &IsolatedOptions, device: &Device) -
         records.push(record(m, "found", std::mem::take(&mut found_err[m.index()]), pitch));
     }
     Ok(IsolatedReport {
-        test: "isolated events (seed notes, 24 JUL 2021)",
+        test: "isolated events (EMSim notes, 24 JUL 2021)",
         events: o.events,
         sigma_e: o.sigma_e,
         seed: o.seed,

@@ -86,7 +86,7 @@ pub struct CountConfig {
     pub background_threshold_n_sigma: f32,
     /// Reject centres with a pixel above this charge (X-ray-like hits); 0 = off.
     pub xray_threshold_e: f32,
-    /// Threshold of the thresholded centroids, electrons (the seed notes: 40).
+    /// Threshold of the thresholded centroids, electrons (the EMSim notes: 40).
     pub centroid_threshold_e: f32,
     /// Weaker centres within this many pixels of a stronger one are dropped.
     pub suppress_px: u32,

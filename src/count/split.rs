@@ -1,4 +1,4 @@
-//! `count --method net --split-pairs` (issue 6): a found centre whose crop the one-vs-two classifier
+//! `count --method net --split-pairs`: a found centre whose crop the one-vs-two classifier
 //! calls "two electrons" yields two electrons, at the pair localizer's two points.
 //!
 //! Per found centre (after the single-electron network has placed it):

@@ -1,4 +1,4 @@
-//! `emsim eval dose` (issue 6): recall and precision against dose for a centroid, the network,
+//! `emsim eval dose`: recall and precision against dose for a centroid, the network,
 //! and the network with pair splitting. For every dose (electrons per pixel per frame) the whole
 //! pipeline runs as the commands would: `frames --dose d` (HDF5 with truth), `count` with the
 //! centroid and `net`, `count --method net --split-pairs`, and `eval`'s matching, in a temporary

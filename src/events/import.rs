@@ -2,7 +2,7 @@
 //!
 //! # Geant4 pixel tables ([`import_pixel_table`], `source = "geant4-import"`)
 //!
-//! The seed study (the public EMSim code, github.com/jerenner/emsim) stored Geant4 events as
+//! The EMSim study (J. Renner, LBNL, 2021; the public code github.com/jerenner/emsim) stored Geant4 events as
 //! pixelated 101 x 101 images, read into a table with one row per lit pixel and the columns
 //! `event, row, col, counts, xinc, yinc` (plus `front`, `energy`, unused here). Convention, as
 //! used by that code (`read_electron_data` and `EMDataset.__getitem__`, `emsim/training.py`):
@@ -230,7 +230,7 @@ fn merge_pixels(mut px: Vec<(i32, i32, f32)>) -> Vec<(i32, i32, f32)> {
     out
 }
 
-/// Imports a Geant4-derived pixel table of the seed study (see the module documentation for the
+/// Imports a Geant4-derived pixel table of the EMSim study (see the module documentation for the
 /// format and the coordinate convention). `pitch_um` converts `xinc`/`yinc` (mm) to pixels.
 pub fn import_pixel_table(path: &Path, pitch_um: f64) -> Result<EventLibrary> {
     import_pixel_table_centered(path, pitch_um, PIXEL_TABLE_CENTER_PX)

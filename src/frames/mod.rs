@@ -31,7 +31,7 @@ use accumulate::{AccumulateParams, PackedLibrary, accumulate_cpu};
 use noise::{NoiseParams, noise_cpu};
 use place::{PlaceParams, Record, place_cpu};
 
-/// The seed notes' electrons per 576x576 frame: 2927.294 +- 70.531.
+/// The EMSim notes' electrons per 576x576 frame: 2927.294 +- 70.531.
 pub const SEED_MEAN_ELECTRONS: f64 = 2927.294;
 pub const SEED_SD_ELECTRONS: f64 = 70.531;
 
@@ -39,7 +39,7 @@ pub const SEED_SD_ELECTRONS: f64 = 70.531;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ElectronCount {
-    /// Rounded Normal(mean, sd), at least 0 (the seed notes' way).
+    /// Rounded Normal(mean, sd), at least 0 (the EMSim notes' way).
     Normal { mean: f64, sd: f64 },
     /// Poisson(mean).
     Poisson { mean: f64 },

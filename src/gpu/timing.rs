@@ -1,4 +1,4 @@
-//! GPU time from timestamp queries (issue 7). While a timer runs, every command encoder made by
+//! GPU time from timestamp queries. While a timer runs, every command encoder made by
 //! [`GpuContext::encoder`] begins with a timestamp and [`GpuContext::submit_and_wait`] ends it with
 //! another, resolves both and adds their difference (times the queue's timestamp period) to the
 //! timer's total: the GPU time of all work submitted in between, without host overhead, queue

@@ -1,6 +1,6 @@
 //! From network outputs to positions. For the grid head: the arg-max cell's centre, the
 //! probability-weighted mean over the cells within one pixel of the peak, and the spread
-//! `sigma = sqrt(sx^2 + sy^2)` of the whole predicted distribution (the seed notes' "knob": a cut
+//! `sigma = sqrt(sx^2 + sy^2)` of the whole predicted distribution (the EMSim notes' "knob": a cut
 //! on sigma trades efficiency for accuracy). Positions are in pixels relative to the centre of the
 //! crop's centre pixel, x = column.
 

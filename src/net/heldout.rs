@@ -1,4 +1,4 @@
-//! `emsim eval net`: the seed notes' 24 JUL test for a trained model. Held-out library events
+//! `emsim eval net`: the EMSim notes' 24 JUL test for a trained model. Held-out library events
 //! (never seen in training), read noise, the crop centred as the model expects (for `seed`: the
 //! pixel of incidence is the centre pixel, "central pixel known"); the network's position error
 //! against the classical centroids computed on the very same noisy crops, and the sigma knob
@@ -171,7 +171,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
                 // localize gives crop coordinates; targets are relative to the centre pixel's centre
                 cls_err[k].push(dist([xy[0] - c0 as f32 - 0.5, xy[1] - c0 as f32 - 0.5], t));
             }
-            // the second seed notebook's baseline: a uniform random point in the brightest pixel
+            // the MSU multi-electron notebook's baseline: a uniform random point in the brightest pixel
             let (imax, _) = q.iter().enumerate().fold((0, i32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
             let r = crate::rng::philox4x32_10(
                 crate::rng::counter(0, (start + s) as u64, crate::rng::streams::BASELINE),
@@ -206,7 +206,7 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
     }
     let pairs = net_err.iter().zip(&cls_err[Method::C3x3.index()]).map(|(&a, &b)| (b, a)).collect();
     Ok(HeldoutReport {
-        test: "heldout events, centre pixel as the model expects (seed notes 24 JUL)",
+        test: "heldout events, centre pixel as the model expects (EMSim notes, 24 JUL 2021)",
         model: cfg.name.clone(),
         events: o.events,
         sigma_e: o.sigma_e,
@@ -242,7 +242,7 @@ impl HeldoutReport {
                 r.mean_error_um
             ));
         }
-        s.push_str("(random: a uniform random point in the brightest pixel, the second seed notebook's baseline)\n");
+        s.push_str("(random: a uniform random point in the brightest pixel, the MSU multi-electron notebook's baseline)\n");
         s.push_str(&format!("sigma knob (network; ratio to the best centroid, {}):\n", self.best_centroid));
         for k in &self.knob {
             s.push_str(&format!(

@@ -1,6 +1,6 @@
 //! Loss heads: softmax with cross-entropy over grid cells (the seed network's head), mean squared
-//! error (the regression head of the second seed notebook) and the permutation-invariant MSE of a
-//! two-electron localizer (issue 6). Twins of the kernels `net/softmax_xent`, `net/mse` and
+//! error (the regression head of the MSU multi-electron notebook) and the permutation-invariant MSE of a
+//! two-electron localizer. Twins of the kernels `net/softmax_xent`, `net/mse` and
 //! `net/pair_mse`.
 //!
 //! Both use PyTorch's default `reduction="mean"`: the loss is the mean over the batch (cross-entropy)

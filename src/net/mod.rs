@@ -1,4 +1,4 @@
-//! Neural-network layers for sub-pixel localization (issue 5): the CPU references ("twins") that
+//! Neural-network layers for sub-pixel localization: the CPU references ("twins") that
 //! the WGSL kernels will be checked against, the optimizer, and the seed network built from them.
 //!
 //! Conventions kept by every function here (and by the kernels that will mirror them):

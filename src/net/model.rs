@@ -102,7 +102,7 @@ pub enum Head {
     /// Regression of the incidence point `(x, y)` relative to the centre of the crop's centre pixel,
     /// in pixels; trained with mean squared error.
     Xy,
-    /// A softmax over `n` classes: the number of electrons minus one (issue 6: 0 = one electron,
+    /// A softmax over `n` classes: the number of electrons minus one (0 = one electron,
     /// 1 = two); trained with cross-entropy on one- or two-electron samples (`ModelConfig::pairs`).
     Classes { n: usize },
     /// Regression of two incidence points `(x1, y1, x2, y2)` (crop pixels relative to the centre of
@@ -208,7 +208,7 @@ impl ModelConfig {
             ]
         };
         let cfg = match name {
-            // The seed network exactly (shared/seeds/README.md): 41x41 in, 10x10 grid in the centre pixel.
+            // The network of the EMSim notes (J. Renner, LBNL, 2021, github jerenner/emsim) exactly: 41x41 in, 10x10 grid in the centre pixel.
             "seed" => ModelConfig {
                 schema: SCHEMA.into(),
                 name: "seed".into(),
@@ -262,7 +262,7 @@ impl ModelConfig {
                 pairs: Some(PairSamples { p_two: 0.0, max_sep_px: 2, extra_mean: 1.2, extra_max: 6 }),
                 ..Self::preset("fast")?
             },
-            // The second seed notebook's one-vs-two classifier (Keras): conv 32 k3, conv 64 k3,
+            // The MSU multi-electron notebook's one-vs-two classifier (Keras): conv 32 k3, conv 64 k3,
             // max-pool 2, dropout 0.25, Dense(128) (Keras applies Dense to the last axis of a 4-D
             // tensor: a 1x1 convolution), dropout 0.5, flatten, dense 2, softmax; 16x16 patches,
             // the second electron up to 5 px away per axis (then 16 % of the pairs are "hard", the

@@ -31,7 +31,7 @@ pub struct AdamConfig {
 }
 
 impl AdamConfig {
-    /// The seed notes' optimizer.
+    /// The EMSim notes' optimizer.
     pub fn seed() -> Self {
         Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01, decoupled: false, amsgrad: true }
     }

@@ -1,9 +1,9 @@
-//! `emsim eval pairs` (issue 6): a trained one-vs-two classifier or two-electron localizer on
+//! `emsim eval pairs`: a trained one-vs-two classifier or two-electron localizer on
 //! held-out one-or-two-electron samples (library events never used in training, sample indices
 //! never used in training or validation).
 //!
 //! - Classifier: accuracy, the confusion matrix, accuracy by separation of the two electrons, and
-//!   the seed notebook's "easy vs hard" split of the two-electron samples. We define a pair as
+//!   the MSU multi-electron notebook's "easy vs hard" split of the two-electron samples. We define a pair as
 //!   **hard** when the two electrons' noiseless footprints (pixels above `hard_threshold_e`, by
 //!   default the finder's 4 sigma) touch or overlap (a pixel of one is the same as or 8-adjacent to
 //!   a pixel of the other), **easy** when they are apart (two separate blobs: "trivial"). The
@@ -223,7 +223,7 @@ pub fn pair_eval(model: &Model, lib: &EventLibrary, o: &PairEvalOptions, device:
     });
     let localizer = (!errors.is_empty()).then(|| record("pair", errors, pitch));
     Ok(PairEvalReport {
-        test: "held-out one-or-two-electron samples (issue 6)",
+        test: "held-out one-or-two-electron samples",
         model: cfg.name.clone(),
         head: cfg.head.kind(),
         samples: o.samples,

@@ -1,4 +1,4 @@
-//! Training samples with one or two electrons (issue 6, "overlapping electrons: one-vs-two
+//! Training samples with one or two electrons ("overlapping electrons: one-vs-two
 //! classification"): a small patch holding one library event, or two events at a random integer
 //! pixel offset from each other, with read noise, the class and both true points. Twin of the
 //! kernel `net/make_pairs`.
@@ -70,7 +70,7 @@ pub struct PairSpec {
 pub const MAX_EXTRA: u32 = 16;
 
 impl PairSpec {
-    /// The defaults: a 16x16 patch (the seed notebook's size), read noise 20 e, half the samples
+    /// The defaults: a 16x16 patch (the MSU multi-electron notebook's size), read noise 20 e, half the samples
     /// with two electrons up to 4 pixels apart per axis, the first shifted by up to 1 pixel, inputs
     /// scaled by 1e-3 (as the localization presets).
     pub fn new(seed: u64, ev_lo: u32, ev_count: u32) -> Self {

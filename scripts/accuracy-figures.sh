@@ -56,7 +56,7 @@ save "$W/counting-default.txt" "$E" eval "$W"/d-{max,c3x3,c5x5,c3x3t,c5x5t}.h5 -
     --json "$W/counting-default.json" --plots "$W/counting-default-plots"
 json "$W/counting-default.json" "$W/counting-default-plots"
 
-# docs/counting.md, "The seed notes' isolated-event test (24 JUL 2021)" table, the detection and
+# docs/counting.md, "The EMSim notes' isolated-event test (24 JUL 2021)" table, the detection and
 # recall figures above it and the 5x5 centroid's largest error below it (--json prints JSON
 # instead of the table, hence two runs).
 save "$W/counting-isolated.txt" "$E" eval isolated --events 10000 --sigma-e 20 --seed 1

@@ -208,7 +208,8 @@ impl ModelConfig {
             ]
         };
         let cfg = match name {
-            // The network of the EMSim notes (J. Renner, LBNL, 2021, github jerenner/emsim) exactly: 41x41 in, 10x10 grid in the centre pixel.
+            // The network of the EMSim notes (J. Renner, LBNL, 2021, github jerenner/emsim)
+            // exactly: 41x41 in, 10x10 grid in the centre pixel.
             "seed" => ModelConfig {
                 schema: SCHEMA.into(),
                 name: "seed".into(),

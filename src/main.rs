@@ -202,6 +202,14 @@ struct SimulateArgs {
     /// Also store every transport step of the primary electron.
     #[arg(long)]
     tracks: bool,
+    /// Where the charge collection runs: cpu (the default: libraries identical bit for bit
+    /// whatever the machine), gpu (any wgpu adapter; the same charges within f32 rounding) or
+    /// auto (a hardware GPU if there is one). The transport runs on the CPU.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto")]
+    backend: String,
     #[arg(long, short, required = true)]
     out: Option<PathBuf>,
     #[arg(long)]
@@ -1159,7 +1167,8 @@ fn main_result(cli: Cli) -> Result<()> {
                 tracks: sim.tracks,
             };
             let t = std::time::Instant::now();
-            let lib = emsim::events::build::simulate_library(&req, !sim.quiet)?;
+            let device = Device::open(&sim.device, &sim.backend)?;
+            let lib = emsim::events::build::simulate_library_on(&req, &device, !sim.quiet)?;
             lib.write_h5(output.tmp())?;
             output.commit()?;
             if !sim.quiet {

@@ -524,8 +524,16 @@ pub const NET_PAIR_MSE: Kernel = Kernel {
     workgroup_size: 256,
 };
 
+pub const EVENTS_COLLECT: Kernel = Kernel {
+    name: "events/collect",
+    source: wgsl!("events/collect.wgsl"),
+    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    workgroup_size: 64,
+};
+
 /// Every kernel, for validation and for `emsim devices --check`.
 pub const ALL: &[Kernel] = &[
+    EVENTS_COLLECT,
     FRAMES_PLACE,
     FRAMES_ACCUMULATE,
     FRAMES_NOISE,

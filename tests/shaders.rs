@@ -46,7 +46,8 @@ fn every_kernel_validates_and_matches_the_registry() {
 #[test]
 fn param_struct_sizes_match() {
     let expect = [
-        ("frames/place", "PlaceParams", 48u32),
+        ("events/collect", "CollectParams", 96u32),
+        ("frames/place", "PlaceParams", 48),
         ("frames/accumulate", "AccumulateParams", 32),
         ("frames/noise", "NoiseParams", 64),
         ("count/calibrate", "CalibrateParams", 32),

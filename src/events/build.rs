@@ -204,10 +204,21 @@ pub fn push_events(lib: &mut EventLibrary, events: &[SimEvent]) {
 /// every event's primary track (`Step`s: um relative to the corner of the pixel of incidence, z from
 /// the beam-side surface).
 pub fn simulate_library(req: &SimulateRequest, progress: bool) -> Result<EventLibrary> {
-    simulate_library_chunked(req, progress, CHUNK_EVENTS)
+    simulate_library_chunked(req, &crate::gpu::Device::Cpu, progress, CHUNK_EVENTS)
 }
 
-fn simulate_library_chunked(req: &SimulateRequest, progress: bool, chunk: usize) -> Result<EventLibrary> {
+/// [`simulate_library`] with the charge collection on `device` ([`physics::simulate_many_on`]):
+/// on a GPU the charges equal the CPU path's within f32 rounding, not bit for bit.
+pub fn simulate_library_on(req: &SimulateRequest, device: &crate::gpu::Device, progress: bool) -> Result<EventLibrary> {
+    simulate_library_chunked(req, device, progress, CHUNK_EVENTS)
+}
+
+fn simulate_library_chunked(
+    req: &SimulateRequest,
+    device: &crate::gpu::Device,
+    progress: bool,
+    chunk: usize,
+) -> Result<EventLibrary> {
     let r = resolve(req)?;
     let mut lib = EventLibrary::new(LibraryMeta {
         source: "monte-carlo".into(),
@@ -223,7 +234,7 @@ fn simulate_library_chunked(req: &SimulateRequest, progress: bool, chunk: usize)
     let mut first = 0usize;
     while first < req.count {
         let n = chunk.max(1).min(req.count - first);
-        let events = physics::simulate_many(&r.sensor, &r.beam, &r.options, req.seed, first as u64, n);
+        let events = physics::simulate_many_on(device, &r.sensor, &r.beam, &r.options, req.seed, first as u64, n)?;
         push_events(&mut lib, &events);
         first += n;
         bar.inc(n as u64);
@@ -253,7 +264,7 @@ mod tests {
     #[test]
     fn chunked_equals_single_call() {
         let r = resolve(&req(5)).unwrap();
-        let lib = simulate_library_chunked(&req(5), false, 2).unwrap();
+        let lib = simulate_library_chunked(&req(5), &crate::gpu::Device::Cpu, false, 2).unwrap();
         assert_eq!(lib, simulate_library(&req(5), false).unwrap());
         let mut one = EventLibrary::new(lib.meta.clone());
         one.tracks = Some(Tracks { offsets: vec![0], ..Tracks::default() });

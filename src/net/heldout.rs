@@ -242,7 +242,9 @@ impl HeldoutReport {
                 r.mean_error_um
             ));
         }
-        s.push_str("(random: a uniform random point in the brightest pixel, the MSU multi-electron notebook's baseline)\n");
+        s.push_str(
+            "(random: a uniform random point in the brightest pixel, the MSU multi-electron notebook's baseline)\n",
+        );
         s.push_str(&format!("sigma knob (network; ratio to the best centroid, {}):\n", self.best_centroid));
         for k in &self.knob {
             s.push_str(&format!(

@@ -27,7 +27,7 @@ pub const MIN_PIXEL_CHARGE_E: f64 = 0.5;
 pub const REACH_THICKNESSES: f64 = 5.0;
 
 /// Pairs of images summed explicitly (the rest of the alternating series is accelerated).
-const IMAGE_PAIRS: usize = 16;
+pub const IMAGE_PAIRS: usize = 16;
 /// Partial sums averaged by Euler's transform at the end of the image series.
 const EULER_ORDER: usize = 10;
 
@@ -72,6 +72,11 @@ impl SlabDiffusion {
             *w = (0..=k).filter(|&j| m_total - 1 - k + j >= m).map(|j| binom[j] * scale).sum();
         }
         Self { thickness_um, weights }
+    }
+
+    /// The weight of each pair of images (sign not included: pair m enters with (-1)^m).
+    pub fn weights(&self) -> [f64; IMAGE_PAIRS] {
+        self.weights
     }
 
     /// The image heights of pair `m` (sign (-1)^m): h + 2 m d and 2 (m + 1) d - h.
@@ -134,39 +139,33 @@ pub fn distance_to_collection_um(sensor: &Sensor, z_um: f64) -> f64 {
     if sensor.collect_at_back { z_bot - z_um } else { z_um - z_top }.max(0.0)
 }
 
-/// Convert deposits (coordinates in um in the frame of `entry_x_um, entry_y_um`, z from the
-/// beam-side surface of the stack) into pixel charges relative to the pixel containing the entry
-/// point. Deposits outside the sensitive layer are ignored. Returns (pixels, flags) where flags
-/// has [`FLAG_TRUNCATED`] if more than 0.5 e fell outside the +-`opts.window_px` window.
-pub fn collect_charge(
+/// The pairs of one deposit, where they start: x, y relative to the corner of the pixel of
+/// incidence (um), `h_um` the height above the depletion edge (<= 0: made in the depleted region,
+/// collected under the point), `pairs` the number of electron-hole pairs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairCloud {
+    pub x_um: f64,
+    pub y_um: f64,
+    pub h_um: f64,
+    pub pairs: f64,
+}
+
+/// The pair clouds of an event's deposits (coordinates in um in the frame of
+/// `entry_x_um, entry_y_um`, z from the beam-side surface of the stack): deposits outside the
+/// sensitive layer are ignored; each one's pair count gets its Fano fluctuation from `rng`, in
+/// deposit order.
+pub fn pair_clouds(
     sensor: &Sensor,
     deposits: &[Deposit],
     entry_x_um: f64,
     entry_y_um: f64,
-    opts: &SimOptions,
     rng: &mut Stream,
-) -> (Vec<PixelCharge>, u32) {
+) -> Vec<PairCloud> {
     let pitch = sensor.pitch_um;
-    let w = opts.window_px.max(0) as i64;
-    let side = (2 * w + 1) as usize;
-    let mut grid = vec![0.0f64; side * side];
-    let mut outside = 0.0f64;
     let (z_top, z_bot) = sensor.sensitive_bounds();
-    let col0 = (entry_x_um / pitch).floor() as i64;
-    let row0 = (entry_y_um / pitch).floor() as i64;
+    let (x_corner, y_corner) = ((entry_x_um / pitch).floor() * pitch, (entry_y_um / pitch).floor() * pitch);
     let w_kev = sensor.pair_energy_ev * 1e-3;
-    let field_free_um = sensor.field_free_um();
-    let slab = SlabDiffusion::new(field_free_um);
-    let reach = REACH_THICKNESSES * field_free_um;
-    let (mut xs, mut ys, mut frac, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut add = |c: i64, r: i64, q: f64, grid: &mut Vec<f64>| {
-        let (dx, dy) = (c - col0, r - row0);
-        if dx.abs() <= w && dy.abs() <= w {
-            grid[((dy + w) as usize) * side + (dx + w) as usize] += q;
-        } else {
-            outside += q;
-        }
-    };
+    let mut out = Vec::new();
     for d in deposits {
         if !(d.z_um >= z_top && d.z_um <= z_bot) || d.energy_kev <= 0.0 {
             continue;
@@ -176,39 +175,78 @@ pub fn collect_charge(
         if n <= 0.0 {
             continue;
         }
-        let h = distance_to_collection_um(sensor, d.z_um) - sensor.depletion_um;
-        if h <= 0.0 || field_free_um <= 0.0 {
-            // Made in the depleted region: drifts straight to the plane.
-            add((d.x_um / pitch).floor() as i64, (d.y_um / pitch).floor() as i64, n, &mut grid);
-            continue;
-        }
-        let (c_lo, c_hi) = (((d.x_um - reach) / pitch).floor() as i64, ((d.x_um + reach) / pitch).floor() as i64);
-        let (r_lo, r_hi) = (((d.y_um - reach) / pitch).floor() as i64, ((d.y_um + reach) / pitch).floor() as i64);
-        xs.clear();
-        xs.extend((c_lo..=c_hi + 1).map(|c| c as f64 * pitch - d.x_um));
-        ys.clear();
-        ys.extend((r_lo..=r_hi + 1).map(|r| r as f64 * pitch - d.y_um));
-        let nx = (c_hi - c_lo + 1) as usize;
-        frac.clear();
-        frac.resize(nx * (r_hi - r_lo + 1) as usize, 0.0);
-        slab.grid_fractions(h, &xs, &ys, &mut frac, &mut scratch);
-        for (k, &f) in frac.iter().enumerate() {
-            if f > 0.0 {
-                add(c_lo + (k % nx) as i64, r_lo + (k / nx) as i64, n * f, &mut grid);
-            }
-        }
+        out.push(PairCloud {
+            x_um: d.x_um - x_corner,
+            y_um: d.y_um - y_corner,
+            h_um: distance_to_collection_um(sensor, d.z_um) - sensor.depletion_um,
+            pairs: n,
+        });
     }
+    out
+}
+
+/// The columns (or rows) of the pixels the diffusion from `x_um` reaches: the pixels that hold
+/// [x - reach, x + reach].
+#[inline]
+pub fn reach_range(x_um: f64, reach_um: f64, pitch_um: f64) -> (i64, i64) {
+    (((x_um - reach_um) / pitch_um).floor() as i64, ((x_um + reach_um) / pitch_um).floor() as i64)
+}
+
+/// The pairs of `clouds` that arrive in the pixels each cloud reaches: the charge a window misses
+/// is this less what it holds.
+pub fn reached_pairs(sensor: &Sensor, clouds: &[PairCloud]) -> f64 {
+    let d = sensor.field_free_um();
+    let slab = SlabDiffusion::new(d);
+    let (pitch, reach) = (sensor.pitch_um, REACH_THICKNESSES * d);
+    clouds
+        .iter()
+        .map(|c| {
+            if c.h_um <= 0.0 || d <= 0.0 {
+                return c.pairs;
+            }
+            let (c0, c1) = reach_range(c.x_um, reach, pitch);
+            let (r0, r1) = reach_range(c.y_um, reach, pitch);
+            let (x0, x1) = (c0 as f64 * pitch - c.x_um, (c1 + 1) as f64 * pitch - c.x_um);
+            let (y0, y1) = (r0 as f64 * pitch - c.y_um, (r1 + 1) as f64 * pitch - c.y_um);
+            c.pairs * slab.rect_fraction(c.h_um, x0, x1, y0, y1)
+        })
+        .sum()
+}
+
+/// Pixels of a collected window (row-major, (2 w + 1)^2 cells, the pixel of incidence in the
+/// middle) at or above [`MIN_PIXEL_CHARGE_E`], and [`FLAG_TRUNCATED`] when more than that is
+/// missing from the window (`reached` = [`reached_pairs`]).
+pub fn window_pixels(grid: &[f64], window_px: i32, reached: f64) -> (Vec<PixelCharge>, u32) {
+    let w = window_px.max(0);
+    let side = (2 * w + 1) as usize;
     let mut pixels = Vec::new();
-    for j in 0..side {
-        for i in 0..side {
-            let q = grid[j * side + i];
-            if q >= MIN_PIXEL_CHARGE_E {
-                pixels.push(PixelCharge { dx: i as i32 - w as i32, dy: j as i32 - w as i32, charge_e: q as f32 });
-            }
+    let mut inside = 0.0;
+    for (k, &q) in grid.iter().enumerate().take(side * side) {
+        inside += q;
+        if q >= MIN_PIXEL_CHARGE_E {
+            pixels.push(PixelCharge { dx: (k % side) as i32 - w, dy: (k / side) as i32 - w, charge_e: q as f32 });
         }
     }
-    let flags = if outside > MIN_PIXEL_CHARGE_E { FLAG_TRUNCATED } else { 0 };
+    let flags = if reached - inside > MIN_PIXEL_CHARGE_E { FLAG_TRUNCATED } else { 0 };
     (pixels, flags)
+}
+
+/// Convert deposits (coordinates in um in the frame of `entry_x_um, entry_y_um`, z from the
+/// beam-side surface of the stack) into pixel charges relative to the pixel containing the entry
+/// point: [`pair_clouds`], then the CPU path of the collection kernel
+/// ([`super::collect::collect_window_cpu`]), then [`window_pixels`]. Returns (pixels, flags) where
+/// flags has [`FLAG_TRUNCATED`] if more than 0.5 e fell outside the +-`opts.window_px` window.
+pub fn collect_charge(
+    sensor: &Sensor,
+    deposits: &[Deposit],
+    entry_x_um: f64,
+    entry_y_um: f64,
+    opts: &SimOptions,
+    rng: &mut Stream,
+) -> (Vec<PixelCharge>, u32) {
+    let clouds = pair_clouds(sensor, deposits, entry_x_um, entry_y_um, rng);
+    let grid = super::collect::collect_window_cpu(sensor, &clouds, opts.window_px);
+    window_pixels(&grid, opts.window_px, reached_pairs(sensor, &clouds))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! as the counter, so an event depends only on (seed, event index, inputs), never on threading.
 
 pub mod charge;
+pub mod collect;
 pub mod material;
 pub mod transport;
 #[cfg(test)]
@@ -336,14 +337,24 @@ fn params(opts: &SimOptions) -> TransportParams {
     }
 }
 
-fn simulate_in(
+/// An event after transport and pair creation, before charge collection.
+struct Transported {
+    incidence: (f64, f64),
+    clouds: Vec<charge::PairCloud>,
+    deposit_kev: f64,
+    flags: u32,
+    track_length_um: f64,
+    steps: Vec<Step>,
+}
+
+fn transport_in(
     geo: &Geometry,
     sensor: &Sensor,
     beam: &Beam,
     opts: &SimOptions,
     seed: u64,
     event_index: u64,
-) -> SimEvent {
+) -> Transported {
     let mut rng = Stream::new(seed, streams::TRANSPORT, event_index);
     let ix = rng.uniform();
     let iy = rng.uniform();
@@ -354,21 +365,20 @@ fn simulate_in(
     let res = transport(geo, &params(opts), beam.energy_kev, x0, y0, dir, &mut rng);
     let deposits: Vec<Deposit> =
         res.deposits.iter().map(|d| Deposit { x_um: d.x, y_um: d.y, z_um: d.z, energy_kev: d.e }).collect();
-    let (pixels, cflags) = collect_charge(sensor, &deposits, x0, y0, opts, &mut rng);
-    let mut flags = cflags;
+    let clouds = charge::pair_clouds(sensor, &deposits, x0, y0, &mut rng);
+    let mut flags = 0;
     if res.backscattered {
         flags |= FLAG_BACKSCATTERED;
     }
     if res.transmitted {
         flags |= FLAG_TRANSMITTED;
     }
-    SimEvent {
-        incidence_x_px: ix as f32,
-        incidence_y_px: iy as f32,
-        pixels,
-        deposit_kev: res.deposit_kev as f32,
+    Transported {
+        incidence: (ix, iy),
+        clouds,
+        deposit_kev: res.deposit_kev,
         flags,
-        track_length_um: res.track_length_um as f32,
+        track_length_um: res.track_length_um,
         steps: res
             .steps
             .iter()
@@ -381,6 +391,33 @@ fn simulate_in(
             })
             .collect(),
     }
+}
+
+/// The event from its transport and its collected window.
+fn finish(sensor: &Sensor, opts: &SimOptions, t: Transported, window: &[f64]) -> SimEvent {
+    let (pixels, cflags) = charge::window_pixels(window, opts.window_px, charge::reached_pairs(sensor, &t.clouds));
+    SimEvent {
+        incidence_x_px: t.incidence.0 as f32,
+        incidence_y_px: t.incidence.1 as f32,
+        pixels,
+        deposit_kev: t.deposit_kev as f32,
+        flags: t.flags | cflags,
+        track_length_um: t.track_length_um as f32,
+        steps: t.steps,
+    }
+}
+
+fn simulate_in(
+    geo: &Geometry,
+    sensor: &Sensor,
+    beam: &Beam,
+    opts: &SimOptions,
+    seed: u64,
+    event_index: u64,
+) -> SimEvent {
+    let t = transport_in(geo, sensor, beam, opts, seed, event_index);
+    let window = collect::collect_window_cpu(sensor, &t.clouds, opts.window_px);
+    finish(sensor, opts, t, &window)
 }
 
 /// Check all inputs of a simulation (one-line error naming the field).
@@ -409,4 +446,29 @@ pub fn simulate_many(
 ) -> Vec<SimEvent> {
     let geo = Geometry::new(&sensor.layers, opts.delta_cut_kev);
     (0..count as u64).into_par_iter().map(|i| simulate_in(&geo, sensor, beam, opts, seed, first_index + i)).collect()
+}
+
+/// [`simulate_many`] with the charge collection on `device`: the transport runs on the CPU
+/// (rayon), the collection of every event's window in one dispatch of `events/collect` on a GPU
+/// device (the same charges within f32 rounding), or on the CPU twin.
+pub fn simulate_many_on(
+    device: &crate::gpu::Device,
+    sensor: &Sensor,
+    beam: &Beam,
+    opts: &SimOptions,
+    seed: u64,
+    first_index: u64,
+    count: usize,
+) -> crate::Result<Vec<SimEvent>> {
+    let crate::gpu::Device::Gpu(ctx) = device else {
+        return Ok(simulate_many(sensor, beam, opts, seed, first_index, count));
+    };
+    let geo = Geometry::new(&sensor.layers, opts.delta_cut_kev);
+    let transported: Vec<Transported> = (0..count as u64)
+        .into_par_iter()
+        .map(|i| transport_in(&geo, sensor, beam, opts, seed, first_index + i))
+        .collect();
+    let clouds: Vec<Vec<charge::PairCloud>> = transported.iter().map(|t| t.clouds.clone()).collect();
+    let windows = collect::collect_windows_gpu(ctx, sensor, &clouds, opts.window_px)?;
+    Ok(transported.into_iter().zip(windows).map(|(t, w)| finish(sensor, opts, t, &w)).collect())
 }

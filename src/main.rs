@@ -482,7 +482,8 @@ struct CountArgs {
     /// traffic between layers; --device cpu rounds the same way to reproduce it).
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     net_precision: NetPrecision,
-    /// Output counts file (HDF5); with several methods include {method} in the name.
+    /// Output counts file (HDF5); with several methods include {method} in the name (replaced by
+    /// the method's name, with one method too).
     #[arg(long, short)]
     out: String,
     /// Also write stempy's sparse electron-counted HDF5 (stempy.io.load_electron_counts).

@@ -77,8 +77,10 @@ pub struct CountSummary {
     pub net_precision: Option<&'static str>,
 }
 
-fn out_path(template: &str, m: Method, several: bool) -> PathBuf {
-    if several { PathBuf::from(template.replace("{method}", m.name())) } else { PathBuf::from(template) }
+/// The output path of method `m`: `{method}` in the template is replaced by its name (with one
+/// method too, so a template written for several works unchanged for one).
+fn out_path(template: &str, m: Method) -> PathBuf {
+    PathBuf::from(template.replace("{method}", m.name()))
 }
 
 /// Counts `opts.input` with `cfg` (gain/offset/dark/gain map filled in from the file and options).
@@ -113,7 +115,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
     let outputs: Vec<(Method, Output)> = opts
         .methods
         .iter()
-        .map(|&m| Ok((m, Output::new(&out_path(&opts.out, m, several), opts.force, "--out")?)))
+        .map(|&m| Ok((m, Output::new(&out_path(&opts.out, m), opts.force, "--out")?)))
         .collect::<Result<_>>()?;
     let stempy_out = opts.stempy.as_ref().map(|p| Output::new(p, opts.force, "--stempy")).transpose()?;
     let images_out = opts.images.as_ref().map(|p| Output::new(p, opts.force, "--images")).transpose()?;

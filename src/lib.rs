@@ -1,7 +1,10 @@
 //! emsim: direct-electron-detector simulation, counting and localization on the GPU (wgpu/WGSL),
 //! with a CPU twin of every kernel.
 //!
-//! Stages: [`events`] (single-electron event libraries), [`frames`] (detector frames + truth).
+//! Stages, in the order data flows (docs/architecture.md): [`events`] (single-electron event
+//! libraries: Monte Carlo transport, charge collection), [`frames`] (detector frames + truth),
+//! [`count`] (finding and localizing electrons), [`net`] (the localization networks: layers,
+//! training, inference), [`eval`] (scoring against the truth), with [`bench`] beside them.
 //! Infrastructure: [`gpu`] (device, kernels, buffers), [`shaders`] (kernel registry), [`io`]
 //! (file formats), [`rng`] (counter-based random numbers).
 

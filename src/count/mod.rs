@@ -244,7 +244,7 @@ enum AduSource<'b> {
 /// runs of 8 pixels of a row (each invocation loads the window around its run once: the fast
 /// layout on CPU adapters such as lavapipe), runs of 8 pixels down a column (neighbouring
 /// invocations read neighbouring columns, so a GPU's loads coalesce), one pixel per invocation, or
-/// tiles of 32 x 8 pixels in workgroup memory with both kernels fused into one
+/// tiles of 32 x 16 pixels in workgroup memory with both kernels fused into one
 /// (`count/find_tile`). All give exactly the same output, the twins' (`tests/count.rs` checks
 /// each). On the H100 (512 frames of 576x576, `bench --kernel-times`), columns of 8 ran
 /// `count/sum3` in 1.68 ms against 2.24 (rows) and 2.54 (pixels), and `count/find` in 7.87 ms

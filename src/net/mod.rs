@@ -1,7 +1,8 @@
-//! Neural-network layers for sub-pixel localization: the CPU references ("twins") that
-//! the WGSL kernels will be checked against, the optimizer, and the seed network built from them.
+//! Neural-network layers for sub-pixel localization: the CPU references ("twins") that the WGSL
+//! kernels are checked against (`tests/net_layers_*.rs`), the optimizer, and the networks built
+//! from them (the EMSim notes' network and ours).
 //!
-//! Conventions kept by every function here (and by the kernels that will mirror them):
+//! Conventions kept by every function here (and by the kernels that mirror them):
 //! - Tensors are flat `f32` slices in NCHW order: element `(n, c, y, x)` of a `[N, C, H, W]`
 //!   tensor is at `((n * C + c) * H + y) * W + x` ([`Shape4::index`]). Matrices are `[rows, cols]`,
 //!   row-major. Weights use PyTorch's layouts (conv `[out, in, kh, kw]`, linear `[out, in]`), so a

@@ -1,0 +1,65 @@
+//! The command line: one module per command; each turns its flags into the library's options and
+//! calls the library. Shared here: the device flags and the parsers of common values.
+
+pub(crate) mod bench;
+pub(crate) mod count;
+pub(crate) mod eval;
+pub(crate) mod events;
+pub(crate) mod frames;
+pub(crate) mod train;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use emsim::io::library::EventLibrary;
+use emsim::net::precision::NetPrecision;
+use emsim::{Error, Result};
+
+#[derive(Args, Clone)]
+pub(crate) struct DeviceArgs {
+    /// Where kernels run: auto (a hardware GPU if there is one, else the CPU twins), gpu (any
+    /// wgpu adapter, software rasterizers such as llvmpipe included) or cpu (the Rust twins of
+    /// every kernel). `emsim devices` says what auto picks.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let bad = || Error::invalid("--size", format!("'{s}': expected HxW, e.g. 576x576"));
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok((h.trim().parse().map_err(|_| bad())?, w.trim().parse().map_err(|_| bad())?))
+}
+
+pub(crate) fn parse_precision(s: &str) -> std::result::Result<NetPrecision, String> {
+    s.parse()
+}
+
+pub(crate) fn parse_shard(s: &str) -> Result<(u32, u32)> {
+    let bad = || Error::invalid("--shard", format!("'{s}': expected k/N with 0 <= k < N"));
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    Ok((k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?))
+}
+
+pub(crate) fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, String)> {
+    let p = path.clone().unwrap_or_else(emsim::default_library_path);
+    Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
+}
+
+/// The pair-splitting models and rule (`count --split-pairs`, `eval dose`).
+
+pub(crate) fn write_json_report<T: serde::Serialize>(report: &T, json: &Option<PathBuf>) -> Result<bool> {
+    let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if let Some(p) = json.as_ref().filter(|_| !to_stdout) {
+        let out = emsim::io::atomic::Output::new(p, true, "--json")?;
+        std::fs::write(out.tmp(), serde_json::to_string_pretty(report).unwrap()).map_err(|e| Error::file(p, e))?;
+        out.commit()?;
+    }
+    if to_stdout {
+        println!("{}", serde_json::to_string_pretty(report).unwrap());
+    }
+    Ok(to_stdout)
+}

@@ -16,7 +16,7 @@ use crate::net::cpu_fast::{
 };
 
 impl Model {
-    /// Forward pass on the CPU, with the fast layers of [`super::cpu_fast`] (tested against the
+    /// Forward pass on the CPU, with the fast layers of [`crate::net::cpu_fast`] (tested against the
     /// twins). `train`: batch statistics (and running-average update), dropout with the mask of
     /// `(seed, step)`; returns every layer's output and what backward needs. Else (evaluation
     /// mode): running statistics and no dropout; the batch runs through the whole network in

@@ -120,7 +120,7 @@ impl Model {
 
     /// The evaluation-mode output of `n` samples with the activations between layers stored as
     /// `precision` says: with f16, rounded to f16 wherever the GPU's f16 path stores f16
-    /// ([`super::precision`]), so this is the twin of [`super::gpu_net::GpuNet::new_inference`].
+    /// ([`crate::net::precision`]), so this is the twin of [`crate::net::gpu_net::GpuNet::new_inference`].
     pub fn eval_outputs_cpu(&self, x: &[f32], n: usize, precision: NetPrecision) -> Result<Vec<f32>> {
         let plan = self.cfg.plan(n)?;
         crate::net::check_len("model input", x.len(), n * self.cfg.input_px * self.cfg.input_px);

@@ -1076,7 +1076,7 @@ fn make_batch_cpu_equals_the_serial_version() {
         let want = make_batch_serial(&p, &arrays);
         // the batch has charge in it (the test compares real crops, not noise only)
         let charge = want.x.iter().sum::<f32>() / cfg.input_scale / 37.0;
-        assert!(charge > 300.0, "{preset}: mean charge per crop {charge} e");
+        assert!(charge > 100.0, "{preset}: mean charge per crop {charge} e");
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let got = pool.install(|| make_batch_cpu(&p, &arrays));

@@ -1,0 +1,182 @@
+//! What `emsim count` is asked to do: the methods, the configuration, the network to load and
+//! the noise estimate.
+
+use crate::{Error, Result};
+
+use super::*;
+
+/// A localization method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Centre of the brightest pixel of the 3x3 around the found centre.
+    MaxPixel,
+    C3x3,
+    C5x5,
+    /// 3x3 centroid of the pixels above the centroid threshold.
+    C3x3T,
+    C5x5T,
+    /// The sub-pixel network (`--model`): probability-weighted mean near the peak of its grid.
+    Net,
+}
+
+impl Method {
+    /// In the order of `Localized::xy`.
+    pub const ALL: [Method; 5] = [Method::MaxPixel, Method::C3x3, Method::C5x5, Method::C3x3T, Method::C5x5T];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::MaxPixel => "max",
+            Method::C3x3 => "c3x3",
+            Method::C5x5 => "c5x5",
+            Method::C3x3T => "c3x3t",
+            Method::C5x5T => "c5x5t",
+            Method::Net => "net",
+        }
+    }
+
+    /// Index into `Localized::xy` (the classical methods only).
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|&m| m == self).expect("a classical method")
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == "net" {
+            return Ok(Method::Net);
+        }
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::invalid(
+                "--method",
+                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net"),
+            )
+        })
+    }
+}
+
+/// Finding and localization settings (stempy's names where they exist).
+#[derive(Clone, Debug)]
+pub struct CountConfig {
+    /// Read-noise sigma in electrons; `None`: estimated from the data.
+    pub noise_sigma_e: Option<f32>,
+    /// Background threshold in units of the noise sigma (stempy: background_threshold_n_sigma).
+    pub background_threshold_n_sigma: f32,
+    /// Reject centres with a pixel above this charge (X-ray-like hits); 0 = off.
+    pub xray_threshold_e: f32,
+    /// Threshold of the thresholded centroids, electrons (the EMSim notes: 40).
+    pub centroid_threshold_e: f32,
+    /// Weaker centres within this many pixels of a stronger one are dropped.
+    pub suppress_px: u32,
+    /// Gain in ADU per electron and scalar dark offset (from the frames file unless overridden).
+    pub gain_adu_per_e: f32,
+    pub offset_adu: f32,
+    /// Per-pixel dark reference (ADU) and gain map (multiplier), H x W, optional.
+    pub dark: Option<Vec<f32>>,
+    pub gain_map: Option<Vec<f32>>,
+    /// Frames per batch (0: automatic).
+    pub batch_frames: u32,
+    /// The network for `Method::Net` (crops around each found centre).
+    pub net: Option<crate::net::model::Model>,
+    /// Crops per network batch.
+    pub net_batch: usize,
+    /// Activation storage of the networks (f16 on GPUs with `SHADER_F16`; see
+    /// [`crate::net::precision`]). The CPU path rounds as the GPU does, to reproduce it.
+    pub net_precision: crate::net::precision::NetPrecision,
+    /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
+    pub pairs: Option<split::PairModels>,
+    /// The GPU kernels' layout; `None`: the adapter's ([`CountLayout::for_adapter`]). The
+    /// results are the same in every layout (tests and benchmarks set it).
+    pub layout: Option<CountLayout>,
+}
+
+impl Default for CountConfig {
+    fn default() -> Self {
+        Self {
+            noise_sigma_e: None,
+            background_threshold_n_sigma: 4.0,
+            xray_threshold_e: 0.0,
+            centroid_threshold_e: 40.0,
+            suppress_px: 2,
+            gain_adu_per_e: 1.0,
+            offset_adu: 0.0,
+            dark: None,
+            gain_map: None,
+            batch_frames: 0,
+            net: None,
+            net_batch: 2048,
+            net_precision: Default::default(),
+            layout: None,
+            pairs: None,
+        }
+    }
+}
+
+impl CountConfig {
+    pub fn validate(&self, height: u32, width: u32) -> Result<()> {
+        if let Some(s) = self.noise_sigma_e
+            && !(s >= 0.0 && s.is_finite())
+        {
+            return Err(Error::invalid("--sigma-e", format!("must be >= 0, got {s}")));
+        }
+        if !(self.background_threshold_n_sigma >= 0.0) {
+            return Err(Error::invalid(
+                "--background-threshold-n-sigma",
+                format!("must be >= 0, got {}", self.background_threshold_n_sigma),
+            ));
+        }
+        if !(self.xray_threshold_e >= 0.0) {
+            return Err(Error::invalid(
+                "--xray-threshold-e",
+                format!("must be >= 0 (0 = off), got {}", self.xray_threshold_e),
+            ));
+        }
+        if !(self.centroid_threshold_e >= 0.0) {
+            return Err(Error::invalid(
+                "--centroid-threshold-e",
+                format!("must be >= 0, got {}", self.centroid_threshold_e),
+            ));
+        }
+        if !(self.gain_adu_per_e > 0.0 && self.gain_adu_per_e.is_finite()) {
+            return Err(Error::invalid("--gain", format!("must be > 0, got {}", self.gain_adu_per_e)));
+        }
+        let px = height as usize * width as usize;
+        for (flag, m) in [("--dark", &self.dark), ("--gain-map", &self.gain_map)] {
+            if let Some(m) = m
+                && m.len() != px
+            {
+                return Err(Error::invalid(
+                    flag,
+                    format!("has {} values, the frames have {height}x{width} = {px}", m.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads the network of `--method net`: `model`, or the shipped default
+/// (`crate::default_model_path`); it must be a single-electron localizer.
+pub fn load_net_model(model: Option<&std::path::Path>) -> Result<crate::net::model::Model> {
+    let path = model.map(|p| p.to_path_buf()).unwrap_or_else(crate::default_model_path);
+    if model.is_none() && !path.exists() {
+        return Err(Error::invalid(
+            "--model",
+            format!("--method net needs a model: none given and {} does not exist", path.display()),
+        ));
+    }
+    let net = crate::io::model_file::load(&path, None)?.model;
+    net.cfg.expect_role(&path, "--model", &crate::net::model::Head::Xy)?;
+    Ok(net)
+}
+
+/// Robust read-noise estimate from calibrated pixel values (electrons): the root mean square of
+/// the negative values. Charge only adds, so negative values are (almost) pure noise, and for
+/// zero-mean Gaussian noise E[x^2 | x < 0] = sigma^2. None if no value is negative.
+pub fn estimate_sigma_e(values_e: impl Iterator<Item = f32>) -> Option<f32> {
+    let (mut n, mut s2) = (0u64, 0f64);
+    for v in values_e {
+        if v < 0.0 {
+            n += 1;
+            s2 += v as f64 * v as f64;
+        }
+    }
+    (n > 0).then(|| (s2 / n as f64).sqrt() as f32)
+}

@@ -4,7 +4,7 @@
 //! Stages, in the order data flows (docs/architecture.md): [`events`] (single-electron event
 //! libraries: Monte Carlo transport, charge collection), [`frames`] (detector frames + truth),
 //! [`count`] (finding and localizing electrons), [`net`] (the localization networks: layers,
-//! training, inference), [`eval`] (scoring against the truth), with [`bench`] beside them.
+//! training, inference), [`eval`] (scoring against the truth), with [`bench`](mod@bench) beside them.
 //! Infrastructure: [`gpu`] (device, kernels, buffers), [`shaders`] (kernel registry), [`io`]
 //! (file formats), [`rng`] (counter-based random numbers).
 

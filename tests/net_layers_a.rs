@@ -24,6 +24,7 @@ use emsim::gpu::GpuContext;
 use emsim::net::Shape4;
 use emsim::net::conv2d::*;
 use emsim::net::linear::*;
+use emsim::net::reduce::{ChunkPlan, ReduceChunksParams, reduce_chunks_cpu, reduce_chunks_gpu};
 use emsim::net::relu::*;
 use rand::RngExt;
 

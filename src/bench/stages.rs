@@ -226,7 +226,7 @@ pub(super) fn resident_frames(device: &Device, frames: u64) -> u64 {
 
 /// GPU path only: making frames that stay in the GPU's memory, as a pipeline that uses them there
 /// (counting, training) would. Each repeat makes one batch (`cfg.batch_frames`, f32, or u16 when
-/// `cfg.quantize_u16`) `cfg.frames / batch` times ([`resident_frames`]), one submission per
+/// `cfg.quantize_u16`) `cfg.frames / batch` times (`resident_frames`), one submission per
 /// batch, back to back (the host waits only when 8 are queued) and nothing read back. Wall clock:
 /// what the GPU sustains when kept busy.
 pub fn bench_frames_resident(
@@ -258,7 +258,7 @@ pub fn bench_frames_resident(
 /// from a detector would be. Distinct batches of frames (the counter's batch, 16), 256 MiB in all
 /// (more than the GPU's L2 cache, so the frames come from its memory, not from the cache), are
 /// made and uploaded once (as f32, or as u16 ADU = electrons + 100 packed two per word when
-/// `u16`); each repeat then counts `cfg.frames / batch` batches ([`resident_frames`]) in turn, one
+/// `u16`); each repeat then counts `cfg.frames / batch` batches (`resident_frames`) in turn, one
 /// submission per batch, back to back (the host waits only when 8 are queued), and reads back
 /// only the last batch's number of centres. Wall clock: what the GPU sustains when it is kept busy, the host
 /// submitting ahead of it.

@@ -85,7 +85,7 @@ fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
 }
 
 /// The centres of one frame, in flat-index order: the plain version, [`is_candidate`] and
-/// [`survives`] at every pixel. Reference for [`find_frame`].
+/// `survives` at every pixel. Reference for [`find_frame`].
 pub fn find_frame_plain(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
     let (h, w) = (p.height as i32, p.width as i32);
     for r in 0..h {

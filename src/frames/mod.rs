@@ -356,7 +356,7 @@ impl<'a> Generator<'a> {
         out
     }
 
-    /// Generates frames `first_frame ..` with the given electron counts (one batch from [`plan`]).
+    /// Generates frames `first_frame ..` with the given electron counts (one batch from `plan`).
     pub fn generate(&self, first_frame: u64, counts: &[u32]) -> Result<Batch> {
         match self.device {
             Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts, None),

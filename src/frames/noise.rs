@@ -56,7 +56,7 @@ pub fn pixel_value(p: &NoiseParams, acc: u32, z: f32) -> f32 {
 /// frames; each pixel's value depends only on (seed, frame, pixel), not on the split.
 ///
 /// The arithmetic is exactly that of the kernel (and of [`noise_group_scalar`], the plain one-group
-/// version used at band edges); the interior of the band goes through [`noise_block`], the same
+/// version used at band edges); the interior of the band goes through `noise_block`, the same
 /// operations laid out as loops over `BLOCK` groups so that the compiler vectorizes them (AVX2 /
 /// AVX-512 chosen at run time, no FMA contraction, so the results are bit-identical).
 pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {

@@ -252,7 +252,7 @@ struct CachedPipeline {
 
 /// A device with its queue and compiled kernels.
 pub struct GpuContext {
-    /// Dropped by hand in `Drop`, under the process-wide lifecycle lock ([`LIFECYCLE`]).
+    /// Dropped by hand in `Drop`, under the process-wide lifecycle lock (`LIFECYCLE`).
     pub device: std::mem::ManuallyDrop<wgpu::Device>,
     pub queue: std::mem::ManuallyDrop<wgpu::Queue>,
     pub adapter: AdapterSummary,

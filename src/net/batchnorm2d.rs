@@ -26,7 +26,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::conv2d::check_buffer_bytes;
+use super::check_buffer_bytes;
 use super::precision::ActIo;
 use super::{Shape4, check_len};
 use crate::gpu::{GpuContext, GpuError};

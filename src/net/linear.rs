@@ -12,14 +12,12 @@
 //!
 //! The dot products add in f32 in a fixed order (bias first, then `i`; `o` ascending), the batch
 //! sums in f64 (twins) or in a fixed-order two-stage f32 reduction (GPU, see
-//! [`super::conv2d::chunk_plan`]).
+//! [`super::reduce::chunk_plan`]).
 
 use super::check_len;
-use super::conv2d::{
-    ChunkPlan, GARBAGE, ReduceChunksParams, check_buffer, check_buffer_bytes, chunk_plan, chunk_scratch_len,
-    reduce_chunks_record, to_u32,
-};
 use super::precision::ActIo;
+use super::reduce::{ChunkPlan, ReduceChunksParams, chunk_plan, chunk_scratch_len, reduce_chunks_record};
+use super::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{NET_LINEAR_BWD_INPUT, NET_LINEAR_BWD_WEIGHT, NET_LINEAR_FWD, NET_LINEAR_FWD_F16};
 use bytemuck::{Pod, Zeroable};

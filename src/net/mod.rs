@@ -39,6 +39,7 @@ pub mod optim;
 pub mod pair_eval;
 pub mod pairs;
 pub mod precision;
+pub mod reduce;
 pub mod relu;
 pub mod train;
 
@@ -81,4 +82,27 @@ impl Shape4 {
 #[track_caller]
 pub(crate) fn check_len(name: &str, len: usize, expected: usize) {
     assert!(len == expected, "{name}: length {len}, expected {expected}");
+}
+
+/// What the `_gpu` test wrappers pre-fill outputs and scratch with, so that a missing write shows.
+pub(crate) const GARBAGE: f32 = -12345.0;
+
+/// Panics unless `buf` holds at least `len` f32 (a wrong buffer is a programming error; unchecked,
+/// the GPU would clamp or drop out-of-range accesses silently).
+#[track_caller]
+pub(crate) fn check_buffer(name: &str, buf: &wgpu::Buffer, len: usize) {
+    let need = (len as u64 * 4).max(4);
+    assert!(buf.size() >= need, "{name}: buffer of {} bytes, need {len} f32 ({need} bytes)", buf.size());
+}
+
+/// Panics unless `buf` holds at least `bytes` bytes (see [`check_buffer`]).
+#[track_caller]
+pub(crate) fn check_buffer_bytes(name: &str, buf: &wgpu::Buffer, bytes: u64) {
+    assert!(buf.size() >= bytes.max(4), "{name}: buffer of {} bytes, need {bytes}", buf.size());
+}
+
+/// `v` as u32, or a panic naming it (the kernels index with u32).
+#[track_caller]
+pub(crate) fn to_u32(name: &str, v: usize) -> u32 {
+    u32::try_from(v).unwrap_or_else(|_| panic!("{name} = {v} exceeds the kernels' u32 indices"))
 }

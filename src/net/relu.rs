@@ -6,8 +6,8 @@
 //! (gradient 0), as in PyTorch.
 
 use super::check_len;
-use super::conv2d::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
 use super::precision::ActIo;
+use super::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{NET_RELU_BWD, NET_RELU_FWD, NET_RELU_FWD_F16};
 use bytemuck::{Pod, Zeroable};

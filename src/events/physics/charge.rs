@@ -96,7 +96,7 @@ impl SlabDiffusion {
 
     /// Fractions for a grid of rectangles: `xs` and `ys` are increasing cell edges (um, relative
     /// to the point), `out[j * (xs.len() - 1) + i]` receives the fraction that arrives in
-    /// [xs[i], xs[i+1]] x [ys[j], ys[j+1]]. `scratch` is reused between calls.
+    /// `[xs[i], xs[i+1]] x [ys[j], ys[j+1]]`. `scratch` is reused between calls.
     pub fn grid_fractions(&self, h_um: f64, xs: &[f64], ys: &[f64], out: &mut [f64], scratch: &mut Vec<f64>) {
         let (nx, ny) = (xs.len() - 1, ys.len() - 1);
         debug_assert_eq!(out.len(), nx * ny);

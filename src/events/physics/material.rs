@@ -135,7 +135,7 @@ fn silicon_oscillators() -> Vec<(f64, f64)> {
     silicon_sternheimer().into_iter().filter(|&(_, w)| w < 0.5).collect()
 }
 
-/// All of silicon's Sternheimer oscillators, the K shell included (see [`silicon_oscillators`]).
+/// All of silicon's Sternheimer oscillators, the K shell included (see `silicon_oscillators`).
 pub fn silicon_sternheimer() -> Vec<(f64, f64)> {
     // L2,3, L1, K: (electrons, binding energy in eV)
     sternheimer_oscillators(14.0, 173.0, 31.05, 4.0, &[(6.0, 99.8), (2.0, 149.7), (2.0, 1839.0)])

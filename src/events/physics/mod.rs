@@ -3,9 +3,9 @@
 //!
 //! See `docs/physics.md` for the model, its equations, the presets and the validation results.
 //!
-//! * [`material`]: materials, ICRU 37 stopping power, Moller, screened-Rutherford/Mott elastic
+//! * [`material`](mod@material): materials, ICRU 37 stopping power, Moller, screened-Rutherford/Mott elastic
 //!   cross sections, soft-collision oscillator model.
-//! * [`transport`]: detailed (collision-by-collision) transport with delta rays.
+//! * [`transport`](mod@transport): detailed (collision-by-collision) transport with delta rays.
 //! * [`charge`]: e-h pairs, Fano noise, diffusion through the field-free epitaxial layer, pixel
 //!   integration.
 //!

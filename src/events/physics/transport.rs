@@ -1,5 +1,5 @@
 //! Event-by-event electron transport: every elastic and inelastic collision is sampled
-//! individually ("detailed" simulation) from the cross sections of [`super::material`], with
+//! individually ("detailed" simulation) from the cross sections of [`super::material`](mod@super::material), with
 //! Moller delta rays above the cut transported as new particles.
 //!
 //! Because the total cross section only changes at a collision (energy only changes there), the
@@ -146,7 +146,7 @@ impl MaterialTable {
 #[derive(Clone, Debug)]
 pub struct Geometry {
     pub tables: Vec<Arc<MaterialTable>>,
-    /// z of layer boundaries, um: layer i spans [z[i], z[i+1]].
+    /// z of layer boundaries, um: layer i spans `[z[i], z[i+1]]`.
     pub z: Vec<f64>,
     /// Index of the sensitive layer (deposits are recorded only there), if any.
     pub sensitive: Option<usize>,
@@ -277,7 +277,7 @@ impl Accum {
 }
 
 /// Transport one electron of kinetic energy `e0` entering the stack at (x0, y0, 0) with direction
-/// `dir` (dir[2] > 0), and all its secondaries.
+/// `dir` (`dir[2] > 0`), and all its secondaries.
 pub fn transport(
     geo: &Geometry,
     params: &TransportParams,

@@ -115,7 +115,7 @@ pub(super) fn finish_stats(
     }
 }
 
-/// Fast [`super::batchnorm2d::batchnorm2d_stats_cpu`]: per-channel mean and biased variance over
+/// Fast [`crate::net::batchnorm2d::batchnorm2d_stats_cpu`]: per-channel mean and biased variance over
 /// `N, H, W`, in one pass: f64 sums of `x - k` and `(x - k)^2` with the shift `k` = the channel's
 /// first element (so the variance does not lose digits when `|mean| >> std`). Equals the twin's
 /// two-pass result to f64 rounding: within about 1 f32 ulp. Writes all of `mean` and `var`.
@@ -135,7 +135,7 @@ pub fn batchnorm2d_stats_fast(s: &BatchNorm2dShape, x: &[f32], mean: &mut [f32],
     finish_stats(s, &part, &shift, mean, var);
 }
 
-/// Fast [`super::batchnorm2d::batchnorm2d_fwd_cpu`]: `y = (x - mean[c]) * invstd * gamma[c] +
+/// Fast [`crate::net::batchnorm2d::batchnorm2d_fwd_cpu`]: `y = (x - mean[c]) * invstd * gamma[c] +
 /// beta[c]`. Writes all of `y`; bitwise equal to the twin.
 pub fn batchnorm2d_fwd_fast(
     s: &BatchNorm2dShape,
@@ -246,7 +246,7 @@ pub(super) fn finish_sums(n: usize, part: &[(f64, f64)], first: &mut [f32], seco
     }
 }
 
-/// Fast [`super::batchnorm2d::batchnorm2d_bwd_reduce_cpu`]: `dbeta[c] = sum dy`, `dgamma[c] = sum
+/// Fast [`crate::net::batchnorm2d::batchnorm2d_bwd_reduce_cpu`]: `dbeta[c] = sum dy`, `dgamma[c] = sum
 /// dy * xhat` (xhat in f32, sums in f64 in another order than the twin's: equal to about 1 f32 ulp).
 /// Writes all of `dgamma` and `dbeta`.
 pub fn batchnorm2d_bwd_reduce_fast(
@@ -346,7 +346,7 @@ pub(super) fn bn_fwd_body(x: &[f32], y: &mut [f32], mu: f32, inv: f32, g: f32, b
     }
 }
 
-/// Fast [`super::batchnorm2d::batchnorm2d_bwd_input_cpu`]: `dx = gamma[c] * invstd / m * (m * dy -
+/// Fast [`crate::net::batchnorm2d::batchnorm2d_bwd_input_cpu`]: `dx = gamma[c] * invstd / m * (m * dy -
 /// dbeta[c] - xhat * dgamma[c])`. Writes all of `dx`; bitwise equal to the twin.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm2d_bwd_input_fast(

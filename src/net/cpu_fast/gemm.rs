@@ -231,7 +231,7 @@ pub(super) fn group_bounds(units: usize, groups: usize, g: usize) -> (usize, usi
 // ---------------------------------------------------------------------------------------------
 // conv2d.
 
-/// Fast [`super::conv2d::conv2d_fwd_cpu`]: `y = conv(x, w) + b`. Writes all of `y`.
+/// Fast [`crate::net::conv2d::conv2d_fwd_cpu`]: `y = conv(x, w) + b`. Writes all of `y`.
 pub fn conv2d_fwd_fast(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
     let (xs, ys) = (s.input, s.output());
     check_len("conv2d x", x.len(), xs.len());
@@ -276,7 +276,7 @@ pub fn conv2d_fwd_fast(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], y: &mut
     });
 }
 
-/// Fast [`super::conv2d::conv2d_bwd_input_cpu`]: `dx = dL/dx` from `dy`. Writes all of `dx`.
+/// Fast [`crate::net::conv2d::conv2d_bwd_input_cpu`]: `dx = dL/dx` from `dy`. Writes all of `dx`.
 pub fn conv2d_bwd_input_fast(s: &Conv2dShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (xs, ys) = (s.input, s.output());
     check_len("conv2d w", w.len(), s.weight().len());
@@ -311,7 +311,7 @@ pub fn conv2d_bwd_input_fast(s: &Conv2dShape, w: &[f32], dy: &[f32], dx: &mut [f
     });
 }
 
-/// Fast [`super::conv2d::conv2d_bwd_weight_cpu`]: `dw = dL/dw`, `db = dL/db` from `x` and `dy`.
+/// Fast [`crate::net::conv2d::conv2d_bwd_weight_cpu`]: `dw = dL/dw`, `db = dL/db` from `x` and `dy`.
 /// Writes all of `dw` and `db` (zeros for an empty batch).
 pub fn conv2d_bwd_weight_fast(s: &Conv2dShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
     let (xs, ys) = (s.input, s.output());
@@ -388,7 +388,7 @@ pub(super) fn sum_f32(v: &[f32]) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // linear.
 
-/// Fast [`super::linear::linear_fwd_cpu`]: `y = x w^T + b`. Writes all of `y`.
+/// Fast [`crate::net::linear::linear_fwd_cpu`]: `y = x w^T + b`. Writes all of `y`.
 pub fn linear_fwd_fast(s: &LinearShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
     check_len("linear x", x.len(), s.n * s.in_f);
     check_len("linear w", w.len(), s.weight_len());
@@ -409,7 +409,7 @@ pub fn linear_fwd_fast(s: &LinearShape, x: &[f32], w: &[f32], b: &[f32], y: &mut
     });
 }
 
-/// Fast [`super::linear::linear_bwd_input_cpu`]: `dx = dy w`. Writes all of `dx`.
+/// Fast [`crate::net::linear::linear_bwd_input_cpu`]: `dx = dy w`. Writes all of `dx`.
 pub fn linear_bwd_input_fast(s: &LinearShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     check_len("linear w", w.len(), s.weight_len());
     check_len("linear dy", dy.len(), s.n * s.out_f);
@@ -426,7 +426,7 @@ pub fn linear_bwd_input_fast(s: &LinearShape, w: &[f32], dy: &[f32], dx: &mut [f
     });
 }
 
-/// Fast [`super::linear::linear_bwd_weight_cpu`]: `dw = dy^T x`, `db = sum_n dy`. Writes all of
+/// Fast [`crate::net::linear::linear_bwd_weight_cpu`]: `dw = dy^T x`, `db = sum_n dy`. Writes all of
 /// `dw` and `db` (zeros for an empty batch).
 pub fn linear_bwd_weight_fast(s: &LinearShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
     check_len("linear x", x.len(), s.n * s.in_f);

@@ -14,7 +14,7 @@ pub(super) fn planes_per_task(plane: usize) -> usize {
     (ELEM_CHUNK / 8).div_ceil(plane.max(1))
 }
 
-/// Fast [`super::relu::relu_fwd_cpu`]: `y = x if x > 0 else 0`. Bitwise equal to the twin.
+/// Fast [`crate::net::relu::relu_fwd_cpu`]: `y = x if x > 0 else 0`. Bitwise equal to the twin.
 pub fn relu_fwd_fast(x: &[f32], y: &mut [f32]) {
     check_len("relu y", y.len(), x.len());
     y.par_chunks_mut(ELEM_CHUNK).zip(x.par_chunks(ELEM_CHUNK)).for_each(|(y, x)| {
@@ -24,7 +24,7 @@ pub fn relu_fwd_fast(x: &[f32], y: &mut [f32]) {
     });
 }
 
-/// Fast [`super::relu::relu_bwd_cpu`]: `dx = dy if y > 0 else 0`. Bitwise equal to the twin.
+/// Fast [`crate::net::relu::relu_bwd_cpu`]: `dx = dy if y > 0 else 0`. Bitwise equal to the twin.
 pub fn relu_bwd_fast(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     check_len("relu dy", dy.len(), y.len());
     check_len("relu dx", dx.len(), y.len());
@@ -54,14 +54,14 @@ pub(super) fn dropout_apply(c: &DropoutCfg, inp: &[f32], out: &mut [f32]) {
     });
 }
 
-/// Fast [`super::dropout::dropout_fwd_cpu`]: `y = keep ? x / (1 - p) : 0`. Bitwise equal to the twin.
+/// Fast [`crate::net::dropout::dropout_fwd_cpu`]: `y = keep ? x / (1 - p) : 0`. Bitwise equal to the twin.
 pub fn dropout_fwd_fast(c: &DropoutCfg, x: &[f32], y: &mut [f32]) {
     check_len("dropout x", x.len(), c.n);
     check_len("dropout y", y.len(), c.n);
     dropout_apply(c, x, y);
 }
 
-/// Fast [`super::dropout::dropout_bwd_cpu`]: `dx = keep ? dy / (1 - p) : 0`. Bitwise equal to the twin.
+/// Fast [`crate::net::dropout::dropout_bwd_cpu`]: `dx = keep ? dy / (1 - p) : 0`. Bitwise equal to the twin.
 pub fn dropout_bwd_fast(c: &DropoutCfg, dy: &[f32], dx: &mut [f32]) {
     check_len("dropout dy", dy.len(), c.n);
     check_len("dropout dx", dx.len(), c.n);
@@ -158,7 +158,7 @@ pub(super) fn maxpool_plane_k<const K: usize>(
     }
 }
 
-/// Fast [`super::maxpool2d::maxpool2d_fwd_cpu`]: window maxima and their flat indices into `x`
+/// Fast [`crate::net::maxpool2d::maxpool2d_fwd_cpu`]: window maxima and their flat indices into `x`
 /// (first maximum on ties). Writes all of `y` and `idx`; bitwise equal to the twin.
 pub fn maxpool2d_fwd_fast(s: &MaxPool2dShape, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
     let (xs, ys) = maxpool_shapes(s);
@@ -190,7 +190,7 @@ pub(super) fn maxpool_bwd_plane(idx: &[u32], dy: &[f32], base: usize, dx: &mut [
     }
 }
 
-/// Fast [`super::maxpool2d::maxpool2d_bwd_cpu`]: `dx[i]` = sum of `dy[o]` over the outputs with
+/// Fast [`crate::net::maxpool2d::maxpool2d_bwd_cpu`]: `dx[i]` = sum of `dy[o]` over the outputs with
 /// `idx[o] == i`. `idx` must come from the forward pass (each index inside its own window, as the
 /// twin assumes; an index outside its plane panics). Writes all of `dx`; bitwise equal to the twin.
 pub fn maxpool2d_bwd_fast(s: &MaxPool2dShape, idx: &[u32], dy: &[f32], dx: &mut [f32]) {

@@ -10,6 +10,7 @@ use emsim::net::precision::NetPrecision;
 
 use super::{DeviceArgs, parse_precision};
 
+/// The pair-splitting models and rule (`count --split-pairs`, `eval dose`).
 #[derive(Args)]
 pub(crate) struct SplitArgs {
     /// The one-vs-two classifier for pair splitting (default: assets/models/pair-split.safetensors).

@@ -214,8 +214,6 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `report` as JSON to `json` (a file, or stdout for "-") and says whether it went to stdout.
-
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if let Some(EvalCmd::Dose(d)) = a.sub {
         return eval_dose(d);

@@ -49,8 +49,7 @@ pub(crate) fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, Stri
     Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
 }
 
-/// The pair-splitting models and rule (`count --split-pairs`, `eval dose`).
-
+/// Writes `report` as JSON to `json` (a file, or stdout for "-") and says whether it went to stdout.
 pub(crate) fn write_json_report<T: serde::Serialize>(report: &T, json: &Option<PathBuf>) -> Result<bool> {
     let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");
     if let Some(p) = json.as_ref().filter(|_| !to_stdout) {

@@ -311,3 +311,18 @@ pub fn make_batch_gpu(ctx: &GpuContext, p: &MakeBatchParams, lib: &LibraryArrays
     ctx.submit_and_wait(enc)?;
     Ok(Batch { x: r1.read(ctx)?, labels: r2.read(ctx)?, target: r3.read(ctx)? })
 }
+
+/// `--holdout` must be a fraction in (0, 1).
+pub fn check_holdout(holdout: f32) -> Result<()> {
+    if !(holdout > 0.0 && holdout < 1.0) {
+        return Err(Error::invalid("--holdout", format!("{holdout}: expected a fraction in (0, 1)")));
+    }
+    Ok(())
+}
+
+/// How many of `n` items (events, frames) the fraction `holdout` holds out: at least one, and
+/// `None` unless at least one is left for training.
+pub fn n_held_out(n: usize, holdout: f32) -> Option<usize> {
+    let n_val = ((n as f64 * holdout as f64).round() as usize).max(1);
+    (n >= 2 && n_val < n).then_some(n_val)
+}

@@ -12,8 +12,8 @@
 //! Validation and test samples come from the last `holdout` fraction of the frames.
 
 use super::data::{Batch, GridLabelParams, grid_label_points_cpu};
+use super::data::{check_holdout, n_held_out};
 use super::model::{Head, ModelConfig};
-use super::train::{check_holdout, n_held_out};
 use crate::io::frames_in::FramesReader;
 use crate::rng::{below, counter, key_from_seed, philox4x32_10, streams};
 use crate::{Error, Result};

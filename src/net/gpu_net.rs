@@ -17,9 +17,10 @@ use super::linear::{
 };
 use super::loss::{MseParams, PairMseParams, SoftmaxXentParams, mse_record, pair_mse_record, softmax_xent_record};
 use super::maxpool2d::{MaxPool2dShape, maxpool2d_bwd_record, maxpool2d_fwd_record_io};
+use super::model::half_activations;
 use super::model::{Head, LayerSpec, Model};
 use super::optim::{AdamConfig, adam_record};
-use super::precision::{ActIo, NetPrecision, elem_bytes, half_activations};
+use super::precision::{ActIo, NetPrecision, elem_bytes};
 use super::relu::{relu_bwd_record, relu_fwd_record_io};
 use crate::gpu::GpuContext;
 use crate::io::model_file::OptimState;

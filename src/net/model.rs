@@ -13,7 +13,7 @@ use super::dropout::DropoutCfg;
 use super::init::he_normal;
 use super::linear::LinearShape;
 use super::maxpool2d::MaxPool2dShape;
-use super::precision::{NetPrecision, half_activations, round_f16};
+use super::precision::{NetPrecision, round_f16};
 use crate::{Error, Result};
 
 mod cpu;
@@ -363,6 +363,28 @@ impl ModelConfig {
     }
 }
 
+/// Which layer outputs are stored as f16 when `f16`: every one but the last (the network's
+/// output stays f32), except that a copy layer (flatten, dropout) keeps its input's storage, so
+/// the run of copy layers that ends a network and the layer that feeds it stay f32 too.
+pub fn half_activations(layers: &[LayerSpec], f16: bool) -> Vec<bool> {
+    let copy = |l: &LayerSpec| matches!(l, LayerSpec::Flatten | LayerSpec::Dropout { .. });
+    let mut half = vec![false; layers.len()];
+    if !f16 || layers.is_empty() {
+        return half;
+    }
+    let last = layers.len() - 1;
+    for (i, l) in layers.iter().enumerate() {
+        half[i] = if copy(l) { i > 0 && half[i - 1] } else { i != last };
+    }
+    let mut i = last;
+    while copy(&layers[i]) && i > 0 {
+        i -= 1;
+        half[i] = false;
+    }
+    half[last] = false;
+    half
+}
+
 /// Input and output shape of one layer for a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerPlan {
@@ -549,6 +571,23 @@ impl Activations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_layers_keep_their_input_storage() {
+        use LayerSpec::*;
+        let conv = || Conv2d { out_channels: 2, kernel: 3, padding: 1, stride: 1 };
+        let lin = || Linear { out_features: 4 };
+        assert_eq!(
+            half_activations(&[conv(), Relu, Flatten, lin(), Relu, lin()], true),
+            [true, true, true, true, true, false]
+        );
+        assert_eq!(half_activations(&[Flatten, lin(), Relu, lin()], true), [false, true, true, false]);
+        assert_eq!(
+            half_activations(&[conv(), Relu, lin(), Dropout { p: 0.5 }, Flatten], true),
+            [true, true, false, false, false]
+        );
+        assert_eq!(half_activations(&[conv(), Relu, lin()], false), [false; 3]);
+    }
 
     #[test]
     fn presets_chain_to_their_heads() {

@@ -8,7 +8,6 @@
 //! output rounded to the nearest f16 ([`round_f16`]) wherever the GPU stores f16: the input
 //! values are f16 already, and f16 -> f32 is exact.
 
-use super::model::LayerSpec;
 use crate::shaders::Kernel;
 use half::f16;
 
@@ -95,28 +94,6 @@ pub fn from_f16_bits(v: &[u16]) -> Vec<f32> {
     v.iter().map(|&b| f16::from_bits(b).to_f32()).collect()
 }
 
-/// Which layer outputs are stored as f16 when `f16`: every one but the last (the network's
-/// output stays f32), except that a copy layer (flatten, dropout) keeps its input's storage, so
-/// the run of copy layers that ends a network and the layer that feeds it stay f32 too.
-pub fn half_activations(layers: &[LayerSpec], f16: bool) -> Vec<bool> {
-    let copy = |l: &LayerSpec| matches!(l, LayerSpec::Flatten | LayerSpec::Dropout { .. });
-    let mut half = vec![false; layers.len()];
-    if !f16 || layers.is_empty() {
-        return half;
-    }
-    let last = layers.len() - 1;
-    for (i, l) in layers.iter().enumerate() {
-        half[i] = if copy(l) { i > 0 && half[i - 1] } else { i != last };
-    }
-    let mut i = last;
-    while copy(&layers[i]) && i > 0 {
-        i -= 1;
-        half[i] = false;
-    }
-    half[last] = false;
-    half
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,23 +108,6 @@ mod tests {
         assert!(v[6].is_infinite());
         let bits = to_f16_bits(&[0.1, -3.5]);
         assert_eq!(from_f16_bits(&bits), [f16::from_f32(0.1).to_f32(), -3.5]);
-    }
-
-    #[test]
-    fn copy_layers_keep_their_input_storage() {
-        use LayerSpec::*;
-        let conv = || Conv2d { out_channels: 2, kernel: 3, padding: 1, stride: 1 };
-        let lin = || Linear { out_features: 4 };
-        assert_eq!(
-            half_activations(&[conv(), Relu, Flatten, lin(), Relu, lin()], true),
-            [true, true, true, true, true, false]
-        );
-        assert_eq!(half_activations(&[Flatten, lin(), Relu, lin()], true), [false, true, true, false]);
-        assert_eq!(
-            half_activations(&[conv(), Relu, lin(), Dropout { p: 0.5 }, Flatten], true),
-            [true, true, false, false, false]
-        );
-        assert_eq!(half_activations(&[conv(), Relu, lin()], false), [false; 3]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::data::{
-    Batch, GridLabelParams, LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, VALIDATION_BASE,
-    grid_label_points_cpu, grid_label_record, make_batch_cpu, make_batch_record,
+    Batch, GridLabelParams, LibraryArrays, LibraryBuffers, MakeBatchParams, SampleSpec, VALIDATION_BASE, check_holdout,
+    grid_label_points_cpu, grid_label_record, make_batch_cpu, make_batch_record, n_held_out,
 };
 use super::decode::{Decoded, decode, pair_error_px};
 use super::frames_data::FrameSamples;
@@ -88,21 +88,6 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
     out.with_file_name(format!("{stem}.{suffix}"))
-}
-
-/// `--holdout` must be a fraction in (0, 1).
-pub fn check_holdout(holdout: f32) -> Result<()> {
-    if !(holdout > 0.0 && holdout < 1.0) {
-        return Err(Error::invalid("--holdout", format!("{holdout}: expected a fraction in (0, 1)")));
-    }
-    Ok(())
-}
-
-/// How many of `n` items (events, frames) the fraction `holdout` holds out: at least one, and
-/// `None` unless at least one is left for training.
-pub fn n_held_out(n: usize, holdout: f32) -> Option<usize> {
-    let n_val = ((n as f64 * holdout as f64).round() as usize).max(1);
-    (n >= 2 && n_val < n).then_some(n_val)
 }
 
 /// The event ranges for training and validation.

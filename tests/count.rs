@@ -10,7 +10,8 @@
 mod common;
 
 use common::{test_context, test_rng};
-use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_tiles, calibrate_gpu_u16};
+use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_u16};
+use emsim::count::find::calibrate_gpu_tiles;
 use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};

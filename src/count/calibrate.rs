@@ -3,10 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-/// Fixed-point scale of the counting stage: 1/16 electron.
-pub const Q_SCALE: f32 = 16.0;
-/// Clamp of the fixed-point values (65,536 electrons in one pixel), so window sums cannot overflow.
-pub const Q_MAX: f32 = 1_048_576.0;
+pub use super::types::{Q_MAX, Q_SCALE};
 
 /// Keep in sync with `CalibrateParams` in shaders/count/calibrate.wgsl.
 #[repr(C)]
@@ -111,44 +108,6 @@ pub(crate) fn u16_words(adu: &[u16]) -> std::borrow::Cow<'_, [u16]> {
     padded.extend_from_slice(adu);
     padded.push(0);
     std::borrow::Cow::Owned(padded)
-}
-
-/// Runs `count/find_tile` (the tile layout's fused calibration and finding) on the frames of
-/// `height x width` in `frames` (f32, or u16 uploaded two per word) with a threshold no pixel
-/// passes, and reads back the `q` it writes (tests: its calibration against the twin).
-pub fn calibrate_gpu_tiles(
-    ctx: &crate::gpu::GpuContext,
-    p: &CalibrateParams,
-    height: u32,
-    width: u32,
-    frames: super::HostAdu,
-    dark: &[f32],
-    gain_map: &[f32],
-) -> crate::Result<Vec<i32>> {
-    let (a, u16) = match frames {
-        super::HostAdu::F32(adu) => (ctx.upload("adu", adu)?, false),
-        super::HostAdu::U16(adu) => (ctx.upload("adu_u16", &u16_words(adu))?, true),
-    };
-    let d = ctx.upload("dark", if dark.is_empty() { &[0f32][..] } else { dark })?;
-    let g = ctx.upload("gain_map", if gain_map.is_empty() { &[1f32][..] } else { gain_map })?;
-    let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
-    let cu = ctx.uniform("calibrate_params", p);
-    let fp = super::find::FindParams {
-        n_frames: p.n_values / (height * width),
-        height,
-        width,
-        thr_q: i32::MAX,
-        xray_q: 0,
-        suppress_px: 1,
-        capacity: 1,
-        _pad0: 0,
-    };
-    let input = super::find::FindInput::Raw { adu: &a, u16, dark: &d, gain_map: &g, cparams: &cu, q: &q };
-    let mut enc = ctx.encoder("find_tile calibration");
-    let _alone = super::find::record_find_alone(ctx, &mut enc, super::CountLayout::Tiles, &fp, &input)?;
-    let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
-    ctx.submit_and_wait(enc)?;
-    Ok(rb.read(ctx)?)
 }
 
 /// Dispatches a `count/calibrate` variant on the frames in `a` and reads `q` back.

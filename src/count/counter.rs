@@ -20,26 +20,11 @@ pub(super) enum AduSource<'b> {
     Device(&'b wgpu::Buffer),
 }
 
-/// Frames in host memory, as the file holds them.
-#[derive(Clone, Copy)]
-pub enum HostAdu<'b> {
-    F32(&'b [f32]),
-    U16(&'b [u16]),
-}
-
-impl<'b> HostAdu<'b> {
-    fn len(self) -> usize {
-        match self {
-            Self::F32(a) => a.len(),
-            Self::U16(a) => a.len(),
-        }
-    }
-
-    fn source(self, range: std::ops::Range<usize>) -> AduSource<'b> {
-        match self {
-            Self::F32(a) => AduSource::Host(&a[range]),
-            Self::U16(a) => AduSource::HostU16(&a[range]),
-        }
+/// Where the frames `range` of `adu` come from on the GPU path.
+fn adu_source(adu: HostAdu<'_>, range: std::ops::Range<usize>) -> AduSource<'_> {
+    match adu {
+        HostAdu::F32(a) => AduSource::Host(&a[range]),
+        HostAdu::U16(a) => AduSource::HostU16(&a[range]),
     }
 }
 
@@ -262,7 +247,7 @@ impl<'a> Counter<'a> {
                 let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
                 for k in (0..n).step_by(step) {
                     let m = step.min(n - k);
-                    let mut part = self.count_gpu(ctx, adu.source(k * px..(k + m) * px), m)?;
+                    let mut part = self.count_gpu(ctx, adu_source(adu, k * px..(k + m) * px), m)?;
                     for c in &mut part.cands {
                         c[0] += k as u32;
                     }

@@ -21,8 +21,7 @@ pub struct FindParams {
 }
 const _: () = assert!(std::mem::size_of::<FindParams>() == 32);
 
-/// A found centre: `[frame in batch, flat pixel index, 3x3 sum (i32 bits), 0]`.
-pub type Candidate = [u32; 4];
+pub use super::types::Candidate;
 
 /// Most centres a frame can hold: local maxima of the 3x3 sum are at least 2 pixels apart, so at
 /// most one per 2x2 block. Buffers of this size never overflow.
@@ -373,6 +372,44 @@ pub fn find_gpu(
     list.truncate(count.min(p.capacity) as usize);
     sort_candidates(&mut list);
     Ok((list, count))
+}
+
+/// Runs `count/find_tile` (the tile layout's fused calibration and finding) on the frames of
+/// `height x width` in `frames` (f32, or u16 uploaded two per word) with a threshold no pixel
+/// passes, and reads back the `q` it writes (tests: its calibration against the twin).
+pub fn calibrate_gpu_tiles(
+    ctx: &crate::gpu::GpuContext,
+    p: &super::calibrate::CalibrateParams,
+    height: u32,
+    width: u32,
+    frames: super::types::HostAdu,
+    dark: &[f32],
+    gain_map: &[f32],
+) -> crate::Result<Vec<i32>> {
+    let (a, u16) = match frames {
+        super::types::HostAdu::F32(adu) => (ctx.upload("adu", adu)?, false),
+        super::types::HostAdu::U16(adu) => (ctx.upload("adu_u16", &super::calibrate::u16_words(adu))?, true),
+    };
+    let d = ctx.upload("dark", if dark.is_empty() { &[0f32][..] } else { dark })?;
+    let g = ctx.upload("gain_map", if gain_map.is_empty() { &[1f32][..] } else { gain_map })?;
+    let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
+    let cu = ctx.uniform("calibrate_params", p);
+    let fp = FindParams {
+        n_frames: p.n_values / (height * width),
+        height,
+        width,
+        thr_q: i32::MAX,
+        xray_q: 0,
+        suppress_px: 1,
+        capacity: 1,
+        _pad0: 0,
+    };
+    let input = FindInput::Raw { adu: &a, u16, dark: &d, gain_map: &g, cparams: &cu, q: &q };
+    let mut enc = ctx.encoder("find_tile calibration");
+    let _alone = record_find_alone(ctx, &mut enc, super::CountLayout::Tiles, &fp, &input)?;
+    let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
+    ctx.submit_and_wait(enc)?;
+    Ok(rb.read(ctx)?)
 }
 
 #[cfg(test)]

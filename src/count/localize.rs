@@ -4,8 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::calibrate::Q_SCALE;
-use super::find::Candidate;
+use super::types::{Candidate, Q_SCALE};
 
 /// Keep in sync with `ArgsParams` in shaders/count/args.wgsl.
 #[repr(C)]

@@ -24,10 +24,12 @@ pub mod localize;
 pub mod run;
 pub mod split;
 pub mod sum3;
+pub mod types;
 
 pub use config::*;
 pub use counter::*;
 pub use layout::*;
+pub use types::HostAdu;
 
 use find::Candidate;
 use localize::Localized;

@@ -106,7 +106,7 @@ impl Head {
 }
 
 /// Training samples with one or two electrons (and optionally extra electrons elsewhere in the
-/// patch), made by `net/make_pairs` (see [`super::pairs::PairSpec`]); the patch is the model's
+/// patch), made by `net/make_pairs` (see `net::pairs::PairSpec`); the patch is the model's
 /// input (`input_px`, `shift_px`, `input_scale`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,23 +342,6 @@ impl ModelConfig {
         match self.head {
             Head::Grid { span_px, .. } => (self.input_px / 2) as f32 - ((span_px - 1) / 2) as f32,
             _ => 0.0,
-        }
-    }
-
-    /// The pair-sample spec of this model (`pairs` must be set; else a one-electron spec) for events
-    /// `[ev_lo, ev_lo + ev_count)` and read noise `sigma_e`.
-    pub fn pair_spec(&self, seed: u64, ev_lo: u32, ev_count: u32, sigma_e: f32) -> super::pairs::PairSpec {
-        let p = self.pairs.unwrap_or(PairSamples { p_two: 0.0, max_sep_px: 1, extra_mean: 0.0, extra_max: 0 });
-        super::pairs::PairSpec {
-            sigma_e,
-            p_two: p.p_two,
-            max_sep_px: p.max_sep_px,
-            shift_px: self.shift_px as u32,
-            side: self.input_px as u32,
-            input_scale: self.input_scale,
-            extra_mean: p.extra_mean,
-            extra_max: p.extra_max,
-            ..super::pairs::PairSpec::new(seed, ev_lo, ev_count)
         }
     }
 }

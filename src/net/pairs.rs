@@ -33,6 +33,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::data::{LibraryArrays, LibraryBuffers};
+use super::model::{ModelConfig, PairSamples};
 use crate::gpu::{GpuContext, GpuError};
 use crate::rng::{below, block_normal, counter, key_from_seed, philox4x32_10, streams, u01};
 use crate::shaders;
@@ -461,6 +462,25 @@ pub fn separation_histogram(sep: &[f32], class: &[u32], bins: &[f32]) -> Vec<u64
         counts[i] += 1;
     }
     counts
+}
+
+impl ModelConfig {
+    /// The pair-sample spec of this model (`pairs` must be set; else a one-electron spec) for events
+    /// `[ev_lo, ev_lo + ev_count)` and read noise `sigma_e`.
+    pub fn pair_spec(&self, seed: u64, ev_lo: u32, ev_count: u32, sigma_e: f32) -> PairSpec {
+        let p = self.pairs.unwrap_or(PairSamples { p_two: 0.0, max_sep_px: 1, extra_mean: 0.0, extra_max: 0 });
+        PairSpec {
+            sigma_e,
+            p_two: p.p_two,
+            max_sep_px: p.max_sep_px,
+            shift_px: self.shift_px as u32,
+            side: self.input_px as u32,
+            input_scale: self.input_scale,
+            extra_mean: p.extra_mean,
+            extra_max: p.extra_max,
+            ..PairSpec::new(seed, ev_lo, ev_count)
+        }
+    }
 }
 
 #[cfg(test)]

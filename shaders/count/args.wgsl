@@ -3,7 +3,7 @@
 // host never reads the count between kernels.
 // CPU twin: src/count/localize.rs::dispatch_args_cpu.
 
-struct ArgsParams {           // keep in sync with src/count/localize.rs::ArgsParams
+struct ArgsParams {           // mirrored by src/count/localize.rs::ArgsParams (layout checked by tests/shaders.rs)
     capacity: u32,
     wg_size: u32,
     per_dim: u32,

@@ -6,7 +6,7 @@
 // per-pixel dark reference when given, else the scalar offset; gain_map = 1 when not given.
 // CPU twin: src/count/calibrate.rs::calibrate_cpu.
 
-struct CalibrateParams {      // keep in sync with src/count/calibrate.rs::CalibrateParams
+struct CalibrateParams {      // mirrored by src/count/calibrate.rs::CalibrateParams (layout checked by tests/shaders.rs)
     n_values: u32,            // frames * frame_px
     frame_px: u32,
     use_dark: u32,

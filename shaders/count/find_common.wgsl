@@ -1,7 +1,7 @@
 // Shared by count/find, count/find_tile and count/suppress (prepended in src/shaders.rs). The
 // kernels declare `params: FindParams`.
 
-struct FindParams {           // keep in sync with src/count/find.rs::FindParams
+struct FindParams {           // mirrored by src/count/find.rs::FindParams (layout checked by tests/shaders.rs)
     n_frames: u32,
     height: u32,
     width: u32,

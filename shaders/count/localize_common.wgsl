@@ -9,7 +9,7 @@
 // centre). Sums are exact integers; only the final division is floating point.
 // CPU twin: src/count/localize.rs::localize_one.
 
-struct LocalizeParams {       // keep in sync with src/count/localize.rs::LocalizeParams
+struct LocalizeParams {       // mirrored by src/count/localize.rs::LocalizeParams (layout checked by tests/shaders.rs)
     height: u32,
     width: u32,
     capacity: u32,

@@ -5,7 +5,7 @@
 // arithmetic: exact on every device, whatever the order.
 // CPU twin: src/count/sum3.rs::sum3_cpu.
 
-struct Sum3Params {           // keep in sync with src/count/sum3.rs::Sum3Params
+struct Sum3Params {           // mirrored by src/count/sum3.rs::Sum3Params (layout checked by tests/shaders.rs)
     n_frames: u32,
     height: u32,
     width: u32,

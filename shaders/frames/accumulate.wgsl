@@ -4,7 +4,7 @@
 // Only rows [row0, row0 + band_rows) are accumulated (frames larger than a storage binding are
 // made in row bands). CPU twin: src/frames/accumulate.rs::accumulate_cpu.
 
-struct AccumulateParams {     // keep in sync with src/frames/accumulate.rs::AccumulateParams
+struct AccumulateParams {     // mirrored by src/frames/accumulate.rs::AccumulateParams (layout checked by tests/shaders.rs)
     n_electrons: u32,
     height: u32,
     width: u32,

@@ -7,7 +7,7 @@
 // a pair of pixels is always inside or outside the band as a whole).
 // CPU twin: src/frames/noise.rs::noise_cpu.
 
-struct NoiseParams {          // keep in sync with src/frames/noise.rs::NoiseParams
+struct NoiseParams {          // mirrored by src/frames/noise.rs::NoiseParams (layout checked by tests/shaders.rs)
     n_frames: u32,
     width: u32,
     row0: u32,                // first row of the band

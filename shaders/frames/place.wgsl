@@ -2,7 +2,7 @@
 // its pixel of incidence from Philox(counter = (electron, frame, STREAM_PLACE), key = seed).
 // CPU twin: src/frames/place.rs::place_cpu.
 
-struct PlaceParams {          // keep in sync with src/frames/place.rs::PlaceParams
+struct PlaceParams {          // mirrored by src/frames/place.rs::PlaceParams (layout checked by tests/shaders.rs)
     n_electrons: u32,         // electrons in this dispatch
     n_frames: u32,            // frames in this dispatch (entries of frame_offsets minus 1)
     first_frame_lo: u32,      // global index of the dispatch's first frame

@@ -1,7 +1,7 @@
 // adam: one invocation per parameter element: one Adam / AdamW step (amsgrad optional), in place.
 // CPU twin: src/net/optim.rs::adam_cpu (the same operations in the same order).
 
-struct AdamParams {           // keep in sync with src/net/optim.rs::AdamParams
+struct AdamParams {           // mirrored by src/net/optim.rs::AdamParams (layout checked by tests/shaders.rs)
     n: u32,
     flags: u32,               // bit 0: decoupled (AdamW); bit 1: amsgrad
     lr: f32,

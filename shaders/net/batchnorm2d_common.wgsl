@@ -3,7 +3,7 @@
 // Tensors are NCHW; the statistics of channel c run over its m = N*H*W terms, numbered
 // t = n * H*W + p (p the position in the plane).
 
-struct BatchNorm2dParams {    // keep in sync with src/net/batchnorm2d.rs::BatchNorm2dParams
+struct BatchNorm2dParams {    // mirrored by src/net/batchnorm2d.rs::BatchNorm2dParams (layout checked by tests/shaders.rs)
     c: u32,                   // channels
     hw: u32,                  // H * W
     m: u32,                   // N * H * W: terms per channel

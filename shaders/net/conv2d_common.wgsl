@@ -1,7 +1,7 @@
 // Shared by the conv2d kernels (prepended after shared/rng.wgsl in src/shaders.rs): their uniform.
 // Tensors are NCHW, weights OIHW: x [N, C_in, H, W], w [C_out, C_in, kh, kw], y [N, C_out, out_h, out_w].
 
-struct Conv2dParams {     // keep in sync with src/net/conv2d.rs::Conv2dParams (64 bytes)
+struct Conv2dParams {     // mirrored by src/net/conv2d.rs::Conv2dParams (layout checked by tests/shaders.rs)
     n: u32,
     c_in: u32,
     h: u32,

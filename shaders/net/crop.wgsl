@@ -2,7 +2,7 @@
 // frame q (fixed point) centred on candidate first + i's pixel, times scale (= input_scale / 16);
 // pixels outside the frame are 0. CPU twin: src/net/crop.rs::crop_cpu.
 
-struct CropParams {           // keep in sync with src/net/crop.rs::CropParams
+struct CropParams {           // mirrored by src/net/crop.rs::CropParams (layout checked by tests/shaders.rs)
     n: u32,
     first: u32,
     side: u32,

@@ -4,7 +4,7 @@
 // distribution, and the arg-max cell's probability. Six floats per sample instead of g*g logits
 // to read back. One invocation per sample.
 
-struct DecodeGridParams {     // keep in sync with src/net/decode.rs::DecodeGridParams
+struct DecodeGridParams {     // mirrored by src/net/decode.rs::DecodeGridParams (layout checked by tests/shaders.rs)
     n: u32,                   // samples
     g: u32,                   // cells per side (g*g logits per sample)
     radius: u32,              // cells per pixel: the local mean's half-width in cells

@@ -7,7 +7,7 @@
 // regenerated) are this one kernel. CPU twin: src/net/dropout.rs::apply_mask (via dropout_fwd_cpu
 // and dropout_bwd_cpu).
 
-struct DropoutParams {        // keep in sync with src/net/dropout.rs::DropoutParams
+struct DropoutParams {        // mirrored by src/net/dropout.rs::DropoutParams (layout checked by tests/shaders.rs)
     n: u32,
     step_lo: u32,
     step_hi: u32,

@@ -4,7 +4,7 @@
 // label = cy * G + cx. Used to train a grid head on pair samples (net/make_pairs writes points).
 // CPU twin: src/net/data.rs::grid_label_points_cpu.
 
-struct GridLabelParams {      // keep in sync with src/net/data.rs::GridLabelParams
+struct GridLabelParams {      // mirrored by src/net/data.rs::GridLabelParams (layout checked by tests/shaders.rs)
     n: u32,
     stride: u32,
     grid_cells: u32,

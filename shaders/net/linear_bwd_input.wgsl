@@ -4,7 +4,7 @@
 // invocations read neighbouring weights of a row of w.
 // CPU twin: src/net/linear.rs::linear_bwd_input_cpu.
 
-struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (32 bytes)
+struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout checked by tests/shaders.rs)
     n: u32,
     in_f: u32,
     out_f: u32,

@@ -8,7 +8,7 @@
 // Invocation index t = c * n_params + p.
 // CPU twin: src/net/linear.rs::linear_bwd_weight_cpu (of both stages together).
 
-struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (32 bytes)
+struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout checked by tests/shaders.rs)
     n: u32,
     in_f: u32,
     out_f: u32,

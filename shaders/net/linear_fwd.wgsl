@@ -10,7 +10,7 @@
 // x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference); the arithmetic is f32.
 // CPU twin: src/net/linear.rs::linear_fwd_cpu (output rounded to f16 when yt is f16).
 
-struct LinearParams {     // keep in sync with src/net/linear.rs::LinearParams (32 bytes)
+struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout checked by tests/shaders.rs)
     n: u32,
     in_f: u32,
     out_f: u32,

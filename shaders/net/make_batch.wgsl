@@ -4,7 +4,7 @@
 // (1 + pixel/4, k, TRAIN), times input_scale. Pixel 0's invocation also writes the grid label and
 // the true point. CPU twin: src/net/data.rs::make_batch_cpu.
 
-struct MakeBatchParams {      // keep in sync with src/net/data.rs::MakeBatchParams
+struct MakeBatchParams {      // mirrored by src/net/data.rs::MakeBatchParams (layout checked by tests/shaders.rs)
     n: u32,
     side: u32,
     first_lo: u32,

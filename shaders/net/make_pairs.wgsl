@@ -18,7 +18,7 @@
 // before the noise. Class, points and sep ignore the extras. Twins: pairs.rs::pair_extra_count,
 // extra_pixel, pair_extras.
 
-struct MakePairsParams {      // keep in sync with src/net/pairs.rs::MakePairsParams
+struct MakePairsParams {      // mirrored by src/net/pairs.rs::MakePairsParams (layout checked by tests/shaders.rs)
     n: u32,
     side: u32,
     first_lo: u32,

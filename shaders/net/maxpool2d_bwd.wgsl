@@ -4,7 +4,7 @@
 // The same f32 additions in the same order as the twin, so the result is expected to equal it.
 // CPU twin: src/net/maxpool2d.rs::maxpool2d_bwd_cpu.
 
-struct MaxPool2dParams {      // keep in sync with src/net/maxpool2d.rs::MaxPool2dParams
+struct MaxPool2dParams {      // mirrored by src/net/maxpool2d.rs::MaxPool2dParams (layout checked by tests/shaders.rs)
     planes: u32,              // N * C
     h: u32,
     w: u32,

@@ -5,7 +5,7 @@
 // x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference).
 // CPU twin: src/net/maxpool2d.rs::maxpool2d_fwd_cpu.
 
-struct MaxPool2dParams {      // keep in sync with src/net/maxpool2d.rs::MaxPool2dParams
+struct MaxPool2dParams {      // mirrored by src/net/maxpool2d.rs::MaxPool2dParams (layout checked by tests/shaders.rs)
     planes: u32,              // N * C
     h: u32,
     w: u32,

@@ -1,7 +1,7 @@
 // mse: one invocation per sample i: loss[i] = mean_j (pred - target)^2 and, when write_grad != 0,
 // dpred[i][j] = 2 (pred - target) / mean_over. CPU twin: src/net/loss.rs::mse_cpu.
 
-struct MseParams {            // keep in sync with src/net/loss.rs::MseParams
+struct MseParams {            // mirrored by src/net/loss.rs::MseParams (layout checked by tests/shaders.rs)
     n: u32,
     d: u32,
     mean_over: u32,

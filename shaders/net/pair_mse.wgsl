@@ -5,7 +5,7 @@
 // the straight assignment on ties (s_straight <= s_swapped), and, when write_grad != 0,
 // dpred[i][j] = 2 (pred_j - t_chosen_j) / mean_over. CPU twin: src/net/loss.rs::pair_mse_cpu.
 
-struct PairMseParams {        // keep in sync with src/net/loss.rs::PairMseParams
+struct PairMseParams {        // mirrored by src/net/loss.rs::PairMseParams (layout checked by tests/shaders.rs)
     n: u32,
     mean_over: u32,
     write_grad: u32,

@@ -5,7 +5,7 @@
 // n_chunks = 0 writes zeros. Fixed order: deterministic, no atomics.
 // CPU twin: src/net/conv2d.rs::reduce_chunks_cpu.
 
-struct ReduceChunksParams {   // keep in sync with src/net/conv2d.rs::ReduceChunksParams (16 bytes)
+struct ReduceChunksParams {   // mirrored by src/net/conv2d.rs::ReduceChunksParams (layout checked by tests/shaders.rs)
     n_params: u32,
     n_chunks: u32,
     n_split: u32,

@@ -2,7 +2,7 @@
 // from the forward OUTPUT y (y > 0 exactly when x > 0), so the input need not be kept.
 // CPU twin: src/net/relu.rs::relu_bwd_cpu.
 
-struct ReluParams {       // keep in sync with src/net/relu.rs::ReluParams (16 bytes)
+struct ReluParams {       // mirrored by src/net/relu.rs::ReluParams (layout checked by tests/shaders.rs)
     n: u32,
     _pad0: u32,
     _pad1: u32,

@@ -2,7 +2,7 @@
 // x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference).
 // CPU twin: src/net/relu.rs::relu_fwd_cpu.
 
-struct ReluParams {       // keep in sync with src/net/relu.rs::ReluParams (16 bytes)
+struct ReluParams {       // mirrored by src/net/relu.rs::ReluParams (layout checked by tests/shaders.rs)
     n: u32,
     _pad0: u32,
     _pad1: u32,

@@ -4,7 +4,7 @@
 //   dlogits[i][j] = (softmax_j - [j == label]) / mean_over   (when write_grad != 0).
 // CPU twin: src/net/loss.rs::softmax_xent_cpu (sums in another order: compare with a tolerance).
 
-struct SoftmaxXentParams {    // keep in sync with src/net/loss.rs::SoftmaxXentParams
+struct SoftmaxXentParams {    // mirrored by src/net/loss.rs::SoftmaxXentParams (layout checked by tests/shaders.rs)
     n: u32,
     k: u32,
     mean_over: u32,

@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 pub use super::types::{Q_MAX, Q_SCALE};
 
-/// Keep in sync with `CalibrateParams` in shaders/count/calibrate.wgsl.
+/// Mirrors `CalibrateParams` in shaders/count/calibrate.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct CalibrateParams {

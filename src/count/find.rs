@@ -5,7 +5,8 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-/// Keep in sync with `FindParams` in shaders/count/find_common.wgsl.
+/// Mirrors `FindParams` in shaders/count/find_common.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct FindParams {

@@ -6,7 +6,8 @@ use rayon::prelude::*;
 
 use super::types::{Candidate, Q_SCALE};
 
-/// Keep in sync with `ArgsParams` in shaders/count/args.wgsl.
+/// Mirrors `ArgsParams` in shaders/count/args.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct ArgsParams {
@@ -43,7 +44,8 @@ pub fn record_indirect(
     Ok(ap)
 }
 
-/// Keep in sync with `LocalizeParams` in shaders/count/localize.wgsl.
+/// Mirrors `LocalizeParams` in shaders/count/localize.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct LocalizeParams {

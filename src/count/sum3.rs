@@ -3,7 +3,8 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-/// Keep in sync with `Sum3Params` in shaders/count/sum3.wgsl.
+/// Mirrors `Sum3Params` in shaders/count/sum3.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Sum3Params {

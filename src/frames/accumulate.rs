@@ -9,7 +9,8 @@ use super::place::Record;
 /// electrons per pixel per frame. Keep in sync with `FIXED_SCALE_INV` in shaders/frames/noise.wgsl.
 pub const FIXED_SCALE: f32 = 256.0;
 
-/// Keep in sync with `AccumulateParams` in shaders/frames/accumulate.wgsl.
+/// Mirrors `AccumulateParams` in shaders/frames/accumulate.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct AccumulateParams {

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use super::accumulate::FIXED_SCALE;
 use crate::rng::{counter, gauss_pair, philox4x32_10, streams};
 
-/// Keep in sync with `NoiseParams` in shaders/frames/noise.wgsl.
+/// Mirrors `NoiseParams` in shaders/frames/noise.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct NoiseParams {

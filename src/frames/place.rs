@@ -4,7 +4,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::rng::{below, counter, philox4x32_10, streams};
 
-/// Keep in sync with `PlaceParams` in shaders/frames/place.wgsl.
+/// Mirrors `PlaceParams` in shaders/frames/place.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct PlaceParams {

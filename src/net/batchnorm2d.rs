@@ -86,8 +86,9 @@ impl BatchNorm2dShape {
     }
 }
 
-/// Uniform of the batchnorm2d kernels. Keep in sync with `BatchNorm2dParams` in
+/// Uniform of the batchnorm2d kernels. Mirrors `BatchNorm2dParams` in
 /// shaders/net/batchnorm2d_common.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct BatchNorm2dParams {

@@ -248,8 +248,9 @@ pub const CONV2D_BWD_WEIGHT_COLS: usize = 4;
 pub const CONV2D_UNIFORM_WEIGHTS: usize = 16384;
 const UNIFORM_WEIGHT_BYTES: u64 = CONV2D_UNIFORM_WEIGHTS as u64 * 4;
 
-/// Uniform of the three conv2d kernels. Keep in sync with `Conv2dParams` in
+/// Uniform of the three conv2d kernels. Mirrors `Conv2dParams` in
 /// shaders/net/conv2d_common.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Conv2dParams {

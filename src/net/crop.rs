@@ -11,7 +11,8 @@ use crate::count::find::Candidate;
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders;
 
-/// Keep in sync with `CropParams` in shaders/net/crop.wgsl.
+/// Mirrors `CropParams` in shaders/net/crop.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct CropParams {

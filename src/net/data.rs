@@ -19,7 +19,8 @@ use crate::{Error, Result};
 /// First sample index of the validation stream (disjoint from training indices).
 pub const VALIDATION_BASE: u64 = 1 << 40;
 
-/// Keep in sync with `MakeBatchParams` in shaders/net/make_batch.wgsl.
+/// Mirrors `MakeBatchParams` in shaders/net/make_batch.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct MakeBatchParams {
@@ -187,7 +188,8 @@ pub fn grid_label(p: &MakeBatchParams, tx: f32, ty: f32) -> u32 {
     (cy * g + cx) as u32
 }
 
-/// Keep in sync with `GridLabelParams` in shaders/net/grid_label.wgsl.
+/// Mirrors `GridLabelParams` in shaders/net/grid_label.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct GridLabelParams {

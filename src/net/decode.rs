@@ -94,7 +94,8 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
     }
 }
 
-/// Keep in sync with `DecodeGridParams` in shaders/net/decode_grid.wgsl.
+/// Mirrors `DecodeGridParams` in shaders/net/decode_grid.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DecodeGridParams {

@@ -89,7 +89,8 @@ impl DropoutCfg {
     }
 }
 
-/// Uniform of `net/dropout`. Keep in sync with `DropoutParams` in shaders/net/dropout.wgsl.
+/// Uniform of `net/dropout`. Mirrors `DropoutParams` in shaders/net/dropout.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct DropoutParams {

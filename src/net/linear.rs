@@ -115,8 +115,9 @@ pub fn linear_bwd_weight_cpu(s: &LinearShape, x: &[f32], dy: &[f32], dw: &mut [f
 // ---------------------------------------------------------------------------------------------
 // GPU side.
 
-/// Uniform of the three linear kernels. Keep in sync with `LinearParams` in
+/// Uniform of the three linear kernels. Mirrors `LinearParams` in
 /// shaders/net/linear_fwd.wgsl, linear_bwd_input.wgsl and linear_bwd_weight.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct LinearParams {

@@ -13,7 +13,8 @@ use super::check_len;
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders;
 
-/// Keep in sync with `SoftmaxXentParams` in shaders/net/softmax_xent.wgsl.
+/// Mirrors `SoftmaxXentParams` in shaders/net/softmax_xent.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SoftmaxXentParams {
@@ -140,7 +141,8 @@ pub fn softmax_xent_gpu(
     Ok((r1.read(ctx)?, r2.read(ctx)?, r3.read(ctx)?))
 }
 
-/// Keep in sync with `MseParams` in shaders/net/mse.wgsl.
+/// Mirrors `MseParams` in shaders/net/mse.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct MseParams {
@@ -209,7 +211,8 @@ pub fn mse_gpu(ctx: &GpuContext, p: &MseParams, pred: &[f32], target: &[f32]) ->
     Ok((r1.read(ctx)?, r2.read(ctx)?))
 }
 
-/// Keep in sync with `PairMseParams` in shaders/net/pair_mse.wgsl.
+/// Mirrors `PairMseParams` in shaders/net/pair_mse.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct PairMseParams {

@@ -95,8 +95,9 @@ impl MaxPool2dShape {
     }
 }
 
-/// Uniform of `net/maxpool2d_fwd` and `net/maxpool2d_bwd`. Keep in sync with `MaxPool2dParams` in
+/// Uniform of `net/maxpool2d_fwd` and `net/maxpool2d_bwd`. Mirrors `MaxPool2dParams` in
 /// shaders/net/maxpool2d_fwd.wgsl and shaders/net/maxpool2d_bwd.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct MaxPool2dParams {

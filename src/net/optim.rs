@@ -50,12 +50,15 @@ impl AdamConfig {
             weight_decay: self.weight_decay,
             step_size: (lr as f64 / bc1) as f32,
             inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         }
     }
 }
 
-/// Keep in sync with `AdamParams` in shaders/net/adam.wgsl.
+/// Mirrors `AdamParams` in shaders/net/adam.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct AdamParams {
@@ -71,7 +74,9 @@ pub struct AdamParams {
     pub step_size: f32,
     /// `1 / sqrt(1 - beta2^t)`.
     pub inv_sqrt_bc2: f32,
-    pub _pad: [u32; 3],
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 const _: () = assert!(std::mem::size_of::<AdamParams>() == 48);
 

@@ -145,7 +145,8 @@ impl PairSpec {
     }
 }
 
-/// Keep in sync with `MakePairsParams` in shaders/net/make_pairs.wgsl.
+/// Mirrors `MakePairsParams` in shaders/net/make_pairs.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct MakePairsParams {

@@ -46,8 +46,9 @@ pub fn chunk_scratch_len(rows: usize, n_params: usize) -> usize {
     n_params * wanted_chunks(n_params).min(rows.div_ceil(REDUCE_MIN_CHUNK_ROWS))
 }
 
-/// Uniform of `net/reduce_chunks`. Keep in sync with `ReduceChunksParams` in
+/// Uniform of `net/reduce_chunks`. Mirrors `ReduceChunksParams` in
 /// shaders/net/reduce_chunks.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct ReduceChunksParams {

@@ -37,8 +37,9 @@ pub fn relu_bwd_cpu(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     });
 }
 
-/// Uniform of the relu kernels. Keep in sync with `ReluParams` in shaders/net/relu_fwd.wgsl and
+/// Uniform of the relu kernels. Mirrors `ReluParams` in shaders/net/relu_fwd.wgsl and
 /// relu_bwd.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct ReluParams {

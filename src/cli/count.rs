@@ -54,7 +54,7 @@ pub(crate) struct CountArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Crops per network batch (--method net).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = emsim::count::DEFAULT_NET_BATCH)]
     net_batch: usize,
     /// Split the clusters the one-vs-two classifier calls two electrons (--method net).
     #[arg(long)]
@@ -79,16 +79,16 @@ pub(crate) struct CountArgs {
     #[arg(long, allow_negative_numbers = true)]
     sigma_e: Option<f32>,
     /// Background threshold, in units of the noise sigma (stempy's background_threshold_n_sigma).
-    #[arg(long, default_value_t = 4.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = emsim::count::DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA, allow_negative_numbers = true)]
     background_threshold_n_sigma: f32,
     /// Reject centres with a pixel above this many electrons (X-ray-like hits); 0 = off.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = emsim::count::DEFAULT_XRAY_THRESHOLD_E, allow_negative_numbers = true)]
     xray_threshold_e: f32,
     /// Pixel threshold of the thresholded centroids (c3x3t, c5x5t), electrons.
-    #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = emsim::count::DEFAULT_CENTROID_THRESHOLD_E, allow_negative_numbers = true)]
     centroid_threshold_e: f32,
     /// Drop a centre when a stronger one lies within this many pixels.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = emsim::count::DEFAULT_SUPPRESS_PX)]
     suppress_px: u32,
     /// Dark reference (ADU per pixel, HxW): file.npy, file.h5 or file.h5:/dataset.
     #[arg(long)]

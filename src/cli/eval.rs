@@ -50,7 +50,7 @@ pub(crate) enum EvalCmd {
         /// Frame side around each event, pixels (odd).
         #[arg(long, default_value_t = 21)]
         crop: u32,
-        #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = emsim::count::DEFAULT_CENTROID_THRESHOLD_E, allow_negative_numbers = true)]
         centroid_threshold_e: f32,
         /// Print JSON on stdout instead of the table.
         #[arg(long)]
@@ -75,7 +75,7 @@ pub(crate) enum EvalCmd {
         /// The fraction of library events held out in training.
         #[arg(long, default_value_t = 0.2)]
         holdout: f32,
-        #[arg(long, default_value_t = 40.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = emsim::count::DEFAULT_CENTROID_THRESHOLD_E, allow_negative_numbers = true)]
         centroid_threshold_e: f32,
         /// Activation storage of the network: f32 or f16 (see `count --net-precision`).
         #[arg(long, default_value = "f32", value_parser = parse_precision)]

@@ -87,21 +87,32 @@ pub struct CountConfig {
     pub layout: Option<CountLayout>,
 }
 
+/// Background threshold of the defaults, in noise sigmas.
+pub const DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA: f32 = 4.0;
+/// X-ray rejection of the defaults (0: off), electrons.
+pub const DEFAULT_XRAY_THRESHOLD_E: f32 = 0.0;
+/// Pixel threshold of the thresholded centroids (the EMSim notes' 40), electrons.
+pub const DEFAULT_CENTROID_THRESHOLD_E: f32 = 40.0;
+/// Suppression radius of the defaults, pixels.
+pub const DEFAULT_SUPPRESS_PX: u32 = 2;
+/// Crops per network batch of the defaults.
+pub const DEFAULT_NET_BATCH: usize = 2048;
+
 impl Default for CountConfig {
     fn default() -> Self {
         Self {
             noise_sigma_e: None,
-            background_threshold_n_sigma: 4.0,
-            xray_threshold_e: 0.0,
-            centroid_threshold_e: 40.0,
-            suppress_px: 2,
+            background_threshold_n_sigma: DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA,
+            xray_threshold_e: DEFAULT_XRAY_THRESHOLD_E,
+            centroid_threshold_e: DEFAULT_CENTROID_THRESHOLD_E,
+            suppress_px: DEFAULT_SUPPRESS_PX,
             gain_adu_per_e: 1.0,
             offset_adu: 0.0,
             dark: None,
             gain_map: None,
             batch_frames: 0,
             net: None,
-            net_batch: 2048,
+            net_batch: DEFAULT_NET_BATCH,
             net_precision: Default::default(),
             layout: None,
             pairs: None,

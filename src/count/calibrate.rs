@@ -75,6 +75,7 @@ pub fn calibrate_frame<T: Copy + Into<f32>>(
 }
 
 /// Runs `count/calibrate` alone on the GPU (tests and benches).
+#[cfg(feature = "testing")]
 pub fn calibrate_gpu(
     ctx: &crate::gpu::GpuContext,
     p: &CalibrateParams,
@@ -88,6 +89,7 @@ pub fn calibrate_gpu(
 
 /// Runs `count/calibrate_u16` alone on the GPU (tests): `adu` uploaded as u16, two per word (an
 /// odd count padded with one value the kernel never reads).
+#[cfg(feature = "testing")]
 pub fn calibrate_gpu_u16(
     ctx: &crate::gpu::GpuContext,
     p: &CalibrateParams,
@@ -112,6 +114,7 @@ pub(crate) fn u16_words(adu: &[u16]) -> std::borrow::Cow<'_, [u16]> {
 }
 
 /// Dispatches a `count/calibrate` variant on the frames in `a` and reads `q` back.
+#[cfg(feature = "testing")]
 fn run_calibrate(
     ctx: &crate::gpu::GpuContext,
     kernel: &crate::shaders::Kernel,

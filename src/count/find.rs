@@ -306,6 +306,7 @@ pub fn record_find(
 
 /// The buffers of both finding passes run alone (tests): the kept centres' `counter` and list
 /// `cands` (filled with 0xdeadbeef before), and what only has to outlive the submission.
+#[cfg(feature = "testing")]
 pub(crate) struct FindAlone {
     pub counter: wgpu::Buffer,
     pub cands: wgpu::Buffer,
@@ -314,6 +315,7 @@ pub(crate) struct FindAlone {
 
 /// Records both finding passes alone for `input` into `enc`, with fresh buffers for the lists,
 /// the localizations (threshold 0) and the passes' scratch.
+#[cfg(feature = "testing")]
 pub(crate) fn record_find_alone(
     ctx: &crate::gpu::GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -336,6 +338,7 @@ pub(crate) fn record_find_alone(
 /// frames `q` and their sums `s` (the tile layout gets `q` as raw f32 frames with a calibration
 /// that gives them back exactly: offset 0, gain 1/16 ADU per electron, so |q| <= 2^20 is
 /// required); returns the sorted list and the raw counter value.
+#[cfg(feature = "testing")]
 pub fn find_gpu(
     ctx: &crate::gpu::GpuContext,
     layout: super::CountLayout,
@@ -378,6 +381,7 @@ pub fn find_gpu(
 /// Runs `count/find_tile` (the tile layout's fused calibration and finding) on the frames of
 /// `height x width` in `frames` (f32, or u16 uploaded two per word) with a threshold no pixel
 /// passes, and reads back the `q` it writes (tests: its calibration against the twin).
+#[cfg(feature = "testing")]
 pub fn calibrate_gpu_tiles(
     ctx: &crate::gpu::GpuContext,
     p: &super::calibrate::CalibrateParams,

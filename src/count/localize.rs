@@ -227,6 +227,7 @@ pub fn localize_cpu(p: &LocalizeParams, q: &[i32], cands: &[Candidate]) -> Vec<L
 }
 
 /// Runs `count/args` + `count/localize` alone on the GPU for a given candidate list.
+#[cfg(feature = "testing")]
 pub fn localize_gpu(
     ctx: &crate::gpu::GpuContext,
     p: &LocalizeParams,

@@ -73,6 +73,7 @@ pub fn sum3_frame(h: usize, w: usize, qf: &[i32], sf: &mut [i32], rows: &mut [i3
 /// Runs `count/sum3` alone on the GPU, in the given layout; an error for
 /// [`super::CountLayout::Tiles`], whose `count/find_tile` keeps its sums in workgroup memory
 /// (they are checked through its candidates and their sums, `find::find_gpu`).
+#[cfg(feature = "testing")]
 pub fn sum3_gpu(
     ctx: &crate::gpu::GpuContext,
     layout: super::CountLayout,

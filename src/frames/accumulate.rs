@@ -80,6 +80,7 @@ pub fn accumulate_cpu(p: &AccumulateParams, records: &[Record], lib: &PackedLibr
 }
 
 /// Runs `frames/accumulate` alone on the GPU, adding into a copy of `acc`.
+#[cfg(feature = "testing")]
 pub fn accumulate_gpu(
     ctx: &crate::gpu::GpuContext,
     p: &AccumulateParams,

@@ -233,6 +233,7 @@ fn noise_block(p: &NoiseParams, key: [u32; 2], frame: u64, g0: u32, acc: &[u32],
 
 /// Runs `frames/noise` alone on the GPU; `out_init` fills the output buffer first (tests pass
 /// garbage there, so that a pixel the kernel fails to write shows up).
+#[cfg(feature = "testing")]
 pub fn noise_gpu(
     ctx: &crate::gpu::GpuContext,
     p: &NoiseParams,
@@ -245,6 +246,7 @@ pub fn noise_gpu(
 
 /// Runs `frames/noise_u16` alone on the GPU (tests): quantized frames (`p.quantize` set, even
 /// width) read back as u16, two per word.
+#[cfg(feature = "testing")]
 pub fn noise_gpu_u16(ctx: &crate::gpu::GpuContext, p: &NoiseParams, acc: &[u32]) -> crate::Result<Vec<u16>> {
     assert!(p.quantize != 0 && p.width.is_multiple_of(2), "noise_u16 takes quantized frames of even width");
     let out = ctx.storage("frames_u16", acc.len() as u64 * 2)?;
@@ -252,6 +254,7 @@ pub fn noise_gpu_u16(ctx: &crate::gpu::GpuContext, p: &NoiseParams, acc: &[u32])
 }
 
 /// Dispatches a `frames/noise` variant on `acc` into `out` and reads back its first `bytes`.
+#[cfg(feature = "testing")]
 fn run_noise<T: Pod>(
     ctx: &crate::gpu::GpuContext,
     kernel: &crate::shaders::Kernel,

@@ -50,6 +50,7 @@ pub fn place_cpu(p: &PlaceParams, frame_offsets: &[u32]) -> Vec<Record> {
 }
 
 /// Runs `frames/place` alone on the GPU (tests and benches; [`super::Generator`] fuses the stages).
+#[cfg(feature = "testing")]
 pub fn place_gpu(ctx: &crate::gpu::GpuContext, p: &PlaceParams, frame_offsets: &[u32]) -> crate::Result<Vec<Record>> {
     let offsets = ctx.upload("frame_offsets", frame_offsets)?;
     let records = ctx.storage("records", p.n_electrons as u64 * 16)?;

@@ -430,11 +430,13 @@ fn check_scratch(scratch: &wgpu::Buffer, len: usize) {
 }
 
 /// Garbage-filled f32 buffer (test wrappers: shows missing writes).
+#[cfg(feature = "testing")]
 fn garbage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
     ctx.upload(label, &vec![-12345.0f32; len])
 }
 
 /// Runs the batch statistics alone (test wrapper): returns `(mean, var)`.
+#[cfg(feature = "testing")]
 pub fn batchnorm2d_stats_gpu(ctx: &GpuContext, s: &BatchNorm2dShape, x: &[f32]) -> crate::Result<(Vec<f32>, Vec<f32>)> {
     s.check();
     check_len("batchnorm2d x", x.len(), s.x.len());
@@ -450,6 +452,7 @@ pub fn batchnorm2d_stats_gpu(ctx: &GpuContext, s: &BatchNorm2dShape, x: &[f32]) 
 }
 
 /// Runs the forward alone (test wrapper): returns `y`.
+#[cfg(feature = "testing")]
 pub fn batchnorm2d_fwd_gpu(
     ctx: &GpuContext,
     s: &BatchNorm2dShape,
@@ -477,6 +480,7 @@ pub fn batchnorm2d_fwd_gpu(
 
 /// Runs the running-average update alone (test wrapper): returns the updated
 /// `(running_mean, running_var)`.
+#[cfg(feature = "testing")]
 pub fn batchnorm2d_running_gpu(
     ctx: &GpuContext,
     s: &BatchNorm2dShape,
@@ -502,6 +506,7 @@ pub fn batchnorm2d_running_gpu(
 }
 
 /// Runs the parameter gradients alone (test wrapper): returns `(dgamma, dbeta)`.
+#[cfg(feature = "testing")]
 pub fn batchnorm2d_bwd_reduce_gpu(
     ctx: &GpuContext,
     s: &BatchNorm2dShape,
@@ -530,6 +535,7 @@ pub fn batchnorm2d_bwd_reduce_gpu(
 
 /// Runs the input gradient alone (test wrapper): returns `dx`.
 #[allow(clippy::too_many_arguments)]
+#[cfg(feature = "testing")]
 pub fn batchnorm2d_bwd_input_gpu(
     ctx: &GpuContext,
     s: &BatchNorm2dShape,

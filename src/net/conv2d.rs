@@ -24,9 +24,11 @@
 //! as one recursive sum (in the twin's order except the kx order of strided forward convolutions;
 //! multiply-adds fused); the batch sums are f32 on the GPU and f64 in the twin.
 
+#[cfg(feature = "testing")]
+use super::GARBAGE;
 use super::precision::ActIo;
 use super::reduce::{ChunkPlan, ReduceChunksParams, chunk_plan, chunk_scratch_len, reduce_chunks_record};
-use super::{GARBAGE, Shape4, check_buffer, check_buffer_bytes, check_len, to_u32};
+use super::{Shape4, check_buffer, check_buffer_bytes, check_len, to_u32};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{
     NET_CONV2D_BWD_INPUT, NET_CONV2D_BWD_INPUT_IB4, NET_CONV2D_BWD_INPUT_WSTORAGE, NET_CONV2D_BWD_WEIGHT,
@@ -501,6 +503,7 @@ pub fn conv2d_bwd_weight_record(
 }
 
 /// Runs `conv2d_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn conv2d_fwd_gpu(ctx: &GpuContext, s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("conv2d x", x.len(), s.input.len());
     check_len("conv2d w", w.len(), s.weight().len());
@@ -516,6 +519,7 @@ pub fn conv2d_fwd_gpu(ctx: &GpuContext, s: &Conv2dShape, x: &[f32], w: &[f32], b
 }
 
 /// Runs `conv2d_bwd_input` alone on the GPU (test wrapper; `dx` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn conv2d_bwd_input_gpu(ctx: &GpuContext, s: &Conv2dShape, w: &[f32], dy: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("conv2d w", w.len(), s.weight().len());
     check_len("conv2d dy", dy.len(), s.output().len());
@@ -531,6 +535,7 @@ pub fn conv2d_bwd_input_gpu(ctx: &GpuContext, s: &Conv2dShape, w: &[f32], dy: &[
 
 /// Runs `conv2d_bwd_weight` + `reduce_chunks` on the GPU: `(dw, db)` (test wrapper; `dw`, `db`
 /// and the scratch pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn conv2d_bwd_weight_gpu(
     ctx: &GpuContext,
     s: &Conv2dShape,

@@ -83,6 +83,7 @@ pub fn crop_record(
 }
 
 /// Test wrapper.
+#[cfg(feature = "testing")]
 pub fn crop_gpu(ctx: &GpuContext, p: &CropParams, q: &[i32], cands: &[Candidate]) -> crate::Result<Vec<f32>> {
     let len = p.n as usize * (p.side * p.side) as usize;
     let qb = ctx.upload("q", q)?;

@@ -246,6 +246,7 @@ pub fn grid_label_record(
 }
 
 /// Test wrapper.
+#[cfg(feature = "testing")]
 pub fn grid_label_gpu(ctx: &GpuContext, p: &GridLabelParams, points: &[f32]) -> crate::Result<Vec<u32>> {
     let n = p.n as usize;
     let pb = ctx.upload("points", points)?;
@@ -298,6 +299,7 @@ pub fn make_batch_record(
 }
 
 /// Test wrapper.
+#[cfg(feature = "testing")]
 pub fn make_batch_gpu(ctx: &GpuContext, p: &MakeBatchParams, lib: &LibraryArrays) -> crate::Result<Batch> {
     let n = p.n as usize;
     let px = n * (p.side * p.side) as usize;

@@ -156,6 +156,7 @@ pub fn dropout_bwd_record(
     dropout_fwd_record(ctx, enc, c, dy, dx)
 }
 
+#[cfg(feature = "testing")]
 fn run_gpu(ctx: &GpuContext, c: &DropoutCfg, inp: &[f32], bwd: bool) -> crate::Result<Vec<f32>> {
     let ib = ctx.upload("dropout in", inp)?;
     let ob = ctx.upload("dropout out", &vec![-12345.0f32; c.n])?;
@@ -171,12 +172,14 @@ fn run_gpu(ctx: &GpuContext, c: &DropoutCfg, inp: &[f32], bwd: bool) -> crate::R
 }
 
 /// Runs the forward alone (test wrapper): returns `y`.
+#[cfg(feature = "testing")]
 pub fn dropout_fwd_gpu(ctx: &GpuContext, c: &DropoutCfg, x: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("dropout x", x.len(), c.n);
     run_gpu(ctx, c, x, false)
 }
 
 /// Runs the backward alone (test wrapper): returns `dx`.
+#[cfg(feature = "testing")]
 pub fn dropout_bwd_gpu(ctx: &GpuContext, c: &DropoutCfg, dy: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("dropout dy", dy.len(), c.n);
     run_gpu(ctx, c, dy, true)

@@ -14,10 +14,12 @@
 //! sums in f64 (twins) or in a fixed-order two-stage f32 reduction (GPU, see
 //! [`super::reduce::chunk_plan`]).
 
+#[cfg(feature = "testing")]
+use super::GARBAGE;
 use super::check_len;
 use super::precision::ActIo;
 use super::reduce::{ChunkPlan, ReduceChunksParams, chunk_plan, chunk_scratch_len, reduce_chunks_record};
-use super::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
+use super::{check_buffer, check_buffer_bytes, to_u32};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{NET_LINEAR_BWD_INPUT, NET_LINEAR_BWD_WEIGHT, NET_LINEAR_FWD, NET_LINEAR_FWD_F16};
 use bytemuck::{Pod, Zeroable};
@@ -260,6 +262,7 @@ pub fn linear_bwd_weight_record(
 }
 
 /// Runs `linear_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn linear_fwd_gpu(ctx: &GpuContext, s: &LinearShape, x: &[f32], w: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("linear x", x.len(), s.n * s.in_f);
     check_len("linear w", w.len(), s.weight_len());
@@ -275,6 +278,7 @@ pub fn linear_fwd_gpu(ctx: &GpuContext, s: &LinearShape, x: &[f32], w: &[f32], b
 }
 
 /// Runs `linear_bwd_input` alone on the GPU (test wrapper; `dx` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn linear_bwd_input_gpu(ctx: &GpuContext, s: &LinearShape, w: &[f32], dy: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("linear w", w.len(), s.weight_len());
     check_len("linear dy", dy.len(), s.n * s.out_f);
@@ -290,6 +294,7 @@ pub fn linear_bwd_input_gpu(ctx: &GpuContext, s: &LinearShape, w: &[f32], dy: &[
 
 /// Runs `linear_bwd_weight` + `reduce_chunks` on the GPU: `(dw, db)` (test wrapper; `dw`, `db`
 /// and the scratch pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn linear_bwd_weight_gpu(
     ctx: &GpuContext,
     s: &LinearShape,

@@ -120,6 +120,7 @@ pub fn softmax_xent_record(
 }
 
 /// Test wrapper: `(loss, correct, dlogits)`.
+#[cfg(feature = "testing")]
 pub fn softmax_xent_gpu(
     ctx: &GpuContext,
     p: &SoftmaxXentParams,
@@ -197,6 +198,7 @@ pub fn mse_record(
 }
 
 /// Test wrapper: `(loss, dpred)`.
+#[cfg(feature = "testing")]
 pub fn mse_gpu(ctx: &GpuContext, p: &MseParams, pred: &[f32], target: &[f32]) -> crate::Result<(Vec<f32>, Vec<f32>)> {
     let (n, d) = (p.n as usize, p.d as usize);
     let pb = ctx.upload("pred", pred)?;
@@ -283,6 +285,7 @@ pub fn pair_mse_record(
 
 /// Test wrapper: `(loss, dpred)`; outputs pre-filled with -12345 (so `dpred` keeps it when
 /// `write_grad` is 0).
+#[cfg(feature = "testing")]
 pub fn pair_mse_gpu(
     ctx: &GpuContext,
     p: &PairMseParams,

@@ -228,6 +228,7 @@ pub fn maxpool2d_bwd_record(
 }
 
 /// Runs `net/maxpool2d_fwd` alone (test wrapper): returns `(y, idx)`.
+#[cfg(feature = "testing")]
 pub fn maxpool2d_fwd_gpu(ctx: &GpuContext, s: &MaxPool2dShape, x: &[f32]) -> crate::Result<(Vec<f32>, Vec<u32>)> {
     let n_out = s.output().len();
     check_len("maxpool2d x", x.len(), s.input.len());
@@ -243,6 +244,7 @@ pub fn maxpool2d_fwd_gpu(ctx: &GpuContext, s: &MaxPool2dShape, x: &[f32]) -> cra
 }
 
 /// Runs `net/maxpool2d_bwd` alone (test wrapper): returns `dx`.
+#[cfg(feature = "testing")]
 pub fn maxpool2d_bwd_gpu(ctx: &GpuContext, s: &MaxPool2dShape, idx: &[u32], dy: &[f32]) -> crate::Result<Vec<f32>> {
     let (n_in, n_out) = (s.input.len(), s.output().len());
     check_len("maxpool2d idx", idx.len(), n_out);

@@ -85,6 +85,7 @@ pub(crate) fn check_len(name: &str, len: usize, expected: usize) {
 }
 
 /// What the `_gpu` test wrappers pre-fill outputs and scratch with, so that a missing write shows.
+#[cfg(feature = "testing")]
 pub(crate) const GARBAGE: f32 = -12345.0;
 
 /// Panics unless `buf` holds at least `len` f32 (a wrong buffer is a programming error; unchecked,

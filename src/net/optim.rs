@@ -128,6 +128,7 @@ pub fn adam_record(
 }
 
 /// Test wrapper: runs one step, returns `(param, m, v, vmax)`.
+#[cfg(feature = "testing")]
 pub fn adam_gpu(
     ctx: &GpuContext,
     p: &AdamParams,

@@ -427,6 +427,7 @@ pub fn make_pairs_record(
 }
 
 /// Test wrapper: uploads the library, fills the outputs with garbage, records, reads back.
+#[cfg(feature = "testing")]
 pub fn make_pairs_gpu(ctx: &GpuContext, p: &MakePairsParams, lib: &LibraryArrays) -> Result<PairBatch> {
     let n = p.n as usize;
     let px = n * (p.side * p.side) as usize;

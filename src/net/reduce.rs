@@ -6,7 +6,9 @@
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::{GARBAGE, check_buffer, check_len};
+#[cfg(feature = "testing")]
+use super::GARBAGE;
+use super::{check_buffer, check_len};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::NET_REDUCE_CHUNKS;
 
@@ -93,6 +95,7 @@ pub fn reduce_chunks_record(
 
 /// Runs `net/reduce_chunks` alone on the GPU: `(out_a, out_b)` (test wrapper; outputs pre-filled
 /// with garbage).
+#[cfg(feature = "testing")]
 pub fn reduce_chunks_gpu(
     ctx: &GpuContext,
     p: &ReduceChunksParams,

@@ -5,9 +5,11 @@
 //! `x > 0`), so the executor can drop `x` after the forward pass. `x = 0` counts as inactive
 //! (gradient 0), as in PyTorch.
 
+#[cfg(feature = "testing")]
+use super::GARBAGE;
 use super::check_len;
 use super::precision::ActIo;
-use super::{GARBAGE, check_buffer, check_buffer_bytes, to_u32};
+use super::{check_buffer, check_buffer_bytes, to_u32};
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders::{NET_RELU_BWD, NET_RELU_FWD, NET_RELU_FWD_F16};
 use bytemuck::{Pod, Zeroable};
@@ -97,6 +99,7 @@ pub fn relu_bwd_record(
 }
 
 /// Runs `relu_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn relu_fwd_gpu(ctx: &GpuContext, x: &[f32]) -> crate::Result<Vec<f32>> {
     let n = x.len();
     let xb = ctx.upload("x", x)?;
@@ -109,6 +112,7 @@ pub fn relu_fwd_gpu(ctx: &GpuContext, x: &[f32]) -> crate::Result<Vec<f32>> {
 }
 
 /// Runs `relu_bwd` alone on the GPU (test wrapper; `dx` pre-filled with garbage).
+#[cfg(feature = "testing")]
 pub fn relu_bwd_gpu(ctx: &GpuContext, y: &[f32], dy: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("relu dy", dy.len(), y.len());
     let n = y.len();

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::test_rng;
+use common::{assert_bits_equal, test_rng};
 use emsim::net::Shape4;
 use emsim::net::batchnorm2d::*;
 use emsim::net::conv2d::*;
@@ -296,15 +296,6 @@ fn results_do_not_depend_on_the_thread_count() {
 // twin's expression, the test requires bitwise equality; where it sums in another order (batch
 // norm's f64 sums), about one f32 ulp (see each test).
 
-/// Bitwise equality (NaN included).
-#[track_caller]
-fn assert_same_bits(what: &str, fast: &[f32], twin: &[f32]) {
-    assert_eq!(fast.len(), twin.len(), "{what}: length");
-    if let Some(i) = fast.iter().zip(twin).position(|(a, b)| a.to_bits() != b.to_bits()) {
-        panic!("{what}: element {i}: fast {} vs twin {} (bitwise equality expected)", fast[i], twin[i]);
-    }
-}
-
 /// `|fast - twin| <= 2^-23 |twin| + rel_scale * scale` per element: one f32 ulp of rounding of
 /// nearly equal f64 sums, plus `rel_scale` of the element's sum of `|terms|`.
 #[track_caller]
@@ -338,11 +329,11 @@ fn relu_fast_equals_twin() {
         let (mut y, mut y_twin) = (vec![GARBAGE; len], vec![GARBAGE; len]);
         relu_fwd_fast(&x, &mut y);
         relu_fwd_cpu(&x, &mut y_twin);
-        assert_same_bits(&format!("relu_fwd len {len}"), &y, &y_twin);
+        assert_bits_equal(&format!("relu_fwd len {len}"), &y, &y_twin);
         let (mut dx, mut dx_twin) = (vec![GARBAGE; len], vec![GARBAGE; len]);
         relu_bwd_fast(&y_twin, &dy, &mut dx);
         relu_bwd_cpu(&y_twin, &dy, &mut dx_twin);
-        assert_same_bits(&format!("relu_bwd len {len}"), &dx, &dx_twin);
+        assert_bits_equal(&format!("relu_bwd len {len}"), &dx, &dx_twin);
     }
 }
 
@@ -355,11 +346,11 @@ fn dropout_fast_equals_twin() {
         let (mut y, mut y_twin) = (vec![GARBAGE; len], vec![GARBAGE; len]);
         dropout_fwd_fast(&c, &x, &mut y);
         dropout_fwd_cpu(&c, &x, &mut y_twin);
-        assert_same_bits(&format!("dropout_fwd len {len} p {p}"), &y, &y_twin);
+        assert_bits_equal(&format!("dropout_fwd len {len} p {p}"), &y, &y_twin);
         let (mut dx, mut dx_twin) = (vec![GARBAGE; len], vec![GARBAGE; len]);
         dropout_bwd_fast(&c, &x, &mut dx);
         dropout_bwd_cpu(&c, &x, &mut dx_twin);
-        assert_same_bits(&format!("dropout_bwd len {len} p {p}"), &dx, &dx_twin);
+        assert_bits_equal(&format!("dropout_bwd len {len} p {p}"), &dx, &dx_twin);
         if len > 10_000 {
             let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / len as f64;
             assert!((kept - (1.0 - p as f64)).abs() < 0.02, "kept fraction {kept} with p {p}");
@@ -402,13 +393,13 @@ fn maxpool2d_fast_equals_twin() {
                 let (mut idx, mut idx_twin) = (vec![u32::MAX; ny], vec![u32::MAX; ny]);
                 maxpool2d_fwd_fast(&s, &x, &mut y, &mut idx);
                 maxpool2d_fwd_cpu(&s, &x, &mut y_twin, &mut idx_twin);
-                assert_same_bits(&what("maxpool2d_fwd y"), &y, &y_twin);
+                assert_bits_equal(&what("maxpool2d_fwd y"), &y, &y_twin);
                 assert_eq!(idx, idx_twin, "{}", what("maxpool2d_fwd idx"));
                 let dy = uniform(&mut rng, ny, -1.0, 1.0);
                 let (mut dx, mut dx_twin) = (vec![GARBAGE; nx], vec![GARBAGE; nx]);
                 maxpool2d_bwd_fast(&s, &idx_twin, &dy, &mut dx);
                 maxpool2d_bwd_cpu(&s, &idx_twin, &dy, &mut dx_twin);
-                assert_same_bits(&what("maxpool2d_bwd"), &dx, &dx_twin);
+                assert_bits_equal(&what("maxpool2d_bwd"), &dx, &dx_twin);
             }
         }
     }
@@ -547,7 +538,7 @@ fn batchnorm2d_fast_matches_twin() {
                 let (mut y, mut y_t) = (vec![GARBAGE; len], vec![GARBAGE; len]);
                 batchnorm2d_fwd_fast(&s, &x, &mean_t, &var_t, &gamma, &beta, &mut y);
                 batchnorm2d_fwd_cpu(&s, &x, &mean_t, &var_t, &gamma, &beta, &mut y_t);
-                assert_same_bits(&what("fwd"), &y, &y_t);
+                assert_bits_equal(&what("fwd"), &y, &y_t);
                 // parameter gradients: one f32 ulp, plus 1e-12 of the sum of |terms|
                 let dy = uniform(&mut rng, len, -1.0, 1.0);
                 let (mut dg, mut db) = (vec![GARBAGE; c], vec![GARBAGE; c]);
@@ -567,7 +558,7 @@ fn batchnorm2d_fast_matches_twin() {
                 let (mut dx, mut dx_t) = (vec![GARBAGE; len], vec![GARBAGE; len]);
                 batchnorm2d_bwd_input_fast(&s, &x, &mean_t, &var_t, &gamma, &dg_t, &db_t, &dy, &mut dx);
                 batchnorm2d_bwd_input_cpu(&s, &x, &mean_t, &var_t, &gamma, &dg_t, &db_t, &dy, &mut dx_t);
-                assert_same_bits(&what("bwd_input"), &dx, &dx_t);
+                assert_bits_equal(&what("bwd_input"), &dx, &dx_t);
             }
         }
     }
@@ -625,7 +616,7 @@ fn fused_maxpool_batchnorm_backward_matches_twins() {
                 } else {
                     dx_bn
                 };
-                assert_same_bits(&what("dx"), &dx, &dx_t);
+                assert_bits_equal(&what("dx"), &dx, &dx_t);
             }
         }
     }
@@ -1080,8 +1071,8 @@ fn make_batch_cpu_equals_the_serial_version() {
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let got = pool.install(|| make_batch_cpu(&p, &arrays));
-            assert_same_bits(&format!("{preset} x, {threads} threads"), &got.x, &want.x);
-            assert_same_bits(&format!("{preset} target, {threads} threads"), &got.target, &want.target);
+            assert_bits_equal(&format!("{preset} x, {threads} threads"), &got.x, &want.x);
+            assert_bits_equal(&format!("{preset} target, {threads} threads"), &got.target, &want.target);
             assert_eq!(got.labels, want.labels, "{preset} labels, {threads} threads");
         }
     }

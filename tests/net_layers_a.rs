@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{test_context, test_rng};
+use common::{assert_bits_equal, test_context, test_rng};
 use emsim::gpu::GpuContext;
 use emsim::net::Shape4;
 use emsim::net::conv2d::*;
@@ -59,14 +59,6 @@ fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], scale: &[f32], rel: f64) 
         }
     }
     eprintln!("{what}: worst |gpu-cpu| = {:.3} of the tolerance at element {}", worst.1, worst.0);
-}
-
-#[track_caller]
-fn assert_bits_equal(what: &str, gpu: &[f32], cpu: &[f32]) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
-    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
-        assert!(g.to_bits() == c.to_bits(), "{what}: element {i}: gpu {g:e} vs cpu {c:e}");
-    }
 }
 
 // ------------------------------------------------------------------------------------------------

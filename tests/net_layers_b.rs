@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{assert_close, test_context, test_rng};
+use common::{assert_bits_equal, assert_close, test_context, test_rng};
 use emsim::net::Shape4;
 use emsim::net::batchnorm2d::*;
 use emsim::net::dropout::*;
@@ -85,14 +85,6 @@ fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], tol: &[f64]) {
         worst = worst.max(err / tol[i]);
     }
     eprintln!("{what}: worst |gpu - cpu| / tol = {worst:.3}");
-}
-
-#[track_caller]
-fn assert_bits_eq(what: &str, gpu: &[f32], cpu: &[f32]) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
-    for i in 0..cpu.len() {
-        assert!(gpu[i].to_bits() == cpu[i].to_bits(), "{what}[{i}]: gpu {} vs cpu {}", gpu[i], cpu[i]);
-    }
 }
 
 // ---------------------------------------------------------------- uniforms
@@ -162,7 +154,7 @@ fn maxpool_fwd_matches_twin() {
             let (mut y, mut idx) = (vec![-12345.0; n_out], vec![u32::MAX; n_out]);
             maxpool2d_fwd_cpu(&s, &x, &mut y, &mut idx);
             let (gy, gidx) = maxpool2d_fwd_gpu(&ctx, &s, &x).unwrap();
-            assert_bits_eq(&format!("{s:?} ties {ties}: y"), &gy, &y);
+            assert_bits_equal(&format!("{s:?} ties {ties}: y"), &gy, &y);
             assert_eq!(gidx, idx, "{s:?} ties {ties}: idx");
             // The twin itself: idx points at y, inside the window, at the first maximum.
             for (o, (&i, &v)) in idx.iter().zip(&y).enumerate() {
@@ -186,14 +178,14 @@ fn maxpool_bwd_matches_twin() {
         let mut dx = vec![-12345.0; s.input.len()];
         maxpool2d_bwd_cpu(&s, &idx, &dy, &mut dx);
         let gdx = maxpool2d_bwd_gpu(&ctx, &s, &idx, &dy).unwrap();
-        assert_bits_eq(&format!("{s:?}: dx"), &gdx, &dx);
+        assert_bits_equal(&format!("{s:?}: dx"), &gdx, &dx);
         // The twin against the scatter form (dx[idx[o]] += dy[o] in o order: the same terms in
         // the same order as the gather, so the same bits).
         let mut scatter = vec![0.0f32; s.input.len()];
         for o in 0..n_out {
             scatter[idx[o] as usize] += dy[o];
         }
-        assert_bits_eq(&format!("{s:?}: twin vs scatter"), &dx, &scatter);
+        assert_bits_equal(&format!("{s:?}: twin vs scatter"), &dx, &scatter);
     }
 }
 
@@ -495,7 +487,7 @@ fn dropout_matches_twin_exactly() {
             let mut y = vec![-12345.0; n];
             dropout_fwd_cpu(&c, &x, &mut y);
             let gy = dropout_fwd_gpu(&ctx, &c, &x).unwrap();
-            assert_bits_eq(&format!("{c:?} y"), &gy, &y);
+            assert_bits_equal(&format!("{c:?} y"), &gy, &y);
             // The mask itself, from x = 1: scale where kept, 0 where dropped.
             let ones = vec![1.0f32; n];
             let gmask = dropout_fwd_gpu(&ctx, &c, &ones).unwrap();
@@ -504,14 +496,14 @@ fn dropout_matches_twin_exactly() {
                 assert!(gmask[i] == expect, "{c:?}: element {i}: gpu {} expected {expect}", gmask[i]);
             }
             if p == 0.0 {
-                assert_bits_eq("p = 0 is the identity", &gy, &x);
+                assert_bits_equal("p = 0 is the identity", &gy, &x);
             }
             // Backward: the same mask, regenerated.
             let dy = randn(&mut rng, n, 0.0, 1.0);
             let mut dx = vec![-12345.0; n];
             dropout_bwd_cpu(&c, &dy, &mut dx);
             let gdx = dropout_bwd_gpu(&ctx, &c, &dy).unwrap();
-            assert_bits_eq(&format!("{c:?} dx"), &gdx, &dx);
+            assert_bits_equal(&format!("{c:?} dx"), &gdx, &dx);
             for i in 0..n {
                 assert_eq!(dx[i] == 0.0, y[i] == 0.0, "{c:?}: forward and backward masks differ at {i}");
             }
@@ -576,12 +568,12 @@ fn kernels_on_2d_grids_match_twins() {
     let (mut y, mut idx) = (vec![0.0; n_out], vec![0; n_out]);
     maxpool2d_fwd_cpu(&s, &x, &mut y, &mut idx);
     let (gy, gidx) = maxpool2d_fwd_gpu(&ctx, &s, &x).unwrap();
-    assert_bits_eq("maxpool y", &gy, &y);
+    assert_bits_equal("maxpool y", &gy, &y);
     assert_eq!(gidx, idx);
     let dy = randn(&mut rng, n_out, 0.0, 1.0);
     let mut dx = vec![0.0; s.input.len()];
     maxpool2d_bwd_cpu(&s, &idx, &dy, &mut dx);
-    assert_bits_eq("maxpool dx", &maxpool2d_bwd_gpu(&ctx, &s, &idx, &dy).unwrap(), &dx);
+    assert_bits_equal("maxpool dx", &maxpool2d_bwd_gpu(&ctx, &s, &idx, &dy).unwrap(), &dx);
 
     // 5 channels x 3 chunks = 15 stage-1 workgroups and 5 stage-2 ones, at most 4 per dimension.
     ctx.set_workgroups_per_dim(4);
@@ -614,5 +606,5 @@ fn kernels_on_2d_grids_match_twins() {
     let x = randn(&mut rng, c.n, 0.0, 1.0);
     let mut y = vec![0.0; c.n];
     dropout_fwd_cpu(&c, &x, &mut y);
-    assert_bits_eq("dropout y", &dropout_fwd_gpu(&ctx, &c, &x).unwrap(), &y);
+    assert_bits_equal("dropout y", &dropout_fwd_gpu(&ctx, &c, &x).unwrap(), &y);
 }

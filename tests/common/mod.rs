@@ -52,6 +52,15 @@ pub fn assert_close(gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
     eprintln!("max |gpu-cpu| = {} at {}", worst.1, worst.0);
 }
 
+/// Bitwise equality of two f32 slices (NaN included), naming the first element that differs.
+#[track_caller]
+pub fn assert_bits_equal(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits()) {
+        panic!("{what}: element {i}: {:e} vs {:e} (bitwise equality expected)", got[i], want[i]);
+    }
+}
+
 /// A seeded RNG for fresh random test inputs (the seed printed, so a failure can be replayed).
 pub fn test_rng(name: &str) -> rand_chacha::ChaCha8Rng {
     use rand::SeedableRng;

@@ -91,12 +91,12 @@ pub fn collect_window_cpu(sensor: &Sensor, clouds: &[PairCloud], window_px: i32)
     grid
 }
 
-/// Runs `events/collect` on the GPU for many events: `clouds[e]` are event e's pair clouds;
+/// Runs `events/collect` on the GPU for many events: `clouds[e]` holds event e's pair clouds;
 /// returns each event's window as [`collect_window_cpu`] does.
-pub fn collect_windows_gpu(
+pub fn collect_windows_gpu<C: AsRef<[PairCloud]>>(
     ctx: &GpuContext,
     sensor: &Sensor,
-    clouds: &[Vec<PairCloud>],
+    clouds: &[C],
     window_px: i32,
 ) -> crate::Result<Vec<Vec<f64>>> {
     let p = CollectParams::new(sensor, window_px, clouds.len() as u32);
@@ -108,7 +108,7 @@ pub fn collect_windows_gpu(
     let mut flat: Vec<[f32; 4]> = Vec::new();
     offsets.push(0u32);
     for ev in clouds {
-        flat.extend(ev.iter().map(|c| [c.x_um as f32, c.y_um as f32, c.h_um as f32, c.pairs as f32]));
+        flat.extend(ev.as_ref().iter().map(|c| [c.x_um as f32, c.y_um as f32, c.h_um as f32, c.pairs as f32]));
         offsets.push(flat.len() as u32);
     }
     if flat.is_empty() {

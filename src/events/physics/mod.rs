@@ -393,6 +393,12 @@ fn transport_in(
     }
 }
 
+impl AsRef<[charge::PairCloud]> for Transported {
+    fn as_ref(&self) -> &[charge::PairCloud] {
+        &self.clouds
+    }
+}
+
 /// The event from its transport and its collected window.
 fn finish(sensor: &Sensor, opts: &SimOptions, t: Transported, window: &[f64]) -> SimEvent {
     let (pixels, cflags) = charge::window_pixels(window, opts.window_px, charge::reached_pairs(sensor, &t.clouds));
@@ -468,7 +474,6 @@ pub fn simulate_many_on(
         .into_par_iter()
         .map(|i| transport_in(&geo, sensor, beam, opts, seed, first_index + i))
         .collect();
-    let clouds: Vec<Vec<charge::PairCloud>> = transported.iter().map(|t| t.clouds.clone()).collect();
-    let windows = collect::collect_windows_gpu(ctx, sensor, &clouds, opts.window_px)?;
+    let windows = collect::collect_windows_gpu(ctx, sensor, &transported, opts.window_px)?;
     Ok(transported.into_iter().zip(windows).map(|(t, w)| finish(sensor, opts, t, &w)).collect())
 }

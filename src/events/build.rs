@@ -79,7 +79,8 @@ pub fn resolve(req: &SimulateRequest) -> Result<Resolved> {
         }
     }
     if let Some(d) = req.depletion_um {
-        let thick = sensor.sensitive_bounds().1 - sensor.sensitive_bounds().0;
+        let (top, bottom) = sensor.sensitive_bounds();
+        let thick = bottom - top;
         if !(d >= 0.0 && d <= thick) {
             return Err(Error::invalid(
                 "--depletion-um",

@@ -152,6 +152,17 @@ pub fn moyal_fwhm_per_scale() -> f64 {
     root(0.0, 10.0) - root(-10.0, 0.0)
 }
 
+/// The top of the histograms of a Landau-like sample: its 99th percentile (the long tail beyond
+/// is left out), at least the smallest positive value; 1 for an empty sample.
+fn histogram_top(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 1.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * 0.99) as usize].max(f64::MIN_POSITIVE)
+}
+
 /// Peak (mode) and FWHM of a Landau-like sample. A histogram (200 bins from 0 to the 99th
 /// percentile, smoothed over 5 bins) gives a first peak and FWHM; then a Moyal density is fitted
 /// by least squares to the counts of all bins, and its mode and FWHM are returned (robust where
@@ -161,9 +172,7 @@ pub fn peak_and_fwhm(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let hi = sorted[((sorted.len() - 1) as f64 * 0.99) as usize].max(f64::MIN_POSITIVE);
+    let hi = histogram_top(values);
     let w = hi / bins as f64;
     let counts = plots::bin_counts(values, 0.0, hi, bins);
     let smooth: Vec<f64> = (0..bins)
@@ -381,9 +390,7 @@ impl Response {
         let with = |suffix: &str| prefix.with_file_name(format!("{name}-{suffix}.png"));
         let (spectrum, profile) = (with("spectrum"), with("profile"));
         let bins = 120usize;
-        let mut sorted = self.charge_3x3_e.clone();
-        sorted.sort_by(f64::total_cmp);
-        let hi = sorted.get(((sorted.len().max(1) - 1) as f64 * 0.99) as usize).copied().unwrap_or(1.0).max(1e-9);
+        let hi = histogram_top(&self.charge_3x3_e);
         let counts = plots::bin_counts(&self.charge_3x3_e, 0.0, hi, bins);
         let w = hi / bins as f64;
         let pts: Vec<(f64, f64)> = counts.iter().enumerate().map(|(i, &c)| ((i as f64 + 0.5) * w, c as f64)).collect();

@@ -304,41 +304,6 @@ fn read_noise_is_standard_normal_times_sigma() {
     assert!(m.abs() < 0.03 && (v - 1.0).abs() < 0.04, "noise mean {m}, variance {v}");
 }
 
-/// The WGSL `MakePairsParams` has the Rust struct's size and the same fields at the same offsets.
-#[test]
-fn params_struct_matches_wgsl() {
-    use std::mem::offset_of;
-    let module = naga::front::wgsl::parse_str(emsim::shaders::NET_MAKE_PAIRS.source).unwrap();
-    let mut layouter = naga::proc::Layouter::default();
-    layouter.update(module.to_ctx()).unwrap();
-    let (handle, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("MakePairsParams")).unwrap();
-    assert_eq!(layouter[handle].size as usize, std::mem::size_of::<MakePairsParams>());
-    let naga::TypeInner::Struct { members, .. } = &ty.inner else { panic!("MakePairsParams is not a struct") };
-    let wgsl: Vec<(String, u32)> = members.iter().map(|m| (m.name.clone().unwrap(), m.offset)).collect();
-    macro_rules! fields {
-        ($($f:ident),*) => { vec![$((stringify!($f).to_string(), offset_of!(MakePairsParams, $f) as u32)),*] };
-    }
-    let rust = fields!(
-        n,
-        side,
-        first_lo,
-        first_hi,
-        key_lo,
-        key_hi,
-        ev_lo,
-        ev_count,
-        shift,
-        max_sep,
-        p_two,
-        sigma_e,
-        input_scale,
-        extra_mean,
-        extra_max,
-        extra_p0
-    );
-    assert_eq!(wgsl, rust);
-}
-
 /// GPU vs twin with extra electrons on (Poisson mean 1.5, cap 4) on the real library, for side 16
 /// (max_sep 2) and 11 (odd), odd batches, batch 1 and a batch crossing sample index 2^32. The
 /// extras change only the pixels: class, points and separations equal those of the same spec

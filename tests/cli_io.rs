@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use emsim::frames::{FramesConfig, Generator};
+use emsim::frames::{FramesConfig, Generator, Truth};
 use emsim::gpu::Device;
 use emsim::io::frames_in::FramesReader;
 use emsim::io::library::EventLibrary;
@@ -13,11 +13,13 @@ use emsim::io::library::EventLibrary;
 mod common;
 use common::cli::{SPAWN, emsim, names, spawn, stderr_line};
 
-/// The generator's frames for `cfg` on the CPU path, as the file stores them.
-fn expected(cfg: &FramesConfig, lib: &EventLibrary) -> Vec<f32> {
+/// The generator's frames for `cfg` on the CPU path, as the file stores them, and their truth.
+fn expected_with_truth(cfg: &FramesConfig, lib: &EventLibrary) -> (Vec<f32>, Truth) {
     let gen_ = Generator::new(cfg.clone(), lib, &Device::Cpu).unwrap();
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
-    gen_.generate(0, &counts).unwrap().frames
+    let batch = gen_.generate(0, &counts).unwrap();
+    let truth = Truth::of(&batch, lib, 0);
+    (batch.frames, truth)
 }
 
 #[test]
@@ -72,9 +74,16 @@ fn default_file_holds_exactly_the_generated_frames() {
         a.extend_from_slice(args);
         let o = emsim(&a, dir.path());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let want = expected(&cfg, &lib);
+        let (want, truth) = expected_with_truth(&cfg, &lib);
         let path = dir.path().join(&name);
         let file = hdf5::File::open(&path).unwrap();
+        // the truth rows, made beside the writes (frame by frame on the CPU path), are the batch's
+        let col = |name: &str| file.dataset(&format!("truth/{name}")).unwrap();
+        assert_eq!(col("frame").read_raw::<u32>().unwrap(), truth.frame, "case {k}: truth frame");
+        assert_eq!(col("event").read_raw::<u32>().unwrap(), truth.event, "case {k}: truth event");
+        assert!(col("x_px").read_raw::<f32>().unwrap() == truth.x_px, "case {k}: truth x_px");
+        assert!(col("y_px").read_raw::<f32>().unwrap() == truth.y_px, "case {k}: truth y_px");
+        assert!(col("deposit_kev").read_raw::<f32>().unwrap() == truth.deposit_kev, "case {k}: truth deposit_kev");
         let ds = file.dataset("frames").unwrap();
         assert_eq!(
             ds.filters(),

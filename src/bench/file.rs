@@ -69,9 +69,10 @@ pub fn bench_file_stages(
         library_path: String::new(),
     };
     crate::frames::run::run(&FramesConfig { frames: cfg.frames.min(8), ..cfg.clone() }, lib, device, &opts)?; // warm-up
-    let mut stored = 0.0;
+    let (mut stored, mut file) = (0.0, 0.0);
     let mut reps = wall_repeats(device, repeats, || {
-        stored = crate::frames::run::run(&cfg, lib, device, &opts)?.stored_bytes_per_frame;
+        let summary = crate::frames::run::run(&cfg, lib, device, &opts)?;
+        (stored, file) = (summary.stored_bytes_per_frame, summary.file_bytes_per_frame);
         Ok(())
     })?;
     let electrons: u64 = (0..cfg.frames).map(|k| cfg.electron_count(k) as u64).sum();
@@ -81,7 +82,7 @@ pub fn bench_file_stages(
     f.frame_figures(&cfg, cfg.batch_frames, electrons);
     f.u16_frames();
     let mem = bench_frames(device, lib, &cfg, repeats)?;
-    f.file_figures(mem.frames_per_s, stored, disk_bps);
+    f.file_figures(mem.frames_per_s, stored, file, disk_bps);
 
     let counts = scratch.path().join("counts.h5").display().to_string();
     let copts = CountOptions::new(out.clone(), vec![crate::count::Method::C3x3], counts);
@@ -94,6 +95,6 @@ pub fn bench_file_stages(
     c.frame_figures(&cfg, 0, electrons);
     c.u16_frames();
     let mem = bench_count_u16(device, lib, &FramesConfig { quantize_u16: false, ..cfg.clone() }, repeats)?;
-    c.file_figures(mem.frames_per_s, stored, disk_bps);
+    c.file_figures(mem.frames_per_s, stored, file, disk_bps);
     Ok(vec![f, c])
 }

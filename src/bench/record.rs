@@ -92,11 +92,14 @@ pub struct BenchRecord {
     pub in_memory_frames_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_in_memory: Option<f64>,
-    /// End-to-end stages: bytes per frame in the file (compressed), the disk's synced sequential
-    /// write rate measured in this run, the frame rate that rate allows for those bytes, and
-    /// `frames_per_s` over it.
+    /// End-to-end stages: bytes per frame of the frames dataset (compressed) and of the whole
+    /// file the stage writes or reads (frames, truth, metadata), the disk's synced sequential
+    /// write rate measured in this run, the frame rate that rate allows for the whole file's
+    /// bytes, and `frames_per_s` over it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stored_bytes_per_frame: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_bytes_per_frame: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_write_bytes_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +156,7 @@ impl BenchRecord {
             in_memory_frames_per_s: None,
             fraction_of_in_memory: None,
             stored_bytes_per_frame: None,
+            file_bytes_per_frame: None,
             disk_write_bytes_per_s: None,
             disk_bound_frames_per_s: None,
             fraction_of_disk_bound: None,

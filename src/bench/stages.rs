@@ -115,14 +115,14 @@ pub fn bench_frames(device: &Device, lib: &EventLibrary, cfg: &FramesConfig, rep
     let counts: Vec<u32> = (0..cfg.frames).map(|k| cfg.electron_count(k)).collect();
     let plan = gen_.plan(&counts);
     // Warm-up: one batch (pipeline compilation, allocations, JIT on lavapipe).
-    gen_.recycle(gen_.generate(0, &counts[plan[0].clone()])?);
+    gen_.recycle(gen_.generate(0, &counts[plan[0].clone()])?.frames);
     let mut times = Reps::new(device);
     for _ in 0..repeats {
         times.start();
         for b in &plan {
             let batch = gen_.generate(b.start as u64, &counts[b.clone()])?;
             std::hint::black_box(&batch.frames);
-            gen_.recycle(batch);
+            gen_.recycle(batch.frames);
         }
         times.stop();
     }
@@ -197,7 +197,7 @@ pub fn bench_frames_count(
                 Device::Cpu => {
                     let batch = gen_.generate(b.start as u64, &counts[b.clone()])?;
                     found += counter.count(&batch.frames)?.cands.len() as u64;
-                    gen_.recycle(batch);
+                    gen_.recycle(batch.frames);
                 }
             }
         }
@@ -405,14 +405,16 @@ impl BenchRecord {
         self.bytes_per_s = Some(fps * cfg.height as f64 * cfg.width as f64 * 4.0);
     }
 
-    /// The end-to-end figures of a file stage ([`file::bench_file_stages`]).
-    pub(super) fn file_figures(&mut self, in_memory_fps: Option<f64>, stored_bytes_per_frame: f64, disk_bps: f64) {
+    /// The end-to-end figures of a file stage ([`file::bench_file_stages`]): bytes per frame of
+    /// the frames dataset and of the whole file (what the disk has to take).
+    pub(super) fn file_figures(&mut self, in_memory_fps: Option<f64>, stored: f64, file: f64, disk_bps: f64) {
         let fps = self.frames_per_s.unwrap_or(0.0);
         self.in_memory_frames_per_s = in_memory_fps;
         self.fraction_of_in_memory = in_memory_fps.map(|m| fps / m);
-        self.stored_bytes_per_frame = Some(stored_bytes_per_frame);
+        self.stored_bytes_per_frame = Some(stored);
+        self.file_bytes_per_frame = Some(file);
         self.disk_write_bytes_per_s = Some(disk_bps);
-        let bound = disk_bps / stored_bytes_per_frame;
+        let bound = disk_bps / file;
         self.disk_bound_frames_per_s = Some(bound);
         self.fraction_of_disk_bound = Some(fps / bound);
     }

@@ -12,6 +12,7 @@
 
 pub mod accumulate;
 pub mod camera;
+mod cpu;
 pub mod noise;
 pub mod place;
 pub mod run;
@@ -27,9 +28,9 @@ use crate::io::library::EventLibrary;
 use crate::rng::{Stream, key_from_seed, streams};
 use crate::shaders;
 use crate::{Error, Result};
-use accumulate::{AccumulateParams, PackedLibrary, accumulate_cpu};
-use noise::{NoiseParams, noise_cpu};
-use place::{PlaceParams, Record, place_cpu};
+use accumulate::{AccumulateParams, PackedLibrary};
+use noise::NoiseParams;
+use place::{PlaceParams, Record};
 
 /// The EMSim notes' electrons per 576x576 frame: 2927.294 +- 70.531.
 pub const SEED_MEAN_ELECTRONS: f64 = 2927.294;
@@ -299,6 +300,8 @@ pub struct Generator<'a> {
     device: &'a Device,
     gpu: Option<GpuState>,
     pool: std::sync::Mutex<Vec<Vec<f32>>>,
+    /// Per-thread buffers of the CPU path.
+    scratch: std::sync::Mutex<Vec<cpu::FrameScratch>>,
 }
 
 impl<'a> Generator<'a> {
@@ -321,7 +324,7 @@ impl<'a> Generator<'a> {
             }
             Device::Cpu => None,
         };
-        Ok(Self { cfg, lib, packed, device, gpu, pool: Default::default() })
+        Ok(Self { cfg, lib, packed, device, gpu, pool: Default::default(), scratch: Default::default() })
     }
 
     fn frame_bytes(&self) -> u64 {
@@ -410,48 +413,6 @@ impl<'a> Generator<'a> {
         .with_groups()
     }
 
-    /// The CPU path: the kernels' twins. Each frame is one task: its records are placed, accumulated
-    /// into a per-thread fixed-point buffer and turned into ADU, so the frame stays in cache.
-    fn generate_cpu(&self, first_frame: u64, counts: &[u32]) -> Batch {
-        use rayon::prelude::*;
-        let (h, w) = (self.cfg.height, self.cfg.width);
-        let offsets = Self::offsets(counts);
-        let frame_px = (h * w) as usize;
-        // One place dispatch per frame (independent, so in parallel), identical to one for all.
-        let records: Vec<Record> = (0..counts.len())
-            .into_par_iter()
-            .flat_map_iter(|f| {
-                let p = self.place_params(first_frame + f as u64, 1, counts[f], 0);
-                place_cpu(&p, &[0, counts[f]]).into_iter().map(move |mut r| {
-                    r[3] = f as u32;
-                    r
-                })
-            })
-            .collect();
-        let mut frames = self.take_buffer(counts.len() * frame_px);
-        frames.par_chunks_mut(frame_px).enumerate().for_each_init(
-            || (vec![0u32; frame_px], Vec::<Record>::new()),
-            |(acc, recs), (f, out_f)| {
-                acc.fill(0);
-                recs.clear();
-                recs.extend(
-                    records[offsets[f] as usize..offsets[f + 1] as usize].iter().map(|r| [r[0], r[1], r[2], 0]),
-                );
-                let p = AccumulateParams {
-                    n_electrons: counts[f],
-                    height: h,
-                    width: w,
-                    row0: 0,
-                    band_rows: h,
-                    ..Default::default()
-                };
-                accumulate_cpu(&p, recs, &self.packed, acc);
-                noise_cpu(&self.noise_params(first_frame + f as u64, 1, 0, h), acc, out_f);
-            },
-        );
-        Batch { first_frame, counts: counts.to_vec(), frames, records }
-    }
-
     /// A frame buffer of `len` values (contents unspecified: every value is overwritten), reused
     /// from [`Generator::recycle`] when one is there, so that long runs do not fault in fresh pages
     /// for every batch.
@@ -469,10 +430,10 @@ impl<'a> Generator<'a> {
     }
 
     /// Gives a batch's frame buffer back for reuse by later batches (optional).
-    pub fn recycle(&self, batch: Batch) {
+    pub fn recycle(&self, frames: Vec<f32>) {
         let mut pool = self.pool.lock().unwrap();
         if pool.len() < 4 {
-            pool.push(batch.frames);
+            pool.push(frames);
         }
     }
 

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{FramesConfig, Generator, Truth};
+use super::{Batch, FramesConfig, Generator, Truth};
 use crate::gpu::{AdapterSummary, Device};
 use crate::io::atomic::Output;
-use crate::io::frames_out::{Compression, DatasetInfo, DatasetWriter, Encoded, FramesFormat};
+use crate::io::frames_out::{ChunkScratch, Compression, DatasetInfo, DatasetWriter, Encoded, FramesFormat};
 use crate::io::library::EventLibrary;
 use crate::io::preview::write_preview;
 use crate::{Error, Result};
@@ -44,6 +44,9 @@ pub struct FramesSummary {
     /// Bytes of `/frames` as stored (compressed), and per frame.
     pub frames_bytes: u64,
     pub stored_bytes_per_frame: f64,
+    /// Bytes of the whole output (frames, truth and metadata), and per frame: what the disk took.
+    pub file_bytes: u64,
+    pub file_bytes_per_frame: f64,
     pub output: String,
     pub adapter: Option<AdapterSummary>,
 }
@@ -104,14 +107,35 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
     let encoder = writer.encoder();
     let bar = progress_bar(opts.progress, n, "frames");
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let (etx, erx) = std::sync::mpsc::sync_channel::<(Encoded, Truth, usize)>(1);
+    let (etx, erx) = std::sync::mpsc::sync_channel::<(Encoded, Batch)>(1);
     let mut stored = 0u64;
+    // On the CPU with chunked output, each frame is encoded by the thread that made it, while it
+    // is in cache: one pass over the frame instead of a batch written to memory and read back.
+    let fused = matches!(device, Device::Cpu) && encoder.makes_chunks();
     let (gen_ref, encoder_ref, range_ref) = (&gen_, &encoder, &range);
+    let etx_fused = etx.clone();
     std::thread::scope(|s| -> Result<()> {
         let producer = s.spawn(|| -> Result<()> {
-            let tx = tx; // owned here, so the channel closes when generation ends
-            for b in &plan {
-                let batch = gen_.generate(range.start + b.start as u64, &counts[b.clone()])?;
+            let (tx, etx) = (tx, etx_fused); // owned here, so the channels close when generation ends
+            for (i, b) in plan.iter().enumerate() {
+                let first = range.start + b.start as u64;
+                if fused {
+                    let frame0 = std::sync::Mutex::new(None);
+                    let (batch, chunks) = gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame| {
+                        if i == 0 && f == 0 && opts.preview.is_some() {
+                            *frame0.lock().unwrap() = Some(frame.to_vec());
+                        }
+                        CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
+                    });
+                    if let (Some(p), Some(frame)) = (&opts.preview, frame0.into_inner().unwrap()) {
+                        write_preview_of(p, cfg, &frame, &Truth::of(&batch, lib, range.start))?;
+                    }
+                    if etx.send((Encoded::Chunks(chunks.into_iter().flatten().collect()), batch)).is_err() {
+                        break; // the writer failed; its error is reported
+                    }
+                    continue;
+                }
+                let batch = gen_.generate(first, &counts[b.clone()])?;
                 if tx.send(batch).is_err() {
                     break; // a later stage failed; its error is reported
                 }
@@ -120,17 +144,15 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
         });
         let encoding = s.spawn(move || -> Result<()> {
             let (gen_, encoder, range) = (gen_ref, encoder_ref, range_ref);
-            for (i, batch) in rx.iter().enumerate() {
-                let truth = Truth::of(&batch, lib, range.start);
+            for (i, mut batch) in rx.iter().enumerate() {
                 if i == 0
                     && let Some(p) = &opts.preview
                 {
-                    write_preview_of(p, cfg, &batch.frames, &truth)?;
+                    write_preview_of(p, cfg, &batch.frames, &Truth::of(&batch, lib, range.start))?;
                 }
                 let enc = encoder.encode(&batch.frames);
-                let k = batch.counts.len();
-                gen_.recycle(batch);
-                if etx.send((enc, truth, k)).is_err() {
+                gen_.recycle(std::mem::take(&mut batch.frames));
+                if etx.send((enc, batch)).is_err() {
                     break;
                 }
             }
@@ -138,7 +160,9 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
         });
         let write_result = (|| -> Result<()> {
             let mut done = 0u64;
-            for (enc, truth, k) in erx.iter() {
+            for (enc, batch) in erx.iter() {
+                // the truth rows are made here, beside the writes, off the generator's path
+                let (truth, k) = (Truth::of(&batch, lib, range.start), batch.counts.len());
                 let bytes = enc.stored_bytes();
                 if done == 0 && n > k as u64 {
                     // the first batch tells how well frames compress: will the rest fit?
@@ -146,6 +170,7 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
                     check_space(&opts.out, rest, &format!("the remaining {} frames", n - k as u64))?;
                 }
                 writer.write_encoded(&enc, &truth)?;
+                crate::io::atomic::start_writeback(output.tmp());
                 stored += bytes;
                 done += k as u64;
                 bar.inc(k as u64);
@@ -161,6 +186,7 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
     })?;
     writer.finish()?;
     let path = output.commit()?;
+    let file_bytes = crate::io::atomic::tree_bytes(&path);
     bar.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     let electrons: u64 = counts.iter().map(|&c| c as u64).sum();
@@ -179,9 +205,16 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
         electrons_per_s: electrons as f64 / elapsed,
         frames_bytes: stored,
         stored_bytes_per_frame: stored as f64 / n as f64,
+        file_bytes,
+        file_bytes_per_frame: file_bytes as f64 / n as f64,
         output: path.display().to_string(),
         adapter: device.adapter().cloned(),
     })
+}
+
+thread_local! {
+    /// The encoder's buffers on each thread that encodes frames as it makes them.
+    static CHUNK_SCRATCH: std::cell::RefCell<ChunkScratch> = Default::default();
 }
 
 fn write_preview_of(p: &std::path::Path, cfg: &FramesConfig, frames: &[f32], truth: &Truth) -> Result<()> {

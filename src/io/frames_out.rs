@@ -126,9 +126,14 @@ impl FrameEncoder {
         if self.quantize { 2 } else { 4 }
     }
 
+    /// Whether frames are stored as chunks this encoder makes ([`Encoded::Chunks`]): HDF5 with
+    /// direct chunk writes.
+    pub fn makes_chunks(&self) -> bool {
+        self.compression.is_some()
+    }
+
     /// Encodes `frames` (`k * height * width` ADU values; whole numbers when quantized).
     pub fn encode(&self, frames: &[f32]) -> Encoded {
-        let (h, w) = (self.height, self.width);
         let Some(c) = self.compression else {
             return if self.quantize {
                 Encoded::U16(frames.par_iter().map(|&v| adu_u16(v)).collect())
@@ -136,46 +141,66 @@ impl FrameEncoder {
                 Encoded::F32(frames.to_vec())
             };
         };
+        let (h, w) = (self.height, self.width);
         let bands = h.div_ceil(self.chunk_rows);
         let k = frames.len() / (h * w);
-        let elem = self.elem();
-        let len = self.chunk_rows * w; // values per chunk: edge chunks are stored whole, zero-padded
         let chunks = (0..k * bands)
             .into_par_iter()
-            .map_init(
-                || (Scratch::default(), Vec::<u8>::new()),
-                |(scratch, raw), j| {
-                    let (f, r0) = (j / bands, (j % bands) * self.chunk_rows);
-                    let rows = self.chunk_rows.min(h - r0);
-                    let vals = &frames[(f * h + r0) * w..(f * h + r0 + rows) * w];
-                    if self.quantize && c != Compression::None {
-                        // the hot path: the two shuffled byte planes straight from the values
-                        let mut planes = std::mem::take(&mut scratch.planes);
-                        planes.clear();
-                        planes.resize(len * 2, 0);
-                        let (lo, hi) = planes.split_at_mut(len);
-                        for ((&v, l), h) in vals.iter().zip(&mut lo[..vals.len()]).zip(&mut hi[..vals.len()]) {
-                            [*l, *h] = adu_u16(v).to_le_bytes();
-                        }
-                        let stored = encode_planes(c, &planes, 2, scratch);
-                        scratch.planes = planes;
-                        return stored;
-                    }
-                    raw.clear();
-                    raw.resize(len * elem, 0);
-                    if self.quantize {
-                        for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
-                            b.copy_from_slice(&adu_u16(v).to_le_bytes());
-                        }
-                    } else {
-                        raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
-                    }
-                    encode(c, raw, elem, scratch)
-                },
-            )
+            .map_init(ChunkScratch::default, |scratch, j| {
+                let (f, r0) = (j / bands, (j % bands) * self.chunk_rows);
+                let rows = self.chunk_rows.min(h - r0);
+                self.encode_chunk(c, &frames[(f * h + r0) * w..(f * h + r0 + rows) * w], scratch)
+            })
             .collect();
         Encoded::Chunks(chunks)
     }
+
+    /// The stored chunks of one frame (`height * width` ADU values), band by band, for an
+    /// encoder that [`makes_chunks`](Self::makes_chunks); on the calling thread.
+    pub fn encode_frame(&self, frame: &[f32], scratch: &mut ChunkScratch) -> Vec<Vec<u8>> {
+        let c = self.compression.expect("an encoder that makes chunks");
+        let w = self.width;
+        frame.chunks(self.chunk_rows * w).map(|vals| self.encode_chunk(c, vals, scratch)).collect()
+    }
+
+    /// One chunk: `vals` are its rows (fewer than `chunk_rows` at the bottom edge: the chunk is
+    /// stored whole, zero-padded).
+    fn encode_chunk(&self, c: Compression, vals: &[f32], scratch: &mut ChunkScratch) -> Vec<u8> {
+        let ChunkScratch { codec, raw } = scratch;
+        let len = self.chunk_rows * self.width;
+        if self.quantize && c != Compression::None {
+            // the hot path: the two shuffled byte planes straight from the values
+            let mut planes = std::mem::take(&mut codec.planes);
+            planes.resize(len * 2, 0); // every byte is written below: no need to clear it first
+            let (lo, hi) = planes.split_at_mut(len);
+            for ((&v, l), h) in vals.iter().zip(&mut lo[..vals.len()]).zip(&mut hi[..vals.len()]) {
+                [*l, *h] = adu_u16(v).to_le_bytes();
+            }
+            lo[vals.len()..].fill(0); // the padding of a chunk at the bottom edge
+            hi[vals.len()..].fill(0);
+            let stored = encode_planes(c, &planes, 2, codec);
+            codec.planes = planes;
+            return stored;
+        }
+        let elem = self.elem();
+        raw.clear();
+        raw.resize(len * elem, 0);
+        if self.quantize {
+            for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
+                b.copy_from_slice(&adu_u16(v).to_le_bytes());
+            }
+        } else {
+            raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
+        }
+        encode(c, raw, elem, codec)
+    }
+}
+
+/// Per-thread buffers of [`FrameEncoder`].
+#[derive(Default)]
+pub struct ChunkScratch {
+    codec: Scratch,
+    raw: Vec<u8>,
 }
 
 /// Writes frames and truth batch by batch.

@@ -113,6 +113,34 @@ fn default_file_holds_exactly_the_generated_frames() {
     assert!(l.iter().all(|n| !n.starts_with('.')), "temporaries left: {l:?}");
 }
 
+/// `--compression zstd`: shuffle + Zstandard as HDF5 filter 32015 (what `hdf5plugin` reads),
+/// holding exactly the generated frames, read back by HDF5's own pipeline (through the filter
+/// emsim registers) and by emsim's parallel reader.
+#[test]
+fn zstd_files_hold_the_generated_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let o = emsim(
+        &["frames", "-q", "--frames", "3", "--seed", "8", "--compression", "zstd=3", "--out", "z.h5"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = FramesConfig { frames: 3, seed: 8, quantize_u16: true, offset_adu: 200.0, ..Default::default() };
+    let want: Vec<u16> = expected_with_truth(&cfg, &lib).0.iter().map(|&v| v as u16).collect();
+    let path = dir.path().join("z.h5");
+    {
+        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        emsim::io::zstd_filter::register().unwrap();
+        let file = hdf5::File::open(&path).unwrap();
+        let ds = file.dataset("frames").unwrap();
+        assert_eq!(ds.filters(), vec![hdf5::filters::Filter::Shuffle, hdf5::filters::Filter::user(32015, &[3])]);
+        assert!(ds.read_raw::<u16>().unwrap() == want, "HDF5's pipeline");
+    }
+    let mut r = FramesReader::open(&path, "frames").unwrap();
+    assert!(r.reads_chunks_directly());
+    assert!(r.read_u16(0, 3).unwrap() == want, "emsim's reader");
+}
+
 /// Files from other writers: HDF5's own shuffle + deflate, in chunks of several frames and of
 /// rows that do not divide the frame, or no compression, are read in parallel as stored.
 #[test]

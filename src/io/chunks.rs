@@ -25,9 +25,8 @@ pub enum Compression {
     /// Shuffle + deflate at a level 1-9 from libdeflate (a full match search: slower, about the
     /// same ratio on noisy frames).
     Gzip(u8),
-    /// Shuffle + Zstandard at a level 1-22 (HDF5 filter 32015: Python needs `import hdf5plugin`).
-    /// Written only once HDF5 has the filter registered (not yet: the flag refuses it); read
-    /// whenever a file has it.
+    /// Shuffle + Zstandard at a level 1-22 (HDF5 filter 32015, registered by emsim in its own
+    /// process: `io::zstd_filter`; Python needs `import hdf5plugin`).
     Zstd(u8),
     /// LZF through HDF5's own filter pipeline (one thread; h5py reads it).
     Lzf,
@@ -37,7 +36,10 @@ impl std::str::FromStr for Compression {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::invalid("--compression", format!("'{s}': expected deflate (the default), gzip=1..9, lzf or none"))
+            Error::invalid(
+                "--compression",
+                format!("'{s}': expected deflate (the default), gzip=1..9, zstd or zstd=1..22, lzf or none"),
+            )
         };
         let level = |prefix: &str, max: u8| match s.strip_prefix(prefix).map(str::parse::<u8>) {
             Some(Ok(l)) if (1..=max).contains(&l) => Some(l),
@@ -47,7 +49,8 @@ impl std::str::FromStr for Compression {
             "none" => Ok(Self::None),
             "deflate" | "gzip" => Ok(Self::Deflate),
             "lzf" => Ok(Self::Lzf),
-            _ => level("gzip=", 9).map(Self::Gzip).ok_or_else(bad),
+            "zstd" => Ok(Self::Zstd(1)),
+            _ => level("gzip=", 9).map(Self::Gzip).or_else(|| level("zstd=", 22).map(Self::Zstd)).ok_or_else(bad),
         }
     }
 }
@@ -322,7 +325,9 @@ mod tests {
     fn compression_flag() {
         assert_eq!("gzip".parse::<Compression>().unwrap(), Compression::Deflate);
         assert_eq!("gzip=9".parse::<Compression>().unwrap(), Compression::Gzip(9));
-        for bad in ["gzip=0", "gzip=10", "zstd", "lz4", ""] {
+        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::Zstd(1));
+        assert_eq!("zstd=22".parse::<Compression>().unwrap(), Compression::Zstd(22));
+        for bad in ["gzip=0", "gzip=10", "zstd=0", "zstd=23", "lz4", ""] {
             let e = bad.parse::<Compression>().unwrap_err().to_string();
             assert!(e.contains("--compression"), "{e}");
         }

@@ -230,6 +230,9 @@ impl DatasetWriter {
         let sink = match format {
             FramesFormat::H5 => {
                 let e = err(path, "writing frames");
+                if let Compression::Zstd(_) = compression {
+                    super::zstd_filter::register().map_err(|m| Error::file(path, m))?;
+                }
                 let file = hdf5::File::create(path).map_err(&e)?;
                 set_str_attr(&file, "schema", SCHEMA).map_err(&e)?;
                 set_str_attr(&file, "generator", &crate::generator()).map_err(&e)?;

@@ -11,3 +11,4 @@ pub mod library;
 pub mod model_file;
 pub mod npy;
 pub mod preview;
+pub mod zstd_filter;

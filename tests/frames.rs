@@ -11,7 +11,7 @@ mod common;
 use common::{assert_close, test_context, test_rng};
 use emsim::events::parametric::{ParametricModel, parametric_library};
 use emsim::frames::accumulate::{AccumulateParams, PackedLibrary, accumulate_cpu, accumulate_gpu, pack_offset};
-use emsim::frames::noise::{NoiseParams, noise_cpu, noise_gpu, noise_gpu_u16};
+use emsim::frames::noise::{NoiseParams, noise_cpu, noise_cpu_u16, noise_gpu, noise_gpu_u16};
 use emsim::frames::place::{PlaceParams, place_cpu, place_gpu};
 use emsim::frames::{ElectronCount, FramesConfig, Generator, Truth};
 use emsim::gpu::Device;
@@ -143,6 +143,12 @@ fn noise_matches_twin() {
             }
         } else {
             assert_close(&gpu, &cpu, 1.0, 0.0);
+        }
+        // The CPU path's u16 form (made in small pieces, converted in cache) is the f32 twin's.
+        if quantize != 0 {
+            let mut u = vec![0u16; n];
+            noise_cpu_u16(&p, &acc, &mut u);
+            assert!(u.iter().zip(&cpu).all(|(&a, &b)| a as f32 == b), "noise_cpu_u16 vs noise_cpu ({p:?})");
         }
         // Quantized frames of even width: the packed variant (u16, two per word; 66 px rows put
         // the band's edges inside groups of 4) gives exactly the f32 kernel's values.

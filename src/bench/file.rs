@@ -70,11 +70,17 @@ pub fn bench_file_stages(
     };
     crate::frames::run::run(&FramesConfig { frames: cfg.frames.min(8), ..cfg.clone() }, lib, device, &opts)?; // warm-up
     let (mut stored, mut file) = (0.0, 0.0);
-    let mut reps = wall_repeats(device, repeats, || {
+    let mut reps = super::stages::Reps::new(device);
+    for _ in 0..repeats {
+        // Each repeat writes a new file, as a user's run does: the previous repeat's file is
+        // deleted first, untimed (replacing it would make the kernel free its cached pages
+        // inside the timed run).
+        std::fs::remove_file(&out).map_err(|e| Error::file(&out, format!("bench: cannot remove: {e}")))?;
+        let t = Instant::now();
         let summary = crate::frames::run::run(&cfg, lib, device, &opts)?;
+        reps.wall.push(t.elapsed().as_secs_f64());
         (stored, file) = (summary.stored_bytes_per_frame, summary.file_bytes_per_frame);
-        Ok(())
-    })?;
+    }
     let electrons: u64 = (0..cfg.frames).map(|k| cfg.electron_count(k) as u64).sum();
     let timed = "emsim frames with its defaults (u16, shuffle + deflate on every core, HDF5 direct chunk writes), \
                  from the first frame made to the file flushed to the disk and renamed into place";

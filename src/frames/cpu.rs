@@ -6,17 +6,45 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::accumulate::{AccumulateParams, accumulate_cpu};
-use super::noise::noise_cpu;
+use super::noise::{NoiseParams, noise_cpu, noise_cpu_u16};
 use super::place::{Record, place_cpu};
 use super::{Batch, Generator};
 
 /// Per-thread buffers of the CPU path, kept from batch to batch (fresh 1.3 MB buffers for every
 /// rayon job would fault in new pages each time).
 #[derive(Default)]
-pub(super) struct FrameScratch {
+pub struct FrameScratch {
     acc: Vec<u32>,
     recs: Vec<Record>,
     frame: Vec<f32>,
+    frame_u16: Vec<u16>,
+}
+
+/// What a frame's pixels are handed on as: f32 ADU, or u16 for quantized frames.
+pub trait FrameValue: Copy + Default + Send + Sync + 'static {
+    /// The noise twin that writes this type.
+    fn noise(p: &NoiseParams, acc: &[u32], out: &mut [Self]);
+    /// This type's frame buffer in a scratch.
+    #[doc(hidden)]
+    fn buffer(s: &mut FrameScratch) -> &mut Vec<Self>;
+}
+
+impl FrameValue for f32 {
+    fn noise(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
+        noise_cpu(p, acc, out)
+    }
+    fn buffer(s: &mut FrameScratch) -> &mut Vec<f32> {
+        &mut s.frame
+    }
+}
+
+impl FrameValue for u16 {
+    fn noise(p: &NoiseParams, acc: &[u32], out: &mut [u16]) {
+        noise_cpu_u16(p, acc, out)
+    }
+    fn buffer(s: &mut FrameScratch) -> &mut Vec<u16> {
+        &mut s.frame_u16
+    }
 }
 
 /// A scratch lent from the generator's pool to one rayon job; it goes back when the job drops it.
@@ -66,7 +94,14 @@ impl Generator<'_> {
 
     /// Frame `f` of a batch into `out`: its records accumulated into the fixed-point `acc`, then
     /// turned into ADU.
-    fn frame_cpu(&self, first_frame: u64, records: &[Record], f: usize, s: &mut FrameScratch, out: &mut [f32]) {
+    fn frame_cpu<V: FrameValue>(
+        &self,
+        first_frame: u64,
+        records: &[Record],
+        f: usize,
+        s: &mut FrameScratch,
+        out: &mut [V],
+    ) {
         let (h, w) = (self.cfg.height, self.cfg.width);
         s.acc.clear();
         s.acc.resize((h * w) as usize, 0);
@@ -81,7 +116,7 @@ impl Generator<'_> {
             ..Default::default()
         };
         accumulate_cpu(&p, &s.recs, &self.packed, &mut s.acc);
-        noise_cpu(&self.noise_params(first_frame + f as u64, 1, 0, h), &s.acc, out);
+        V::noise(&self.noise_params(first_frame + f as u64, 1, 0, h), &s.acc, out);
     }
 
     /// The CPU path: the batch's frames in one buffer.
@@ -100,12 +135,13 @@ impl Generator<'_> {
     /// The CPU path with each frame handed to `use_frame(f, frame)` (`f` counted from the batch's
     /// first frame) on the thread that made it, as soon as it is made, instead of kept: what
     /// `use_frame` returns comes back in frame order, beside the batch (whose `frames` is empty).
-    /// The frames are the same as [`Generator::generate`]'s.
-    pub fn generate_cpu_each<T: Send>(
+    /// The frames are the same as [`Generator::generate`]'s, as f32, or as u16 when quantized
+    /// (`V = u16` needs `quantize_u16`).
+    pub fn generate_cpu_each<V: FrameValue, T: Send>(
         &self,
         first_frame: u64,
         counts: &[u32],
-        use_frame: impl Fn(usize, &[f32]) -> T + Sync,
+        use_frame: impl Fn(usize, &[V]) -> T + Sync,
     ) -> (Batch, Vec<T>) {
         let frame_px = (self.cfg.height * self.cfg.width) as usize;
         let records = self.records_cpu(first_frame, counts);
@@ -115,11 +151,11 @@ impl Generator<'_> {
             .map_init(
                 || Lease::new(&self.scratch),
                 |lease, f| {
-                    let mut frame = std::mem::take(&mut lease.scratch.frame);
-                    frame.resize(frame_px, 0.0);
+                    let mut frame = std::mem::take(V::buffer(&mut lease.scratch));
+                    frame.resize(frame_px, V::default());
                     self.frame_cpu(first_frame, &records[at[f]..at[f + 1]], f, &mut lease.scratch, &mut frame);
                     let t = use_frame(f, &frame);
-                    lease.scratch.frame = frame;
+                    *V::buffer(&mut lease.scratch) = frame;
                     t
                 },
             )

@@ -13,6 +13,7 @@
 pub mod accumulate;
 pub mod camera;
 mod cpu;
+pub use cpu::{FrameScratch, FrameValue};
 pub mod noise;
 pub mod place;
 pub mod run;

@@ -81,6 +81,37 @@ pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
         });
 }
 
+/// [`noise_cpu`] for quantized frames (`p.quantize` set), straight to u16: each piece of a frame
+/// is made in a small f32 buffer (in the core's first-level cache) and converted there, so the
+/// f32 frame never goes to memory. The values are exactly `noise_cpu`'s.
+pub fn noise_cpu_u16(p: &NoiseParams, acc: &[u32], out: &mut [u16]) {
+    assert!(p.quantize != 0, "u16 noise needs quantized frames");
+    let band_px = ((p.band_rows * p.width) as usize).max(1);
+    let first_frame = p.first_frame_lo as u64 | (p.first_frame_hi as u64) << 32;
+    let chunk_px = if (p.n_frames as usize) >= rayon::current_num_threads() * 2 {
+        band_px
+    } else {
+        (p.width as usize * 64).max(BLOCK * 4)
+    };
+    const PIECE: usize = BLOCK * 4 * 16;
+    out.par_chunks_mut(band_px).zip(acc.par_chunks(band_px)).take(p.n_frames as usize).enumerate().for_each(
+        |(f, (out_f, acc_f))| {
+            let frame = first_frame + f as u64;
+            out_f.par_chunks_mut(chunk_px).zip(acc_f.par_chunks(chunk_px)).enumerate().for_each(|(c, (o, a))| {
+                let mut tmp = [0f32; PIECE];
+                for (k, (o, a)) in o.chunks_mut(PIECE).zip(a.chunks(PIECE)).enumerate() {
+                    let t = &mut tmp[..o.len()];
+                    noise_span(p, frame, (c * chunk_px + k * PIECE) as u32, a, t);
+                    for (o, &v) in o.iter_mut().zip(t.iter()) {
+                        // a whole number in 0..=65535 (quantized): exact through the mantissa
+                        *o = (v + 8_388_608.0).to_bits() as u16;
+                    }
+                }
+            });
+        },
+    );
+}
+
 /// Groups of 4 pixels per vectorized block.
 const BLOCK: usize = 64;
 

@@ -121,12 +121,24 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
                 let first = range.start + b.start as u64;
                 if fused {
                     let frame0 = std::sync::Mutex::new(None);
-                    let (batch, chunks) = gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame| {
+                    let keep = |f: usize, frame: &[f32]| {
                         if i == 0 && f == 0 && opts.preview.is_some() {
                             *frame0.lock().unwrap() = Some(frame.to_vec());
                         }
-                        CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
-                    });
+                    };
+                    let (batch, chunks) = if cfg.quantize_u16 {
+                        gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame: &[u16]| {
+                            if i == 0 && f == 0 && opts.preview.is_some() {
+                                keep(f, &frame.iter().map(|&v| v as f32).collect::<Vec<_>>());
+                            }
+                            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
+                        })
+                    } else {
+                        gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame: &[f32]| {
+                            keep(f, frame);
+                            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
+                        })
+                    };
                     if let (Some(p), Some(frame)) = (&opts.preview, frame0.into_inner().unwrap()) {
                         write_preview_of(p, cfg, &frame, &Truth::of(&batch, lib, range.start))?;
                     }

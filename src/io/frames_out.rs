@@ -155,9 +155,10 @@ impl FrameEncoder {
         Encoded::Chunks(chunks)
     }
 
-    /// The stored chunks of one frame (`height * width` ADU values), band by band, for an
-    /// encoder that [`makes_chunks`](Self::makes_chunks); on the calling thread.
-    pub fn encode_frame(&self, frame: &[f32], scratch: &mut ChunkScratch) -> Vec<Vec<u8>> {
+    /// The stored chunks of one frame (`height * width` ADU values, f32, or u16 when quantized),
+    /// band by band, for an encoder that [`makes_chunks`](Self::makes_chunks); on the calling
+    /// thread.
+    pub fn encode_frame<V: ChunkValue>(&self, frame: &[V], scratch: &mut ChunkScratch) -> Vec<Vec<u8>> {
         let c = self.compression.expect("an encoder that makes chunks");
         let w = self.width;
         frame.chunks(self.chunk_rows * w).map(|vals| self.encode_chunk(c, vals, scratch)).collect()
@@ -165,7 +166,7 @@ impl FrameEncoder {
 
     /// One chunk: `vals` are its rows (fewer than `chunk_rows` at the bottom edge: the chunk is
     /// stored whole, zero-padded).
-    fn encode_chunk(&self, c: Compression, vals: &[f32], scratch: &mut ChunkScratch) -> Vec<u8> {
+    fn encode_chunk<V: ChunkValue>(&self, c: Compression, vals: &[V], scratch: &mut ChunkScratch) -> Vec<u8> {
         let ChunkScratch { codec, raw } = scratch;
         let len = self.chunk_rows * self.width;
         if self.quantize && c != Compression::None {
@@ -174,7 +175,7 @@ impl FrameEncoder {
             planes.resize(len * 2, 0); // every byte is written below: no need to clear it first
             let (lo, hi) = planes.split_at_mut(len);
             for ((&v, l), h) in vals.iter().zip(&mut lo[..vals.len()]).zip(&mut hi[..vals.len()]) {
-                [*l, *h] = adu_u16(v).to_le_bytes();
+                [*l, *h] = v.adu_u16().to_le_bytes();
             }
             lo[vals.len()..].fill(0); // the padding of a chunk at the bottom edge
             hi[vals.len()..].fill(0);
@@ -187,12 +188,44 @@ impl FrameEncoder {
         raw.resize(len * elem, 0);
         if self.quantize {
             for (b, &v) in raw.chunks_exact_mut(2).zip(vals) {
-                b.copy_from_slice(&adu_u16(v).to_le_bytes());
+                b.copy_from_slice(&v.adu_u16().to_le_bytes());
             }
         } else {
-            raw[..vals.len() * 4].copy_from_slice(bytemuck::cast_slice(vals));
+            for (b, &v) in raw.chunks_exact_mut(4).zip(vals) {
+                b.copy_from_slice(&v.adu_f32().to_le_bytes());
+            }
         }
         encode(c, raw, elem, codec)
+    }
+}
+
+/// A frame value the encoder takes: f32 ADU (whole numbers when quantized), or u16 ADU.
+pub trait ChunkValue: Copy {
+    /// The quantized value as stored.
+    fn adu_u16(self) -> u16;
+    /// The value as f32 (unquantized frames).
+    fn adu_f32(self) -> f32;
+}
+
+impl ChunkValue for f32 {
+    #[inline(always)]
+    fn adu_u16(self) -> u16 {
+        adu_u16(self)
+    }
+    #[inline(always)]
+    fn adu_f32(self) -> f32 {
+        self
+    }
+}
+
+impl ChunkValue for u16 {
+    #[inline(always)]
+    fn adu_u16(self) -> u16 {
+        self
+    }
+    #[inline(always)]
+    fn adu_f32(self) -> f32 {
+        self as f32
     }
 }
 

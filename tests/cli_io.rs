@@ -113,6 +113,34 @@ fn default_file_holds_exactly_the_generated_frames() {
     assert!(l.iter().all(|n| !n.starts_with('.')), "temporaries left: {l:?}");
 }
 
+/// `--format npy` holds exactly the generated frames and truth too, u16 (two batches) and f32.
+#[test]
+fn npy_folders_hold_the_generated_frames() {
+    use ndarray_npy::ReadNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let read = |p: &str| std::fs::File::open(dir.path().join(p)).unwrap();
+    for (dtype, frames) in [("u16", 40u64), ("f32", 3)] {
+        let n = frames.to_string();
+        let out = format!("n-{dtype}");
+        let a = ["frames", "-q", "--device", "cpu", "--format", "npy", "--dtype", dtype, "--frames", &n, "--out", &out];
+        let o = emsim(&a, dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cfg = FramesConfig { frames, ..Default::default() };
+        let cfg = if dtype == "u16" { FramesConfig { quantize_u16: true, offset_adu: 200.0, ..cfg } } else { cfg };
+        let (want, truth) = expected_with_truth(&cfg, &lib);
+        if dtype == "u16" {
+            let got = ndarray::Array3::<u16>::read_npy(read(&format!("{out}/frames.npy"))).unwrap();
+            assert!(got.iter().zip(&want).all(|(&a, &b)| a as f32 == b) && got.len() == want.len(), "{dtype}");
+        } else {
+            let got = ndarray::Array3::<f32>::read_npy(read(&format!("{out}/frames.npy"))).unwrap();
+            assert!(got.iter().zip(&want).all(|(&a, &b)| a == b) && got.len() == want.len(), "{dtype}");
+        }
+        let x = ndarray::Array1::<f32>::read_npy(read(&format!("{out}/truth_x_px.npy"))).unwrap();
+        assert!(x.to_vec() == truth.x_px, "{dtype}: truth x_px");
+    }
+}
+
 /// `--compression zstd`: shuffle + Zstandard as HDF5 filter 32015 (what `hdf5plugin` reads),
 /// holding exactly the generated frames, read back by HDF5's own pipeline (through the filter
 /// emsim registers) and by emsim's parallel reader.

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::{Batch, FramesConfig, Generator, Truth};
 use crate::gpu::{AdapterSummary, Device};
 use crate::io::atomic::Output;
-use crate::io::frames_out::{ChunkScratch, Compression, DatasetInfo, DatasetWriter, Encoded, FramesFormat};
+use crate::io::frames_out::{
+    ChunkScratch, Compression, DatasetInfo, DatasetWriter, Encoded, FrameEncoder, FramesFormat,
+};
 use crate::io::library::EventLibrary;
 use crate::io::preview::write_preview;
 use crate::{Error, Result};
@@ -109,9 +111,9 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (etx, erx) = std::sync::mpsc::sync_channel::<(Encoded, Batch)>(1);
     let mut stored = 0u64;
-    // On the CPU with chunked output, each frame is encoded by the thread that made it, while it
-    // is in cache: one pass over the frame instead of a batch written to memory and read back.
-    let fused = matches!(device, Device::Cpu) && encoder.makes_chunks();
+    // On the CPU, each frame is encoded by the thread that made it, while it is in cache: one
+    // pass over the frame instead of a batch written to memory and read back.
+    let fused = matches!(device, Device::Cpu);
     let (gen_ref, encoder_ref, range_ref) = (&gen_, &encoder, &range);
     let etx_fused = etx.clone();
     std::thread::scope(|s| -> Result<()> {
@@ -120,29 +122,11 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
             for (i, b) in plan.iter().enumerate() {
                 let first = range.start + b.start as u64;
                 if fused {
-                    let frame0 = std::sync::Mutex::new(None);
-                    let keep = |f: usize, frame: &[f32]| {
-                        if i == 0 && f == 0 && opts.preview.is_some() {
-                            *frame0.lock().unwrap() = Some(frame.to_vec());
-                        }
-                    };
-                    let (batch, chunks) = if cfg.quantize_u16 {
-                        gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame: &[u16]| {
-                            if i == 0 && f == 0 && opts.preview.is_some() {
-                                keep(f, &frame.iter().map(|&v| v as f32).collect::<Vec<_>>());
-                            }
-                            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
-                        })
-                    } else {
-                        gen_.generate_cpu_each(first, &counts[b.clone()], |f, frame: &[f32]| {
-                            keep(f, frame);
-                            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_frame(frame, scratch))
-                        })
-                    };
-                    if let (Some(p), Some(frame)) = (&opts.preview, frame0.into_inner().unwrap()) {
+                    let (batch, enc, frame0) = make_and_encode(&gen_, &encoder, first, &counts[b.clone()], i == 0);
+                    if let (Some(p), Some(frame)) = (&opts.preview, frame0) {
                         write_preview_of(p, cfg, &frame, &Truth::of(&batch, lib, range.start))?;
                     }
-                    if etx.send((Encoded::Chunks(chunks.into_iter().flatten().collect()), batch)).is_err() {
+                    if etx.send((enc, batch)).is_err() {
                         break; // the writer failed; its error is reported
                     }
                     continue;
@@ -222,6 +206,35 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
         output: path.display().to_string(),
         adapter: device.adapter().cloned(),
     })
+}
+
+/// One batch on the CPU path, each frame encoded by the thread that made it while it is in cache
+/// (chunks for HDF5, the values for npy), and frame 0 as f32 when `frame0` (the preview).
+fn make_and_encode(
+    gen_: &Generator,
+    encoder: &FrameEncoder,
+    first: u64,
+    counts: &[u32],
+    frame0: bool,
+) -> (Batch, Encoded, Option<Vec<f32>>) {
+    let kept = std::sync::Mutex::new(None);
+    let keep = |f: usize, frame: &dyn Fn() -> Vec<f32>| {
+        if frame0 && f == 0 {
+            *kept.lock().unwrap() = Some(frame());
+        }
+    };
+    let (batch, parts) = if gen_.cfg.quantize_u16 {
+        gen_.generate_cpu_each(first, counts, |f, frame: &[u16]| {
+            keep(f, &|| frame.iter().map(|&v| v as f32).collect());
+            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_one(frame, scratch))
+        })
+    } else {
+        gen_.generate_cpu_each(first, counts, |f, frame: &[f32]| {
+            keep(f, &|| frame.to_vec());
+            CHUNK_SCRATCH.with_borrow_mut(|scratch| encoder.encode_one(frame, scratch))
+        })
+    };
+    (batch, Encoded::concat(parts), kept.into_inner().unwrap())
 }
 
 thread_local! {

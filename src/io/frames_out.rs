@@ -102,6 +102,23 @@ pub enum Encoded {
 }
 
 impl Encoded {
+    /// The frames of several parts (of one kind) in order, as one.
+    pub fn concat(parts: Vec<Encoded>) -> Encoded {
+        let mut it = parts.into_iter();
+        let Some(mut all) = it.next() else {
+            return Encoded::Chunks(Vec::new());
+        };
+        for part in it {
+            match (&mut all, part) {
+                (Self::Chunks(a), Self::Chunks(b)) => a.extend(b),
+                (Self::F32(a), Self::F32(b)) => a.extend(b),
+                (Self::U16(a), Self::U16(b)) => a.extend(b),
+                _ => unreachable!("the parts of a batch are of one kind"),
+            }
+        }
+        all
+    }
+
     /// Bytes that go to the file.
     pub fn stored_bytes(&self) -> u64 {
         match self {
@@ -153,6 +170,19 @@ impl FrameEncoder {
             })
             .collect();
         Encoded::Chunks(chunks)
+    }
+
+    /// One frame (`height * width` ADU values, f32, or u16 when quantized) encoded as
+    /// [`encode`](Self::encode) encodes a batch, on the calling thread.
+    pub fn encode_one<V: ChunkValue>(&self, frame: &[V], scratch: &mut ChunkScratch) -> Encoded {
+        if self.compression.is_some() {
+            return Encoded::Chunks(self.encode_frame(frame, scratch));
+        }
+        if self.quantize {
+            Encoded::U16(frame.iter().map(|v| v.adu_u16()).collect())
+        } else {
+            Encoded::F32(frame.iter().map(|v| v.adu_f32()).collect())
+        }
     }
 
     /// The stored chunks of one frame (`height * width` ADU values, f32, or u16 when quantized),

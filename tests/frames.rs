@@ -281,8 +281,8 @@ fn batch_size_chunking_and_shards_do_not_change_data() {
     assert_eq!(generator.plan(&counts).len(), 7, "one frame per batch under the small limit");
     let (fg, rg) = generate_all(&generator, &c);
     assert_eq!(rg, reference.1);
-    for i in 0..fg.len() {
-        assert!((fg[i] - reference.0[i]).abs() <= 1e-4 * reference.0[i].abs().max(1.0), "pixel {i}");
+    for (i, (&g, &r)) in fg.iter().zip(&reference.0).enumerate() {
+        assert!((g - r).abs() <= 1e-4 * r.abs().max(1.0), "pixel {i}");
     }
 }
 

@@ -63,9 +63,9 @@ fn central_diff(v: &[f32], i: usize, eps: f32, f: &dyn Fn(&[f32]) -> f64) -> f64
 fn check_fd(what: &str, v: &[f32], analytic: &[f32], f: &dyn Fn(&[f32]) -> f64) {
     assert_eq!(v.len(), analytic.len(), "{what}: length");
     let mut worst = 0.0f64;
-    for i in 0..v.len() {
+    for (i, &a) in analytic.iter().enumerate() {
         let num = central_diff(v, i, 1e-3, f);
-        let ana = analytic[i] as f64;
+        let ana = a as f64;
         let err = (num - ana).abs();
         let tol = 1e-3 + 1e-2 * ana.abs();
         assert!(err <= tol, "{what}[{i}]: analytic {ana}, finite difference {num}, |diff| {err} > {tol}");
@@ -491,9 +491,9 @@ fn dropout_matches_twin_exactly() {
             // The mask itself, from x = 1: scale where kept, 0 where dropped.
             let ones = vec![1.0f32; n];
             let gmask = dropout_fwd_gpu(&ctx, &c, &ones).unwrap();
-            for i in 0..n {
+            for (i, &g) in gmask.iter().enumerate().take(n) {
                 let expect = if c.keeps(i) { c.scale() } else { 0.0 };
-                assert!(gmask[i] == expect, "{c:?}: element {i}: gpu {} expected {expect}", gmask[i]);
+                assert!(g == expect, "{c:?}: element {i}: gpu {g} expected {expect}");
             }
             if p == 0.0 {
                 assert_bits_equal("p = 0 is the identity", &gy, &x);

@@ -122,6 +122,7 @@ pub(crate) struct CountArgs {
     dev: DeviceArgs,
 }
 
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub(crate) fn count(a: CountArgs) -> Result<()> {
     use emsim::count::{CountConfig, Method, run::CountOptions};
     let methods = a.method.split(',').map(|m| Method::parse(m.trim())).collect::<emsim::Result<Vec<_>>>()?;

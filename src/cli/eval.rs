@@ -214,6 +214,7 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if let Some(EvalCmd::Dose(d)) = a.sub {
         return eval_dose(d);

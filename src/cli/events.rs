@@ -127,6 +127,7 @@ pub(crate) enum EventsCmd {
 }
 
 /// Runs `emsim events ...`.
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub(crate) fn run_events(a: EventsArgs) -> Result<()> {
     match a {
         EventsArgs { sub: None, sim } => {

@@ -93,6 +93,7 @@ pub(crate) struct TrainArgs {
     device: DeviceArgs,
 }
 
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub(crate) fn train(a: TrainArgs) -> Result<()> {
     use emsim::net::model::ModelConfig;
     use emsim::net::optim::{AdamConfig, LrSchedule};

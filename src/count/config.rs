@@ -121,6 +121,7 @@ impl Default for CountConfig {
 }
 
 impl CountConfig {
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
     pub fn validate(&self, height: u32, width: u32) -> Result<()> {
         if let Some(s) = self.noise_sigma_e
             && !(s >= 0.0 && s.is_finite())

@@ -135,6 +135,7 @@ fn dist(a: [f32; 2], t: [f32; 2]) -> f64 {
 }
 
 /// Runs the test: "known" on the CPU twin's `localize_one`, "found" through the counter on `device`.
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub fn isolated_test(lib: &EventLibrary, o: &IsolatedOptions, device: &Device) -> Result<IsolatedReport> {
     if o.events == 0 {
         return Err(Error::invalid("--events", "must be at least 1"));
@@ -153,8 +154,8 @@ pub fn isolated_test(lib: &EventLibrary, o: &IsolatedOptions, device: &Device) -
     for (f, t) in frames.chunks(n * n).zip(&truth) {
         let q: Vec<i32> = f.iter().map(|&v| to_q(v)).collect();
         let l = localize_one(&q, o.crop, o.crop, c0, c0, thr_q);
-        for m in 0..5 {
-            known[m].push(dist(l.xy[m], *t));
+        for (m, k) in known.iter_mut().enumerate() {
+            k.push(dist(l.xy[m], *t));
         }
     }
     let cfg = CountConfig {
@@ -180,8 +181,8 @@ pub fn isolated_test(lib: &EventLibrary, o: &IsolatedOptions, device: &Device) -
     let mut found_err: Vec<Vec<f64>> = vec![Vec::new(); 5];
     for (f, b) in best.iter().enumerate() {
         if let Some(i) = b {
-            for m in 0..5 {
-                found_err[m].push(dist(found.localized[*i].xy[m], truth[f]));
+            for (m, e) in found_err.iter_mut().enumerate() {
+                e.push(dist(found.localized[*i].xy[m], truth[f]));
             }
         }
     }

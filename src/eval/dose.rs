@@ -82,6 +82,7 @@ pub struct DoseReport {
 }
 
 /// Runs the sweep.
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseReport> {
     if o.doses.len() < 2 || o.doses.windows(2).any(|w| !(w[0] < w[1])) || !(o.doses[0] > 0.0) {
         return Err(Error::invalid("--doses", "give at least two ascending doses > 0 (the first is the reference)"));

@@ -116,6 +116,7 @@ impl FramesConfig {
     }
 
     /// Checks every field; errors name the flag.
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
     pub fn validate(&self) -> Result<()> {
         let bad = |flag: &str, m: String| Err(Error::invalid(flag, m));
         if self.frames == 0 {

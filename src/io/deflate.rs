@@ -105,8 +105,8 @@ fn code_lengths(freq: &[u32], limit: u32) -> Vec<u8> {
     let mut order: Vec<usize> = (0..freq.len()).filter(|&i| freq[i] > 0).collect();
     order.sort_by(|&a, &b| freq[b].cmp(&freq[a]).then(a.cmp(&b)));
     let mut it = order.into_iter();
-    for l in 1..=limit {
-        for _ in 0..count[l] {
+    for (l, &n) in count.iter().enumerate().take(limit + 1).skip(1) {
+        for _ in 0..n {
             lens[it.next().expect("as many lengths as symbols")] = l as u8;
         }
     }

@@ -67,6 +67,7 @@ impl DatasetInfo<'_> {
     }
 }
 
+#[allow(clippy::large_enum_variant, reason = "one sink per run: the size of the enum does not matter")]
 enum Sink {
     H5 { file: hdf5::File, frames: hdf5::Dataset, truth: Vec<hdf5::Dataset> },
     Npy { frames_f32: Option<NpyWriter<f32>>, frames_u16: Option<NpyWriter<u16>>, truth: TruthNpy },

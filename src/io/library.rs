@@ -124,6 +124,7 @@ impl EventLibrary {
     }
 
     /// Checks internal consistency; `origin` names the file in errors.
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let n = self.len();
         let bad = |m: String| Err(Error::file(origin, m));

@@ -160,10 +160,10 @@ pub fn heldout_eval(model: &Model, lib: &EventLibrary, o: &HeldoutOptions, devic
             Some(net) => decode(cfg, &net.infer(&b.x, n)?, n),
             None => decode(cfg, &outputs_cpu_with(model, &b.x, n, batch, o.precision)?, n),
         };
-        for s in 0..n {
+        for (s, d) in dec.iter().enumerate().take(n) {
             let t = &b.target[2 * s..2 * s + 2];
-            net_err.push(dist(dec[s].mean_xy, t));
-            sigma.push(dec[s].sigma_px as f64);
+            net_err.push(dist(d.mean_xy, t));
+            sigma.push(d.sigma_px as f64);
             let q: Vec<i32> =
                 b.x[s * side * side..(s + 1) * side * side].iter().map(|&v| to_q(v / cfg.input_scale)).collect();
             let l = localize_one(&q, side as u32, side as u32, c0, c0, thr_q);

@@ -204,6 +204,7 @@ impl ModelConfig {
     }
 
     /// Checks the geometry and that the layers chain and end in the head's size.
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(format!("model '{}'", self.name), m));
         if self.schema != SCHEMA {

@@ -205,6 +205,7 @@ pub fn batch_error_px(cfg: &ModelConfig, out: &[f32], target: &[f32], n: usize) 
 }
 
 /// Trains. The model file, checkpoint, CSV and PNG are each written atomically.
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
     if opts.batch == 0 {
         return Err(Error::invalid("--batch", "must be at least 1"));

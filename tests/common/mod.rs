@@ -36,6 +36,7 @@ pub fn test_context() -> Option<GpuContext> {
 
 /// `|gpu - cpu| <= atol + rtol * |cpu|` for every element; reports the worst element.
 #[track_caller]
+#[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
 pub fn assert_close(gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
     assert_eq!(gpu.len(), cpu.len(), "length differs");
     let mut worst = (0usize, 0f32);

@@ -47,16 +47,8 @@ fn abs(v: &[f32]) -> Vec<f32> {
 /// `|fast - twin| <= REL * scale + 1e-30` per element.
 #[track_caller]
 fn assert_within(what: &str, fast: &[f32], twin: &[f32], scale: &[f32]) {
-    assert_eq!(fast.len(), twin.len(), "{what}: length");
     assert_eq!(scale.len(), twin.len(), "{what}: scale length");
-    let mut worst = 0f64;
-    for (i, ((&f, &t), &s)) in fast.iter().zip(twin).zip(scale).enumerate() {
-        let err = (f as f64 - t as f64).abs();
-        let tol = REL * s as f64 + 1e-30;
-        assert!(err <= tol, "{what}: element {i}: fast {f} vs twin {t}, |diff| {err:e} > tolerance {tol:e}");
-        worst = worst.max(err / tol);
-    }
-    eprintln!("{what}: worst |fast-twin| = {worst:.2e} of the tolerance");
+    common::assert_within(what, fast, twin, |i| REL * scale[i] as f64 + 1e-30);
 }
 
 /// Named convolutions for a batch of `n`: the seed network's three, the fast preset's two, odd ones.

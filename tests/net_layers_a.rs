@@ -47,18 +47,8 @@ fn abs(v: &[f32]) -> Vec<f32> {
 /// tolerance) on success, the first failing element otherwise.
 #[track_caller]
 fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], scale: &[f32], rel: f64) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
     assert_eq!(scale.len(), cpu.len(), "{what}: scale length");
-    let mut worst = (0usize, 0f64);
-    for (i, ((&g, &c), &s)) in gpu.iter().zip(cpu).zip(scale).enumerate() {
-        let err = (g as f64 - c as f64).abs();
-        let tol = rel * s as f64 + 1e-30;
-        assert!(err <= tol, "{what}: element {i}: gpu {g} vs cpu {c}, |diff| {err:e} > tolerance {tol:e}");
-        if err / tol > worst.1 {
-            worst = (i, err / tol);
-        }
-    }
-    eprintln!("{what}: worst |gpu-cpu| = {:.3} of the tolerance at element {}", worst.1, worst.0);
+    common::assert_within(what, gpu, cpu, |i| rel * scale[i] as f64 + 1e-30);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -77,14 +77,8 @@ fn check_fd(what: &str, v: &[f32], analytic: &[f32], f: &dyn Fn(&[f32]) -> f64) 
 /// `|gpu - cpu| <= tol[i]` for every element.
 #[track_caller]
 fn assert_within(what: &str, gpu: &[f32], cpu: &[f32], tol: &[f64]) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for i in 0..cpu.len() {
-        let err = (gpu[i] as f64 - cpu[i] as f64).abs();
-        assert!(err <= tol[i], "{what}[{i}]: gpu {} vs cpu {}, |diff| {err} > {}", gpu[i], cpu[i], tol[i]);
-        worst = worst.max(err / tol[i]);
-    }
-    eprintln!("{what}: worst |gpu - cpu| / tol = {worst:.3}");
+    assert_eq!(tol.len(), cpu.len(), "{what}: tolerance length");
+    common::assert_within(what, gpu, cpu, |i| tol[i]);
 }
 
 // ---------------------------------------------------------------- uniforms

@@ -53,6 +53,22 @@ pub fn assert_close(gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
     eprintln!("max |gpu-cpu| = {} at {}", worst.1, worst.0);
 }
 
+/// `|got - want| <= tol(i)` for every element `i` (a NaN fails); reports the worst element,
+/// relative to its tolerance, on success and the first failing element otherwise.
+#[track_caller]
+pub fn assert_within(what: &str, got: &[f32], want: &[f32], tol: impl Fn(usize) -> f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (err, t) = ((g as f64 - w as f64).abs(), tol(i));
+        assert!(err <= t, "{what}: element {i}: {g} vs {w}, |diff| {err:e} > tolerance {t:e}");
+        if err / t > worst.1 {
+            worst = (i, err / t);
+        }
+    }
+    eprintln!("{what}: worst |diff| = {:.3} of the tolerance at element {}", worst.1, worst.0);
+}
+
 /// Bitwise equality of two f32 slices (NaN included), naming the first element that differs.
 #[track_caller]
 pub fn assert_bits_equal(what: &str, got: &[f32], want: &[f32]) {

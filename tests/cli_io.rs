@@ -167,6 +167,22 @@ fn zstd_files_hold_the_generated_frames() {
     let mut r = FramesReader::open(&path, "frames").unwrap();
     assert!(r.reads_chunks_directly());
     assert!(r.read_u16(0, 3).unwrap() == want, "emsim's reader");
+
+    // Chunks of half a row are not read directly: HDF5's pipeline decodes them through the filter
+    // emsim registers, which also coded them here (HDF5 compressing through it).
+    let vals: Vec<u16> = (0..4 * 30 * 20u32).map(|i| (200 + i.wrapping_mul(2654435761) % 97) as u16).collect();
+    let path = dir.path().join("half-rows.h5");
+    {
+        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        emsim::io::zstd_filter::register().unwrap();
+        let f = hdf5::File::create(&path).unwrap();
+        let data = ndarray::Array3::from_shape_vec((4, 30, 20), vals.clone()).unwrap();
+        let b = f.new_dataset_builder().chunk((1, 30, 10)).set_filters(&[hdf5::filters::Filter::user(32015, &[5])]);
+        b.with_data(&data).create("frames").unwrap();
+    }
+    let mut r = FramesReader::open(&path, "frames").unwrap();
+    assert!(!r.reads_chunks_directly());
+    assert!(r.read_u16(0, 4).unwrap() == vals, "HDF5's pipeline through emsim's zstd filter");
 }
 
 /// Files from other writers: HDF5's own shuffle + deflate, in chunks of several frames and of

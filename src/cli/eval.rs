@@ -43,7 +43,7 @@ pub(crate) enum EvalCmd {
         library: Option<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
         events: u32,
-        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E, allow_negative_numbers = true)]
         sigma_e: f32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -68,7 +68,7 @@ pub(crate) enum EvalCmd {
         library: Option<PathBuf>,
         #[arg(long, default_value_t = 10_000)]
         events: usize,
-        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E, allow_negative_numbers = true)]
         sigma_e: f32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -103,7 +103,7 @@ pub(crate) enum EvalCmd {
         library: Option<PathBuf>,
         #[arg(long, default_value_t = 20_000)]
         samples: usize,
-        #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E, allow_negative_numbers = true)]
         sigma_e: f32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -143,7 +143,7 @@ pub(crate) struct DoseArgs {
     size: String,
     #[arg(long, default_value_t = 3)]
     seed: u64,
-    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E, allow_negative_numbers = true)]
     noise_sigma_e: f32,
     /// The centroid to compare: max, c3x3, c5x5, c3x3t, c5x5t.
     #[arg(long, default_value = "c3x3t")]

@@ -14,9 +14,9 @@ use super::{DeviceArgs, load_library, parse_shard, parse_size};
 #[derive(Args)]
 pub(crate) struct FramesArgs {
     /// Frames in the dataset (all shards together).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = FramesConfig::default().frames)]
     frames: u64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = FramesConfig::default().seed)]
     seed: u64,
     /// Output: an HDF5 file (--format h5) or a folder of .npy files (--format npy).
     #[arg(long, short)]
@@ -33,7 +33,7 @@ pub(crate) struct FramesArgs {
     #[arg(long)]
     library: Option<PathBuf>,
     /// Frame size HxW, e.g. 576x576.
-    #[arg(long, default_value = "576x576")]
+    #[arg(long, default_value_t = default_size())]
     size: String,
     /// Mean electrons per frame (Normal, with --electrons-sd).
     #[arg(long, default_value_t = SEED_MEAN_ELECTRONS)]
@@ -69,7 +69,7 @@ pub(crate) struct FramesArgs {
     #[arg(long, hide = true)]
     quantize_u16: bool,
     /// Frames per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = FramesConfig::default().batch_frames)]
     batch: u32,
     /// Make part k of an N-way split: k/N.
     #[arg(long, default_value = "0/1")]
@@ -88,6 +88,12 @@ pub(crate) struct FramesArgs {
     dev: DeviceArgs,
 }
 
+/// `--size`'s default: the default frames' height x width.
+fn default_size() -> String {
+    let d = FramesConfig::default();
+    format!("{}x{}", d.height, d.width)
+}
+
 pub(crate) fn frames(a: FramesArgs) -> Result<()> {
     let (height, width) = parse_size(&a.size)?;
     let (shard_index, shard_count) = parse_shard(&a.shard)?;
@@ -103,8 +109,9 @@ pub(crate) fn frames(a: FramesArgs) -> Result<()> {
         other => return Err(Error::invalid("--dtype", format!("'{other}': expected u16 or f32"))),
     };
     let camera = a.camera.as_deref().map(emsim::frames::camera::Camera::named).transpose()?;
-    let gain = a.gain.or(camera.map(|c| c.gain_adu_per_e)).unwrap_or(1.0);
-    let noise_sigma_e = a.noise_sigma_e.or(camera.map(|c| c.read_noise_e())).unwrap_or(20.0);
+    let gain = a.gain.or(camera.map(|c| c.gain_adu_per_e)).unwrap_or(emsim::frames::DEFAULT_GAIN_ADU_PER_E);
+    let noise_sigma_e =
+        a.noise_sigma_e.or(camera.map(|c| c.read_noise_e())).unwrap_or(emsim::frames::DEFAULT_NOISE_SIGMA_E);
     let offset_adu = a.offset_adu.or(camera.map(|c| c.dark_adu)).unwrap_or(if quantize_u16 {
         emsim::frames::auto_offset_adu(noise_sigma_e, gain)
     } else {

@@ -67,7 +67,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = 0.2)]
     holdout: f32,
     /// Read noise, electrons.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E)]
     sigma_e: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,

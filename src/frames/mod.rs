@@ -69,6 +69,11 @@ pub struct FramesConfig {
     pub shard_count: u32,
 }
 
+/// Read noise of the default frames, electrons (the EMSim notes' value).
+pub const DEFAULT_NOISE_SIGMA_E: f32 = 20.0;
+/// Gain of the default frames: one ADU per electron.
+pub const DEFAULT_GAIN_ADU_PER_E: f32 = 1.0;
+
 impl Default for FramesConfig {
     fn default() -> Self {
         Self {
@@ -76,8 +81,8 @@ impl Default for FramesConfig {
             height: 576,
             width: 576,
             electrons: ElectronCount::Normal { mean: SEED_MEAN_ELECTRONS, sd: SEED_SD_ELECTRONS },
-            noise_sigma_e: 20.0,
-            gain_adu_per_e: 1.0,
+            noise_sigma_e: DEFAULT_NOISE_SIGMA_E,
+            gain_adu_per_e: DEFAULT_GAIN_ADU_PER_E,
             offset_adu: 0.0,
             quantize_u16: false,
             seed: 0,

@@ -2,8 +2,8 @@
 # Runs on the bare GPU machine, from the repository root, after prepare.sh (see there). Unpacks the
 # Vulkan loader and the libraries, then runs the test binaries and/or the benchmarks, writing
 # everything under $OUT (the device tool brings that folder back).
-# Usage: bash .dev/run.sh [tests|bench|kernels|all] or a comma list such as tests,kernels (default
-# all; each part takes minutes, so a session with little device time picks what it needs)
+# Usage: bash .dev/run.sh [tests|bench|kernels|files|all] or a comma list such as tests,files
+# (default all; each part takes minutes, so a session with little device time picks what it needs)
 what=,${1:-all},
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/emsim-out}; mkdir -p "$OUT"
@@ -39,6 +39,17 @@ if [[ $what == *,bench,* || $what == *,all,* ]]; then
     timeout 180 $E bench --json --gpu-only >"$OUT/bench_gpu_full.json"; el "full gpu rc $?"
     timeout 120 $E bench --quick --json --gpu-only --stages frames,count,net_infer --frames 2048 \
         --frame-batches 64,256,1024 --net-batches 4000,16384,65536 >"$OUT/bench_gpu_sweep.json"; el "sweep rc $?"
+fi
+if [[ $what == *,files,* || $what == *,all,* ]]; then
+    # End to end on the machine's own disk: `emsim frames` to HDF5 with the defaults and counted
+    # back, on the GPU path with every core encoding (the goal: 10,000 frames/s of 576x576 to
+    # HDF5), then the command itself on 20,000 frames.
+    timeout 240 $E bench --gpu-only --stages frames_file,count_file --frames 8192 --dir /tmp --json \
+        >"$OUT/bench_gpu_files.json"; el "files rc $?"
+    timeout 120 $E frames --frames 20000 --out /tmp/f20k.h5 --force -q --json >"$OUT/frames_20k.json"
+    el "frames 20k rc $?"
+    timeout 120 $E count /tmp/f20k.h5 --out /tmp/c20k.h5 --force -q --json >"$OUT/count_20k.json"
+    el "count 20k rc $?"
 fi
 if [[ $what == *,kernels,* || $what == *,all,* ]]; then
     # Where the GPU time goes, kernel by kernel (timestamps around every pass), for the 87,000

@@ -299,13 +299,18 @@ impl WorkBuffers {
     }
 }
 
+/// Where a generator runs: the CPU twins, or a GPU holding the library and the work buffers.
+enum On<'a> {
+    Cpu,
+    Gpu(&'a GpuContext, Box<GpuState>),
+}
+
 /// Makes batches of frames on a device (GPU kernels or their CPU twins).
 pub struct Generator<'a> {
     pub cfg: FramesConfig,
     pub lib: &'a EventLibrary,
     packed: PackedLibrary,
-    device: &'a Device,
-    gpu: Option<GpuState>,
+    on: On<'a>,
     pool: std::sync::Mutex<Vec<Vec<f32>>>,
     /// Per-thread buffers of the CPU path.
     scratch: std::sync::Mutex<Vec<cpu::FrameScratch>>,
@@ -315,7 +320,7 @@ impl<'a> Generator<'a> {
     pub fn new(cfg: FramesConfig, lib: &'a EventLibrary, device: &'a Device) -> Result<Self> {
         cfg.validate()?;
         let packed = PackedLibrary::new(lib);
-        let gpu = match device {
+        let on = match device {
             Device::Gpu(ctx) => {
                 let mut kernels = vec![shaders::FRAMES_PLACE, shaders::FRAMES_ACCUMULATE, shaders::FRAMES_NOISE];
                 if cfg.quantize_u16 {
@@ -323,15 +328,18 @@ impl<'a> Generator<'a> {
                     kernels.push(shaders::FRAMES_NOISE_U16);
                 }
                 ctx.warm_up(&kernels)?;
-                Some(GpuState {
-                    event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
-                    event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
-                    work: Default::default(),
-                })
+                On::Gpu(
+                    ctx,
+                    Box::new(GpuState {
+                        event_offsets: ctx.upload("event_offsets", &packed.offsets)?,
+                        event_pixels: ctx.upload("event_pixels", &packed.pixels)?,
+                        work: Default::default(),
+                    }),
+                )
             }
-            Device::Cpu => None,
+            Device::Cpu => On::Cpu,
         };
-        Ok(Self { cfg, lib, packed, device, gpu, pool: Default::default(), scratch: Default::default() })
+        Ok(Self { cfg, lib, packed, on, pool: Default::default(), scratch: Default::default() })
     }
 
     fn frame_bytes(&self) -> u64 {
@@ -342,9 +350,9 @@ impl<'a> Generator<'a> {
     /// record buffers fit one storage binding (a frame too big for one binding gets a batch of its
     /// own, made in row bands).
     pub fn plan(&self, counts: &[u32]) -> Vec<Range<usize>> {
-        let limit = match self.device {
-            Device::Gpu(ctx) => ctx.max_binding_bytes(),
-            Device::Cpu => u64::MAX,
+        let limit = match &self.on {
+            On::Gpu(ctx, _) => ctx.max_binding_bytes(),
+            On::Cpu => u64::MAX,
         };
         let mut out = Vec::new();
         let mut start = 0;
@@ -368,9 +376,9 @@ impl<'a> Generator<'a> {
 
     /// Generates frames `first_frame ..` with the given electron counts (one batch from `plan`).
     pub fn generate(&self, first_frame: u64, counts: &[u32]) -> Result<Batch> {
-        match self.device {
-            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts, None),
-            Device::Cpu => Ok(self.generate_cpu(first_frame, counts)),
+        match &self.on {
+            On::Gpu(ctx, gpu) => self.generate_gpu(ctx, gpu, first_frame, counts, None),
+            On::Cpu => Ok(self.generate_cpu(first_frame, counts)),
         }
     }
 
@@ -449,24 +457,23 @@ impl<'a> Generator<'a> {
     /// that consumes frames on the GPU (bench stage `frames_count`). The batch must fit one
     /// storage binding (frames and electron records).
     pub fn generate_on_device(&self, first_frame: u64, counts: &[u32], use_frames: FramesSink) -> Result<()> {
-        match self.device {
-            Device::Gpu(ctx) => self.generate_gpu(ctx, first_frame, counts, Some(use_frames)).map(|_| ()),
-            Device::Cpu => Err(crate::Error::Other("generate_on_device needs the GPU path".into())),
+        match &self.on {
+            On::Gpu(ctx, gpu) => self.generate_gpu(ctx, gpu, first_frame, counts, Some(use_frames)).map(|_| ()),
+            On::Cpu => Err(crate::Error::Other("generate_on_device needs the GPU path".into())),
         }
     }
 
     /// Records `frames/place` and `frames/accumulate` for the electrons of `params` (offsets
-    /// already in `work.offsets`) into the accumulator of rows `row0 .. row0 + rows`.
+    /// already in `work.offsets`) into the accumulator of the frame rows `rows`.
     fn record_place_accumulate(
         &self,
         ctx: &GpuContext,
+        gpu: &GpuState,
         enc: &mut wgpu::CommandEncoder,
         work: &WorkBuffers,
         params: &PlaceParams,
-        row0: u32,
-        rows: u32,
+        rows: Range<u32>,
     ) -> Result<()> {
-        let gpu = self.gpu.as_ref().expect("GPU state");
         let len = params.n_electrons;
         let pu = ctx.uniform("place_params", params);
         ctx.dispatch(enc, &shaders::FRAMES_PLACE, &[&pu, &work.offsets, &work.records], len as u64)?;
@@ -474,8 +481,8 @@ impl<'a> Generator<'a> {
             n_electrons: len,
             height: self.cfg.height,
             width: self.cfg.width,
-            row0,
-            band_rows: rows,
+            row0: rows.start,
+            band_rows: rows.end - rows.start,
             ..Default::default()
         };
         let au = ctx.uniform("accumulate_params", &ap);
@@ -517,10 +524,9 @@ impl<'a> Generator<'a> {
         times: usize,
         last: Option<FramesSink>,
     ) -> Result<()> {
-        let Device::Gpu(ctx) = self.device else {
+        let On::Gpu(ctx, gpu) = &self.on else {
             return Err(crate::Error::Other("generate_resident needs the GPU path".into()));
         };
-        let gpu = self.gpu.as_ref().expect("GPU state");
         let (h, w) = (self.cfg.height, self.cfg.width);
         let n = counts.len();
         let offsets = Self::offsets(counts);
@@ -539,7 +545,7 @@ impl<'a> Generator<'a> {
         for _ in 0..times {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frames") });
             enc.clear_buffer(&work.acc, 0, Some(frame_bytes));
-            self.record_place_accumulate(ctx, &mut enc, &work, &params, 0, h)?;
+            self.record_place_accumulate(ctx, gpu, &mut enc, &work, &params, 0..h)?;
             self.record_noise(ctx, &mut enc, &work, first_frame, n, 0, h, packed)?;
             in_flight.submit(ctx, enc)?;
         }
@@ -555,11 +561,11 @@ impl<'a> Generator<'a> {
     fn generate_gpu(
         &self,
         ctx: &GpuContext,
+        gpu: &GpuState,
         first_frame: u64,
         counts: &[u32],
         mut on_device: Option<FramesSink>,
     ) -> Result<Batch> {
-        let gpu = self.gpu.as_ref().expect("GPU state");
         let (h, w) = (self.cfg.height, self.cfg.width);
         let n = counts.len();
         let limit = ctx.max_binding_bytes();
@@ -618,7 +624,7 @@ impl<'a> Generator<'a> {
                 if start == 0 {
                     enc.clear_buffer(acc, 0, Some(n as u64 * band_px * 4));
                 }
-                self.record_place_accumulate(ctx, &mut enc, &work, &params, row0, rows)?;
+                self.record_place_accumulate(ctx, gpu, &mut enc, &work, &params, row0..row0 + rows)?;
                 let rb = (row0 == 0 && !keep).then(|| ctx.readback(&mut enc, records_buf, len as u64 * 16));
                 ctx.submit_and_wait(enc)?;
                 if let Some(rb) = rb {

@@ -1,13 +1,65 @@
 //! The registry of every WGSL kernel: name, source (shared pieces prepended), bindings in
-//! `@binding` order, and workgroup size. `tests/shaders.rs` validates each source with naga and
-//! checks the bindings and workgroup size against this table.
+//! `@binding` order, and workgroup size. Each binding carries the name of the WGSL variable it
+//! binds (and a uniform the WGSL type of that variable), so that a dispatch names its buffers
+//! ([`crate::gpu::GpuContext::dispatch`] checks them against this table). `tests/shaders.rs`
+//! validates each source with naga and checks the bindings (kind, variable name, uniform type) and
+//! workgroup size against this table.
 
-/// How a kernel binds a buffer.
+/// How a kernel accesses one binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Binding {
-    Uniform,
+pub enum Access {
+    /// `var<uniform>`; `ty` is the WGSL type of the variable: a struct's name, or the type as
+    /// written for any other type (e.g. `array<vec4<f32>, 4096>`).
+    Uniform { ty: &'static str },
+    /// `var<storage, read>`.
     StorageRead,
+    /// `var<storage, read_write>`.
     StorageReadWrite,
+}
+
+/// One binding of a kernel: the WGSL variable at its `@binding` and how it is accessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub name: &'static str,
+    pub access: Access,
+}
+
+/// A `var<uniform> name: ty` binding.
+pub const fn uniform(name: &'static str, ty: &'static str) -> Binding {
+    Binding { name, access: Access::Uniform { ty } }
+}
+
+/// A `var<storage, read> name` binding.
+pub const fn read(name: &'static str) -> Binding {
+    Binding { name, access: Access::StorageRead }
+}
+
+/// A `var<storage, read_write> name` binding.
+pub const fn rw(name: &'static str) -> Binding {
+    Binding { name, access: Access::StorageReadWrite }
+}
+
+/// Checks that `given` names a kernel's bindings in `@binding` order: the same count and, at each
+/// position, the name of the WGSL variable there. The error names the kernel, the position, the
+/// name expected and the name given.
+pub fn check_binding_names(kernel: &Kernel, given: &[&str]) -> Result<(), String> {
+    for (i, (b, g)) in kernel.bindings.iter().zip(given).enumerate() {
+        if b.name != *g {
+            return Err(format!("kernel {}: binding {i} is '{}', but the dispatch passed '{g}'", kernel.name, b.name));
+        }
+    }
+    if given.len() != kernel.bindings.len() {
+        let expected: Vec<&str> = kernel.bindings.iter().map(|b| b.name).collect();
+        return Err(format!(
+            "kernel {} takes {} buffers ({}), but the dispatch passed {} ({})",
+            kernel.name,
+            expected.len(),
+            expected.join(", "),
+            given.len(),
+            given.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// One compute kernel. Entry point is always `main`, bind group 0.
@@ -32,8 +84,6 @@ macro_rules! wgsl {
         concat!($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $path)), "\n"),+)
     };
 }
-
-use Binding::*;
 
 /// An inference-forward kernel whose activations `x` / `y` are `xt` / `yt` (`shaders/shared/act_*.wgsl`):
 /// `$plain` with f32 in and out (training and the default inference), and `$f16` the three
@@ -73,21 +123,27 @@ macro_rules! act_kernels {
 pub const FRAMES_PLACE: Kernel = Kernel {
     name: "frames/place",
     source: wgsl!("shared/rng.wgsl", "frames/place.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "PlaceParams"), read("frame_offsets"), rw("records")],
     workgroup_size: 256,
 };
 
 pub const FRAMES_ACCUMULATE: Kernel = Kernel {
     name: "frames/accumulate",
     source: wgsl!("shared/rng.wgsl", "frames/accumulate.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[
+        uniform("params", "AccumulateParams"),
+        read("records"),
+        read("event_offsets"),
+        read("event_pixels"),
+        rw("acc"),
+    ],
     workgroup_size: 256,
 };
 
 pub const FRAMES_NOISE: Kernel = Kernel {
     name: "frames/noise",
     source: wgsl!("shared/rng.wgsl", "frames/out_f32.wgsl", "frames/noise.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "NoiseParams"), read("acc"), rw("out")],
     workgroup_size: 256,
 };
 
@@ -95,14 +151,14 @@ pub const FRAMES_NOISE: Kernel = Kernel {
 pub const FRAMES_NOISE_U16: Kernel = Kernel {
     name: "frames/noise_u16",
     source: wgsl!("shared/rng.wgsl", "frames/out_u16.wgsl", "frames/noise.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "NoiseParams"), read("acc"), rw("out")],
     workgroup_size: 256,
 };
 
 pub const COUNT_CALIBRATE: Kernel = Kernel {
     name: "count/calibrate",
     source: wgsl!("shared/rng.wgsl", "count/adu_f32.wgsl", "count/calibrate_common.wgsl", "count/calibrate.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("cparams", "CalibrateParams"), read("adu"), read("dark"), read("gain_map"), rw("q")],
     workgroup_size: 256,
 };
 
@@ -110,7 +166,7 @@ pub const COUNT_CALIBRATE: Kernel = Kernel {
 pub const COUNT_CALIBRATE_U16: Kernel = Kernel {
     name: "count/calibrate_u16",
     source: wgsl!("shared/rng.wgsl", "count/adu_u16.wgsl", "count/calibrate_common.wgsl", "count/calibrate.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("cparams", "CalibrateParams"), read("adu"), read("dark"), read("gain_map"), rw("q")],
     workgroup_size: 256,
 };
 
@@ -147,12 +203,12 @@ run_kernels!(
     COUNT_SUM3_COL8,
     "count/sum3",
     ["count/sum3.wgsl"],
-    &[Uniform, StorageRead, StorageReadWrite]
+    &[uniform("params", "Sum3Params"), read("q"), rw("s")]
 );
 
 /// The first pass of finding (bindings: params, q, s, pre_counter, pre, marks).
 const FIND_BINDINGS: &[Binding] =
-    &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite];
+    &[uniform("params", "FindParams"), read("q"), read("s"), rw("pre_counter"), rw("pre"), rw("marks")];
 
 run_kernels!(
     COUNT_FIND,
@@ -200,15 +256,15 @@ find_tile_kernel!(
 );
 
 const FIND_TILE_BINDINGS: &[Binding] = &[
-    Uniform,
-    StorageRead,
-    StorageRead,
-    StorageRead,
-    StorageReadWrite,
-    StorageReadWrite,
-    StorageReadWrite,
-    StorageReadWrite,
-    Uniform,
+    uniform("params", "FindParams"),
+    read("adu"),
+    read("dark"),
+    read("gain_map"),
+    rw("q"),
+    rw("pre_counter"),
+    rw("pre"),
+    rw("marks"),
+    uniform("cparams", "CalibrateParams"),
 ];
 
 /// The second pass of finding: suppression over the candidates `count/find` listed, and every
@@ -218,15 +274,15 @@ pub const COUNT_SUPPRESS: Kernel = Kernel {
     name: "count/suppress",
     source: wgsl!("shared/rng.wgsl", "count/find_common.wgsl", "count/localize_common.wgsl", "count/suppress.wgsl"),
     bindings: &[
-        Uniform,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageReadWrite,
-        StorageReadWrite,
-        Uniform,
-        StorageReadWrite,
+        uniform("params", "FindParams"),
+        read("q"),
+        read("marks"),
+        read("pre_counter"),
+        read("pre"),
+        rw("counter"),
+        rw("cands"),
+        uniform("lparams", "LocalizeParams"),
+        rw("out"),
     ],
     workgroup_size: 256,
 };
@@ -234,35 +290,42 @@ pub const COUNT_SUPPRESS: Kernel = Kernel {
 pub const COUNT_ARGS: Kernel = Kernel {
     name: "count/args",
     source: wgsl!("count/args.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "ArgsParams"), read("counter"), rw("args")],
     workgroup_size: 1,
 };
 
 pub const COUNT_LOCALIZE: Kernel = Kernel {
     name: "count/localize",
     source: wgsl!("shared/rng.wgsl", "count/localize_common.wgsl", "count/localize.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("lparams", "LocalizeParams"), read("q"), read("counter"), read("cands"), rw("out")],
     workgroup_size: 256,
 };
 
 pub const NET_SOFTMAX_XENT: Kernel = Kernel {
     name: "net/softmax_xent",
     source: wgsl!("shared/rng.wgsl", "net/softmax_xent.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    bindings: &[
+        uniform("params", "SoftmaxXentParams"),
+        read("logits"),
+        read("labels"),
+        rw("loss"),
+        rw("correct"),
+        rw("dlogits"),
+    ],
     workgroup_size: 256,
 };
 
 pub const NET_MSE: Kernel = Kernel {
     name: "net/mse",
     source: wgsl!("shared/rng.wgsl", "net/mse.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "MseParams"), read("pred"), read("target_"), rw("loss"), rw("dpred")],
     workgroup_size: 256,
 };
 
 pub const NET_ADAM: Kernel = Kernel {
     name: "net/adam",
     source: wgsl!("shared/rng.wgsl", "net/adam.wgsl"),
-    bindings: &[Uniform, StorageReadWrite, StorageRead, StorageReadWrite, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "AdamParams"), rw("param"), read("grad"), rw("m"), rw("v"), rw("vmax")],
     workgroup_size: 256,
 };
 
@@ -270,17 +333,20 @@ pub const NET_MAKE_BATCH: Kernel = Kernel {
     name: "net/make_batch",
     source: wgsl!("shared/rng.wgsl", "net/make_batch.wgsl"),
     bindings: &[
-        Uniform,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageReadWrite,
-        StorageReadWrite,
-        StorageReadWrite,
+        uniform("params", "MakeBatchParams"),
+        read("offsets"),
+        read("dxdy"),
+        read("charge"),
+        read("incidence"),
+        rw("x"),
+        rw("labels"),
+        rw("target_"),
     ],
     workgroup_size: 256,
 };
+
+/// The weights of `conv2d_w_uniform.wgsl`, a uniform array rather than a struct.
+const CONV2D_WTS_UNIFORM: Binding = uniform("wts", "array<vec4<f32>, 4096>");
 
 // conv2d_fwd and conv2d_bwd_input read their weights from a uniform buffer (conv2d_w_uniform.wgsl)
 // or, the `_wstorage` variants, from a storage buffer (conv2d_w_storage.wgsl); see src/net/conv2d.rs.
@@ -289,7 +355,7 @@ act_kernels!(
     NET_CONV2D_FWD_F16,
     "net/conv2d_fwd",
     ["shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_uniform.wgsl", "net/conv2d_fwd.wgsl"],
-    &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    &[uniform("params", "Conv2dParams"), read("x"), CONV2D_WTS_UNIFORM, rw("y")],
     64
 );
 
@@ -298,7 +364,7 @@ act_kernels!(
     NET_CONV2D_FWD_WSTORAGE_F16,
     "net/conv2d_fwd_wstorage",
     ["shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_w_storage.wgsl", "net/conv2d_fwd.wgsl"],
-    &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    &[uniform("params", "Conv2dParams"), read("x"), read("wts"), rw("y")],
     64
 );
 
@@ -311,7 +377,7 @@ pub const NET_CONV2D_BWD_INPUT: Kernel = Kernel {
         "net/conv2d_ib16.wgsl",
         "net/conv2d_bwd_input.wgsl"
     ),
-    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    bindings: &[uniform("params", "Conv2dParams"), read("dy"), CONV2D_WTS_UNIFORM, rw("dx")],
     workgroup_size: 64,
 };
 
@@ -324,7 +390,7 @@ pub const NET_CONV2D_BWD_INPUT_IB4: Kernel = Kernel {
         "net/conv2d_ib4.wgsl",
         "net/conv2d_bwd_input.wgsl"
     ),
-    bindings: &[Uniform, StorageRead, Uniform, StorageReadWrite],
+    bindings: &[uniform("params", "Conv2dParams"), read("dy"), CONV2D_WTS_UNIFORM, rw("dx")],
     workgroup_size: 64,
 };
 
@@ -337,21 +403,21 @@ pub const NET_CONV2D_BWD_INPUT_WSTORAGE: Kernel = Kernel {
         "net/conv2d_ib16.wgsl",
         "net/conv2d_bwd_input.wgsl"
     ),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "Conv2dParams"), read("dy"), read("wts"), rw("dx")],
     workgroup_size: 64,
 };
 
 pub const NET_CONV2D_BWD_WEIGHT: Kernel = Kernel {
     name: "net/conv2d_bwd_weight",
     source: wgsl!("shared/rng.wgsl", "net/conv2d_common.wgsl", "net/conv2d_bwd_weight.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "Conv2dParams"), read("x"), read("dy"), rw("partials")],
     workgroup_size: 64,
 };
 
 pub const NET_REDUCE_CHUNKS: Kernel = Kernel {
     name: "net/reduce_chunks",
     source: wgsl!("shared/rng.wgsl", "net/reduce_chunks.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "ReduceChunksParams"), read("partials"), rw("out_a"), rw("out_b")],
     workgroup_size: 256,
 };
 
@@ -360,21 +426,21 @@ act_kernels!(
     NET_LINEAR_FWD_F16,
     "net/linear_fwd",
     ["shared/rng.wgsl", "net/linear_fwd.wgsl"],
-    &[Uniform, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    &[uniform("params", "LinearParams"), read("x"), read("w"), read("b"), rw("y")],
     256
 );
 
 pub const NET_LINEAR_BWD_INPUT: Kernel = Kernel {
     name: "net/linear_bwd_input",
     source: wgsl!("shared/rng.wgsl", "net/linear_bwd_input.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "LinearParams"), read("w"), read("dy"), rw("dx")],
     workgroup_size: 256,
 };
 
 pub const NET_LINEAR_BWD_WEIGHT: Kernel = Kernel {
     name: "net/linear_bwd_weight",
     source: wgsl!("shared/rng.wgsl", "net/linear_bwd_weight.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "LinearParams"), read("x"), read("dy"), rw("partials")],
     workgroup_size: 256,
 };
 
@@ -383,14 +449,14 @@ act_kernels!(
     NET_RELU_FWD_F16,
     "net/relu_fwd",
     ["shared/rng.wgsl", "net/relu_fwd.wgsl"],
-    &[Uniform, StorageRead, StorageReadWrite],
+    &[uniform("params", "ReluParams"), read("x"), rw("y")],
     256
 );
 
 pub const NET_RELU_BWD: Kernel = Kernel {
     name: "net/relu_bwd",
     source: wgsl!("shared/rng.wgsl", "net/relu_bwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "ReluParams"), read("y"), read("dy"), rw("dx")],
     workgroup_size: 256,
 };
 
@@ -399,28 +465,28 @@ act_kernels!(
     NET_MAXPOOL2D_FWD_F16,
     "net/maxpool2d_fwd",
     ["shared/rng.wgsl", "net/maxpool2d_fwd.wgsl"],
-    &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    &[uniform("params", "MaxPool2dParams"), read("x"), rw("y"), rw("idx")],
     256
 );
 
 pub const NET_MAXPOOL2D_BWD: Kernel = Kernel {
     name: "net/maxpool2d_bwd",
     source: wgsl!("shared/rng.wgsl", "net/maxpool2d_bwd.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "MaxPool2dParams"), read("idx"), read("dy"), rw("dx")],
     workgroup_size: 256,
 };
 
 pub const NET_BATCHNORM2D_STATS_PARTIAL: Kernel = Kernel {
     name: "net/batchnorm2d_stats_partial",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_stats_partial.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "BatchNorm2dParams"), read("x"), rw("scratch")],
     workgroup_size: 256,
 };
 
 pub const NET_BATCHNORM2D_STATS: Kernel = Kernel {
     name: "net/batchnorm2d_stats",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_stats.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "BatchNorm2dParams"), read("scratch"), rw("mean"), rw("variance")],
     workgroup_size: 256,
 };
 
@@ -429,28 +495,49 @@ act_kernels!(
     NET_BATCHNORM2D_FWD_F16,
     "net/batchnorm2d_fwd",
     ["shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_fwd.wgsl"],
-    &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    &[
+        uniform("params", "BatchNorm2dParams"),
+        read("x"),
+        read("mean"),
+        read("variance"),
+        read("gamma"),
+        read("beta"),
+        rw("y")
+    ],
     256
 );
 
 pub const NET_BATCHNORM2D_RUNNING: Kernel = Kernel {
     name: "net/batchnorm2d_running",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_running.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[
+        uniform("params", "BatchNorm2dParams"),
+        read("mean"),
+        read("variance"),
+        rw("running_mean"),
+        rw("running_var"),
+    ],
     workgroup_size: 256,
 };
 
 pub const NET_BATCHNORM2D_BWD_REDUCE_PARTIAL: Kernel = Kernel {
     name: "net/batchnorm2d_bwd_reduce_partial",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_reduce_partial.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[
+        uniform("params", "BatchNorm2dParams"),
+        read("x"),
+        read("mean"),
+        read("variance"),
+        read("dy"),
+        rw("scratch"),
+    ],
     workgroup_size: 256,
 };
 
 pub const NET_BATCHNORM2D_BWD_REDUCE: Kernel = Kernel {
     name: "net/batchnorm2d_bwd_reduce",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_reduce.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "BatchNorm2dParams"), read("scratch"), rw("dgamma"), rw("dbeta")],
     workgroup_size: 256,
 };
 
@@ -458,15 +545,15 @@ pub const NET_BATCHNORM2D_BWD_INPUT: Kernel = Kernel {
     name: "net/batchnorm2d_bwd_input",
     source: wgsl!("shared/rng.wgsl", "net/batchnorm2d_common.wgsl", "net/batchnorm2d_bwd_input.wgsl"),
     bindings: &[
-        Uniform,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageReadWrite,
+        uniform("params", "BatchNorm2dParams"),
+        read("x"),
+        read("mean"),
+        read("variance"),
+        read("gamma"),
+        read("dgamma"),
+        read("dbeta"),
+        read("dy"),
+        rw("dx"),
     ],
     workgroup_size: 256,
 };
@@ -475,28 +562,28 @@ pub const NET_BATCHNORM2D_BWD_INPUT: Kernel = Kernel {
 pub const NET_DROPOUT: Kernel = Kernel {
     name: "net/dropout",
     source: wgsl!("shared/rng.wgsl", "net/dropout.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "DropoutParams"), read("inp"), rw("out")],
     workgroup_size: 256,
 };
 
 pub const NET_GRID_LABEL: Kernel = Kernel {
     name: "net/grid_label",
     source: wgsl!("shared/rng.wgsl", "net/grid_label.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "GridLabelParams"), read("points"), rw("labels")],
     workgroup_size: 256,
 };
 
 pub const NET_CROP: Kernel = Kernel {
     name: "net/crop",
     source: wgsl!("shared/rng.wgsl", "net/crop.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "CropParams"), read("q"), read("cands"), rw("crops")],
     workgroup_size: 256,
 };
 
 pub const NET_DECODE_GRID: Kernel = Kernel {
     name: "net/decode_grid",
     source: wgsl!("shared/rng.wgsl", "net/decode_grid.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "DecodeGridParams"), read("logits"), rw("out")],
     workgroup_size: 64,
 };
 
@@ -504,15 +591,15 @@ pub const NET_MAKE_PAIRS: Kernel = Kernel {
     name: "net/make_pairs",
     source: wgsl!("shared/rng.wgsl", "net/make_pairs.wgsl"),
     bindings: &[
-        Uniform,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageRead,
-        StorageReadWrite,
-        StorageReadWrite,
-        StorageReadWrite,
-        StorageReadWrite,
+        uniform("params", "MakePairsParams"),
+        read("offsets"),
+        read("dxdy"),
+        read("charge"),
+        read("incidence"),
+        rw("x"),
+        rw("class_"),
+        rw("points"),
+        rw("sep"),
     ],
     workgroup_size: 256,
 };
@@ -520,14 +607,14 @@ pub const NET_MAKE_PAIRS: Kernel = Kernel {
 pub const NET_PAIR_MSE: Kernel = Kernel {
     name: "net/pair_mse",
     source: wgsl!("shared/rng.wgsl", "net/pair_mse.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite, StorageReadWrite],
+    bindings: &[uniform("params", "PairMseParams"), read("pred"), read("target_"), rw("loss"), rw("dpred")],
     workgroup_size: 256,
 };
 
 pub const EVENTS_COLLECT: Kernel = Kernel {
     name: "events/collect",
     source: wgsl!("events/collect.wgsl"),
-    bindings: &[Uniform, StorageRead, StorageRead, StorageReadWrite],
+    bindings: &[uniform("params", "CollectParams"), read("offsets"), read("clouds"), rw("windows")],
     workgroup_size: 64,
 };
 

@@ -1,7 +1,18 @@
-//! Every registered kernel parses and validates with naga (no GPU needed), and its bindings and
-//! workgroup size match the registry in src/shaders.rs.
+//! Every registered kernel parses and validates with naga (no GPU needed), and its bindings (kind,
+//! WGSL variable name, uniform type) and workgroup size match the registry in src/shaders.rs.
 
-use emsim::shaders::{ALL, Binding};
+use emsim::shaders::{ALL, Access, Binding};
+use naga::common::wgsl::TypeContext;
+
+/// A binding as `(variable name, access)`, the access as `uniform <type>`, `read` or `read_write`.
+fn describe(b: &Binding) -> (String, String) {
+    let access = match b.access {
+        Access::Uniform { ty } => format!("uniform {ty}"),
+        Access::StorageRead => "read".to_string(),
+        Access::StorageReadWrite => "read_write".to_string(),
+    };
+    (b.name.to_string(), access)
+}
 
 #[test]
 fn every_kernel_validates_and_matches_the_registry() {
@@ -23,23 +34,55 @@ fn every_kernel_validates_and_matches_the_registry() {
         for (_, var) in module.global_variables.iter() {
             let Some(rb) = &var.binding else { continue };
             assert_eq!(rb.group, 0, "{}: bind group", k.name);
-            let kind = match var.space {
-                naga::AddressSpace::Uniform => Binding::Uniform,
-                naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
-                    Binding::StorageReadWrite
+            let name = var.name.clone().unwrap_or_else(|| panic!("{}: binding {} has no name", k.name, rb.binding));
+            let access = match var.space {
+                naga::AddressSpace::Uniform => {
+                    // A struct by its name; any other type (conv2d's weight array) as written.
+                    let ty = &module.types[var.ty];
+                    match (&ty.inner, &ty.name) {
+                        (naga::TypeInner::Struct { .. }, Some(ty)) => format!("uniform {ty}"),
+                        (naga::TypeInner::Struct { .. }, None) => panic!("{}: {name}: unnamed struct", k.name),
+                        _ => format!("uniform {}", module.to_ctx().type_to_string(var.ty)),
+                    }
                 }
-                naga::AddressSpace::Storage { .. } => Binding::StorageRead,
+                naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+                    "read_write".to_string()
+                }
+                naga::AddressSpace::Storage { .. } => "read".to_string(),
                 other => panic!("{}: unexpected address space {other:?}", k.name),
             };
             let slot = found
                 .get_mut(rb.binding as usize)
-                .unwrap_or_else(|| panic!("{}: binding {} not in registry", k.name, rb.binding));
-            *slot = Some(kind);
+                .unwrap_or_else(|| panic!("{}: binding {} ({name}) not in registry", k.name, rb.binding));
+            *slot = Some((name, access));
         }
-        let found: Vec<Binding> =
-            found.into_iter().map(|b| b.unwrap_or_else(|| panic!("{}: binding missing in WGSL", k.name))).collect();
-        assert_eq!(found, k.bindings, "{}: bindings", k.name);
+        for (i, (wgsl, registry)) in found.into_iter().zip(k.bindings).enumerate() {
+            let wgsl = wgsl.unwrap_or_else(|| panic!("{}: binding {i} ({}) missing in WGSL", k.name, registry.name));
+            assert_eq!(wgsl, describe(registry), "{}: binding {i} (WGSL left, registry right)", k.name);
+        }
     }
+}
+
+/// A dispatch must name its buffers as the registry does, in `@binding` order
+/// (`GpuContext::dispatch` panics with this message otherwise).
+#[test]
+fn dispatch_buffer_names_are_checked_against_the_registry() {
+    use emsim::shaders::{FRAMES_PLACE, check_binding_names};
+    for k in ALL {
+        let names: Vec<&str> = k.bindings.iter().map(|b| b.name).collect();
+        assert_eq!(check_binding_names(k, &names), Ok(()), "{}", k.name);
+    }
+    let e = check_binding_names(&FRAMES_PLACE, &["params", "offsets", "records"]).unwrap_err();
+    assert_eq!(e, "kernel frames/place: binding 1 is 'frame_offsets', but the dispatch passed 'offsets'");
+    // swapped buffers are caught at the first position that differs
+    let e = check_binding_names(&FRAMES_PLACE, &["params", "records", "frame_offsets"]).unwrap_err();
+    assert_eq!(e, "kernel frames/place: binding 1 is 'frame_offsets', but the dispatch passed 'records'");
+    let e = check_binding_names(&FRAMES_PLACE, &["params", "frame_offsets"]).unwrap_err();
+    assert_eq!(
+        e,
+        "kernel frames/place takes 3 buffers (params, frame_offsets, records), but the dispatch passed 2 \
+         (params, frame_offsets)"
+    );
 }
 
 /// Uniform structs have the size the Rust mirrors assert (16-byte multiples, no vec3).

@@ -128,7 +128,12 @@ fn run_calibrate(
     let q = ctx.upload("q", &vec![-12345i32; p.n_values as usize])?;
     let u = ctx.uniform("calibrate_params", p);
     let mut enc = ctx.encoder("calibrate");
-    ctx.dispatch(&mut enc, kernel, &[&u, a, &d, &g, &q], p.n_values as u64)?;
+    ctx.dispatch(
+        &mut enc,
+        kernel,
+        &[("cparams", &u), ("adu", a), ("dark", &d), ("gain_map", &g), ("q", &q)],
+        p.n_values as u64,
+    )?;
     let rb = ctx.readback(&mut enc, &q, p.n_values as u64 * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

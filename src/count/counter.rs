@@ -393,11 +393,21 @@ impl<'a> Counter<'a> {
             find::FindInput::Raw { adu: raw, u16, dark: &b.dark, gain_map: &b.gain_map, cparams: &cp, q: &b.q }
         } else {
             let calibrate = if u16 { &shaders::COUNT_CALIBRATE_U16 } else { &shaders::COUNT_CALIBRATE };
-            ctx.dispatch(enc, calibrate, &[&cp, raw, &b.dark, &b.gain_map, &b.q], total)?;
+            ctx.dispatch(
+                enc,
+                calibrate,
+                &[("cparams", &cp), ("adu", raw), ("dark", &b.dark), ("gain_map", &b.gain_map), ("q", &b.q)],
+                total,
+            )?;
             if let Some(sum3) = b.layout.sum3() {
                 let sp = Sum3Params { n_frames: n as u32, height: self.height, width: self.width, _pad0: 0 };
                 let su = ctx.uniform("sum3_params", &sp);
-                ctx.dispatch(enc, sum3, &[&su, &b.q, &b.s], b.layout.threads(n as u32, self.height, self.width))?;
+                ctx.dispatch(
+                    enc,
+                    sum3,
+                    &[("params", &su), ("q", &b.q), ("s", &b.s)],
+                    b.layout.threads(n as u32, self.height, self.width),
+                )?;
             }
             find::FindInput::Sums { q: &b.q, s: &b.s }
         };

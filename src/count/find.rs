@@ -284,11 +284,33 @@ pub fn record_find(
             let kernel = layout.find().ok_or_else(|| {
                 crate::Error::Other(format!("the {} layout finds on raw frames, not on sums", layout.name()))
             })?;
-            ctx.dispatch(enc, kernel, &[&fu, q, s, &fb.pre_counter, &fb.pre, &fb.marks], threads)?;
+            ctx.dispatch(
+                enc,
+                kernel,
+                &[
+                    ("params", &fu),
+                    ("q", q),
+                    ("s", s),
+                    ("pre_counter", &fb.pre_counter),
+                    ("pre", &fb.pre),
+                    ("marks", &fb.marks),
+                ],
+                threads,
+            )?;
         }
         FindInput::Raw { adu, u16, dark, gain_map, cparams, q } => {
             let kernel = if u16 { &crate::shaders::COUNT_FIND_TILE_U16 } else { &crate::shaders::COUNT_FIND_TILE };
-            let bindings = [&fu, adu, dark, gain_map, q, &fb.pre_counter, &fb.pre, &fb.marks, cparams];
+            let bindings = [
+                ("params", &fu),
+                ("adu", adu),
+                ("dark", dark),
+                ("gain_map", gain_map),
+                ("q", q),
+                ("pre_counter", &fb.pre_counter),
+                ("pre", &fb.pre),
+                ("marks", &fb.marks),
+                ("cparams", cparams),
+            ];
             ctx.dispatch(enc, kernel, &bindings, threads)?;
         }
     }
@@ -299,7 +321,17 @@ pub fn record_find(
         p.capacity,
         &fb.pre_counter,
         &fb.args,
-        &[&fu, input.q(), &fb.marks, &fb.pre_counter, &fb.pre, counter, cands, lparams, out],
+        &[
+            ("params", &fu),
+            ("q", input.q()),
+            ("marks", &fb.marks),
+            ("pre_counter", &fb.pre_counter),
+            ("pre", &fb.pre),
+            ("counter", counter),
+            ("cands", cands),
+            ("lparams", lparams),
+            ("out", out),
+        ],
     )?;
     Ok(())
 }

@@ -26,7 +26,8 @@ pub fn dispatch_args_cpu(p: &ArgsParams, counter: u32) -> [u32; 3] {
 }
 
 /// Records `count/args` (the workgroups for the first `min(counter[0], capacity)` entries of a
-/// list, into `args`) and the indirect dispatch of `kernel` over them with `bindings`; returns
+/// list, into `args`) and the indirect dispatch of `kernel` over them with `bindings` (named as for
+/// [`crate::gpu::GpuContext::dispatch`]); returns
 /// the arguments' parameters (for [`dispatch_args_cpu`]).
 pub fn record_indirect(
     ctx: &crate::gpu::GpuContext,
@@ -35,11 +36,11 @@ pub fn record_indirect(
     capacity: u32,
     counter: &wgpu::Buffer,
     args: &wgpu::Buffer,
-    bindings: &[&wgpu::Buffer],
+    bindings: &[(&str, &wgpu::Buffer)],
 ) -> crate::Result<ArgsParams> {
     let ap = ArgsParams { capacity, wg_size: kernel.workgroup_size, per_dim: ctx.workgroups_per_dim(), _pad0: 0 };
     let au = ctx.uniform("args_params", &ap);
-    ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[&au, counter, args], 1)?;
+    ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[("params", &au), ("counter", counter), ("args", args)], 1)?;
     ctx.dispatch_indirect(enc, kernel, bindings, args)?;
     Ok(ap)
 }
@@ -243,7 +244,15 @@ pub fn localize_gpu(
     let lu = ctx.uniform("localize_params", p);
     let mut enc = ctx.encoder("localize");
     let localize = &crate::shaders::COUNT_LOCALIZE;
-    let ap = record_indirect(ctx, &mut enc, localize, p.capacity, &counter, &args, &[&lu, &qb, &counter, &cb, &out])?;
+    let ap = record_indirect(
+        ctx,
+        &mut enc,
+        localize,
+        p.capacity,
+        &counter,
+        &args,
+        &[("lparams", &lu), ("q", &qb), ("counter", &counter), ("cands", &cb), ("out", &out)],
+    )?;
     let ra = ctx.readback(&mut enc, &args, 12);
     let ro = ctx.readback(&mut enc, &out, cands.len().max(1) as u64 * 48);
     ctx.submit_and_wait(enc)?;

@@ -87,7 +87,12 @@ pub fn sum3_gpu(
     let sb = ctx.upload("s", &vec![-12345i32; n as usize])?;
     let mut enc = ctx.encoder("sum3");
     let u = ctx.uniform("sum3_params", p);
-    ctx.dispatch(&mut enc, kernel, &[&u, &qb, &sb], layout.threads(p.n_frames, p.height, p.width))?;
+    ctx.dispatch(
+        &mut enc,
+        kernel,
+        &[("params", &u), ("q", &qb), ("s", &sb)],
+        layout.threads(p.n_frames, p.height, p.width),
+    )?;
     let rb = ctx.readback(&mut enc, &sb, n * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

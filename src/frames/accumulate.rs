@@ -122,7 +122,7 @@ pub fn accumulate_gpu(
     ctx.dispatch(
         &mut enc,
         &crate::shaders::FRAMES_ACCUMULATE,
-        &[&params, &rec, &offs, &pix, &acc_buf],
+        &[("params", &params), ("records", &rec), ("event_offsets", &offs), ("event_pixels", &pix), ("acc", &acc_buf)],
         p.n_electrons as u64,
     )?;
     let rb = ctx.readback(&mut enc, &acc_buf, acc.len() as u64 * 4);

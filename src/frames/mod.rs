@@ -476,7 +476,12 @@ impl<'a> Generator<'a> {
     ) -> Result<()> {
         let len = params.n_electrons;
         let pu = ctx.uniform("place_params", params);
-        ctx.dispatch(enc, &shaders::FRAMES_PLACE, &[&pu, &work.offsets, &work.records], len as u64)?;
+        ctx.dispatch(
+            enc,
+            &shaders::FRAMES_PLACE,
+            &[("params", &pu), ("frame_offsets", &work.offsets), ("records", &work.records)],
+            len as u64,
+        )?;
         let ap = AccumulateParams {
             n_electrons: len,
             height: self.cfg.height,
@@ -486,7 +491,13 @@ impl<'a> Generator<'a> {
             ..Default::default()
         };
         let au = ctx.uniform("accumulate_params", &ap);
-        let bindings = [&au, &work.records, &gpu.event_offsets, &gpu.event_pixels, &work.acc];
+        let bindings = [
+            ("params", &au),
+            ("records", &work.records),
+            ("event_offsets", &gpu.event_offsets),
+            ("event_pixels", &gpu.event_pixels),
+            ("acc", &work.acc),
+        ];
         ctx.dispatch(enc, &shaders::FRAMES_ACCUMULATE, &bindings, len as u64)?;
         Ok(())
     }
@@ -507,7 +518,12 @@ impl<'a> Generator<'a> {
         let np = self.noise_params(first_frame, n, row0, rows);
         let nu = ctx.uniform("noise_params", &np);
         let noise = if packed { &shaders::FRAMES_NOISE_U16 } else { &shaders::FRAMES_NOISE };
-        ctx.dispatch(enc, noise, &[&nu, &work.acc, &work.out], n as u64 * np.n_groups as u64)?;
+        ctx.dispatch(
+            enc,
+            noise,
+            &[("params", &nu), ("acc", &work.acc), ("out", &work.out)],
+            n as u64 * np.n_groups as u64,
+        )?;
         Ok(())
     }
 

@@ -297,7 +297,12 @@ fn run_noise<T: Pod>(
     let acc_buf = ctx.upload("acc", acc)?;
     let params = ctx.uniform("noise_params", p);
     let mut enc = ctx.encoder(kernel.name);
-    ctx.dispatch(&mut enc, kernel, &[&params, &acc_buf, out], p.n_frames as u64 * p.n_groups as u64)?;
+    ctx.dispatch(
+        &mut enc,
+        kernel,
+        &[("params", &params), ("acc", &acc_buf), ("out", out)],
+        p.n_frames as u64 * p.n_groups as u64,
+    )?;
     let rb = ctx.readback(&mut enc, out, bytes);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

@@ -56,7 +56,12 @@ pub fn place_gpu(ctx: &crate::gpu::GpuContext, p: &PlaceParams, frame_offsets: &
     let records = ctx.storage("records", p.n_electrons as u64 * 16)?;
     let params = ctx.uniform("place_params", p);
     let mut enc = ctx.encoder("place");
-    ctx.dispatch(&mut enc, &crate::shaders::FRAMES_PLACE, &[&params, &offsets, &records], p.n_electrons as u64)?;
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::FRAMES_PLACE,
+        &[("params", &params), ("frame_offsets", &offsets), ("records", &records)],
+        p.n_electrons as u64,
+    )?;
     let rb = ctx.readback(&mut enc, &records, p.n_electrons as u64 * 16);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::shaders::{Binding, Kernel};
+use crate::shaders::{Access, Kernel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -422,10 +422,10 @@ impl GpuContext {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: match b {
-                        Binding::Uniform => wgpu::BufferBindingType::Uniform,
-                        Binding::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
-                        Binding::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    ty: match b.access {
+                        Access::Uniform { .. } => wgpu::BufferBindingType::Uniform,
+                        Access::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -469,12 +469,17 @@ impl GpuContext {
     }
 
     /// Records one dispatch of `kernel` over `n_threads` invocations, with `buffers` bound in
-    /// `@binding` order. Empty dispatches are skipped.
+    /// `@binding` order, each named by the WGSL variable it binds (as in the kernel's registry
+    /// entry, [`crate::shaders`]). Empty dispatches are skipped.
+    ///
+    /// # Panics
+    /// When the count or a name of `buffers` differs from the kernel's bindings: a programming
+    /// error, reported with the kernel, the position, the name expected and the name given.
     pub fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(&str, &wgpu::Buffer)],
         n_threads: u64,
     ) -> Result<(), GpuError> {
         if n_threads == 0 {
@@ -502,11 +507,12 @@ impl GpuContext {
 
     /// Records an indirect dispatch: the workgroup counts (x, y, z as u32) are read from `args`
     /// (written by an earlier kernel), so the host need not read a count back in between.
+    /// `buffers` are named and checked as for [`GpuContext::dispatch`].
     pub fn dispatch_indirect(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(&str, &wgpu::Buffer)],
         args: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
         let (pipeline, bind_group) = self.bind(kernel, buffers)?;
@@ -526,20 +532,17 @@ impl GpuContext {
     fn bind(
         &self,
         kernel: &Kernel,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(&str, &wgpu::Buffer)],
     ) -> Result<(std::sync::Arc<CachedPipeline>, wgpu::BindGroup), GpuError> {
-        assert_eq!(
-            buffers.len(),
-            kernel.bindings.len(),
-            "kernel {} takes {} buffers",
-            kernel.name,
-            kernel.bindings.len()
-        );
+        let names: Vec<&str> = buffers.iter().map(|(name, _)| *name).collect();
+        if let Err(e) = crate::shaders::check_binding_names(kernel, &names) {
+            panic!("{e}");
+        }
         let cached = self.pipeline(kernel)?;
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, (_, b))| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),

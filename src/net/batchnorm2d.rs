@@ -296,8 +296,18 @@ pub fn batchnorm2d_stats_record(
     check_scratch(scratch, batchnorm2d_stats_scratch_len(s));
     let u = ctx.uniform("batchnorm2d_params", &p);
     let groups = (p.c * p.n_chunks) as u64;
-    ctx.dispatch(enc, &crate::shaders::NET_BATCHNORM2D_STATS_PARTIAL, &[&u, x, scratch], groups * 256)?;
-    ctx.dispatch(enc, &crate::shaders::NET_BATCHNORM2D_STATS, &[&u, scratch, mean, var], p.c as u64 * 256)
+    ctx.dispatch(
+        enc,
+        &crate::shaders::NET_BATCHNORM2D_STATS_PARTIAL,
+        &[("params", &u), ("x", x), ("scratch", scratch)],
+        groups * 256,
+    )?;
+    ctx.dispatch(
+        enc,
+        &crate::shaders::NET_BATCHNORM2D_STATS,
+        &[("params", &u), ("scratch", scratch), ("mean", mean), ("variance", var)],
+        p.c as u64 * 256,
+    )
 }
 
 /// Elements per invocation of `batchnorm2d_fwd` (a run within one plane; keep in sync with
@@ -339,7 +349,12 @@ pub fn batchnorm2d_fwd_record_io(
     let [mean, var, gamma, beta] = stats;
     // one invocation per run of BATCHNORM2D_FWD_PB elements of a plane
     let threads = (s.x.len() / s.x.plane()) * s.x.plane().div_ceil(BATCHNORM2D_FWD_PB);
-    ctx.dispatch(enc, kernel, &[&u, x, mean, var, gamma, beta, y], threads as u64)
+    ctx.dispatch(
+        enc,
+        kernel,
+        &[("params", &u), ("x", x), ("mean", mean), ("variance", var), ("gamma", gamma), ("beta", beta), ("y", y)],
+        threads as u64,
+    )
 }
 
 /// Records the running-average update (in place on `running_mean`, `running_var`).
@@ -360,7 +375,13 @@ pub fn batchnorm2d_running_record(
     ctx.dispatch(
         enc,
         &crate::shaders::NET_BATCHNORM2D_RUNNING,
-        &[&u, mean, var, running_mean, running_var],
+        &[
+            ("params", &u),
+            ("mean", mean),
+            ("variance", var),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
         s.x.c as u64,
     )
 }
@@ -388,10 +409,15 @@ pub fn batchnorm2d_bwd_reduce_record(
     ctx.dispatch(
         enc,
         &crate::shaders::NET_BATCHNORM2D_BWD_REDUCE_PARTIAL,
-        &[&u, x, mean, var, dy, scratch],
+        &[("params", &u), ("x", x), ("mean", mean), ("variance", var), ("dy", dy), ("scratch", scratch)],
         groups * 256,
     )?;
-    ctx.dispatch(enc, &crate::shaders::NET_BATCHNORM2D_BWD_REDUCE, &[&u, scratch, dgamma, dbeta], p.c as u64 * 256)
+    ctx.dispatch(
+        enc,
+        &crate::shaders::NET_BATCHNORM2D_BWD_REDUCE,
+        &[("params", &u), ("scratch", scratch), ("dgamma", dgamma), ("dbeta", dbeta)],
+        p.c as u64 * 256,
+    )
 }
 
 /// Records the input gradient: `x`, `mean`, `var`, `gamma`, `dgamma`, `dbeta`, `dy` -> `dx`.
@@ -414,7 +440,17 @@ pub fn batchnorm2d_bwd_input_record(
     ctx.dispatch(
         enc,
         &crate::shaders::NET_BATCHNORM2D_BWD_INPUT,
-        &[&u, x, mean, var, gamma, dgamma, dbeta, dy, dx],
+        &[
+            ("params", &u),
+            ("x", x),
+            ("mean", mean),
+            ("variance", var),
+            ("gamma", gamma),
+            ("dgamma", dgamma),
+            ("dbeta", dbeta),
+            ("dy", dy),
+            ("dx", dx),
+        ],
         s.x.len() as u64,
     )
 }

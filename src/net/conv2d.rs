@@ -427,7 +427,7 @@ pub fn conv2d_fwd_record_io(
         io.pick(&NET_CONV2D_FWD_WSTORAGE, &NET_CONV2D_FWD_WSTORAGE_F16)
     };
     let u = ctx.uniform("conv2d_fwd_params", &p);
-    ctx.dispatch(enc, kernel, &[&u, x, &wts, y], threads)
+    ctx.dispatch(enc, kernel, &[("params", &u), ("x", x), ("wts", &wts), ("y", y)], threads)
 }
 
 /// Records `conv2d_bwd_input`: `dx` from `w` and `dy` (all of `dx` written). One invocation per
@@ -460,7 +460,7 @@ pub fn conv2d_bwd_input_record(
     p.x_groups = to_u32("conv2d_bwd_input pixel groups", xs.w.div_ceil(s.stride).div_ceil(CONV2D_BWD_INPUT_PX));
     let threads = p.blocked(xs.c.div_ceil(ib), xs.n * xs.h * s.stride * p.x_groups as usize);
     let u = ctx.uniform("conv2d_bwd_input_params", &p);
-    ctx.dispatch(enc, kernel, &[&u, dy, &wts, dx], threads)
+    ctx.dispatch(enc, kernel, &[("params", &u), ("dy", dy), ("wts", &wts), ("dx", dx)], threads)
 }
 
 /// Records `conv2d_bwd_weight` (partial sums per chunk of rows into `scratch`, at least
@@ -492,7 +492,7 @@ pub fn conv2d_bwd_weight_record(
     let threads = p.n_chunks as u64 * n_blocks as u64;
     to_u32("conv2d_bwd_weight invocations", threads as usize);
     let u = ctx.uniform("conv2d_bwd_weight_params", &p);
-    ctx.dispatch(enc, &NET_CONV2D_BWD_WEIGHT, &[&u, x, dy, scratch], threads)?;
+    ctx.dispatch(enc, &NET_CONV2D_BWD_WEIGHT, &[("params", &u), ("x", x), ("dy", dy), ("partials", scratch)], threads)?;
     let r = ReduceChunksParams {
         n_params: to_u32("conv2d parameters", n_params),
         n_chunks: p.n_chunks,

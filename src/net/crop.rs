@@ -79,7 +79,12 @@ pub fn crop_record(
     out: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("crop_params", p);
-    ctx.dispatch(enc, &shaders::NET_CROP, &[&u, q, cands, out], p.n as u64 * (p.side * p.side) as u64)
+    ctx.dispatch(
+        enc,
+        &shaders::NET_CROP,
+        &[("params", &u), ("q", q), ("cands", cands), ("crops", out)],
+        p.n as u64 * (p.side * p.side) as u64,
+    )
 }
 
 /// Test wrapper.

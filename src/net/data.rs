@@ -242,7 +242,7 @@ pub fn grid_label_record(
     labels: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("grid_label_params", p);
-    ctx.dispatch(enc, &shaders::NET_GRID_LABEL, &[&u, points, labels], p.n as u64)
+    ctx.dispatch(enc, &shaders::NET_GRID_LABEL, &[("params", &u), ("points", points), ("labels", labels)], p.n as u64)
 }
 
 /// Test wrapper.
@@ -293,7 +293,16 @@ pub fn make_batch_record(
     ctx.dispatch(
         enc,
         &shaders::NET_MAKE_BATCH,
-        &[&u, &lib.offsets, &lib.dxdy, &lib.charge, &lib.incidence, x, labels, target],
+        &[
+            ("params", &u),
+            ("offsets", &lib.offsets),
+            ("dxdy", &lib.dxdy),
+            ("charge", &lib.charge),
+            ("incidence", &lib.incidence),
+            ("x", x),
+            ("labels", labels),
+            ("target_", target),
+        ],
         p.n as u64 * (p.side * p.side) as u64,
     )
 }

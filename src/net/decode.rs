@@ -146,7 +146,7 @@ pub fn decode_grid_record(
         return Ok(());
     }
     let u = ctx.uniform("decode_grid_params", p);
-    ctx.dispatch(enc, &crate::shaders::NET_DECODE_GRID, &[&u, logits, out], p.n as u64)
+    ctx.dispatch(enc, &crate::shaders::NET_DECODE_GRID, &[("params", &u), ("logits", logits), ("out", out)], p.n as u64)
 }
 
 /// The rows `net/decode_grid` wrote, as [`Decoded`] values.

@@ -142,7 +142,7 @@ pub fn dropout_fwd_record(
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("dropout_params", &c.params());
-    ctx.dispatch(enc, &crate::shaders::NET_DROPOUT, &[&u, x, y], c.n.div_ceil(4) as u64)
+    ctx.dispatch(enc, &crate::shaders::NET_DROPOUT, &[("params", &u), ("inp", x), ("out", y)], c.n.div_ceil(4) as u64)
 }
 
 /// Records the backward pass: `net/dropout` on `dy` -> `dx` (the forward's mask, regenerated).

@@ -210,7 +210,12 @@ pub fn linear_fwd_record_io(
     let p = LinearParams::new(s);
     let u = ctx.uniform("linear_fwd_params", &p);
     let threads = s.n.div_ceil(LINEAR_FWD_NB) as u64 * p.o_blocks as u64;
-    ctx.dispatch(enc, io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16), &[&u, x, w, b, y], threads)
+    ctx.dispatch(
+        enc,
+        io.pick(&NET_LINEAR_FWD, &NET_LINEAR_FWD_F16),
+        &[("params", &u), ("x", x), ("w", w), ("b", b), ("y", y)],
+        threads,
+    )
 }
 
 /// Records `linear_bwd_input` (all of `dx` written). One invocation per input element.
@@ -226,7 +231,7 @@ pub fn linear_bwd_input_record(
     check_buffer("linear dy", dy, s.n * s.out_f);
     check_buffer("linear dx", dx, s.n * s.in_f);
     let u = ctx.uniform("linear_bwd_input_params", &LinearParams::new(s));
-    ctx.dispatch(enc, &NET_LINEAR_BWD_INPUT, &[&u, w, dy, dx], (s.n * s.in_f) as u64)
+    ctx.dispatch(enc, &NET_LINEAR_BWD_INPUT, &[("params", &u), ("w", w), ("dy", dy), ("dx", dx)], (s.n * s.in_f) as u64)
 }
 
 /// Records `linear_bwd_weight` (partial sums per chunk of samples into `scratch`, at least
@@ -251,7 +256,7 @@ pub fn linear_bwd_weight_record(
     let p = LinearParams::new(s);
     let u = ctx.uniform("linear_bwd_weight_params", &p);
     let threads = p.n_chunks as u64 * s.n_params() as u64;
-    ctx.dispatch(enc, &NET_LINEAR_BWD_WEIGHT, &[&u, x, dy, scratch], threads)?;
+    ctx.dispatch(enc, &NET_LINEAR_BWD_WEIGHT, &[("params", &u), ("x", x), ("dy", dy), ("partials", scratch)], threads)?;
     let r = ReduceChunksParams {
         n_params: s.n_params() as u32,
         n_chunks: p.n_chunks,

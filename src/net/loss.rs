@@ -114,7 +114,14 @@ pub fn softmax_xent_record(
     ctx.dispatch(
         enc,
         &shaders::NET_SOFTMAX_XENT,
-        &[&u, logits, labels, loss, correct, dlogits],
+        &[
+            ("params", &u),
+            ("logits", logits),
+            ("labels", labels),
+            ("loss", loss),
+            ("correct", correct),
+            ("dlogits", dlogits),
+        ],
         p.n as u64 * SOFTMAX_WG as u64,
     )
 }
@@ -194,7 +201,12 @@ pub fn mse_record(
     dpred: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("mse_params", p);
-    ctx.dispatch(enc, &shaders::NET_MSE, &[&u, pred, target, loss, dpred], p.n as u64)
+    ctx.dispatch(
+        enc,
+        &shaders::NET_MSE,
+        &[("params", &u), ("pred", pred), ("target_", target), ("loss", loss), ("dpred", dpred)],
+        p.n as u64,
+    )
 }
 
 /// Test wrapper: `(loss, dpred)`.
@@ -280,7 +292,12 @@ pub fn pair_mse_record(
     dpred: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("pair_mse_params", p);
-    ctx.dispatch(enc, &shaders::NET_PAIR_MSE, &[&u, pred, target, loss, dpred], p.n as u64)
+    ctx.dispatch(
+        enc,
+        &shaders::NET_PAIR_MSE,
+        &[("params", &u), ("pred", pred), ("target_", target), ("loss", loss), ("dpred", dpred)],
+        p.n as u64,
+    )
 }
 
 /// Test wrapper: `(loss, dpred)`; outputs pre-filled with -12345 (so `dpred` keeps it when

@@ -210,7 +210,7 @@ pub fn maxpool2d_fwd_record_io(
     check_buffer_bytes("maxpool2d idx", idx, 4 * s.output().len() as u64);
     let u = ctx.uniform("maxpool2d_params", &s.params());
     let kernel = io.pick(&crate::shaders::NET_MAXPOOL2D_FWD, &crate::shaders::NET_MAXPOOL2D_FWD_F16);
-    ctx.dispatch(enc, kernel, &[&u, x, y, idx], s.output().len() as u64)
+    ctx.dispatch(enc, kernel, &[("params", &u), ("x", x), ("y", y), ("idx", idx)], s.output().len() as u64)
 }
 
 /// Records `net/maxpool2d_bwd`: `idx` (u32), `dy` (f32) -> `dx` (f32), one invocation per input.
@@ -224,7 +224,12 @@ pub fn maxpool2d_bwd_record(
 ) -> Result<(), GpuError> {
     check_u32(s);
     let u = ctx.uniform("maxpool2d_params", &s.params());
-    ctx.dispatch(enc, &crate::shaders::NET_MAXPOOL2D_BWD, &[&u, idx, dy, dx], s.input.len() as u64)
+    ctx.dispatch(
+        enc,
+        &crate::shaders::NET_MAXPOOL2D_BWD,
+        &[("params", &u), ("idx", idx), ("dy", dy), ("dx", dx)],
+        s.input.len() as u64,
+    )
 }
 
 /// Runs `net/maxpool2d_fwd` alone (test wrapper): returns `(y, idx)`.

@@ -124,7 +124,12 @@ pub fn adam_record(
     vmax: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("adam_params", p);
-    ctx.dispatch(enc, &shaders::NET_ADAM, &[&u, param, grad, m, v, vmax], p.n as u64)
+    ctx.dispatch(
+        enc,
+        &shaders::NET_ADAM,
+        &[("params", &u), ("param", param), ("grad", grad), ("m", m), ("v", v), ("vmax", vmax)],
+        p.n as u64,
+    )
 }
 
 /// Test wrapper: runs one step, returns `(param, m, v, vmax)`.

@@ -421,7 +421,17 @@ pub fn make_pairs_record(
     ctx.dispatch(
         enc,
         &shaders::NET_MAKE_PAIRS,
-        &[&u, &lib.offsets, &lib.dxdy, &lib.charge, &lib.incidence, x, class, points, sep],
+        &[
+            ("params", &u),
+            ("offsets", &lib.offsets),
+            ("dxdy", &lib.dxdy),
+            ("charge", &lib.charge),
+            ("incidence", &lib.incidence),
+            ("x", x),
+            ("class_", class),
+            ("points", points),
+            ("sep", sep),
+        ],
         px,
     )
 }

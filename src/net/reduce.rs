@@ -90,7 +90,12 @@ pub fn reduce_chunks_record(
     check_buffer("reduce_chunks out_a", out_a, split);
     check_buffer("reduce_chunks out_b", out_b, np - split);
     let u = ctx.uniform("reduce_chunks_params", p);
-    ctx.dispatch(enc, &NET_REDUCE_CHUNKS, &[&u, partials, out_a, out_b], np as u64)
+    ctx.dispatch(
+        enc,
+        &NET_REDUCE_CHUNKS,
+        &[("params", &u), ("partials", partials), ("out_a", out_a), ("out_b", out_b)],
+        np as u64,
+    )
 }
 
 /// Runs `net/reduce_chunks` alone on the GPU: `(out_a, out_b)` (test wrapper; outputs pre-filled

@@ -79,7 +79,7 @@ pub fn relu_fwd_record_io(
     check_buffer_bytes("relu x", x, io.x_bytes(n));
     check_buffer_bytes("relu y", y, io.y_bytes(n));
     let u = ctx.uniform("relu_fwd_params", &relu_params(n));
-    ctx.dispatch(enc, io.pick(&NET_RELU_FWD, &NET_RELU_FWD_F16), &[&u, x, y], n as u64)
+    ctx.dispatch(enc, io.pick(&NET_RELU_FWD, &NET_RELU_FWD_F16), &[("params", &u), ("x", x), ("y", y)], n as u64)
 }
 
 /// Records `relu_bwd` over the first `n` elements (`dx` different from `y` and `dy`).
@@ -95,7 +95,7 @@ pub fn relu_bwd_record(
     check_buffer("relu dy", dy, n);
     check_buffer("relu dx", dx, n);
     let u = ctx.uniform("relu_bwd_params", &relu_params(n));
-    ctx.dispatch(enc, &NET_RELU_BWD, &[&u, y, dy, dx], n as u64)
+    ctx.dispatch(enc, &NET_RELU_BWD, &[("params", &u), ("y", y), ("dy", dy), ("dx", dx)], n as u64)
 }
 
 /// Runs `relu_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).

@@ -120,7 +120,12 @@ pub fn collect_windows_gpu<C: AsRef<[PairCloud]>>(
     let flat = ctx.upload("clouds", &flat)?;
     let grid = ctx.storage("windows", n_cells * 4)?;
     let mut enc = ctx.encoder("collect");
-    ctx.dispatch(&mut enc, &crate::shaders::EVENTS_COLLECT, &[&params, &offsets, &flat, &grid], n_cells)?;
+    ctx.dispatch(
+        &mut enc,
+        &crate::shaders::EVENTS_COLLECT,
+        &[("params", &params), ("offsets", &offsets), ("clouds", &flat), ("windows", &grid)],
+        n_cells,
+    )?;
     let rb = ctx.readback(&mut enc, &grid, n_cells * 4);
     ctx.submit_and_wait(enc)?;
     let all: Vec<f32> = rb.read(ctx)?;

@@ -61,24 +61,7 @@ pub fn pixel_value(p: &NoiseParams, acc: u32, z: f32) -> f32 {
 /// operations laid out as loops over `BLOCK` groups so that the compiler vectorizes them (AVX2 /
 /// AVX-512 chosen at run time, no FMA contraction, so the results are bit-identical).
 pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
-    let band_px = (p.band_rows * p.width) as usize;
-    let first_frame = p.first_frame_lo as u64 | (p.first_frame_hi as u64) << 32;
-    // Many frames: one task per frame. Few frames: split each frame into row chunks as well.
-    let chunk_px = if (p.n_frames as usize) >= rayon::current_num_threads() * 2 {
-        band_px.max(1)
-    } else {
-        (p.width as usize * 64).max(BLOCK * 4)
-    };
-    out.par_chunks_mut(band_px.max(1))
-        .zip(acc.par_chunks(band_px.max(1)))
-        .take(p.n_frames as usize)
-        .enumerate()
-        .for_each(|(f, (out_f, acc_f))| {
-            let frame = first_frame + f as u64;
-            out_f.par_chunks_mut(chunk_px).zip(acc_f.par_chunks(chunk_px)).enumerate().for_each(|(c, (o, a))| {
-                noise_span(p, frame, (c * chunk_px) as u32, a, o);
-            });
-        });
+    for_each_span(p, acc, out, |frame, start, a, o| noise_span(p, frame, start, a, o));
 }
 
 /// [`noise_cpu`] for quantized frames (`p.quantize` set), straight to u16: each piece of a frame
@@ -86,6 +69,36 @@ pub fn noise_cpu(p: &NoiseParams, acc: &[u32], out: &mut [f32]) {
 /// f32 frame never goes to memory. The values are exactly `noise_cpu`'s.
 pub fn noise_cpu_u16(p: &NoiseParams, acc: &[u32], out: &mut [u16]) {
     assert!(p.quantize != 0, "u16 noise needs quantized frames");
+    const PIECE: usize = BLOCK * 4 * 16;
+    for_each_span(p, acc, out, |frame, start, a, o| {
+        let mut tmp = [0f32; PIECE];
+        for (k, (o, a)) in o.chunks_mut(PIECE).zip(a.chunks(PIECE)).enumerate() {
+            let t = &mut tmp[..o.len()];
+            noise_span(p, frame, start + (k * PIECE) as u32, a, t);
+            for (o, &v) in o.iter_mut().zip(t.iter()) {
+                *o = quantized_u16(v);
+            }
+        }
+    });
+}
+
+/// A quantized ADU value (a whole number in 0..=65535) as u16: adding 2^23 puts it in the low
+/// mantissa bits, exactly, in a form that vectorizes (Rust's saturating `as u16` does not).
+#[inline(always)]
+pub fn quantized_u16(v: f32) -> u16 {
+    debug_assert!(v == v.round() && (0.0..=65535.0).contains(&v), "{v} is not a quantized ADU value");
+    (v + 8_388_608.0).to_bits() as u16
+}
+
+/// Runs `span(frame, start, acc, out)` over the frames of `p` and spans of each frame (band-
+/// relative start pixel), in parallel. Many frames: one task per frame; few frames: each frame
+/// split into row chunks as well.
+fn for_each_span<T: Send>(
+    p: &NoiseParams,
+    acc: &[u32],
+    out: &mut [T],
+    span: impl Fn(u64, u32, &[u32], &mut [T]) + Sync,
+) {
     let band_px = ((p.band_rows * p.width) as usize).max(1);
     let first_frame = p.first_frame_lo as u64 | (p.first_frame_hi as u64) << 32;
     let chunk_px = if (p.n_frames as usize) >= rayon::current_num_threads() * 2 {
@@ -93,20 +106,11 @@ pub fn noise_cpu_u16(p: &NoiseParams, acc: &[u32], out: &mut [u16]) {
     } else {
         (p.width as usize * 64).max(BLOCK * 4)
     };
-    const PIECE: usize = BLOCK * 4 * 16;
     out.par_chunks_mut(band_px).zip(acc.par_chunks(band_px)).take(p.n_frames as usize).enumerate().for_each(
         |(f, (out_f, acc_f))| {
             let frame = first_frame + f as u64;
             out_f.par_chunks_mut(chunk_px).zip(acc_f.par_chunks(chunk_px)).enumerate().for_each(|(c, (o, a))| {
-                let mut tmp = [0f32; PIECE];
-                for (k, (o, a)) in o.chunks_mut(PIECE).zip(a.chunks(PIECE)).enumerate() {
-                    let t = &mut tmp[..o.len()];
-                    noise_span(p, frame, (c * chunk_px + k * PIECE) as u32, a, t);
-                    for (o, &v) in o.iter_mut().zip(t.iter()) {
-                        // a whole number in 0..=65535 (quantized): exact through the mantissa
-                        *o = (v + 8_388_608.0).to_bits() as u16;
-                    }
-                }
+                span(frame, (c * chunk_px) as u32, a, o);
             });
         },
     );

@@ -130,15 +130,6 @@ impl Encoded {
     }
 }
 
-/// A quantized frame value as stored. The generator quantizes, so `v` is a whole number in
-/// 0..=65535; adding 2^23 then puts it in the low mantissa bits, exactly, in a form that
-/// vectorizes (Rust's saturating `as u16` does not).
-#[inline(always)]
-fn adu_u16(v: f32) -> u16 {
-    debug_assert!(v == v.round() && (0.0..=65535.0).contains(&v), "{v} is not a quantized ADU value");
-    (v + 8_388_608.0).to_bits() as u16
-}
-
 impl FrameEncoder {
     fn elem(&self) -> usize {
         if self.quantize { 2 } else { 4 }
@@ -154,7 +145,7 @@ impl FrameEncoder {
     pub fn encode(&self, frames: &[f32]) -> Encoded {
         let Some(c) = self.compression else {
             return if self.quantize {
-                Encoded::U16(frames.par_iter().map(|&v| adu_u16(v)).collect())
+                Encoded::U16(frames.par_iter().map(|&v| crate::frames::noise::quantized_u16(v)).collect())
             } else {
                 Encoded::F32(frames.to_vec())
             };
@@ -241,7 +232,7 @@ pub trait ChunkValue: Copy {
 impl ChunkValue for f32 {
     #[inline(always)]
     fn adu_u16(self) -> u16 {
-        adu_u16(self)
+        crate::frames::noise::quantized_u16(self)
     }
     #[inline(always)]
     fn adu_f32(self) -> f32 {

@@ -19,7 +19,7 @@ pub mod transport;
 #[cfg(test)]
 mod validation;
 
-pub use charge::collect_charge;
+pub use collect::collect_charge;
 pub use material::{DensityEffect, Element, KNOWN_MATERIALS, Material, material};
 
 use crate::rng::{Stream, streams};

@@ -141,48 +141,73 @@ fn npy_folders_hold_the_generated_frames() {
     }
 }
 
-/// `--compression zstd`: shuffle + Zstandard as HDF5 filter 32015 (what `hdf5plugin` reads),
-/// holding exactly the generated frames, read back by HDF5's own pipeline (through the filter
-/// emsim registers) and by emsim's parallel reader.
+/// `--compression zstd` and `bslz4`: shuffle + Zstandard as HDF5 filter 32015, bitshuffle + LZ4
+/// as filter 32008 (what `hdf5plugin` reads), holding exactly the generated frames, read back by
+/// HDF5's own pipeline (through the filters emsim registers) and by emsim's parallel reader.
 #[test]
-fn zstd_files_hold_the_generated_frames() {
+fn zstd_and_bitshuffle_files_hold_the_generated_frames() {
     let dir = tempfile::tempdir().unwrap();
     let lib = EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
-    let o = emsim(
-        &["frames", "-q", "--frames", "3", "--seed", "8", "--compression", "zstd=3", "--out", "z.h5"],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg = FramesConfig { frames: 3, seed: 8, quantize_u16: true, offset_adu: 200.0, ..Default::default() };
     let want: Vec<u16> = expected_with_truth(&cfg, &lib).0.iter().map(|&v| v as u16).collect();
-    let path = dir.path().join("z.h5");
-    {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-        emsim::io::zstd_filter::register().unwrap();
-        let file = hdf5::File::open(&path).unwrap();
-        let ds = file.dataset("frames").unwrap();
-        assert_eq!(ds.filters(), vec![hdf5::filters::Filter::Shuffle, hdf5::filters::Filter::user(32015, &[3])]);
-        assert!(ds.read_raw::<u16>().unwrap() == want, "HDF5's pipeline");
+    for (flag, filters) in [
+        ("zstd=3", vec![hdf5::filters::Filter::Shuffle, hdf5::filters::Filter::user(32015, &[3])]),
+        ("bslz4", vec![hdf5::filters::Filter::user(32008, &[0, 4, 2, 0, 2])]),
+    ] {
+        let name = format!("{}.h5", &flag[..4]);
+        let o =
+            emsim(&["frames", "-q", "--frames", "3", "--seed", "8", "--compression", flag, "--out", &name], dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let path = dir.path().join(&name);
+        {
+            let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            emsim::io::h5_filters::register().unwrap();
+            let file = hdf5::File::open(&path).unwrap();
+            let ds = file.dataset("frames").unwrap();
+            assert_eq!(ds.filters(), filters, "{flag}");
+            assert!(ds.read_raw::<u16>().unwrap() == want, "{flag}: HDF5's pipeline");
+        }
+        let mut r = FramesReader::open(&path, "frames").unwrap();
+        assert!(r.reads_chunks_directly());
+        assert!(r.read_u16(0, 3).unwrap() == want, "{flag}: emsim's reader");
     }
-    let mut r = FramesReader::open(&path, "frames").unwrap();
-    assert!(r.reads_chunks_directly());
-    assert!(r.read_u16(0, 3).unwrap() == want, "emsim's reader");
 
-    // Chunks of half a row are not read directly: HDF5's pipeline decodes them through the filter
-    // emsim registers, which also coded them here (HDF5 compressing through it).
+    // Chunks of half a row are not read directly: HDF5's pipeline decodes them through the filters
+    // emsim registers, which also coded them here (HDF5 compressing through them).
     let vals: Vec<u16> = (0..4 * 30 * 20u32).map(|i| (200 + i.wrapping_mul(2654435761) % 97) as u16).collect();
-    let path = dir.path().join("half-rows.h5");
+    for (k, filter) in [hdf5::filters::Filter::user(32015, &[5]), hdf5::filters::Filter::user(32008, &[0, 4, 2, 0, 2])]
+        .into_iter()
+        .enumerate()
     {
-        let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-        emsim::io::zstd_filter::register().unwrap();
-        let f = hdf5::File::create(&path).unwrap();
-        let data = ndarray::Array3::from_shape_vec((4, 30, 20), vals.clone()).unwrap();
-        let b = f.new_dataset_builder().chunk((1, 30, 10)).set_filters(&[hdf5::filters::Filter::user(32015, &[5])]);
-        b.with_data(&data).create("frames").unwrap();
+        let path = dir.path().join(format!("half-rows-{k}.h5"));
+        {
+            let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            emsim::io::h5_filters::register().unwrap();
+            let f = hdf5::File::create(&path).unwrap();
+            let data = ndarray::Array3::from_shape_vec((4, 30, 20), vals.clone()).unwrap();
+            let b = f.new_dataset_builder().chunk((1, 30, 10)).set_filters(std::slice::from_ref(&filter));
+            b.with_data(&data).create("frames").unwrap();
+        }
+        let mut r = FramesReader::open(&path, "frames").unwrap();
+        assert!(!r.reads_chunks_directly());
+        assert!(r.read_u16(0, 4).unwrap() == vals, "HDF5's pipeline through emsim's filter {filter:?}");
     }
-    let mut r = FramesReader::open(&path, "frames").unwrap();
-    assert!(!r.reads_chunks_directly());
-    assert!(r.read_u16(0, 4).unwrap() == vals, "HDF5's pipeline through emsim's zstd filter");
+}
+
+/// Bitshuffle chunks coded by the reference C library (through `hdf5plugin`, fixture made by
+/// `scripts/reference/bitshuffle_fixture.py`): short and full blocks, values left over raw, 2- and
+/// 4-byte values, the transpose without LZ4; emsim's decoder reads what was stored beside them.
+#[test]
+fn bitshuffle_chunks_of_the_reference_library_are_read() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bitshuffle_hdf5plugin.h5");
+    for (name, frames) in [("u16_short", 3), ("u16_blocks", 2), ("f32", 2), ("u16_transpose_only", 2)] {
+        let mut r = FramesReader::open(&path, name).unwrap();
+        assert!(r.reads_chunks_directly(), "{name}");
+        let got = r.read(0, frames).unwrap();
+        let mut plain = FramesReader::open(&path, &format!("{name}_plain")).unwrap();
+        let want = plain.read(0, frames).unwrap();
+        assert!(got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}");
+    }
 }
 
 /// Files from other writers: HDF5's own shuffle + deflate, in chunks of several frames and of

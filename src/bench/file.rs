@@ -1,7 +1,7 @@
 //! End-to-end stages of `emsim bench`: what a user runs, from kernel to a file on disk and back.
 //! `frames_file` runs `emsim frames`'s own code path with its default settings (u16 frames, the
-//! default compression, flushed to the disk); `count_file` counts that file as `emsim count`
-//! does. Each record carries the in-memory rate of the same settings measured in the same run, the
+//! default compression or `bench --compression`, flushed to the disk); `count_file` counts that
+//! file as `emsim count` does. Each record carries the in-memory rate of the same settings measured in the same run, the
 //! ratio, and the disk's own synced sequential write rate, so a reader sees which limit binds.
 
 use std::io::Write;
@@ -39,13 +39,14 @@ pub fn disk_write_bytes_per_s(dir: &Path, quick: bool) -> Result<f64> {
 }
 
 /// `frames_file` and `count_file` on `device`: `cfg.frames` frames with `emsim frames`'s defaults
-/// written to `dir` and counted back, `repeats` times each.
+/// and `compression` written to `dir` and counted back, `repeats` times each.
 pub fn bench_file_stages(
     device: &Device,
     lib: &EventLibrary,
     cfg: &FramesConfig,
     repeats: u32,
     dir: &Path,
+    compression: Compression,
     disk_bps: f64,
 ) -> Result<Vec<BenchRecord>> {
     // the CLI's defaults: u16 frames, offset 10 sigma, the default compression
@@ -62,7 +63,7 @@ pub fn bench_file_stages(
     let opts = RunOptions {
         out: out.clone(),
         format: FramesFormat::H5,
-        compression: Compression::Deflate,
+        compression,
         force: true,
         preview: None,
         progress: false,
@@ -82,13 +83,14 @@ pub fn bench_file_stages(
         (stored, file) = (summary.stored_bytes_per_frame, summary.file_bytes_per_frame);
     }
     let electrons: u64 = (0..cfg.frames).map(|k| cfg.electron_count(k) as u64).sum();
-    let timed = "emsim frames with its defaults (u16, shuffle + deflate on every core, HDF5 direct chunk writes), \
+    let timed = "emsim frames with its defaults (u16, the chunks compressed on every core, HDF5 direct chunk writes), \
                  from the first frame made to the file flushed to the disk and renamed into place";
     let mut f = BenchRecord::timing("frames_file", device.path_name(), timed, &mut reps);
     f.frame_figures(&cfg, cfg.batch_frames, electrons);
     f.u16_frames();
     let mem = bench_frames(device, lib, &cfg, repeats)?;
     f.file_figures(mem.frames_per_s, stored, file, disk_bps);
+    f.compression = Some(compression.name());
 
     let counts = scratch.path().join("counts.h5").display().to_string();
     let copts = CountOptions::new(out.clone(), vec![crate::count::Method::C3x3], counts);
@@ -102,5 +104,6 @@ pub fn bench_file_stages(
     c.u16_frames();
     let mem = bench_count_u16(device, lib, &FramesConfig { quantize_u16: false, ..cfg.clone() }, repeats)?;
     c.file_figures(mem.frames_per_s, stored, file, disk_bps);
+    c.compression = Some(compression.name());
     Ok(vec![f, c])
 }

@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub kernel_times: bool,
     /// Folder on the file system that the end-to-end stages write to (`frames_file`, `count_file`).
     pub dir: std::path::PathBuf,
+    /// Compression of the end-to-end stages' file (`emsim frames --compression`).
+    pub compression: crate::io::frames_out::Compression,
 }
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
@@ -67,6 +69,7 @@ impl Default for BenchOptions {
             net_batches: Vec::new(),
             kernel_times: false,
             dir: ".".into(),
+            compression: crate::io::frames_out::Compression::Deflate,
         }
     }
 }
@@ -175,7 +178,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 };
                 let n = if opts.quick { frames.max(64) } else { frames.max(1024) };
                 let cfg = FramesConfig { frames: n, ..cfg.clone() };
-                let recs = file::bench_file_stages(d, &lib, &cfg, repeats, &opts.dir, disk)?;
+                let recs = file::bench_file_stages(d, &lib, &cfg, repeats, &opts.dir, opts.compression, disk)?;
                 records.extend(recs.into_iter().filter(|r| want(&r.stage)));
             }
             if want("count_resident") && default_576 && matches!(d, Device::Gpu(_)) {

@@ -106,6 +106,9 @@ pub struct BenchRecord {
     pub disk_bound_frames_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_disk_bound: Option<f64>,
+    /// End-to-end stages: the compression of `/frames` in the file, as the file records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
 }
 
 impl BenchRecord {
@@ -160,6 +163,7 @@ impl BenchRecord {
             disk_write_bytes_per_s: None,
             disk_bound_frames_per_s: None,
             fraction_of_disk_bound: None,
+            compression: None,
         }
     }
 

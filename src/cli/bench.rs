@@ -14,6 +14,10 @@ pub(crate) struct BenchArgs {
     /// Folder the end-to-end stages (frames_file, count_file) write to: the file system to measure.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Compression of the file the end-to-end stages write and read (as `emsim frames
+    /// --compression`): deflate (the default), gzip=1..9, zstd, zstd=1..22, bslz4 or none.
+    #[arg(long, default_value = "deflate")]
+    compression: String,
     /// Print JSON (schema docs/bench-schema.json) instead of a table.
     #[arg(long)]
     json: bool,
@@ -25,9 +29,9 @@ pub(crate) struct BenchArgs {
     gpu_only: bool,
     #[arg(long, default_value = "auto")]
     backend: String,
-    /// Only these stages, comma-separated: events, frames, count, frames_count, count_net,
-    /// net_infer, net_train
-    /// (the copy bandwidth is always measured).
+    /// Only these stages, comma-separated: events, frames, frames_resident, frames_file, count,
+    /// count_file, frames_count, count_resident, count_net, net_infer, net_train (the copy
+    /// bandwidth is always measured).
     #[arg(long, value_delimiter = ',')]
     stages: Option<Vec<String>>,
     /// Frames per repeat of the frame stages (default 32 with --quick, else 256).
@@ -66,6 +70,7 @@ pub(crate) fn run_bench(a: BenchArgs) -> Result<()> {
         net_batches: a.net_batches,
         kernel_times: a.kernel_times,
         dir: a.dir,
+        compression: a.compression.parse()?,
     };
     let report = emsim::bench::run(&opts)?;
     if a.json {

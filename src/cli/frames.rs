@@ -25,8 +25,9 @@ pub(crate) struct FramesArgs {
     format: String,
     /// HDF5 compression of /frames: deflate (shuffle + deflate on every core; plain h5py reads it),
     /// gzip=1..9 (shuffle + libdeflate at that level, on every core), zstd or zstd=1..22
-    /// (shuffle + Zstandard on every core, HDF5 filter 32015: h5py reads it after
-    /// `import hdf5plugin`), lzf (one thread) or none. docs/formats.md compares them.
+    /// (shuffle + Zstandard on every core, HDF5 filter 32015), bslz4 (bitshuffle + LZ4 on every
+    /// core, HDF5 filter 32008; h5py reads these two after `import hdf5plugin`), lzf (one thread)
+    /// or none. docs/formats.md compares them.
     #[arg(long, default_value = "deflate")]
     compression: String,
     /// Event library (HDF5); default: the library shipped in assets/.

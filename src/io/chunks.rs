@@ -10,6 +10,7 @@ use hdf5_sys::h5::{herr_t, hsize_t};
 use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::H5P_DEFAULT;
 
+use super::bitshuffle;
 use crate::{Error, Result};
 
 /// The filter id of Zstandard in HDF5's registry (the `hdf5plugin` Python package reads it).
@@ -26,8 +27,11 @@ pub enum Compression {
     /// same ratio on noisy frames).
     Gzip(u8),
     /// Shuffle + Zstandard at a level 1-22 (HDF5 filter 32015, registered by emsim in its own
-    /// process: `io::zstd_filter`; Python needs `import hdf5plugin`).
+    /// process: `io::h5_filters`; Python needs `import hdf5plugin`).
     Zstd(u8),
+    /// Bitshuffle + LZ4 (HDF5 filter 32008, `io::bitshuffle`), the detector vendors' format;
+    /// Python needs `import hdf5plugin`.
+    Bslz4,
     /// LZF through HDF5's own filter pipeline (one thread; h5py reads it).
     Lzf,
 }
@@ -38,7 +42,7 @@ impl std::str::FromStr for Compression {
         let bad = || {
             Error::invalid(
                 "--compression",
-                format!("'{s}': expected deflate (the default), gzip=1..9, zstd or zstd=1..22, lzf or none"),
+                format!("'{s}': expected deflate (the default), gzip=1..9, zstd or zstd=1..22, bslz4, lzf or none"),
             )
         };
         let level = |prefix: &str, max: u8| match s.strip_prefix(prefix).map(str::parse::<u8>) {
@@ -50,6 +54,7 @@ impl std::str::FromStr for Compression {
             "deflate" | "gzip" => Ok(Self::Deflate),
             "lzf" => Ok(Self::Lzf),
             "zstd" => Ok(Self::Zstd(1)),
+            "bslz4" | "bitshuffle-lz4" => Ok(Self::Bslz4),
             _ => level("gzip=", 9).map(Self::Gzip).or_else(|| level("zstd=", 22).map(Self::Zstd)).ok_or_else(bad),
         }
     }
@@ -63,17 +68,19 @@ impl Compression {
             Self::Deflate => "shuffle+deflate".into(),
             Self::Gzip(l) => format!("shuffle+deflate level {l}"),
             Self::Zstd(l) => format!("shuffle+zstd level {l} (HDF5 filter 32015)"),
+            Self::Bslz4 => "bitshuffle+lz4 (HDF5 filter 32008)".into(),
             Self::Lzf => "lzf".into(),
         }
     }
 
-    /// The dataset's filter pipeline.
-    pub fn filters(self) -> Vec<Filter> {
+    /// The filter pipeline of a dataset of `elem`-byte values.
+    pub fn filters(self, elem: usize) -> Vec<Filter> {
         match self {
             Self::None => vec![],
             Self::Deflate => vec![Filter::Shuffle, Filter::Deflate(1)],
             Self::Gzip(l) => vec![Filter::Shuffle, Filter::Deflate(l)],
             Self::Zstd(l) => vec![Filter::Shuffle, Filter::user(ZSTD_FILTER_ID, &[l as u32])],
+            Self::Bslz4 => vec![Filter::user(bitshuffle::FILTER_ID, &bitshuffle::filter_params(elem))],
             Self::Lzf => vec![Filter::LZF],
         }
     }
@@ -82,10 +89,20 @@ impl Compression {
     pub fn direct(self) -> bool {
         !matches!(self, Self::Lzf)
     }
+
+    /// Whether the pipeline begins with HDF5's byte shuffle (the chunk is coded from byte planes).
+    pub fn byte_shuffled(self) -> bool {
+        matches!(self, Self::Deflate | Self::Gzip(_) | Self::Zstd(_))
+    }
+
+    /// Whether the pipeline holds a filter that is not built into HDF5 (emsim registers it).
+    pub fn third_party(self) -> bool {
+        matches!(self, Self::Zstd(_) | Self::Bslz4)
+    }
 }
 
 /// How a dataset's chunks are coded, as far as emsim decodes them itself: an optional shuffle,
-/// then deflate, Zstandard or nothing.
+/// then deflate, Zstandard or nothing; or bitshuffle (+ LZ4) alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Codec {
     shuffle: bool,
@@ -97,6 +114,10 @@ enum Inner {
     None,
     Deflate,
     Zstd,
+    /// Bitshuffle + LZ4 (the block size is in each chunk's header).
+    Bslz4,
+    /// The bit transpose alone, in blocks of this many values (0: the default).
+    Bitshuffle(usize),
 }
 
 impl Codec {
@@ -110,6 +131,11 @@ impl Codec {
             [] => Inner::None,
             [Filter::Deflate(_)] => Inner::Deflate,
             [Filter::User(id, _)] if *id == ZSTD_FILTER_ID => Inner::Zstd,
+            [Filter::User(id, cd)] if *id == bitshuffle::FILTER_ID && !shuffle => match cd.get(4) {
+                Some(&bitshuffle::LZ4) => Inner::Bslz4,
+                None | Some(0) => Inner::Bitshuffle(cd.get(3).map_or(0, |&b| b as usize)),
+                Some(_) => return None,
+            },
             _ => return None,
         };
         Some(Self { shuffle, inner })
@@ -122,19 +148,21 @@ impl Codec {
         let inner_bit = if self.shuffle { 2 } else { 1 };
         let inner = if mask & inner_bit != 0 { Inner::None } else { self.inner };
         if !shuffled {
-            return inflate(inner, stored, out);
+            return inflate(inner, stored, elem, out);
         }
         let mut plain = vec![0u8; out.len()];
-        inflate(inner, stored, &mut plain)?;
+        inflate(inner, stored, elem, &mut plain)?;
         unshuffle(&plain, elem, out);
         Ok(())
     }
 }
 
 /// Undoes the compression step alone.
-fn inflate(inner: Inner, stored: &[u8], plain: &mut [u8]) -> std::result::Result<(), String> {
+fn inflate(inner: Inner, stored: &[u8], elem: usize, plain: &mut [u8]) -> std::result::Result<(), String> {
     let n = match inner {
         Inner::None => return copy_exact(stored, plain),
+        Inner::Bslz4 => return bitshuffle::decompress(stored, elem, plain),
+        Inner::Bitshuffle(block) => return bitshuffle::unshuffle_chunk(stored, elem, block, plain),
         Inner::Deflate => libdeflater::Decompressor::new()
             .zlib_decompress(stored, plain)
             .map_err(|e| format!("corrupt deflate chunk: {e:?}"))?,
@@ -216,13 +244,19 @@ pub struct Scratch {
     /// The chunk's bytes: shuffled planes for [`encode_planes`].
     pub planes: Vec<u8>,
     out: Vec<u8>,
+    bitshuffle: bitshuffle::Scratch,
 }
 
 /// Encodes one chunk (`raw`: its values as little-endian bytes, `elem` bytes each) for a dataset
-/// whose pipeline is `c.filters()`; returns the stored bytes.
+/// whose pipeline is `c.filters(elem)`; returns the stored bytes.
 pub fn encode(c: Compression, raw: &[u8], elem: usize, s: &mut Scratch) -> Vec<u8> {
-    if c == Compression::None {
-        return raw.to_vec();
+    match c {
+        Compression::None => return raw.to_vec(),
+        Compression::Bslz4 => {
+            bitshuffle::compress(raw, elem, &mut s.bitshuffle, &mut s.out);
+            return s.out.clone();
+        }
+        _ => {}
     }
     let mut planes = std::mem::take(&mut s.planes);
     planes.resize(raw.len(), 0);
@@ -233,7 +267,7 @@ pub fn encode(c: Compression, raw: &[u8], elem: usize, s: &mut Scratch) -> Vec<u
 }
 
 /// Encodes one chunk given as its shuffled byte planes (`elem` planes of equal length) for a
-/// compressed pipeline `c.filters()` (shuffle first); returns the stored bytes.
+/// byte-shuffled pipeline `c.filters(elem)`; returns the stored bytes.
 pub fn encode_planes(c: Compression, planes: &[u8], elem: usize, s: &mut Scratch) -> Vec<u8> {
     match c {
         Compression::Deflate => crate::io::deflate::zlib_compress(planes, planes.len() / elem, &mut s.out).to_vec(),
@@ -244,7 +278,9 @@ pub fn encode_planes(c: Compression, planes: &[u8], elem: usize, s: &mut Scratch
             s.out[..n].to_vec()
         }
         Compression::Zstd(l) => zstd::bulk::compress(planes, l as i32).expect("zstd compresses in memory"),
-        Compression::None | Compression::Lzf => unreachable!("not a shuffled pipeline emsim encodes"),
+        Compression::None | Compression::Lzf | Compression::Bslz4 => {
+            unreachable!("not a byte-shuffled pipeline emsim encodes")
+        }
     }
 }
 
@@ -303,9 +339,11 @@ mod tests {
     fn every_codec_decodes_what_it_encodes() {
         let vals: Vec<u16> = (0..5000u32).map(|i| (200 + (i.wrapping_mul(2654435761) >> 27)) as u16).collect();
         let raw: &[u8] = bytemuck::cast_slice(&vals);
-        for c in [Compression::None, Compression::Deflate, Compression::Gzip(6), Compression::Zstd(3)] {
+        for c in
+            [Compression::None, Compression::Deflate, Compression::Gzip(6), Compression::Zstd(3), Compression::Bslz4]
+        {
             let stored = encode(c, raw, 2, &mut Scratch::default());
-            let codec = Codec::of(&c.filters()).expect("emsim decodes its own codecs");
+            let codec = Codec::of(&c.filters(2)).expect("emsim decodes its own codecs");
             let mut back = vec![0u8; raw.len()];
             codec.decode(&stored, 0, 2, &mut back).unwrap();
             assert!(back == raw, "{c:?}");
@@ -313,7 +351,7 @@ mod tests {
         // a chunk stored with its compression skipped (mask bit 1) is read as shuffled bytes
         let mut sh = vec![0u8; raw.len()];
         shuffle(raw, 2, &mut sh);
-        let codec = Codec::of(&Compression::Deflate.filters()).unwrap();
+        let codec = Codec::of(&Compression::Deflate.filters(2)).unwrap();
         let mut back = vec![0u8; raw.len()];
         codec.decode(&sh, 2, 2, &mut back).unwrap();
         assert!(back == raw);
@@ -327,6 +365,7 @@ mod tests {
         assert_eq!("gzip=9".parse::<Compression>().unwrap(), Compression::Gzip(9));
         assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::Zstd(1));
         assert_eq!("zstd=22".parse::<Compression>().unwrap(), Compression::Zstd(22));
+        assert_eq!("bslz4".parse::<Compression>().unwrap(), Compression::Bslz4);
         for bad in ["gzip=0", "gzip=10", "zstd=0", "zstd=23", "lz4", ""] {
             let e = bad.parse::<Compression>().unwrap_err().to_string();
             assert!(e.contains("--compression"), "{e}");

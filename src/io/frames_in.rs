@@ -80,7 +80,7 @@ impl FramesReader {
         }
         // Zstandard chunks (filter 32015) that emsim cannot read directly go through HDF5's
         // pipeline, which then needs the filter: register it (once) before HDF5 looks.
-        super::zstd_filter::register().map_err(|m| Error::file(path, m))?;
+        super::h5_filters::register().map_err(|m| Error::file(path, m))?;
         let file = open(path, "frames file")?;
         let ds = file.dataset(dataset).map_err(|_| {
             Error::file(

@@ -191,7 +191,7 @@ impl FrameEncoder {
     fn encode_chunk<V: ChunkValue>(&self, c: Compression, vals: &[V], scratch: &mut ChunkScratch) -> Vec<u8> {
         let ChunkScratch { codec, raw } = scratch;
         let len = self.chunk_rows * self.width;
-        if self.quantize && c != Compression::None {
+        if self.quantize && c.byte_shuffled() {
             // the hot path: the two shuffled byte planes straight from the values
             let mut planes = std::mem::take(&mut codec.planes);
             planes.resize(len * 2, 0); // every byte is written below: no need to clear it first
@@ -285,8 +285,8 @@ impl DatasetWriter {
         let sink = match format {
             FramesFormat::H5 => {
                 let e = err(path, "writing frames");
-                if let Compression::Zstd(_) = compression {
-                    super::zstd_filter::register().map_err(|m| Error::file(path, m))?;
+                if compression.third_party() {
+                    super::h5_filters::register().map_err(|m| Error::file(path, m))?;
                 }
                 let file = hdf5::File::create(path).map_err(&e)?;
                 set_str_attr(&file, "schema", SCHEMA).map_err(&e)?;
@@ -297,10 +297,10 @@ impl DatasetWriter {
                 set_str_attr(&file, "shard", &format!("{}/{}", cfg.shard_index, cfg.shard_count)).map_err(&e)?;
                 set_str_attr(&file, "config_json", &info.config_json()).map_err(&e)?;
                 let frames = if cfg.quantize_u16 {
-                    let b = file.new_dataset::<u16>().chunk((1, chunk_rows, w)).set_filters(&compression.filters());
+                    let b = file.new_dataset::<u16>().chunk((1, chunk_rows, w)).set_filters(&compression.filters(2));
                     b.shape((n, h, w)).create("frames").map_err(&e)?
                 } else {
-                    let b = file.new_dataset::<f32>().chunk((1, chunk_rows, w)).set_filters(&compression.filters());
+                    let b = file.new_dataset::<f32>().chunk((1, chunk_rows, w)).set_filters(&compression.filters(4));
                     b.shape((n, h, w)).create("frames").map_err(&e)?
                 };
                 set_str_attr(&frames, "units", "ADU").map_err(&e)?;

@@ -43,7 +43,7 @@ fn transpose8(mut x: u64) -> u64 {
 /// Bit-transposes one block of values (`src.len()` a multiple of `8 elem`) into `out`.
 pub fn shuffle_block(src: &[u8], elem: usize, out: &mut [u8]) {
     let n = src.len() / elem;
-    debug_assert!(n % 8 == 0 && out.len() == src.len());
+    debug_assert!(n.is_multiple_of(8) && out.len() == src.len());
     let row = n / 8;
     for (b, group) in src.chunks_exact(8 * elem).enumerate() {
         for j in 0..elem {
@@ -62,7 +62,7 @@ pub fn shuffle_block(src: &[u8], elem: usize, out: &mut [u8]) {
 /// The inverse of [`shuffle_block`].
 pub fn unshuffle_block(src: &[u8], elem: usize, out: &mut [u8]) {
     let n = src.len() / elem;
-    debug_assert!(n % 8 == 0 && out.len() == src.len());
+    debug_assert!(n.is_multiple_of(8) && out.len() == src.len());
     let row = n / 8;
     for (b, group) in out.chunks_exact_mut(8 * elem).enumerate() {
         for j in 0..elem {
@@ -134,7 +134,7 @@ pub fn decompress(stored: &[u8], elem: usize, out: &mut [u8]) -> Result<(), Stri
     if total != out.len() {
         return Err(format!("chunk holds {total} bytes, expected {}", out.len()));
     }
-    if block_bytes == 0 || block_bytes % (8 * elem) != 0 {
+    if block_bytes == 0 || !block_bytes.is_multiple_of(8 * elem) {
         return Err(corrupt(&format!("block of {block_bytes} bytes for {elem}-byte values")));
     }
     let (full, last, left) = blocks(total, elem, block_bytes / elem);

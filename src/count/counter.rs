@@ -1,6 +1,7 @@
 //! [`Counter`]: counts batches of frames on a device (GPU kernels or their CPU twins).
 
 use crate::gpu::{Device, GpuContext};
+use crate::net::gpu_net::GpuNet;
 use crate::shaders;
 use crate::{Error, Result};
 
@@ -43,6 +44,24 @@ pub(super) struct GpuBuffers {
     out: wgpu::Buffer,
 }
 
+/// The networks of a counter on the GPU.
+struct GpuNets<'a> {
+    /// The localizing network (`--method net`).
+    net: GpuNet<'a>,
+    /// Its candidate list on the device.
+    cands: wgpu::Buffer,
+    /// A grid head's rows decoded on the device.
+    decoded: Option<wgpu::Buffer>,
+    /// Classifier and pair localizer (`--split-pairs`).
+    pairs: Option<[GpuNet<'a>; 2]>,
+}
+
+/// Where a counter runs: the CPU twins, or the GPU with its buffers (and networks) on it.
+enum On<'a> {
+    Cpu,
+    Gpu(&'a GpuContext, Box<GpuBuffers>, Option<Box<GpuNets<'a>>>),
+}
+
 /// Counts batches of frames on a device. GPU buffers are allocated once for the largest batch.
 pub struct Counter<'a> {
     pub cfg: CountConfig,
@@ -50,12 +69,7 @@ pub struct Counter<'a> {
     pub width: u32,
     /// The read-noise sigma used (given or estimated), electrons.
     pub sigma_e: f32,
-    device: &'a Device,
-    gpu: Option<GpuBuffers>,
-    /// The network, its candidate list on the device, and (grid head) the decoded rows' buffer.
-    net_gpu: Option<(crate::net::gpu_net::GpuNet<'a>, wgpu::Buffer, Option<wgpu::Buffer>)>,
-    /// Classifier and pair localizer on the GPU (`--split-pairs`).
-    pairs_gpu: Option<[crate::net::gpu_net::GpuNet<'a>; 2]>,
+    on: On<'a>,
 }
 
 impl<'a> Counter<'a> {
@@ -81,48 +95,56 @@ impl<'a> Counter<'a> {
                 ));
             }
         }
-        let gpu = match device {
+        let on = match device {
+            Device::Cpu => On::Cpu,
             Device::Gpu(ctx) => {
                 let b = Self::alloc(ctx, &cfg, height, width)?;
                 ctx.warm_up(&b.layout.kernels())?;
-                Some(b)
-            }
-            Device::Cpu => None,
-        };
-        let net_gpu = match (device, &cfg.net, &gpu) {
-            (Device::Gpu(ctx), Some(m), Some(b)) => {
-                let net = crate::net::gpu_net::GpuNet::new_inference(
-                    ctx,
-                    m.clone(),
-                    cfg.net_batch.max(1).min(crate::net::gpu_net::GpuNet::max_capacity(ctx, m)?),
-                    cfg.net_precision,
-                )?;
-                if net.precision() != cfg.net_precision {
-                    eprintln!(
-                        "warning: --net-precision {}: the adapter lacks SHADER_F16; the network runs with f32 activations",
-                        cfg.net_precision.name()
-                    );
-                    cfg.net_precision = net.precision();
-                }
-                let cap = b.capacity_frames as u64 * max_candidates(height, width);
-                let decoded = match crate::net::decode::DecodeGridParams::new(&m.cfg, net.capacity) {
-                    Some(_) => Some(
-                        ctx.storage("net_decoded", (net.capacity * crate::net::decode::DECODED_FLOATS * 4) as u64)?,
-                    ),
+                let nets = match &cfg.net {
+                    Some(m) => {
+                        let nets =
+                            Self::alloc_nets(ctx, &cfg, m, b.capacity_frames as u64 * max_candidates(height, width))?;
+                        if nets.net.precision() != cfg.net_precision {
+                            eprintln!(
+                                "warning: --net-precision {}: the adapter lacks SHADER_F16; the network runs with f32 activations",
+                                cfg.net_precision.name()
+                            );
+                            cfg.net_precision = nets.net.precision();
+                        }
+                        Some(Box::new(nets))
+                    }
                     None => None,
                 };
-                Some((net, ctx.storage("net_cands", cap * 16)?, decoded))
+                On::Gpu(ctx, Box::new(b), nets)
             }
-            _ => None,
         };
-        let pairs_gpu = match (device, &cfg.pairs, &net_gpu) {
-            (Device::Gpu(ctx), Some(p), Some((net, _, _))) => Some([
-                crate::net::gpu_net::GpuNet::new_inference(ctx, p.classifier.clone(), net.capacity, cfg.net_precision)?,
-                crate::net::gpu_net::GpuNet::new_inference(ctx, p.localizer.clone(), net.capacity, cfg.net_precision)?,
+        Ok(Self { cfg, height, width, sigma_e, on })
+    }
+
+    /// The networks on the GPU: `m` (its candidate list holds `cands` entries) and, with
+    /// `--split-pairs`, the pair models at the same capacity and precision.
+    fn alloc_nets(
+        ctx: &'a GpuContext,
+        cfg: &CountConfig,
+        m: &crate::net::model::Model,
+        cands: u64,
+    ) -> Result<GpuNets<'a>> {
+        let capacity = cfg.net_batch.max(1).min(GpuNet::max_capacity(ctx, m)?);
+        let net = GpuNet::new_inference(ctx, m.clone(), capacity, cfg.net_precision)?;
+        let decoded = match crate::net::decode::DecodeGridParams::new(&m.cfg, net.capacity) {
+            Some(_) => {
+                Some(ctx.storage("net_decoded", (net.capacity * crate::net::decode::DECODED_FLOATS * 4) as u64)?)
+            }
+            None => None,
+        };
+        let pairs = match &cfg.pairs {
+            Some(p) => Some([
+                GpuNet::new_inference(ctx, p.classifier.clone(), net.capacity, net.precision())?,
+                GpuNet::new_inference(ctx, p.localizer.clone(), net.capacity, net.precision())?,
             ]),
-            _ => None,
+            None => None,
         };
-        Ok(Self { cfg, height, width, sigma_e, device, gpu, net_gpu, pairs_gpu })
+        Ok(GpuNets { cands: ctx.storage("net_cands", cands * 16)?, net, decoded, pairs })
     }
 
     /// Frames per batch: the requested number, capped so every buffer fits one storage binding.
@@ -135,7 +157,11 @@ impl<'a> Counter<'a> {
     }
 
     pub fn batch_frames(&self) -> u32 {
-        Self::batch_frames_on(&self.cfg, self.height, self.width, self.device)
+        let max_binding = match &self.on {
+            On::Gpu(ctx, ..) => ctx.max_binding_bytes(),
+            On::Cpu => u64::MAX,
+        };
+        Self::batch_frames_for(&self.cfg, self.height, self.width, max_binding)
     }
 
     /// Frames per batch a counter with `cfg` for H x W frames would use on `device`.
@@ -237,17 +263,17 @@ impl<'a> Counter<'a> {
         let px = (self.height * self.width) as usize;
         assert_eq!(adu.len() % px, 0, "whole frames");
         let n = adu.len() / px;
-        match self.device {
-            Device::Cpu => match adu {
+        match &self.on {
+            On::Cpu => match adu {
                 HostAdu::F32(a) => self.count_cpu(a, n),
                 HostAdu::U16(a) => self.count_cpu(a, n),
             },
-            Device::Gpu(ctx) => {
+            On::Gpu(ctx, b, nets) => {
                 let mut found = Found::default();
-                let step = self.gpu.as_ref().unwrap().capacity_frames as usize;
+                let step = b.capacity_frames as usize;
                 for k in (0..n).step_by(step) {
                     let m = step.min(n - k);
-                    let mut part = self.count_gpu(ctx, adu_source(adu, k * px..(k + m) * px), m)?;
+                    let mut part = self.count_gpu(ctx, b, nets.as_deref(), adu_source(adu, k * px..(k + m) * px), m)?;
                     for c in &mut part.cands {
                         c[0] += k as u32;
                     }
@@ -359,31 +385,31 @@ impl<'a> Counter<'a> {
     /// `frames::Generator::generate_on_device`: read where they are, no upload and no copy. `n`
     /// at most [`Counter::batch_frames`].
     pub fn count_device(&self, frames: &wgpu::Buffer, n: usize) -> Result<Found> {
-        match self.device {
-            Device::Gpu(ctx) => {
-                let cap = self.gpu.as_ref().unwrap().capacity_frames as usize;
+        match &self.on {
+            On::Gpu(ctx, b, nets) => {
+                let cap = b.capacity_frames as usize;
                 if n > cap {
                     return Err(Error::Other(format!("count_device: {n} frames > the batch capacity {cap}")));
                 }
-                self.count_gpu(ctx, AduSource::Device(frames), n)
+                self.count_gpu(ctx, b, nets.as_deref(), AduSource::Device(frames), n)
             }
-            Device::Cpu => Err(Error::Other("count_device needs the GPU path".into())),
+            On::Cpu => Err(Error::Other("count_device needs the GPU path".into())),
         }
     }
 
     /// Records every counting kernel for `n` frames in `raw` (the counter's input buffer, or
     /// frames elsewhere on the device; f32 values, or u16 two per word when `u16`) into `enc`:
-    /// the kept centres and their localizations end in the counter's `cands` and `out`, their
-    /// number in `counter[0]` (zeroed here). Returns the finding parameters.
+    /// the kept centres and their localizations end in `b.cands` and `b.out`, their number in
+    /// `b.counter[0]` (zeroed here). Returns the finding parameters.
     fn record_count(
         &self,
         ctx: &GpuContext,
+        b: &GpuBuffers,
         enc: &mut wgpu::CommandEncoder,
         raw: &wgpu::Buffer,
         u16: bool,
         n: usize,
     ) -> Result<FindParams> {
-        let b = self.gpu.as_ref().unwrap();
         enc.clear_buffer(&b.counter, 0, Some(4));
         let cp = ctx.uniform("calibrate_params", &self.calibrate_params(n));
         let fparams = self.find_params(n);
@@ -421,10 +447,10 @@ impl<'a> Counter<'a> {
     /// but the last batch's number of centres, which it returns. For the benchmark of the rate the
     /// GPU sustains when frames arrive in its memory (`bench` stage `count_resident`).
     pub fn count_resident(&self, batches: &[wgpu::Buffer], u16: bool, n: usize, times: usize) -> Result<u32> {
-        let Device::Gpu(ctx) = self.device else {
+        let On::Gpu(ctx, b, _) = &self.on else {
             return Err(Error::Other("count_resident needs the GPU path".into()));
         };
-        let cap = self.gpu.as_ref().unwrap().capacity_frames as usize;
+        let cap = b.capacity_frames as usize;
         if n > cap {
             return Err(Error::Other(format!("count_resident: {n} frames > the batch capacity {cap}")));
         }
@@ -434,18 +460,24 @@ impl<'a> Counter<'a> {
         let mut in_flight = crate::gpu::InFlight::new(8);
         for t in 0..times {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
-            self.record_count(ctx, &mut enc, &batches[t % batches.len()], u16, n)?;
+            self.record_count(ctx, b, &mut enc, &batches[t % batches.len()], u16, n)?;
             in_flight.submit(ctx, enc)?;
         }
         in_flight.finish(ctx)?;
         let mut enc = ctx.encoder("count readback");
-        let rc = ctx.readback(&mut enc, &self.gpu.as_ref().unwrap().counter, 4);
+        let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
         Ok(rc.read::<u32>(ctx)?[0])
     }
 
-    fn count_gpu(&self, ctx: &GpuContext, adu: AduSource, n: usize) -> Result<Found> {
-        let b = self.gpu.as_ref().unwrap();
+    fn count_gpu(
+        &self,
+        ctx: &GpuContext,
+        b: &GpuBuffers,
+        nets: Option<&GpuNets>,
+        adu: AduSource,
+        n: usize,
+    ) -> Result<Found> {
         match adu {
             AduSource::Host(a) => ctx.write(&b.adu, a),
             AduSource::HostU16(a) => ctx.write(&b.adu, &calibrate::u16_words(a)),
@@ -457,7 +489,7 @@ impl<'a> Counter<'a> {
             AduSource::Device(src) => src,
             _ => &b.adu,
         };
-        let fparams = self.record_count(ctx, &mut enc, raw, matches!(adu, AduSource::HostU16(_)), n)?;
+        let fparams = self.record_count(ctx, b, &mut enc, raw, matches!(adu, AduSource::HostU16(_)), n)?;
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
         let count = rc.read::<u32>(ctx)?[0];
@@ -490,13 +522,13 @@ impl<'a> Counter<'a> {
             net: Vec::new(),
             split: vec![],
         };
-        if let Some((net, nc, decoded)) = &self.net_gpu {
+        if let Some(GpuNets { net, cands, decoded, pairs }) = nets {
             // the network and, with --split-pairs, the classifier and the localizer on the same crops
             let mut nets = vec![net];
-            if let Some([cls, loc]) = &self.pairs_gpu {
+            if let Some([cls, loc]) = pairs {
                 nets.extend([cls, loc]);
             }
-            let outs = self.net_gpu_outputs(ctx, &nets, nc, decoded.as_ref(), &b.q, &found.cands)?;
+            let outs = self.net_gpu_outputs(ctx, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?;
             let dec = match decoded {
                 // the grid head was decoded on the device (`net/decode_grid`)
                 Some(_) => crate::net::decode::from_decoded_rows(&outs[0]),
@@ -539,7 +571,7 @@ impl<'a> Counter<'a> {
     fn net_gpu_outputs(
         &self,
         ctx: &GpuContext,
-        nets: &[&crate::net::gpu_net::GpuNet],
+        nets: &[&GpuNet],
         nc: &wgpu::Buffer,
         decoded: Option<&wgpu::Buffer>,
         q: &wgpu::Buffer,

@@ -159,6 +159,37 @@ fn bad_input_gives_one_line_error_and_no_output() {
     assert_eq!(std::fs::read(dir.path().join("keep.h5")).unwrap(), b"precious");
 }
 
+/// Errors of the command line itself (a value outside a flag's choices, a misspelt or missing
+/// flag, a value of the wrong type) are one `emsim: error:` line naming the flag, with the
+/// choices or clap's tip, exit status 2; `--help` lists each flag's choices.
+#[test]
+fn command_line_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["frames", "--format", "tiff", "--out", "x"], &["--format", "tiff", "h5, npy"]),
+        (&["frames", "--out", "x", "--formt", "h5"], &["--formt", "'--format'"]),
+        (&["frames", "--frames", "many", "--out", "x"], &["--frames", "many"]),
+        (&["frames", "--frames", "1"], &["--out"]),
+        (&["count", "x.h5", "--device", "tpu"], &["--device", "auto, gpu, cpu"]),
+        (&["train", "--preset", "big", "--out", "m"], &["--preset", "seed, seed-84, fast"]),
+    ];
+    for (args, needles) in cases {
+        let o = emsim(args, dir.path());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: expected one line, got {stderr:?}");
+        assert!(stderr.starts_with("emsim: error: "), "{stderr}");
+        for n in *needles {
+            assert!(stderr.contains(n), "{args:?}: '{stderr}' does not name {n}");
+        }
+    }
+    let help = emsim(&["frames", "--help"], dir.path());
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[possible values: h5, npy]") && help.contains("[possible values: u16, f32]"), "{help}");
+    only(dir.path(), &[]);
+}
+
 #[test]
 fn unknown_backend_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -413,14 +444,23 @@ fn check_records(items: &serde_json::Value, records: &[serde_json::Value]) {
         } else {
             assert!(r.get("count_layout").is_none(), "record {r}: count_layout");
         }
+        if ["frames_file", "count_file"].contains(&r["stage"].as_str().unwrap()) {
+            assert_eq!(r["compression"], "shuffle+deflate", "record {r}: the default compression");
+        }
         for cond in items["allOf"].as_array().unwrap() {
             let st = &cond["if"]["properties"]["stage"];
             let applies = st.get("const").is_some_and(|c| *c == r["stage"])
                 || st.get("enum").is_some_and(|e| e.as_array().unwrap().contains(&r["stage"]));
             if applies {
                 for k in cond["then"]["required"].as_array().unwrap() {
-                    let v = r.get(k.as_str().unwrap()).and_then(|v| v.as_f64());
-                    assert!(v.is_some_and(|v| v > 0.0), "record {r}: {k} should be a positive number");
+                    let k = k.as_str().unwrap();
+                    if items["properties"][k]["type"] == "string" {
+                        let v = r.get(k).and_then(|v| v.as_str());
+                        assert!(v.is_some_and(|v| !v.is_empty()), "record {r}: {k} should be a string");
+                    } else {
+                        let v = r.get(k).and_then(|v| v.as_f64());
+                        assert!(v.is_some_and(|v| v > 0.0), "record {r}: {k} should be a positive number");
+                    }
                 }
             }
         }

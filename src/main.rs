@@ -118,8 +118,47 @@ fn main_result(cli: Cli) -> Result<()> {
     }
 }
 
+/// A command-line error in one line, `emsim: error: ...` (with the accepted values where the flag
+/// has a list of them, the missing flags, clap's tip); help and version print as clap prints them.
+fn parse_or_exit() -> Cli {
+    use clap::error::ErrorKind;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // "...: " introduces a list (the missing flags): its items joined by commas; other lines by "; "
+    let mut line = String::new();
+    let mut list = false;
+    for (k, p) in parts.iter().enumerate() {
+        if k > 0 {
+            line.push_str(match (list, parts[k - 1].ends_with(':')) {
+                (_, true) => " ",
+                (true, false) => ", ",
+                (false, false) => "; ",
+            });
+        }
+        list |= p.ends_with(':');
+        line.push_str(p);
+    }
+    eprintln!("emsim: error: {} (see --help)", line.strip_prefix("error: ").unwrap_or(&line));
+    std::process::exit(2);
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_or_exit();
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // wgpu's GL probe (EGL) prints an error line without a runtime folder: give it a private one.
         // SAFETY: getuid cannot fail.

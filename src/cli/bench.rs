@@ -27,7 +27,8 @@ pub(crate) struct BenchArgs {
     /// Skip the CPU path (only the GPU), e.g. for a long sweep on a real GPU.
     #[arg(long, conflicts_with = "cpu_only")]
     gpu_only: bool,
-    #[arg(long, default_value = "auto")]
+    /// wgpu backend (`gles` and `opengl` also name gl).
+    #[arg(long, default_value = "auto", value_parser = super::one_of(&emsim::gpu::BackendChoice::NAMES, &["gles", "opengl"]))]
     backend: String,
     /// Only these stages, comma-separated: events, frames, frames_resident, frames_file, count,
     /// count_file, frames_count, count_resident, count_net, net_infer, net_train (the copy

@@ -8,7 +8,7 @@ use emsim::Result;
 use emsim::gpu::Device;
 use emsim::net::precision::NetPrecision;
 
-use super::{DeviceArgs, parse_precision};
+use super::{DeviceArgs, net_precision};
 
 /// The pair-splitting models and rule (`count --split-pairs`, `eval dose`).
 #[derive(Args)]
@@ -63,7 +63,7 @@ pub(crate) struct CountArgs {
     split: SplitArgs,
     /// Activation storage of the network: f32, or f16 (GPUs with SHADER_F16; half the memory
     /// traffic between layers; --device cpu rounds the same way to reproduce it).
-    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    #[arg(long, default_value = "f32", value_parser = net_precision())]
     net_precision: NetPrecision,
     /// Output counts file (HDF5); with several methods include {method} in the name (replaced by
     /// the method's name, with one method too).

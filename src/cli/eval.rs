@@ -9,7 +9,7 @@ use emsim::net::precision::NetPrecision;
 use emsim::{Error, Result};
 
 use super::count::SplitArgs;
-use super::{DeviceArgs, load_library, parse_precision, parse_size, write_json_report};
+use super::{DeviceArgs, load_library, net_precision, parse_size, write_json_report};
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -78,7 +78,7 @@ pub(crate) enum EvalCmd {
         #[arg(long, default_value_t = emsim::count::DEFAULT_CENTROID_THRESHOLD_E, allow_negative_numbers = true)]
         centroid_threshold_e: f32,
         /// Activation storage of the network: f32 or f16 (see `count --net-precision`).
-        #[arg(long, default_value = "f32", value_parser = parse_precision)]
+        #[arg(long, default_value = "f32", value_parser = net_precision())]
         net_precision: NetPrecision,
         /// Write the report as JSON here ('-': stdout instead of the table).
         #[arg(long)]

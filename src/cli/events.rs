@@ -4,9 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use emsim::gpu::Device;
+use emsim::events::physics::KNOWN_PRESETS;
+use emsim::gpu::{BackendChoice, Device};
 use emsim::io::library::EventLibrary;
 use emsim::{Error, Result};
+
+use super::one_of;
 
 #[derive(Args)]
 pub(crate) struct EventsArgs {
@@ -18,8 +21,8 @@ pub(crate) struct EventsArgs {
 
 #[derive(Args)]
 pub(crate) struct SimulateArgs {
-    /// Sensor and beam preset: seed or 4dcamera (see docs/physics.md).
-    #[arg(long, default_value = "seed")]
+    /// Sensor and beam preset (see docs/physics.md).
+    #[arg(long, default_value = "seed", value_parser = one_of(KNOWN_PRESETS, &[]))]
     preset: String,
     /// Layers, beam side first, thickness in um, `*` = sensitive: e.g. "SiO2:1,Si:8*,Si:300".
     #[arg(long)]
@@ -44,10 +47,10 @@ pub(crate) struct SimulateArgs {
     /// Where the charge collection runs: cpu (the default: libraries identical bit for bit
     /// whatever the machine), gpu (any wgpu adapter; the same charges within f32 rounding) or
     /// auto (a hardware GPU if there is one). The transport runs on the CPU.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = one_of(&Device::NAMES, &[]))]
     device: String,
-    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto")]
+    /// wgpu backend (`gles` and `opengl` also name gl).
+    #[arg(long, default_value = "auto", value_parser = one_of(&BackendChoice::NAMES, &["gles", "opengl"]))]
     backend: String,
     #[arg(long, short, required = true)]
     out: Option<PathBuf>,
@@ -101,7 +104,7 @@ pub(crate) enum EventsCmd {
         #[arg(long, default_value_t = 5.0)]
         pitch_um: f64,
         /// Sensor for --hits.
-        #[arg(long, default_value = "seed")]
+        #[arg(long, default_value = "seed", value_parser = one_of(KNOWN_PRESETS, &[]))]
         preset: String,
         #[arg(long, default_value_t = 7)]
         seed: u64,

@@ -7,6 +7,7 @@ use clap::Args;
 use emsim::frames::run::{RunOptions, run};
 use emsim::frames::{ElectronCount, FramesConfig, SEED_MEAN_ELECTRONS, SEED_SD_ELECTRONS};
 use emsim::gpu::Device;
+use emsim::io::frames_out::FramesFormat;
 use emsim::{Error, Result};
 
 use super::{DeviceArgs, load_library, parse_shard, parse_size};
@@ -21,7 +22,7 @@ pub(crate) struct FramesArgs {
     /// Output: an HDF5 file (--format h5) or a folder of .npy files (--format npy).
     #[arg(long, short)]
     out: PathBuf,
-    #[arg(long, default_value = "h5")]
+    #[arg(long, default_value = "h5", value_parser = super::one_of(&FramesFormat::NAMES, &["hdf5"]))]
     format: String,
     /// HDF5 compression of /frames: deflate (shuffle + deflate on every core; plain h5py reads it),
     /// gzip=1..9 (shuffle + libdeflate at that level, on every core), zstd or zstd=1..22
@@ -64,7 +65,7 @@ pub(crate) struct FramesArgs {
     #[arg(long, allow_negative_numbers = true)]
     offset_adu: Option<f32>,
     /// Stored values: u16 (integer ADU with a dark offset, as detectors write them) or f32.
-    #[arg(long, default_value = "u16")]
+    #[arg(long, default_value = "u16", value_parser = super::one_of(&["u16", "f32"], &[]))]
     dtype: String,
     /// The same as --dtype u16 (the default).
     #[arg(long, hide = true)]

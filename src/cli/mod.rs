@@ -11,7 +11,9 @@ pub(crate) mod train;
 use std::path::PathBuf;
 
 use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
+use emsim::gpu::{BackendChoice, Device};
 use emsim::io::library::EventLibrary;
 use emsim::net::precision::NetPrecision;
 use emsim::{Error, Result};
@@ -21,10 +23,10 @@ pub(crate) struct DeviceArgs {
     /// Where kernels run: auto (a hardware GPU if there is one, else the CPU twins), gpu (any
     /// wgpu adapter, software rasterizers such as llvmpipe included) or cpu (the Rust twins of
     /// every kernel). `emsim devices` says what auto picks.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = one_of(&Device::NAMES, &[]))]
     device: String,
-    /// wgpu backend: auto, vulkan, metal, dx12 or gl.
-    #[arg(long, default_value = "auto")]
+    /// wgpu backend (`gles` and `opengl` also name gl).
+    #[arg(long, default_value = "auto", value_parser = one_of(&BackendChoice::NAMES, &["gles", "opengl"]))]
     backend: String,
 }
 
@@ -34,8 +36,16 @@ pub(crate) fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((h.trim().parse().map_err(|_| bad())?, w.trim().parse().map_err(|_| bad())?))
 }
 
-pub(crate) fn parse_precision(s: &str) -> std::result::Result<NetPrecision, String> {
-    s.parse()
+/// A flag's choices (`names`, and `hidden` aliases): `--help` lists them and a value outside them
+/// is refused by the parser with the list; the library parses the name.
+pub(crate) fn one_of(names: &'static [&'static str], hidden: &'static [&'static str]) -> PossibleValuesParser {
+    let shown = names.iter().map(|&n| PossibleValue::new(n));
+    PossibleValuesParser::new(shown.chain(hidden.iter().map(|&n| PossibleValue::new(n).hide(true))))
+}
+
+/// `--net-precision`: f32 or f16.
+pub(crate) fn net_precision() -> impl TypedValueParser<Value = NetPrecision> {
+    one_of(&NetPrecision::NAMES, &[]).map(|s| s.parse::<NetPrecision>().expect("one of NetPrecision::NAMES"))
 }
 
 pub(crate) fn parse_shard(s: &str) -> Result<(u32, u32)> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use emsim::gpu::Device;
+use emsim::net::model::ModelConfig;
 use emsim::{Error, Result};
 
 use super::DeviceArgs;
@@ -34,7 +35,7 @@ pub(crate) struct TrainArgs {
     /// fast-neighbours (fast trained among other electrons);
     /// one-vs-two classifiers pair-seed (the MSU multi-electron notebook's), pair-compact; pair-reg (the notebook's
     /// single-electron regression); for count --split-pairs: pair-split (classifier), pair-loc (pair localizer).
-    #[arg(long, default_value = "seed", conflicts_with = "config")]
+    #[arg(long, default_value = "seed", conflicts_with = "config", value_parser = super::one_of(ModelConfig::PRESETS, &[]))]
     preset: String,
     /// A model config file (JSON, the `emsim_config` layout of docs/network.md) instead of a preset.
     #[arg(long)]
@@ -77,7 +78,7 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     lr_schedule: Option<String>,
     /// adam (L2 weight decay, as the EMSim network) or adamw (decoupled).
-    #[arg(long, default_value = "adam")]
+    #[arg(long, default_value = "adam", value_parser = super::one_of(&["adam", "adamw"], &[]))]
     optimizer: String,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f32,

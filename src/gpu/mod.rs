@@ -131,6 +131,11 @@ pub enum BackendChoice {
     Gl,
 }
 
+impl BackendChoice {
+    /// The names `--backend` takes (and `gles`, `opengl` for `gl`).
+    pub const NAMES: [&'static str; 5] = ["auto", "vulkan", "metal", "dx12", "gl"];
+}
+
 impl std::str::FromStr for BackendChoice {
     type Err = GpuError;
     fn from_str(s: &str) -> Result<Self, GpuError> {
@@ -623,6 +628,9 @@ impl Device {
             Device::Cpu => None,
         }
     }
+
+    /// The names `--device` takes.
+    pub const NAMES: [&'static str; 3] = ["auto", "gpu", "cpu"];
 
     /// `--device auto|gpu|cpu` with `--backend`. `auto` is a hardware GPU when there is one, else
     /// the CPU twins ([`Device::auto`]).

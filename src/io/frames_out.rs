@@ -22,6 +22,11 @@ pub enum FramesFormat {
     Npy,
 }
 
+impl FramesFormat {
+    /// The names `--format` takes (and `hdf5` for `h5`).
+    pub const NAMES: [&'static str; 2] = ["h5", "npy"];
+}
+
 impl std::str::FromStr for FramesFormat {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

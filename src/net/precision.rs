@@ -22,6 +22,9 @@ pub enum NetPrecision {
 }
 
 impl NetPrecision {
+    /// The names `--net-precision` takes.
+    pub const NAMES: [&'static str; 2] = ["f32", "f16"];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",

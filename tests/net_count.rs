@@ -189,7 +189,7 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     let o =
         emsim(&["count", "f.h5", "--method", "net", "--net-precision", "bf16", "--out", "x.h5", "--device", "cpu"], d);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("--net-precision") && e.contains("f32 or f16"), "{e}");
+    assert!(!o.status.success() && e.contains("--net-precision") && e.contains("f32, f16"), "{e}");
     assert!(!d.join("x.h5").exists());
 }
 

@@ -15,6 +15,7 @@
 //! counts must cover every frame of the truth file.
 
 pub mod dose;
+pub mod dqe;
 pub mod matching;
 pub mod metrics;
 pub mod plots;

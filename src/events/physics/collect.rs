@@ -139,7 +139,7 @@ pub fn collect_windows_gpu<C: AsRef<[PairCloud]>>(
 /// beam-side surface of the stack) into pixel charges relative to the pixel containing the entry
 /// point: [`pair_clouds`], then the CPU path of the collection kernel ([`collect_window_cpu`]), then
 /// [`window_pixels`]. Returns (pixels, flags) where
-/// flags has [`FLAG_TRUNCATED`] if more than 0.5 e fell outside the +-`opts.window_px` window.
+/// flags has [`super::FLAG_TRUNCATED`] if more than 0.5 e fell outside the +-`opts.window_px` window.
 pub fn collect_charge(
     sensor: &Sensor,
     deposits: &[Deposit],

@@ -143,11 +143,73 @@ pub fn mtf_slanted_edge(
     Ok(Mtf { frequency_cycles_per_px: frequencies.to_vec(), mtf })
 }
 
-/// Noise power along x at zero y frequency, NPS(u, 0), of flat fields (`images`: each `height x
-/// width`): each band of `band_rows` rows is summed over its rows (the projection keeps the v = 0
-/// line of the 2D spectrum), its mean removed, Fourier transformed over its width at
-/// `frequencies` (cycles per pixel), |X|^2 / (band_rows * width), averaged over bands and images.
+/// Noise power along x at zero y frequency, NPS(u, 0), of flat fields, accumulated image by
+/// image: each band of `band_rows` rows is summed over its rows (the projection keeps the v = 0
+/// line of the 2D spectrum), its mean removed, Fourier transformed over its width at the
+/// frequencies (cycles per pixel), |X|^2 / (band_rows * width), averaged over bands and images.
 /// White noise of variance s^2 per pixel gives s^2 at every frequency.
+pub struct NpsU {
+    height: usize,
+    width: usize,
+    band_rows: usize,
+    cos: Vec<Vec<f64>>,
+    sin: Vec<Vec<f64>>,
+    acc: Vec<f64>,
+    bands: usize,
+    proj: Vec<f64>,
+}
+
+impl NpsU {
+    pub fn new(height: usize, width: usize, band_rows: usize, frequencies: &[f64]) -> Result<Self> {
+        if band_rows == 0 || band_rows > height || width < 2 {
+            return Err(Error::Other(format!("NPS: images of {height}x{width} in bands of {band_rows} rows")));
+        }
+        let table = |f: f64, trig: fn(f64) -> f64| -> Vec<f64> {
+            (0..width).map(|j| trig(2.0 * std::f64::consts::PI * f * j as f64)).collect()
+        };
+        Ok(Self {
+            height,
+            width,
+            band_rows,
+            cos: frequencies.iter().map(|&f| table(f, f64::cos)).collect(),
+            sin: frequencies.iter().map(|&f| table(f, f64::sin)).collect(),
+            acc: vec![0.0; frequencies.len()],
+            bands: 0,
+            proj: vec![0.0; width],
+        })
+    }
+
+    /// Adds one flat-field image (`height x width`).
+    pub fn add(&mut self, image: &[f32]) {
+        assert_eq!(image.len(), self.height * self.width, "NPS: image size");
+        let w = self.width;
+        for band in image.chunks_exact(self.band_rows * w) {
+            self.proj.fill(0.0);
+            for row in band.chunks_exact(w) {
+                for (p, &v) in self.proj.iter_mut().zip(row) {
+                    *p += v as f64;
+                }
+            }
+            let mean = self.proj.iter().sum::<f64>() / w as f64;
+            for (a, (c, s)) in self.acc.iter_mut().zip(self.cos.iter().zip(&self.sin)) {
+                let (mut re, mut im) = (0.0, 0.0);
+                for ((&p, &cj), &sj) in self.proj.iter().zip(c).zip(s) {
+                    re += (p - mean) * cj;
+                    im += (p - mean) * sj;
+                }
+                *a += (re * re + im * im) / (self.band_rows * w) as f64;
+            }
+            self.bands += 1;
+        }
+    }
+
+    /// NPS(u, 0) at the frequencies.
+    pub fn nps(&self) -> Vec<f64> {
+        self.acc.iter().map(|a| a / self.bands.max(1) as f64).collect()
+    }
+}
+
+/// [`NpsU`] over a set of images.
 pub fn nps_u(
     images: &[&[f32]],
     height: usize,
@@ -155,82 +217,103 @@ pub fn nps_u(
     band_rows: usize,
     frequencies: &[f64],
 ) -> Result<Vec<f64>> {
-    if band_rows == 0 || band_rows > height || images.iter().any(|im| im.len() != height * width) {
-        return Err(Error::Other(format!("nps_u: images of {height}x{width} in bands of {band_rows} rows")));
-    }
-    let mut acc = vec![0.0f64; frequencies.len()];
-    let mut count = 0usize;
-    let (cos, sin): (Vec<Vec<f64>>, Vec<Vec<f64>>) = frequencies
-        .iter()
-        .map(|&f| {
-            (0..width)
-                .map(|j| {
-                    let p = 2.0 * std::f64::consts::PI * f * j as f64;
-                    (p.cos(), p.sin())
-                })
-                .unzip()
-        })
-        .unzip();
-    let mut proj = vec![0.0f64; width];
+    let mut n = NpsU::new(height, width, band_rows, frequencies)?;
     for im in images {
-        for band in im.chunks_exact(band_rows * width) {
-            proj.fill(0.0);
-            for row in band.chunks_exact(width) {
-                for (p, &v) in proj.iter_mut().zip(row) {
-                    *p += v as f64;
-                }
-            }
-            let mean = proj.iter().sum::<f64>() / width as f64;
-            for (a, (c, s)) in acc.iter_mut().zip(cos.iter().zip(&sin)) {
-                let (mut re, mut im) = (0.0, 0.0);
-                for (j, &p) in proj.iter().enumerate() {
-                    re += (p - mean) * c[j];
-                    im += (p - mean) * s[j];
-                }
-                *a += (re * re + im * im) / (band_rows * width) as f64;
-            }
-            count += 1;
+        if im.len() != height * width {
+            return Err(Error::Other(format!("NPS: an image of {} values, not {height}x{width}", im.len())));
         }
+        n.add(im);
     }
-    Ok(acc.into_iter().map(|a| a / count as f64).collect())
+    Ok(n.nps())
 }
 
-/// NPS(0) from progressively binned flat fields: for bins of `b x b` pixels (b = 1, 2, 4, ... up
-/// to the image's smaller side), the variance of the bin sums over every bin of every image,
-/// divided by b^2. Returns `(b, value)` for each b. The value converges to NPS(0) as b grows past
-/// the width of the detector's response (each bin then holds whole clusters); on images that
-/// wrap around (a torus), b = the image side is exact.
+/// NPS(0) from progressively binned flat fields, accumulated image by image: for bins of `b x b`
+/// pixels (b = 1, 2, 4, ... up to the image's smaller side), the variance of the bin sums over
+/// every bin of every image, divided by b^2. It converges to NPS(0) as b grows past the width of
+/// the detector's response (each bin then holds whole clusters); on images that wrap around (a
+/// torus), b = the image side is exact.
+pub struct BinnedVariance {
+    height: usize,
+    width: usize,
+    /// Per level: b, sum of bin sums, sum of their squares, bins.
+    levels: Vec<(usize, f64, f64, u64)>,
+    sums: Vec<f64>,
+}
+
+impl BinnedVariance {
+    pub fn new(height: usize, width: usize) -> Self {
+        let mut levels = Vec::new();
+        let mut b = 1;
+        while b <= height.min(width) {
+            levels.push((b, 0.0, 0.0, 0));
+            b *= 2;
+        }
+        Self { height, width, levels, sums: Vec::new() }
+    }
+
+    /// Adds one flat-field image (`height x width`): each level's bin sums from the previous
+    /// level's, 2 x 2 at a time.
+    pub fn add(&mut self, image: &[f32]) {
+        assert_eq!(image.len(), self.height * self.width, "binned variance: image size");
+        let (mut h, mut w) = (self.height, self.width);
+        self.sums.clear();
+        self.sums.extend(image.iter().map(|&v| v as f64));
+        let mut next = Vec::new();
+        for (k, (_, s1, s2, n)) in self.levels.iter_mut().enumerate() {
+            if k > 0 {
+                // the bins of this level: 2 x 2 bins of the previous one (a last odd row or column
+                // of bins is left out, as it holds part of a bin)
+                let (nh, nw) = (h / 2, w / 2);
+                next.clear();
+                next.resize(nh * nw, 0.0);
+                for i in 0..nh * 2 {
+                    for j in 0..nw * 2 {
+                        next[(i / 2) * nw + j / 2] += self.sums[i * w + j];
+                    }
+                }
+                std::mem::swap(&mut self.sums, &mut next);
+                (h, w) = (nh, nw);
+            }
+            for &v in &self.sums[..h * w] {
+                *s1 += v;
+                *s2 += v * v;
+            }
+            *n += (h * w) as u64;
+        }
+    }
+
+    /// `(b, variance of the b x b sums / b^2, bins)` for each level with at least two bins.
+    pub fn values(&self) -> Vec<(usize, f64, u64)> {
+        self.levels
+            .iter()
+            .filter(|l| l.3 >= 2)
+            .map(|&(b, s1, s2, n)| {
+                let mean = s1 / n as f64;
+                (b, (s2 - n as f64 * mean * mean) / (n - 1) as f64 / (b * b) as f64, n)
+            })
+            .collect()
+    }
+
+    /// NPS(0) extrapolated to large bins: at the largest b with at least `min_bins` bins,
+    /// 2 v(b) - v(b / 2), which removes the first-order loss of bins that cut clusters (v(b) =
+    /// NPS(0) (1 - c / b) + O(1 / b^2)); v(b) itself when b = 1. None without such a b.
+    pub fn nps0(&self, min_bins: u64) -> Option<(usize, f64)> {
+        let v = self.values();
+        let k = v.iter().rposition(|l| l.2 >= min_bins)?;
+        Some(if k == 0 { (v[0].0, v[0].1) } else { (v[k].0, 2.0 * v[k].1 - v[k - 1].1) })
+    }
+}
+
+/// [`BinnedVariance`] over a set of images: `(b, value)` for each b.
 pub fn nps0_binned(images: &[&[f32]], height: usize, width: usize) -> Result<Vec<(usize, f64)>> {
     if images.is_empty() || images.iter().any(|im| im.len() != height * width) {
         return Err(Error::Other(format!("nps0_binned: no images, or images not of {height}x{width}")));
     }
-    let mut out = Vec::new();
-    let mut b = 1;
-    while b <= height.min(width) {
-        let (bh, bw) = (height / b, width / b);
-        let (mut s1, mut s2, mut n) = (0.0f64, 0.0f64, 0usize);
-        let mut sums = vec![0.0f64; bh * bw];
-        for im in images {
-            sums.fill(0.0);
-            for i in 0..bh * b {
-                for j in 0..bw * b {
-                    sums[(i / b) * bw + j / b] += im[i * width + j] as f64;
-                }
-            }
-            for &s in &sums {
-                s1 += s;
-                s2 += s * s;
-            }
-            n += sums.len();
-        }
-        if n >= 2 {
-            let mean = s1 / n as f64;
-            let var = (s2 - n as f64 * mean * mean) / (n - 1) as f64;
-            out.push((b, var / (b * b) as f64));
-        }
-        b *= 2;
+    let mut bv = BinnedVariance::new(height, width);
+    for im in images {
+        bv.add(im);
     }
-    Ok(out)
+    Ok(bv.values().into_iter().map(|(b, v, _)| (b, v)).collect())
 }
 
 /// DQE(f) = mu^2 MTF(f)^2 / (q NPS(f)): `mean_signal` mu per pixel, fluence `q` in electrons per

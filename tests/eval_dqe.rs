@@ -130,3 +130,61 @@ fn integrating_dqe0_is_the_swank_factor() {
     // per pixel (b = 1) the clusters' charge sharing shows as less noise than NPS(0)
     assert!(binned[0].1 < 0.5 * nps0, "{binned:?}");
 }
+
+/// `emsim eval dqe` on a few frames: every source at every upsampling in the JSON with curves on
+/// one frequency grid (null beyond each grid's Nyquist); the perfect counter counts every electron
+/// with DQE(0) near 1; the integrating mode's DQE(0) is below the Swank factor's ceiling and below
+/// counting's at this low dose; bad values are refused in one line.
+#[test]
+fn eval_dqe_command_reports_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "eval",
+        "dqe",
+        "--doses",
+        "0.01",
+        "--edge-frames",
+        "300",
+        "--flat-frames",
+        "200",
+        "--upsample",
+        "1,2",
+        "--methods",
+        "max,c3x3t",
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+    ];
+    let o = common::cli::emsim(&args, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let curves = r["points"][0]["curves"].as_array().unwrap();
+    let names: Vec<String> =
+        curves.iter().map(|c| format!("{} {}", c["method"].as_str().unwrap(), c["upsample"])).collect();
+    assert_eq!(names, ["integrating 1", "perfect 1", "max 1", "c3x3t 1", "perfect 2", "max 2", "c3x3t 2"]);
+    let get = |name: &str| curves.iter().zip(&names).find(|(_, n)| *n == name).unwrap().0;
+    for c in curves {
+        let f = c["frequency_cycles_per_px"].as_array().unwrap();
+        assert_eq!(f.len(), 41, "0 to 1 cycle per pixel in steps of 0.025");
+        for key in ["mtf", "nps", "dqe", "frequency_nyquist"] {
+            assert_eq!(c[key].as_array().unwrap().len(), f.len(), "{key}");
+        }
+        let k = c["upsample"].as_f64().unwrap();
+        for (fr, m) in f.iter().zip(c["mtf"].as_array().unwrap()) {
+            assert_eq!(m.is_null(), fr.as_f64().unwrap() > 0.5 * k + 1e-9, "{}: MTF at {fr}", c["method"]);
+        }
+        assert_eq!(c["mtf"][0], 1.0);
+    }
+    let perfect = get("perfect 1");
+    assert_eq!(perfect["counted_fraction"], 1.0);
+    let dqe0 = perfect["dqe0"].as_f64().unwrap();
+    assert!((dqe0 - 1.0).abs() < 0.1, "perfect counter DQE(0) {dqe0}");
+    let integrating = get("integrating 1")["dqe0"].as_f64().unwrap();
+    let counting = get("c3x3t 1")["dqe0"].as_f64().unwrap();
+    assert!(integrating > 0.1 && integrating < 0.45 && counting > integrating, "{integrating} {counting}");
+
+    let bad = common::cli::emsim(&["eval", "dqe", "--upsample", "3", "--device", "cpu"], dir.path());
+    let line = common::cli::stderr_line(&bad);
+    assert!(!bad.status.success() && line.contains("--upsample"), "{line}");
+}

@@ -351,3 +351,48 @@ fn electron_count_distributions() {
     let m = mean_of(&dose);
     assert!((m - 3317.76).abs() < 5.0 * (3317.76f64 / n as f64).sqrt(), "dose mean {m}");
 }
+
+/// A mask in front of the sensor (`generate_cpu_masked`): keeping every electron gives the
+/// generator's frames; keeping none, its frames without electrons (the read noise alone); a knife
+/// edge keeps exactly the electrons whose incidence point lies on its open side, and the frames
+/// are those of those electrons alone (checked without noise: their charge is the frames' sum).
+#[test]
+fn masked_frames_keep_the_electrons_the_mask_lets_through() {
+    let lib = small_lib();
+    let device = Device::Cpu;
+    let c = cfg(6, 40, 56, 7.0);
+    let g = Generator::new(c.clone(), &lib, &device).unwrap();
+    let counts: Vec<u32> = (0..6).map(|k| c.electron_count(k)).collect();
+    let all = g.generate(0, &counts).unwrap();
+    let kept = g.generate_cpu_masked(0, &counts, |_, _| true);
+    assert!(kept.frames == all.frames && kept.records == all.records && kept.counts == counts);
+    let none = g.generate_cpu_masked(0, &counts, |_, _| false);
+    let empty = g.generate(0, &vec![0; 6]).unwrap();
+    assert!(none.records.is_empty() && none.frames == empty.frames && none.counts == vec![0; 6]);
+
+    let quiet = FramesConfig { noise_sigma_e: 0.0, ..c.clone() };
+    let g = Generator::new(quiet, &lib, &device).unwrap();
+    let open = |x: f32, y: f32| x - 0.2 * y > 20.0;
+    let half = g.generate_cpu_masked(0, &counts, open);
+    let truth = Truth::of(&half, &lib, 0);
+    let full = Truth::of(&g.generate(0, &counts).unwrap(), &lib, 0);
+    let inside = (0..full.x_px.len()).filter(|&i| open(full.x_px[i], full.y_px[i])).count();
+    assert!(inside > 0 && inside < full.x_px.len(), "the edge crosses the frames");
+    assert_eq!(truth.x_px.len(), inside);
+    assert!((0..truth.x_px.len()).all(|i| open(truth.x_px[i], truth.y_px[i])));
+    assert_eq!(half.counts.iter().sum::<u32>() as usize, inside);
+    // the charge of the kept electrons' pixels that land on the frame (fixed point: 1/256 e- a term)
+    let (mut charge, mut terms) = (0.0f64, 0usize);
+    for &[event, row, col, _] in &half.records {
+        for j in lib.pixel_range(event as usize) {
+            let (r, cc) = (row as i32 + lib.dy_px[j], col as i32 + lib.dx_px[j]);
+            if r >= 0 && r < c.height as i32 && cc >= 0 && cc < c.width as i32 {
+                charge += lib.charge_e[j] as f64;
+                terms += 1;
+            }
+        }
+    }
+    let frames: f64 = half.frames.iter().map(|&v| v as f64).sum();
+    let tol = terms as f64 * 0.5 / 256.0 + 1e-2;
+    assert!(charge > 0.0 && (frames - charge).abs() <= tol, "frames {frames} vs charge {charge}");
+}

@@ -92,6 +92,10 @@ pub(crate) enum EvalCmd {
     /// Recall and precision against dose: frames at each dose, counted with a centroid, the network
     /// and the network with --split-pairs (table + PNG).
     Dose(DoseArgs),
+    /// MTF (slanted knife edge), noise power and DQE of the integrating mode, the counting methods
+    /// and a perfect counter, through frames and count, at chosen doses (table, JSON, PNG;
+    /// docs/dqe.md).
+    Dqe(super::dqe::DqeArgs),
     /// A one-vs-two classifier or a pair localizer on held-out one-or-two-electron samples:
     /// accuracy, confusion matrix, easy/hard split, by separation.
     Pairs {
@@ -218,6 +222,9 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if let Some(EvalCmd::Dose(d)) = a.sub {
         return eval_dose(d);
+    }
+    if let Some(EvalCmd::Dqe(d)) = a.sub {
+        return super::dqe::eval_dqe(d);
     }
     if let Some(EvalCmd::Pairs {
         model,

@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod count;
+pub(crate) mod dqe;
 pub(crate) mod eval;
 pub(crate) mod events;
 pub(crate) mod frames;

@@ -16,6 +16,7 @@
 
 pub mod dose;
 pub mod dqe;
+pub mod dqe_run;
 pub mod matching;
 pub mod metrics;
 pub mod plots;

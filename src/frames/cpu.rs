@@ -132,6 +132,39 @@ impl Generator<'_> {
         Batch { first_frame, counts: counts.to_vec(), frames, records }
     }
 
+    /// The CPU path with only the electrons whose incidence point `(x, y)` (pixels, as in the
+    /// truth) `keep` accepts: a mask in front of the sensor, such as a knife edge. The electrons
+    /// kept, their frames and their records are those [`Generator::generate`] makes, without the
+    /// others; `counts` of the batch returned are the electrons kept in each frame.
+    pub fn generate_cpu_masked(
+        &self,
+        first_frame: u64,
+        counts: &[u32],
+        keep: impl Fn(f32, f32) -> bool + Sync,
+    ) -> Batch {
+        let frame_px = (self.cfg.height * self.cfg.width) as usize;
+        let lib = self.lib;
+        let records: Vec<Record> = self
+            .records_cpu(first_frame, counts)
+            .into_iter()
+            .filter(|r| {
+                let e = r[0] as usize;
+                keep(r[2] as f32 + lib.incidence_x_px[e], r[1] as f32 + lib.incidence_y_px[e])
+            })
+            .collect();
+        let mut kept = vec![0u32; counts.len()];
+        for r in &records {
+            kept[r[3] as usize] += 1;
+        }
+        let at = offsets(&kept);
+        let mut frames = self.take_buffer(counts.len() * frame_px);
+        frames.par_chunks_mut(frame_px).enumerate().for_each_init(
+            || Lease::new(&self.scratch),
+            |lease, (f, out)| self.frame_cpu(first_frame, &records[at[f]..at[f + 1]], f, &mut lease.scratch, out),
+        );
+        Batch { first_frame, counts: kept, frames, records }
+    }
+
     /// The CPU path with each frame handed to `use_frame(f, frame)` (`f` counted from the batch's
     /// first frame) on the thread that made it, as soon as it is made, instead of kept: what
     /// `use_frame` returns comes back in frame order, beside the batch (whose `frames` is empty).

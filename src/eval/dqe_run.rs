@@ -225,7 +225,10 @@ pub fn run(o: &DqeOptions, lib: &EventLibrary, device: &Device) -> Result<DqeRep
                         .map(|(v, &fr)| if fr <= 0.5 * k as f64 + 1e-9 { v } else { f64::NAN })
                         .collect()
                 };
-                let nps = beyond(f.nps.nps());
+                // at f = 0 the bands' projections, their means removed, have no power: NPS(0)
+                // comes from the binned variances
+                let mut nps = beyond(f.nps.nps());
+                nps[0] = nps0_b.1;
                 let d = dqe(slope * q, q, &mtf, &nps);
                 let nyq = freqs.iter().position(|&x| (x - 0.5).abs() < 1e-9).expect("0.5 on the grid");
                 let counted = if src == Source::Integrating { 1.0 } else { f.found as f64 / n_true.max(1) as f64 };
@@ -485,7 +488,11 @@ impl DqeReport {
                     labels.iter().zip(&pts).map(|(l, p)| Series { label: l, points: p }).collect();
                 let path = dir.join(format!("{file}_{i}.png"));
                 let title = format!("{what} at {} e/px/frame", p.dose_e_per_px);
-                line_chart(&path, &Chart::new(&title, "frequency (cycles / detector pixel)", what), &series)?;
+                let mut chart = Chart::new(&title, "frequency (cycles / detector pixel)", what);
+                if file != "nps" {
+                    chart.y_range = Some((0.0, 1.2));
+                }
+                line_chart(&path, &chart, &series)?;
                 out.push(path);
             }
         }

@@ -367,7 +367,7 @@ fn masked_frames_keep_the_electrons_the_mask_lets_through() {
     let kept = g.generate_cpu_masked(0, &counts, |_, _| true);
     assert!(kept.frames == all.frames && kept.records == all.records && kept.counts == counts);
     let none = g.generate_cpu_masked(0, &counts, |_, _| false);
-    let empty = g.generate(0, &vec![0; 6]).unwrap();
+    let empty = g.generate(0, &[0; 6]).unwrap();
     assert!(none.records.is_empty() && none.frames == empty.frames && none.counts == vec![0; 6]);
 
     let quiet = FramesConfig { noise_sigma_e: 0.0, ..c.clone() };

@@ -201,15 +201,14 @@ pub fn run(o: &DqeOptions, lib: &EventLibrary, device: &Device) -> Result<DqeRep
     if o.upsample.is_empty() || o.upsample.iter().any(|&k| !matches!(k, 1 | 2 | 4 | 8)) {
         return Err(Error::invalid("--upsample", "give factors among 1, 2, 4 and 8"));
     }
-    let cpu = Device::Cpu;
     let mut points = Vec::new();
     for (i, &dose) in o.doses.iter().enumerate() {
         let seed = o.seed.wrapping_add(2 * i as u64);
-        let (mtfs, freqs) = edge_mtfs(o, lib, device, &cpu, dose, seed)?;
-        let (flat, n_true) = flat_fields(o, lib, device, &cpu, dose, seed + 1, &freqs, true)?;
+        let (mtfs, freqs) = edge_mtfs(o, lib, device, dose, seed)?;
+        let (flat, n_true) = flat_fields(o, lib, device, dose, seed + 1, &freqs, true)?;
         // the same frames with 10 % more electrons (the same electrons first, then others): the
         // response's slope dmu/dq, which counting losses that grow with dose make less than mu/q
-        let (up, _) = flat_fields(o, lib, device, &cpu, dose * (1.0 + SLOPE_STEP), seed + 1, &freqs, false)?;
+        let (up, _) = flat_fields(o, lib, device, dose * (1.0 + SLOPE_STEP), seed + 1, &freqs, false)?;
         let curves = sources(o)
             .into_iter()
             .zip(mtfs)
@@ -296,14 +295,14 @@ fn edge_mtfs(
     o: &DqeOptions,
     lib: &EventLibrary,
     device: &Device,
-    cpu: &Device,
     dose: f64,
     seed: u64,
 ) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
     let (h, w) = (EDGE_FRAME.0 as usize, EDGE_FRAME.1 as usize);
     let cfg = frames_config(o, EDGE_FRAME, o.edge_frames, dose, seed)?;
     let edge = Edge { x0_px: w as f64 / 2.0, y0_px: h as f64 / 2.0, angle_rad: o.angle_deg.to_radians() };
-    let gen_ = Generator::new(cfg.clone(), lib, cpu)?;
+    let cpu = Device::Cpu;
+    let gen_ = Generator::new(cfg.clone(), lib, &cpu)?;
     let count = counter(o, EDGE_FRAME, device)?;
     let srcs = sources(o);
     let mut images: Vec<Vec<f32>> = srcs.iter().map(|&(_, k)| vec![0.0; h * w * (k * k) as usize]).collect();
@@ -355,7 +354,6 @@ fn flat_fields(
     o: &DqeOptions,
     lib: &EventLibrary,
     device: &Device,
-    cpu: &Device,
     dose: f64,
     seed: u64,
     freqs: &[f64],
@@ -363,7 +361,8 @@ fn flat_fields(
 ) -> Result<(Vec<Flat>, u64)> {
     let (h, w) = (FLAT_FRAME.0 as usize, FLAT_FRAME.1 as usize);
     let cfg = frames_config(o, FLAT_FRAME, o.flat_frames, dose, seed)?;
-    let gen_ = Generator::new(cfg.clone(), lib, cpu)?;
+    let cpu = Device::Cpu;
+    let gen_ = Generator::new(cfg.clone(), lib, &cpu)?;
     let count = counter(o, FLAT_FRAME, device)?;
     let srcs = sources(o);
     let mut flats = srcs
@@ -458,8 +457,9 @@ impl DqeReport {
         s
     }
 
-    /// Per dose `mtf_D.png`, `nps_D.png`, `dqe_D.png`; `dqe0_vs_dose.png` and
-    /// `counted_fraction_vs_dose.png` (D: the dose's index).
+    /// Per dose and grid `mtf_D_Kx.png`, `nps_D_Kx.png`, `dqe_D_Kx.png` (D: the dose's index, K
+    /// the upsampling; the integrating mode on each); `dqe0_vs_dose.png` and
+    /// `counted_fraction_vs_dose.png`.
     pub fn plots(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         use super::plots::{Chart, Series, line_chart};
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
@@ -469,31 +469,37 @@ impl DqeReport {
             type Pick = fn(&DqeCurve) -> &Vec<f64>;
             let picks: [(&str, &str, Pick); 3] =
                 [("mtf", "MTF", |c| &c.mtf), ("nps", "NPS / q", |c| &c.nps), ("dqe", "DQE", |c| &c.dqe)];
-            for (file, what, pick) in picks {
-                let labels: Vec<String> = p.curves.iter().map(label).collect();
-                let pts: Vec<Vec<(f64, f64)>> = p
-                    .curves
-                    .iter()
-                    .map(|c| {
-                        let scale = if file == "nps" { 1.0 / c.q_e_per_px } else { 1.0 };
-                        c.frequency_cycles_per_px
-                            .iter()
-                            .zip(pick(c))
-                            .filter(|(_, v)| v.is_finite())
-                            .map(|(&f, &v)| (f, v * scale))
-                            .collect()
-                    })
-                    .collect();
-                let series: Vec<Series> =
-                    labels.iter().zip(&pts).map(|(l, p)| Series { label: l, points: p }).collect();
-                let path = dir.join(format!("{file}_{i}.png"));
-                let title = format!("{what} at {} e/px/frame", p.dose_e_per_px);
-                let mut chart = Chart::new(&title, "frequency (cycles / detector pixel)", what);
-                if file != "nps" {
-                    chart.y_range = Some((0.0, 1.2));
+            let mut grids: Vec<u32> = p.curves.iter().map(|c| c.upsample).collect();
+            grids.dedup();
+            for k in grids {
+                // one chart per grid; the integrating mode (1x) beside every grid's counters
+                let curves: Vec<&DqeCurve> =
+                    p.curves.iter().filter(|c| c.upsample == k || c.method == "integrating").collect();
+                for (file, what, pick) in picks {
+                    let labels: Vec<String> = curves.iter().map(|c| label(c)).collect();
+                    let pts: Vec<Vec<(f64, f64)>> = curves
+                        .iter()
+                        .map(|c| {
+                            let scale = if file == "nps" { 1.0 / c.q_e_per_px } else { 1.0 };
+                            c.frequency_cycles_per_px
+                                .iter()
+                                .zip(pick(c))
+                                .filter(|(_, v)| v.is_finite())
+                                .map(|(&f, &v)| (f, v * scale))
+                                .collect()
+                        })
+                        .collect();
+                    let series: Vec<Series> =
+                        labels.iter().zip(&pts).map(|(l, p)| Series { label: l, points: p }).collect();
+                    let path = dir.join(format!("{file}_{i}_{k}x.png"));
+                    let title = format!("{what} at {} e/px/frame, counts at {k}x", p.dose_e_per_px);
+                    let mut chart = Chart::new(&title, "frequency (cycles / detector pixel)", what);
+                    if file != "nps" {
+                        chart.y_range = Some((0.0, 1.2));
+                    }
+                    line_chart(&path, &chart, &series)?;
+                    out.push(path);
                 }
-                line_chart(&path, &chart, &series)?;
-                out.push(path);
             }
         }
         for (file, what) in

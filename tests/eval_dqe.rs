@@ -187,4 +187,7 @@ fn eval_dqe_command_reports_every_method() {
     let bad = common::cli::emsim(&["eval", "dqe", "--upsample", "3", "--device", "cpu"], dir.path());
     let line = common::cli::stderr_line(&bad);
     assert!(!bad.status.success() && line.contains("--upsample"), "{line}");
+    let bad = common::cli::emsim(&["eval", "dqe", "--split-pairs", "--device", "cpu"], dir.path());
+    let line = common::cli::stderr_line(&bad);
+    assert!(!bad.status.success() && line.contains("--model"), "{line}");
 }

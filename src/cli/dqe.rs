@@ -31,6 +31,11 @@ pub(crate) struct DqeArgs {
     /// The network (safetensors) to measure beside the classical methods.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Also the network with pair splitting (`net+split`; needs --model).
+    #[arg(long, requires = "model")]
+    split_pairs: bool,
+    #[command(flatten)]
+    split: super::count::SplitArgs,
     /// Tilt of the knife edge from the pixel columns, degrees.
     #[arg(long, default_value_t = 5.0)]
     angle_deg: f64,
@@ -71,6 +76,10 @@ pub(crate) fn eval_dqe(a: DqeArgs) -> Result<()> {
         Some(p) => Some(emsim::count::load_net_model(Some(p))?),
         None => None,
     };
+    let pairs = match (&net, a.split_pairs) {
+        (Some(n), true) => Some(a.split.load(n)?),
+        _ => None,
+    };
     let (lib, _) = load_library(&a.library)?;
     let device = Device::open(&a.dev.device, &a.dev.backend)?;
     let o = emsim::eval::dqe_run::DqeOptions {
@@ -82,6 +91,7 @@ pub(crate) fn eval_dqe(a: DqeArgs) -> Result<()> {
         upsample,
         methods,
         net,
+        pairs,
         seed: a.seed,
     };
     let report = emsim::eval::dqe_run::run(&o, &lib, &device)?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::dqe::{BinnedVariance, Edge, NpsU, dqe, mtf_slanted_edge};
+use crate::count::split::PairModels;
 use crate::count::{CountConfig, Counter, Found, Method};
 use crate::frames::{ElectronCount, FramesConfig, Generator, Truth};
 use crate::gpu::Device;
@@ -60,6 +61,8 @@ pub struct DqeOptions {
     pub methods: Vec<Method>,
     /// With a model: `net` too.
     pub net: Option<Model>,
+    /// With the pair models: `net+split` too (the network's electrons and those split off).
+    pub pairs: Option<PairModels>,
     pub seed: u64,
 }
 
@@ -124,6 +127,8 @@ enum Source {
     Integrating,
     Perfect,
     Method(Method),
+    /// The network with pair splitting.
+    Split,
 }
 
 impl Source {
@@ -132,6 +137,7 @@ impl Source {
             Self::Integrating => "integrating".into(),
             Self::Perfect => "perfect".into(),
             Self::Method(m) => m.name().into(),
+            Self::Split => "net+split".into(),
         }
     }
 }
@@ -143,6 +149,9 @@ fn sources(o: &DqeOptions) -> Vec<(Source, u32)> {
     methods.extend(o.methods.iter().map(|&m| Source::Method(m)));
     if o.net.is_some() {
         methods.push(Source::Method(Method::Net));
+    }
+    if o.pairs.is_some() {
+        methods.push(Source::Split);
     }
     for &k in &o.upsample {
         out.extend(methods.iter().map(|&s| (s, k)));
@@ -163,6 +172,18 @@ fn positions(src: Source, found: &Found, truth: &Truth, first: u64) -> Option<Ve
         Source::Method(Method::Net) => {
             Some(found.cands.iter().zip(&found.net).map(|(c, n)| (c[0] as usize, n.xy[0], n.xy[1])).collect())
         }
+        Source::Split => Some(
+            found
+                .cands
+                .iter()
+                .zip(&found.net)
+                .enumerate()
+                .flat_map(|(i, (c, n))| {
+                    let second = found.split_off(i).map(|xy| (c[0] as usize, xy[0], xy[1]));
+                    std::iter::once((c[0] as usize, n.xy[0], n.xy[1])).chain(second)
+                })
+                .collect(),
+        ),
         Source::Method(m) => Some(
             found
                 .cands
@@ -285,7 +306,8 @@ fn frames_config(o: &DqeOptions, (h, w): (u32, u32), frames: u64, dose: f64, see
 }
 
 fn counter<'a>(o: &DqeOptions, (h, w): (u32, u32), device: &'a Device) -> Result<Counter<'a>> {
-    let cfg = CountConfig { net: o.net.clone(), batch_frames: BATCH as u32, ..Default::default() };
+    let cfg =
+        CountConfig { net: o.net.clone(), pairs: o.pairs.clone(), batch_frames: BATCH as u32, ..Default::default() };
     Counter::new(cfg, h, w, o.noise_sigma_e.max(1e-3), device)
 }
 

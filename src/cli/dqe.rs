@@ -8,7 +8,7 @@ use emsim::count::Method;
 use emsim::gpu::Device;
 use emsim::{Error, Result};
 
-use super::{DeviceArgs, load_library, write_json_report};
+use super::{DeviceArgs, emit_report, load_library};
 
 #[derive(Args)]
 pub(crate) struct DqeArgs {
@@ -95,13 +95,5 @@ pub(crate) fn eval_dqe(a: DqeArgs) -> Result<()> {
         seed: a.seed,
     };
     let report = emsim::eval::dqe_run::run(&o, &lib, &device)?;
-    if !write_json_report(&report, &a.json)? {
-        print!("{}", report.table());
-    }
-    if let Some(dir) = a.plots {
-        for p in report.plots(&dir)? {
-            eprintln!("plot: {}", p.display());
-        }
-    }
-    Ok(())
+    emit_report(&report, &a.json, |r| r.table(), a.plots, |r, dir| r.plots(dir))
 }

@@ -9,7 +9,7 @@ use emsim::net::precision::NetPrecision;
 use emsim::{Error, Result};
 
 use super::count::SplitArgs;
-use super::{DeviceArgs, load_library, net_precision, parse_size, write_json_report};
+use super::{DeviceArgs, emit_report, load_library, net_precision, parse_size};
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -207,15 +207,7 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
         progress: !a.quiet,
     };
     let report = emsim::eval::dose::run(&o, &lib, &device)?;
-    if !write_json_report(&report, &a.json)? {
-        print!("{}", report.table());
-    }
-    if let Some(dir) = a.plots {
-        for p in report.plots(&dir)? {
-            eprintln!("plot: {}", p.display());
-        }
-    }
-    Ok(())
+    emit_report(&report, &a.json, |r| r.table(), a.plots, |r, dir| r.plots(dir))
 }
 
 #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` rejects NaN with the values out of range")]
@@ -259,13 +251,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         };
         let device = Device::open(&dev.device, &dev.backend)?;
         let report = pair_eval(&m, &lib, &o, &device)?;
-        if !write_json_report(&report, &json)? {
-            print!("{}", report.table());
-        }
-        if let Some(dir) = plots {
-            eprintln!("plot: {}", report.plot(&dir)?.display());
-        }
-        return Ok(());
+        return emit_report(&report, &json, |r| r.table(), plots, |r, dir| Ok(vec![r.plot(dir)?]));
     }
     if let Some(EvalCmd::Net {
         model,
@@ -298,15 +284,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         };
         let device = Device::open(&dev.device, &dev.backend)?;
         let report = heldout_eval(&m, &lib, &o, &device)?;
-        if !write_json_report(&report, &json)? {
-            print!("{}", report.table());
-        }
-        if let Some(dir) = plots {
-            for p in report.plots(&dir)? {
-                eprintln!("plot: {}", p.display());
-            }
-        }
-        return Ok(());
+        return emit_report(&report, &json, |r| r.table(), plots, |r, dir| r.plots(dir));
     }
     if let Some(EvalCmd::Isolated { library, events, sigma_e, seed, crop, centroid_threshold_e, json, dev }) = a.sub {
         use emsim::count::isolated::{IsolatedOptions, isolated_test};

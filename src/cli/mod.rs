@@ -60,6 +60,26 @@ pub(crate) fn load_library(path: &Option<PathBuf>) -> Result<(EventLibrary, Stri
     Ok((EventLibrary::read_h5(&p)?, p.display().to_string()))
 }
 
+/// A report's outputs: JSON to `json` (a file, or stdout for "-"), the table on stdout unless the
+/// JSON went there, and the plots (`plots` called with the folder given), each named on stderr.
+pub(crate) fn emit_report<T: serde::Serialize>(
+    report: &T,
+    json: &Option<PathBuf>,
+    table: impl FnOnce(&T) -> String,
+    plots_dir: Option<PathBuf>,
+    plots: impl FnOnce(&T, &std::path::Path) -> Result<Vec<PathBuf>>,
+) -> Result<()> {
+    if !write_json_report(report, json)? {
+        print!("{}", table(report));
+    }
+    if let Some(dir) = plots_dir {
+        for p in plots(report, &dir)? {
+            eprintln!("plot: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
 /// Writes `report` as JSON to `json` (a file, or stdout for "-") and says whether it went to stdout.
 pub(crate) fn write_json_report<T: serde::Serialize>(report: &T, json: &Option<PathBuf>) -> Result<bool> {
     let to_stdout = json.as_ref().is_some_and(|p| p.as_os_str() == "-");

@@ -27,7 +27,7 @@ const ZSTD: H5Z_class2_t = H5Z_class2_t {
     name: c"zstd (emsim)".as_ptr(),
     can_apply: None,
     set_local: None,
-    filter: Some(zstd_filter),
+    filter: Some(callback::<Zstd>),
 };
 
 const BITSHUFFLE: H5Z_class2_t = H5Z_class2_t {
@@ -38,7 +38,7 @@ const BITSHUFFLE: H5Z_class2_t = H5Z_class2_t {
     name: c"bitshuffle (emsim)".as_ptr(),
     can_apply: None,
     set_local: None,
-    filter: Some(bitshuffle_filter),
+    filter: Some(callback::<Bitshuffle>),
 };
 
 /// Registers `class` unless HDF5 already has a filter of its id.
@@ -99,34 +99,42 @@ unsafe fn hand_back(out: Option<Vec<u8>>, buf_size: *mut usize, buf: *mut *mut c
     out.len()
 }
 
-/// Filter 32015: `*buf` holds `nbytes` bytes (in a buffer of `*buf_size`); replaces them with the
-/// coded or decoded bytes and returns their length, or 0 on failure.
-unsafe extern "C" fn zstd_filter(
-    flags: c_uint,
-    cd_nelmts: usize,
-    cd_values: *const c_uint,
-    nbytes: usize,
-    buf_size: *mut usize,
-    buf: *mut *mut c_void,
-) -> usize {
-    // SAFETY: HDF5 hands a valid buffer of at least `nbytes` bytes and `cd_nelmts` values.
-    let (input, cd) = unsafe { (std::slice::from_raw_parts(*buf as *const u8, nbytes), params(cd_nelmts, cd_values)) };
-    let out = if flags & H5Z_FLAG_REVERSE != 0 {
-        match zstd::zstd_safe::get_frame_content_size(input) {
-            Ok(Some(n)) => zstd::bulk::decompress(input, n as usize).ok(),
-            _ => None,
+/// What a filter does to one chunk: decode (`reverse`) or code `input` with the dataset's
+/// parameters `cd`; None on failure.
+trait Coder {
+    fn code(reverse: bool, cd: &[c_uint], input: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// Filter 32015: one Zstandard frame with its content size.
+struct Zstd;
+
+impl Coder for Zstd {
+    fn code(reverse: bool, cd: &[c_uint], input: &[u8]) -> Option<Vec<u8>> {
+        if reverse {
+            match zstd::zstd_safe::get_frame_content_size(input) {
+                Ok(Some(n)) => zstd::bulk::decompress(input, n as usize).ok(),
+                _ => None,
+            }
+        } else {
+            let level = cd.first().map_or(DEFAULT_ZSTD_LEVEL, |&l| l as i32);
+            zstd::bulk::compress(input, level).ok()
         }
-    } else {
-        let level = cd.first().map_or(DEFAULT_ZSTD_LEVEL, |&l| l as i32);
-        zstd::bulk::compress(input, level).ok()
-    };
-    // SAFETY: the callback's own arguments
-    unsafe { hand_back(out, buf_size, buf) }
+    }
 }
 
 /// Filter 32008 with the library's parameters: `[major, minor, value bytes, block values (0:
 /// default), compression (0: none, 2: LZ4)]`.
-unsafe extern "C" fn bitshuffle_filter(
+struct Bitshuffle;
+
+impl Coder for Bitshuffle {
+    fn code(reverse: bool, cd: &[c_uint], input: &[u8]) -> Option<Vec<u8>> {
+        bitshuffle_run(reverse, cd, input)
+    }
+}
+
+/// The filter callback HDF5 calls: `*buf` holds `nbytes` bytes (in a buffer of `*buf_size`);
+/// replaces them with the coded or decoded bytes and returns their length, or 0 on failure.
+unsafe extern "C" fn callback<C: Coder>(
     flags: c_uint,
     cd_nelmts: usize,
     cd_values: *const c_uint,
@@ -136,7 +144,7 @@ unsafe extern "C" fn bitshuffle_filter(
 ) -> usize {
     // SAFETY: HDF5 hands a valid buffer of at least `nbytes` bytes and `cd_nelmts` values.
     let (input, cd) = unsafe { (std::slice::from_raw_parts(*buf as *const u8, nbytes), params(cd_nelmts, cd_values)) };
-    let out = bitshuffle_run(flags & H5Z_FLAG_REVERSE != 0, cd, input);
+    let out = C::code(flags & H5Z_FLAG_REVERSE != 0, cd, input);
     // SAFETY: the callback's own arguments
     unsafe { hand_back(out, buf_size, buf) }
 }

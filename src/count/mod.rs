@@ -23,6 +23,7 @@ mod layout;
 pub mod localize;
 pub mod run;
 pub mod split;
+pub mod stempy;
 pub mod sum3;
 pub mod types;
 

@@ -502,3 +502,44 @@ fn stempy_counter_finds_what_stempy_finds() {
         assert!(total > 100, "case {k}: {total} events");
     }
 }
+
+/// `emsim count --method stempy` on the frames stempy counted (dark level 200 ADU, noise 20 ADU:
+/// 4 sigma = 80 ADU above the offset, the x-ray cut off) writes exactly stempy's electrons, at
+/// their pixels' centres.
+#[test]
+fn count_method_stempy_writes_stempys_electrons() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/stempy_counts.h5");
+    let args = [
+        "count",
+        fixture.to_str().unwrap(),
+        "--method",
+        "stempy",
+        "--offset-adu",
+        "200",
+        "--sigma-e",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        "s.h5",
+    ];
+    let o = common::cli::emsim(&args, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = hdf5::File::open(dir.path().join("s.h5")).unwrap();
+    let method: hdf5::types::VarLenUnicode = out.attr("method").unwrap().read_scalar().unwrap();
+    assert_eq!(method.as_str(), "stempy");
+    let col = |name: &str| -> Vec<f32> { out.dataset(&format!("electrons/{name}")).unwrap().read_raw().unwrap() };
+    let (x, y) = (col("x_px"), col("y_px"));
+    let got_offsets: Vec<u64> = out.dataset("electrons/offsets").unwrap().read_raw().unwrap();
+    let file = hdf5::File::open(&fixture).unwrap();
+    let w = file.dataset("frames").unwrap().shape()[2];
+    let g = file.group("case_0").unwrap(); // the same thresholds in raw ADU: 280, x-ray 65000
+    let want: Vec<u32> = g.dataset("events").unwrap().read_raw().unwrap();
+    let offsets: Vec<u64> = g.dataset("offsets").unwrap().read_raw().unwrap();
+    assert_eq!(got_offsets, offsets);
+    for (i, &e) in want.iter().enumerate() {
+        let (r, c) = (e as usize / w, e as usize % w);
+        assert_eq!((x[i], y[i]), (c as f32 + 0.5, r as f32 + 0.5), "electron {i}");
+    }
+}

@@ -47,7 +47,8 @@ pub(crate) struct CountArgs {
     /// HDF5 dataset holding the frames.
     #[arg(long, default_value = "frames")]
     dataset: String,
-    /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t, net.
+    /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t, net, or stempy
+    /// (stempy's classic counter with its own finder, at pixel centres; docs/counting.md).
     #[arg(long, default_value = "c3x3")]
     method: String,
     /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast-neighbours.safetensors).

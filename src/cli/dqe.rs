@@ -21,8 +21,8 @@ pub(crate) struct DqeArgs {
     /// Flat-field frames (128x128) per dose (default 5,000; 1,000 with --quick).
     #[arg(long)]
     flat_frames: Option<u64>,
-    /// Counting methods, comma-separated (classical: max, c3x3, c5x5, c3x3t, c5x5t); with
-    /// --model, the network too. The integrating mode and a perfect counter are always measured.
+    /// Counting methods, comma-separated (max, c3x3, c5x5, c3x3t, c5x5t, stempy); with --model,
+    /// the network too. The integrating mode and a perfect counter are always measured.
     #[arg(long, default_value = "max,c3x3t")]
     methods: String,
     /// Counted images at these multiples of the detector's sampling, comma-separated (1, 2, 4, 8).

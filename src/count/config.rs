@@ -17,6 +17,9 @@ pub enum Method {
     C5x5T,
     /// The sub-pixel network (`--model`): probability-weighted mean near the peak of its grid.
     Net,
+    /// stempy's classic counter with its own finder (`count::stempy`): every pixel strictly
+    /// above its 8 neighbours after the dark and thresholds, at the pixel's centre.
+    Stempy,
 }
 
 impl Method {
@@ -31,6 +34,7 @@ impl Method {
             Method::C3x3T => "c3x3t",
             Method::C5x5T => "c5x5t",
             Method::Net => "net",
+            Method::Stempy => "stempy",
         }
     }
 
@@ -40,13 +44,15 @@ impl Method {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        if s == "net" {
-            return Ok(Method::Net);
+        match s {
+            "net" => return Ok(Method::Net),
+            "stempy" => return Ok(Method::Stempy),
+            _ => {}
         }
         Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
             Error::invalid(
                 "--method",
-                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net"),
+                format!("unknown method {s:?}; expected one of max, c3x3, c5x5, c3x3t, c5x5t, net, stempy"),
             )
         })
     }

@@ -226,8 +226,17 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
             };
             let n = len / (h * w) as usize;
             electrons += found.cands.len() as u64;
+            let host = match &adu {
+                Batch::F32(a) => super::HostAdu::F32(a),
+                Batch::U16(a) => super::HostAdu::U16(a),
+            };
             for (m, wtr) in writers.iter_mut() {
-                wtr.append(&columns(&found, *m, start, w), &per_frame_counts(&found, n, *m))?;
+                if *m == Method::Stempy {
+                    let (cols, counts) = super::stempy::count_batch(host, h as usize, w as usize, &cfg, sigma_e, start);
+                    wtr.append(&cols, &counts)?;
+                } else {
+                    wtr.append(&columns(&found, *m, start, w), &per_frame_counts(&found, n, *m))?;
+                }
             }
             if let Some(st) = stempy.as_mut() {
                 let mut lists = vec![Vec::new(); n];

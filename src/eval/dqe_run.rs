@@ -26,6 +26,7 @@ use crate::count::split::PairModels;
 use crate::count::{CountConfig, Counter, Found, Method};
 use crate::frames::{ElectronCount, FramesConfig, Generator, Truth};
 use crate::gpu::Device;
+use crate::io::counts_out::ElectronColumns;
 use crate::io::library::EventLibrary;
 use crate::net::model::Model;
 use crate::{Error, Result};
@@ -161,7 +162,13 @@ fn sources(o: &DqeOptions) -> Vec<(Source, u32)> {
 
 /// The positions of one batch's electrons per source (frame in batch, x, y), or None for the
 /// integrating mode.
-fn positions(src: Source, found: &Found, truth: &Truth, first: u64) -> Option<Vec<(usize, f32, f32)>> {
+fn positions(
+    src: Source,
+    found: &Found,
+    stempy: Option<&ElectronColumns>,
+    truth: &Truth,
+    first: u64,
+) -> Option<Vec<(usize, f32, f32)>> {
     match src {
         Source::Integrating => None,
         Source::Perfect => Some(
@@ -184,6 +191,10 @@ fn positions(src: Source, found: &Found, truth: &Truth, first: u64) -> Option<Ve
                 })
                 .collect(),
         ),
+        Source::Method(Method::Stempy) => {
+            let s = stempy.expect("stempy's electrons when stempy is measured");
+            Some((0..s.len()).map(|i| ((s.frame[i] as u64 - first) as usize, s.x_px[i], s.y_px[i])).collect())
+        }
         Source::Method(m) => Some(
             found
                 .cands
@@ -193,6 +204,20 @@ fn positions(src: Source, found: &Found, truth: &Truth, first: u64) -> Option<Ve
                 .collect(),
         ),
     }
+}
+
+/// stempy's electrons in a batch of frames, when stempy is among the methods.
+fn stempy_columns(
+    o: &DqeOptions,
+    count: &Counter,
+    frames: &[f32],
+    (h, w): (u32, u32),
+    start: u64,
+) -> Option<ElectronColumns> {
+    o.methods.contains(&Method::Stempy).then(|| {
+        let adu = crate::count::HostAdu::F32(frames);
+        crate::count::stempy::count_batch(adu, h as usize, w as usize, &count.cfg, count.sigma_e, start).0
+    })
 }
 
 /// Adds `points` (detector pixels) to `image` (`h k x w k`), one count each.
@@ -334,9 +359,10 @@ fn edge_mtfs(
         let batch = gen_
             .generate_cpu_masked(start as u64, &counts[start..end], |x, y| edge.distance_px(x as f64, y as f64) > 0.0);
         let found = count.count(&batch.frames)?;
+        let stempy = stempy_columns(o, &count, &batch.frames, EDGE_FRAME, start as u64);
         let truth = Truth::of(&batch, lib, 0);
         for (&(src, k), img) in srcs.iter().zip(&mut images) {
-            match positions(src, &found, &truth, start as u64) {
+            match positions(src, &found, stempy.as_ref(), &truth, start as u64) {
                 Some(p) => bin(p.into_iter().map(|(_, x, y)| (x, y)), img, h, w, k),
                 None => {
                     for frame in batch.frames.chunks_exact(h * w) {
@@ -406,6 +432,7 @@ fn flat_fields(
         let end = (start + BATCH).min(counts.len());
         let batch = gen_.generate(start as u64, &counts[start..end])?;
         let found = count.count(&batch.frames)?;
+        let stempy = stempy_columns(o, &count, &batch.frames, FLAT_FRAME, start as u64);
         let truth = Truth::of(&batch, lib, 0);
         n_true += truth.x_px.len() as u64;
         let frames = end - start;
@@ -415,7 +442,7 @@ fn flat_fields(
             let (hk, wk) = (h * k as usize, w * k as usize);
             // each frame's electrons (positions come sorted by frame)
             let mut by_frame: Vec<Vec<(f32, f32)>> = vec![Vec::new(); frames];
-            let integrating = match positions(src, &found, &truth, start as u64) {
+            let integrating = match positions(src, &found, stempy.as_ref(), &truth, start as u64) {
                 Some(p) => {
                     flat.found += p.len() as u64;
                     for (f, x, y) in p {

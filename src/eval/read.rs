@@ -33,7 +33,7 @@ pub struct TruthSet {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CountsSet {
     pub path: PathBuf,
-    /// `max`, `c3x3`, `c5x5`, `c3x3t`, `c5x5t` or `net`.
+    /// `max`, `c3x3`, `c5x5`, `c3x3t`, `c5x5t`, `net` or `stempy`.
     pub method: String,
     pub frames_seed: u64,
     pub frames_config_json: String,

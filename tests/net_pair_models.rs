@@ -283,7 +283,7 @@ fn count_split_pairs_gpu_equals_cpu_and_mixups_are_refused() {
 }
 
 /// `eval dose` runs the whole pipeline per dose (frames, count, count --split-pairs, matching):
-/// per dose three methods with recall and precision in [0, 1], splitting never finds fewer
+/// per dose four methods (stempy's counter among them) with recall and precision in [0, 1], splitting never finds fewer
 /// electrons than the network alone, the loss to overlap is measured against the first dose, and
 /// both plots are written.
 #[test]
@@ -317,7 +317,7 @@ fn eval_dose_sweeps_the_pipeline() {
     for p in points {
         let m = p["methods"].as_array().unwrap();
         let names: Vec<&str> = m.iter().map(|x| x["method"].as_str().unwrap()).collect();
-        assert_eq!(names, ["c3x3t", "net", "net+split"]);
+        assert_eq!(names, ["c3x3t", "net", "net+split", "stempy"]);
         for x in m {
             for k in ["recall", "precision"] {
                 let v = x[k].as_f64().unwrap();

@@ -89,8 +89,8 @@ pub(crate) enum EvalCmd {
         #[command(flatten)]
         dev: DeviceArgs,
     },
-    /// Recall and precision against dose: frames at each dose, counted with a centroid, the network
-    /// and the network with --split-pairs (table + PNG).
+    /// Recall and precision against dose: frames at each dose, counted with a centroid, the network,
+    /// the network with --split-pairs and stempy's counter (table + PNG).
     Dose(DoseArgs),
     /// MTF (slanted knife edge), noise power and DQE of the integrating mode, the counting methods
     /// and a perfect counter, through frames and count, at chosen doses (table, JSON, PNG;

@@ -1,8 +1,8 @@
-//! `emsim eval dose`: recall and precision against dose for a centroid, the network,
-//! and the network with pair splitting. For every dose (electrons per pixel per frame) the whole
-//! pipeline runs as the commands would: `frames --dose d` (HDF5 with truth), `count` with the
-//! centroid and `net`, `count --method net --split-pairs`, and `eval`'s matching, in a temporary
-//! folder that is removed afterwards.
+//! `emsim eval dose`: recall and precision against dose for a centroid, the network, the network
+//! with pair splitting, and stempy's counter (the field's baseline). For every dose (electrons per
+//! pixel per frame) the whole pipeline runs as the commands would: `frames --dose d` (HDF5 with
+//! truth), `count` with the centroid, `net` and `stempy`, `count --method net --split-pairs`, and
+//! `eval`'s matching, in a temporary folder that is removed afterwards.
 //!
 //! The loss to overlap at dose `d` is the centroid's recall at the lowest dose of the sweep (the
 //! reference, where clusters rarely overlap) minus its recall at `d`; pair splitting "recovers"
@@ -52,7 +52,7 @@ pub struct DoseMethod {
 pub struct DosePoint {
     pub dose_e_per_px: f64,
     pub n_true: u64,
-    /// centroid, net, net+split.
+    /// centroid, net, net+split, stempy.
     pub methods: Vec<DoseMethod>,
     /// Centroid recall at the reference dose minus here.
     pub centroid_overlap_loss: f64,
@@ -120,7 +120,7 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
         )?;
         let base = CountConfig { net: Some(o.net.clone()), ..Default::default() };
         let plain = dir.path().join(format!("counts{i}-{{method}}.h5"));
-        count(&frames, &plain, vec![o.centroid, Method::Net], base.clone(), device, o.progress)?;
+        count(&frames, &plain, vec![o.centroid, Method::Net, Method::Stempy], base.clone(), device, o.progress)?;
         let split = dir.path().join(format!("counts{i}-split.h5"));
         let cfg = CountConfig { pairs: Some(o.pairs.clone()), ..base };
         count(&frames, &split, vec![Method::Net], cfg, device, o.progress)?;
@@ -128,6 +128,7 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
             PathBuf::from(plain.display().to_string().replace("{method}", o.centroid.name())),
             PathBuf::from(plain.display().to_string().replace("{method}", "net")),
             split,
+            PathBuf::from(plain.display().to_string().replace("{method}", "stempy")),
         ];
         let report = super::run(&super::EvalOptions {
             counts: files.to_vec(),
@@ -136,7 +137,7 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
             json: None,
             plots: None,
         })?;
-        let names = [o.centroid.name(), "net", "net+split"];
+        let names = [o.centroid.name(), "net", "net+split", "stempy"];
         let methods: Vec<DoseMethod> = report
             .methods
             .iter()

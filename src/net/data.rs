@@ -275,6 +275,12 @@ impl LibraryBuffers {
             incidence: ctx.upload("lib_incidence", &lib.incidence)?,
         })
     }
+
+    /// The library's bindings by their names in the kernels that read it (`net/make_batch`,
+    /// `net/make_pairs`).
+    pub fn bindings(&self) -> [(&'static str, &wgpu::Buffer); 4] {
+        [("offsets", &self.offsets), ("dxdy", &self.dxdy), ("charge", &self.charge), ("incidence", &self.incidence)]
+    }
 }
 
 /// Records `net/make_batch`: one invocation per crop pixel; the first pixel's invocation also
@@ -293,16 +299,7 @@ pub fn make_batch_record(
     ctx.dispatch(
         enc,
         &shaders::NET_MAKE_BATCH,
-        &[
-            ("params", &u),
-            ("offsets", &lib.offsets),
-            ("dxdy", &lib.dxdy),
-            ("charge", &lib.charge),
-            ("incidence", &lib.incidence),
-            ("x", x),
-            ("labels", labels),
-            ("target_", target),
-        ],
+        &[&[("params", &u)][..], &lib.bindings(), &[("x", x), ("labels", labels), ("target_", target)]].concat(),
         p.n as u64 * (p.side * p.side) as u64,
     )
 }

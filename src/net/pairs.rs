@@ -421,17 +421,8 @@ pub fn make_pairs_record(
     ctx.dispatch(
         enc,
         &shaders::NET_MAKE_PAIRS,
-        &[
-            ("params", &u),
-            ("offsets", &lib.offsets),
-            ("dxdy", &lib.dxdy),
-            ("charge", &lib.charge),
-            ("incidence", &lib.incidence),
-            ("x", x),
-            ("class_", class),
-            ("points", points),
-            ("sep", sep),
-        ],
+        &[&[("params", &u)][..], &lib.bindings(), &[("x", x), ("class_", class), ("points", points), ("sep", sep)]]
+            .concat(),
         px,
     )
 }

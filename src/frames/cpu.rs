@@ -121,15 +121,21 @@ impl Generator<'_> {
 
     /// The CPU path: the batch's frames in one buffer.
     pub(super) fn generate_cpu(&self, first_frame: u64, counts: &[u32]) -> Batch {
-        let frame_px = (self.cfg.height * self.cfg.width) as usize;
         let records = self.records_cpu(first_frame, counts);
-        let at = offsets(counts);
+        self.frames_cpu(first_frame, counts.to_vec(), records)
+    }
+
+    /// The frames of a batch's records (`counts[f]` of them for frame `f`, in frame order), in one
+    /// buffer.
+    fn frames_cpu(&self, first_frame: u64, counts: Vec<u32>, records: Vec<Record>) -> Batch {
+        let frame_px = (self.cfg.height * self.cfg.width) as usize;
+        let at = offsets(&counts);
         let mut frames = self.take_buffer(counts.len() * frame_px);
         frames.par_chunks_mut(frame_px).enumerate().for_each_init(
             || Lease::new(&self.scratch),
             |lease, (f, out)| self.frame_cpu(first_frame, &records[at[f]..at[f + 1]], f, &mut lease.scratch, out),
         );
-        Batch { first_frame, counts: counts.to_vec(), frames, records }
+        Batch { first_frame, counts, frames, records }
     }
 
     /// The CPU path with only the electrons whose incidence point `(x, y)` (pixels, as in the
@@ -142,7 +148,6 @@ impl Generator<'_> {
         counts: &[u32],
         keep: impl Fn(f32, f32) -> bool + Sync,
     ) -> Batch {
-        let frame_px = (self.cfg.height * self.cfg.width) as usize;
         let lib = self.lib;
         let records: Vec<Record> = self
             .records_cpu(first_frame, counts)
@@ -156,13 +161,7 @@ impl Generator<'_> {
         for r in &records {
             kept[r[3] as usize] += 1;
         }
-        let at = offsets(&kept);
-        let mut frames = self.take_buffer(counts.len() * frame_px);
-        frames.par_chunks_mut(frame_px).enumerate().for_each_init(
-            || Lease::new(&self.scratch),
-            |lease, (f, out)| self.frame_cpu(first_frame, &records[at[f]..at[f + 1]], f, &mut lease.scratch, out),
-        );
-        Batch { first_frame, counts: kept, frames, records }
+        self.frames_cpu(first_frame, kept, records)
     }
 
     /// The CPU path with each frame handed to `use_frame(f, frame)` (`f` counted from the batch's

@@ -122,7 +122,8 @@ pub fn run(cfg: &FramesConfig, lib: &EventLibrary, device: &Device, opts: &RunOp
             for (i, b) in plan.iter().enumerate() {
                 let first = range.start + b.start as u64;
                 if fused {
-                    let (batch, enc, frame0) = make_and_encode(&gen_, &encoder, first, &counts[b.clone()], i == 0);
+                    let want0 = i == 0 && opts.preview.is_some();
+                    let (batch, enc, frame0) = make_and_encode(&gen_, &encoder, first, &counts[b.clone()], want0);
                     if let (Some(p), Some(frame)) = (&opts.preview, frame0) {
                         write_preview_of(p, cfg, &frame, &Truth::of(&batch, lib, range.start))?;
                     }

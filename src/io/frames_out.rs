@@ -140,12 +140,6 @@ impl FrameEncoder {
         if self.quantize { 2 } else { 4 }
     }
 
-    /// Whether frames are stored as chunks this encoder makes ([`Encoded::Chunks`]): HDF5 with
-    /// direct chunk writes.
-    pub fn makes_chunks(&self) -> bool {
-        self.compression.is_some()
-    }
-
     /// Encodes `frames` (`k * height * width` ADU values; whole numbers when quantized).
     pub fn encode(&self, frames: &[f32]) -> Encoded {
         let Some(c) = self.compression else {
@@ -172,23 +166,18 @@ impl FrameEncoder {
     /// One frame (`height * width` ADU values, f32, or u16 when quantized) encoded as
     /// [`encode`](Self::encode) encodes a batch, on the calling thread.
     pub fn encode_one<V: ChunkValue>(&self, frame: &[V], scratch: &mut ChunkScratch) -> Encoded {
-        if self.compression.is_some() {
-            return Encoded::Chunks(self.encode_frame(frame, scratch));
+        if let Some(c) = self.compression {
+            // band by band
+            let w = self.width;
+            return Encoded::Chunks(
+                frame.chunks(self.chunk_rows * w).map(|vals| self.encode_chunk(c, vals, scratch)).collect(),
+            );
         }
         if self.quantize {
             Encoded::U16(frame.iter().map(|v| v.adu_u16()).collect())
         } else {
             Encoded::F32(frame.iter().map(|v| v.adu_f32()).collect())
         }
-    }
-
-    /// The stored chunks of one frame (`height * width` ADU values, f32, or u16 when quantized),
-    /// band by band, for an encoder that [`makes_chunks`](Self::makes_chunks); on the calling
-    /// thread.
-    pub fn encode_frame<V: ChunkValue>(&self, frame: &[V], scratch: &mut ChunkScratch) -> Vec<Vec<u8>> {
-        let c = self.compression.expect("an encoder that makes chunks");
-        let w = self.width;
-        frame.chunks(self.chunk_rows * w).map(|vals| self.encode_chunk(c, vals, scratch)).collect()
     }
 
     /// One chunk: `vals` are its rows (fewer than `chunk_rows` at the bottom edge: the chunk is

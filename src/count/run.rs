@@ -144,6 +144,10 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         }
     };
     let counter = Counter::new(cfg.clone(), h, w, sigma_e, device)?;
+    let stempy_count = opts
+        .methods
+        .contains(&Method::Stempy)
+        .then(|| super::stempy::StempyCount::new(&cfg, sigma_e, h as usize, w as usize));
     let batch = counter.batch_frames() as u64;
     let pitch = opts.pixel_size_um.or(meta.pixel_size_um).unwrap_or(f32::NAN);
     // What the network ran with (f16 falls back to f32 on adapters without SHADER_F16).
@@ -220,19 +224,20 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         });
         for msg in rx.iter() {
             let (start, adu) = msg?;
-            let (found, len) = match &adu {
-                Batch::F32(a) => (counter.count(a)?, a.len()),
-                Batch::U16(a) => (counter.count_u16(a)?, a.len()),
-            };
-            let n = len / (h * w) as usize;
-            electrons += found.cands.len() as u64;
             let host = match &adu {
                 Batch::F32(a) => super::HostAdu::F32(a),
                 Batch::U16(a) => super::HostAdu::U16(a),
             };
+            let found = match host {
+                super::HostAdu::F32(a) => counter.count(a)?,
+                super::HostAdu::U16(a) => counter.count_u16(a)?,
+            };
+            let n = host.len() / (h * w) as usize;
+            electrons += found.cands.len() as u64;
             for (m, wtr) in writers.iter_mut() {
                 if *m == Method::Stempy {
-                    let (cols, counts) = super::stempy::count_batch(host, h as usize, w as usize, &cfg, sigma_e, start);
+                    let stempy = stempy_count.as_ref().expect("prepared when stempy is among the methods");
+                    let (cols, counts) = stempy.count_batch(host, start);
                     wtr.append(&cols, &counts)?;
                 } else {
                     wtr.append(&columns(&found, *m, start, w), &per_frame_counts(&found, n, *m))?;

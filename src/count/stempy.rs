@@ -7,7 +7,7 @@
 //! all of its (up to 8) neighbours is an electron, at that pixel. Checked event for event against
 //! stempy itself (`tests/count.rs`, fixture made by `scripts/reference/stempy_fixture.py`).
 //!
-//! `emsim count --method stempy` runs it on the frames as read ([`count_batch`]) with emsim's
+//! `emsim count --method stempy` runs it on the frames as read ([`StempyCount`]) with emsim's
 //! settings in stempy's terms: background threshold = `background_threshold_n_sigma` x noise sigma
 //! x gain ADU above the dark; dark = the `--dark` map or the offset; x-ray threshold =
 //! `xray_threshold_e` x gain, or when that is off (0), 65,536 - the largest dark value (the cap
@@ -63,60 +63,70 @@ pub fn count_frame(
     }
 }
 
-/// stempy's counter on a batch of frames (`n x height x width` ADU, f32 values rounded to whole
-/// ADU and clipped to u16 as stempy takes them), with `cfg`'s settings (see the module) and read
-/// noise `sigma_e`: the electrons as count columns (frames offset by `start`; position at the
-/// pixel's centre; charge = the pixel's value above the dark, in electrons) and per-frame counts.
-pub fn count_batch(
-    adu: HostAdu,
+/// stempy's counter with `cfg`'s settings in stempy's terms (see the module), prepared once for
+/// `height x width` frames with read noise `sigma_e`.
+pub struct StempyCount {
     height: usize,
     width: usize,
-    cfg: &CountConfig,
-    sigma_e: f32,
-    start: u64,
-) -> (ElectronColumns, Vec<u64>) {
-    let px = height * width;
-    let n = adu.len() / px;
-    let dark: Vec<f32> = cfg.dark.clone().unwrap_or_else(|| vec![cfg.offset_adu; px]);
-    let gain = cfg.gain_adu_per_e as f64;
-    let max_dark = dark.iter().fold(0f32, |m, &d| m.max(d)).clamp(0.0, 65535.0) as u16 as f64;
-    let t = StempyThresholds {
-        background: cfg.background_threshold_n_sigma as f64 * sigma_e as f64 * gain,
-        xray: if cfg.xray_threshold_e > 0.0 { cfg.xray_threshold_e as f64 * gain } else { 65536.0 - max_dark },
-    };
-    let per_frame: Vec<(Vec<u32>, Vec<f32>)> = (0..n)
-        .into_par_iter()
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |(work, frame), f| {
-                let frame_u16: &[u16] = match adu {
-                    HostAdu::U16(a) => &a[f * px..(f + 1) * px],
-                    HostAdu::F32(a) => {
-                        frame.clear();
-                        frame.extend(a[f * px..(f + 1) * px].iter().map(|&v| v.round().clamp(0.0, 65535.0) as u16));
-                        frame
-                    }
-                };
-                let mut events = Vec::new();
-                count_frame(frame_u16, height, width, Some(&dark), t, work, &mut events);
-                let charge = events.iter().map(|&i| (work[i as usize] as f64 / gain) as f32).collect();
-                (events, charge)
-            },
-        )
-        .collect();
-    let mut cols = ElectronColumns::default();
-    let mut counts = Vec::with_capacity(n);
-    for (f, (events, charge)) in per_frame.into_iter().enumerate() {
-        counts.push(events.len() as u64);
-        for (&i, q) in events.iter().zip(charge) {
-            let (r, c) = (i / width as u32, i % width as u32);
-            cols.frame.push((start + f as u64) as u32);
-            cols.x_px.push(c as f32 + 0.5);
-            cols.y_px.push(r as f32 + 0.5);
-            cols.row.push(r);
-            cols.col.push(c);
-            cols.charge_e.push(q);
-        }
+    dark: Vec<f32>,
+    thresholds: StempyThresholds,
+    gain: f64,
+}
+
+impl StempyCount {
+    pub fn new(cfg: &CountConfig, sigma_e: f32, height: usize, width: usize) -> Self {
+        let dark: Vec<f32> = cfg.dark.clone().unwrap_or_else(|| vec![cfg.offset_adu; height * width]);
+        let gain = cfg.gain_adu_per_e as f64;
+        let max_dark = dark.iter().fold(0f32, |m, &d| m.max(d)).clamp(0.0, 65535.0) as u16 as f64;
+        let thresholds = StempyThresholds {
+            background: cfg.background_threshold_n_sigma as f64 * sigma_e as f64 * gain,
+            xray: if cfg.xray_threshold_e > 0.0 { cfg.xray_threshold_e as f64 * gain } else { 65536.0 - max_dark },
+        };
+        Self { height, width, dark, thresholds, gain }
     }
-    (cols, counts)
+
+    /// The electrons of a batch of frames (ADU; f32 values rounded to whole ADU and clipped to
+    /// u16 as stempy takes them) as count columns (frames offset by `start`; position at the
+    /// pixel's centre; charge = the pixel's value above the dark, in electrons) and per-frame
+    /// counts.
+    pub fn count_batch(&self, adu: HostAdu, start: u64) -> (ElectronColumns, Vec<u64>) {
+        let (height, width) = (self.height, self.width);
+        let px = height * width;
+        let n = adu.len() / px;
+        let per_frame: Vec<(Vec<u32>, Vec<f32>)> = (0..n)
+            .into_par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(work, frame), f| {
+                    let frame_u16: &[u16] = match adu {
+                        HostAdu::U16(a) => &a[f * px..(f + 1) * px],
+                        HostAdu::F32(a) => {
+                            frame.clear();
+                            frame.extend(a[f * px..(f + 1) * px].iter().map(|&v| v.round().clamp(0.0, 65535.0) as u16));
+                            frame
+                        }
+                    };
+                    let mut events = Vec::new();
+                    count_frame(frame_u16, height, width, Some(&self.dark), self.thresholds, work, &mut events);
+                    let charge = events.iter().map(|&i| (work[i as usize] as f64 / self.gain) as f32).collect();
+                    (events, charge)
+                },
+            )
+            .collect();
+        let mut cols = ElectronColumns::default();
+        let mut counts = Vec::with_capacity(n);
+        for (f, (events, charge)) in per_frame.into_iter().enumerate() {
+            counts.push(events.len() as u64);
+            for (&i, q) in events.iter().zip(charge) {
+                let (r, c) = (i / width as u32, i % width as u32);
+                cols.frame.push((start + f as u64) as u32);
+                cols.x_px.push(c as f32 + 0.5);
+                cols.y_px.push(r as f32 + 0.5);
+                cols.row.push(r);
+                cols.col.push(c);
+                cols.charge_e.push(q);
+            }
+        }
+        (cols, counts)
+    }
 }

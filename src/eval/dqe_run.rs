@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use super::dqe::{BinnedVariance, Edge, NpsU, dqe, mtf_slanted_edge};
 use crate::count::split::PairModels;
-use crate::count::{CountConfig, Counter, Found, Method};
+use crate::count::stempy::StempyCount;
+use crate::count::{CountConfig, Counter, Found, HostAdu, Method};
 use crate::frames::{ElectronCount, FramesConfig, Generator, Truth};
 use crate::gpu::Device;
 use crate::io::counts_out::ElectronColumns;
@@ -206,18 +207,9 @@ fn positions(
     }
 }
 
-/// stempy's electrons in a batch of frames, when stempy is among the methods.
-fn stempy_columns(
-    o: &DqeOptions,
-    count: &Counter,
-    frames: &[f32],
-    (h, w): (u32, u32),
-    start: u64,
-) -> Option<ElectronColumns> {
-    o.methods.contains(&Method::Stempy).then(|| {
-        let adu = crate::count::HostAdu::F32(frames);
-        crate::count::stempy::count_batch(adu, h as usize, w as usize, &count.cfg, count.sigma_e, start).0
-    })
+/// stempy's counter for one stage's frames, when stempy is among the methods.
+fn stempy_count(o: &DqeOptions, count: &Counter, (h, w): (u32, u32)) -> Option<StempyCount> {
+    o.methods.contains(&Method::Stempy).then(|| StempyCount::new(&count.cfg, count.sigma_e, h as usize, w as usize))
 }
 
 /// Adds `points` (detector pixels) to `image` (`h k x w k`), one count each.
@@ -351,6 +343,7 @@ fn edge_mtfs(
     let cpu = Device::Cpu;
     let gen_ = Generator::new(cfg.clone(), lib, &cpu)?;
     let count = counter(o, EDGE_FRAME, device)?;
+    let stempy = stempy_count(o, &count, EDGE_FRAME);
     let srcs = sources(o);
     let mut images: Vec<Vec<f32>> = srcs.iter().map(|&(_, k)| vec![0.0; h * w * (k * k) as usize]).collect();
     let counts: Vec<u32> = (0..o.edge_frames).map(|f| cfg.electron_count(f)).collect();
@@ -359,10 +352,10 @@ fn edge_mtfs(
         let batch = gen_
             .generate_cpu_masked(start as u64, &counts[start..end], |x, y| edge.distance_px(x as f64, y as f64) > 0.0);
         let found = count.count(&batch.frames)?;
-        let stempy = stempy_columns(o, &count, &batch.frames, EDGE_FRAME, start as u64);
+        let stempy_cols = stempy.as_ref().map(|s| s.count_batch(HostAdu::F32(&batch.frames), start as u64).0);
         let truth = Truth::of(&batch, lib, 0);
         for (&(src, k), img) in srcs.iter().zip(&mut images) {
-            match positions(src, &found, stempy.as_ref(), &truth, start as u64) {
+            match positions(src, &found, stempy_cols.as_ref(), &truth, start as u64) {
                 Some(p) => bin(p.into_iter().map(|(_, x, y)| (x, y)), img, h, w, k),
                 None => {
                     for frame in batch.frames.chunks_exact(h * w) {
@@ -412,6 +405,7 @@ fn flat_fields(
     let cpu = Device::Cpu;
     let gen_ = Generator::new(cfg.clone(), lib, &cpu)?;
     let count = counter(o, FLAT_FRAME, device)?;
+    let stempy = stempy_count(o, &count, FLAT_FRAME);
     let srcs = sources(o);
     let mut flats = srcs
         .iter()
@@ -432,7 +426,7 @@ fn flat_fields(
         let end = (start + BATCH).min(counts.len());
         let batch = gen_.generate(start as u64, &counts[start..end])?;
         let found = count.count(&batch.frames)?;
-        let stempy = stempy_columns(o, &count, &batch.frames, FLAT_FRAME, start as u64);
+        let stempy_cols = stempy.as_ref().map(|s| s.count_batch(HostAdu::F32(&batch.frames), start as u64).0);
         let truth = Truth::of(&batch, lib, 0);
         n_true += truth.x_px.len() as u64;
         let frames = end - start;
@@ -442,7 +436,7 @@ fn flat_fields(
             let (hk, wk) = (h * k as usize, w * k as usize);
             // each frame's electrons (positions come sorted by frame)
             let mut by_frame: Vec<Vec<(f32, f32)>> = vec![Vec::new(); frames];
-            let integrating = match positions(src, &found, stempy.as_ref(), &truth, start as u64) {
+            let integrating = match positions(src, &found, stempy_cols.as_ref(), &truth, start as u64) {
                 Some(p) => {
                     flat.found += p.len() as u64;
                     for (f, x, y) in p {

@@ -2,7 +2,7 @@
 //! point response is the pixel's |sinc(f)|, its DQE(0) is 1 for Poisson electrons, and an
 //! integrating detector's DQE(0) is the Swank factor <E>^2 / <E^2> of its deposits.
 
-use emsim::eval::dqe::{Edge, dqe, mtf_slanted_edge, nps_u, nps0_binned, sinc};
+use emsim::eval::dqe::{BinnedVariance, Edge, NpsU, dqe, mtf_slanted_edge, sinc};
 use rand::RngExt;
 use rand_distr::{Distribution, Poisson};
 
@@ -20,6 +20,20 @@ fn edge_counts(rng: &mut impl rand::Rng, h: usize, w: usize, edge: &Edge, q: f64
         }
     }
     img
+}
+
+/// NPS(u, 0) of a set of flat fields.
+fn nps_u(images: &[&[f32]], h: usize, w: usize, band_rows: usize, freqs: &[f64]) -> Vec<f64> {
+    let mut n = NpsU::new(h, w, band_rows, freqs).unwrap();
+    images.iter().for_each(|im| n.add(im));
+    n.nps()
+}
+
+/// `(b, variance of the b x b sums / b^2)` of a set of flat fields, for each b.
+fn nps0_binned(images: &[&[f32]], h: usize, w: usize) -> Vec<(usize, f64)> {
+    let mut bv = BinnedVariance::new(h, w);
+    images.iter().for_each(|im| bv.add(im));
+    bv.values().into_iter().map(|(b, v, _)| (b, v)).collect()
 }
 
 #[test]
@@ -70,13 +84,13 @@ fn poisson_counts_give_dqe0_one() {
     let images: Vec<Vec<f32>> = (0..80).map(|_| (0..h * w).map(|_| pois.sample(&mut rng) as f32).collect()).collect();
     let refs: Vec<&[f32]> = images.iter().map(|v| v.as_slice()).collect();
     let mean = images.iter().flatten().map(|&v| v as f64).sum::<f64>() / (80 * h * w) as f64;
-    let binned = nps0_binned(&refs, h, w).unwrap();
+    let binned = nps0_binned(&refs, h, w);
     assert_eq!(binned.iter().map(|b| b.0).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 64, 128]);
     let nps0 = binned.iter().find(|b| b.0 == 4).unwrap().1;
     let dqe0 = dqe(mean, q, &[1.0], &[nps0])[0];
     assert!((dqe0 - 1.0).abs() < 0.03, "DQE(0) = {dqe0} (mean {mean}, NPS(0) {nps0})");
     let freqs = [0.1, 0.25, 0.4, 0.5];
-    let nps = nps_u(&refs, h, w, 4, &freqs).unwrap();
+    let nps = nps_u(&refs, h, w, 4, &freqs);
     for (&f, &n) in freqs.iter().zip(&nps) {
         assert!((n / q - 1.0).abs() < 0.1, "NPS({f}) = {n}, expected {q}");
     }
@@ -121,7 +135,7 @@ fn integrating_dqe0_is_the_swank_factor() {
         .collect();
     let refs: Vec<&[f32]> = images.iter().map(|v| v.as_slice()).collect();
     let mean = images.iter().flatten().map(|&v| v as f64).sum::<f64>() / (n_images * l * l) as f64;
-    let binned = nps0_binned(&refs, l, l).unwrap();
+    let binned = nps0_binned(&refs, l, l);
     let (b, nps0) = *binned.last().unwrap();
     assert_eq!(b, l);
     let dqe0 = dqe(mean, q, &[1.0], &[nps0])[0];

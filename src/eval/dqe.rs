@@ -209,24 +209,6 @@ impl NpsU {
     }
 }
 
-/// [`NpsU`] over a set of images.
-pub fn nps_u(
-    images: &[&[f32]],
-    height: usize,
-    width: usize,
-    band_rows: usize,
-    frequencies: &[f64],
-) -> Result<Vec<f64>> {
-    let mut n = NpsU::new(height, width, band_rows, frequencies)?;
-    for im in images {
-        if im.len() != height * width {
-            return Err(Error::Other(format!("NPS: an image of {} values, not {height}x{width}", im.len())));
-        }
-        n.add(im);
-    }
-    Ok(n.nps())
-}
-
 /// NPS(0) from progressively binned flat fields, accumulated image by image: for bins of `b x b`
 /// pixels (b = 1, 2, 4, ... up to the image's smaller side), the variance of the bin sums over
 /// every bin of every image, divided by b^2. It converges to NPS(0) as b grows past the width of
@@ -302,18 +284,6 @@ impl BinnedVariance {
         let k = v.iter().rposition(|l| l.2 >= min_bins)?;
         Some(if k == 0 { (v[0].0, v[0].1) } else { (v[k].0, 2.0 * v[k].1 - v[k - 1].1) })
     }
-}
-
-/// [`BinnedVariance`] over a set of images: `(b, value)` for each b.
-pub fn nps0_binned(images: &[&[f32]], height: usize, width: usize) -> Result<Vec<(usize, f64)>> {
-    if images.is_empty() || images.iter().any(|im| im.len() != height * width) {
-        return Err(Error::Other(format!("nps0_binned: no images, or images not of {height}x{width}")));
-    }
-    let mut bv = BinnedVariance::new(height, width);
-    for im in images {
-        bv.add(im);
-    }
-    Ok(bv.values().into_iter().map(|(b, v, _)| (b, v)).collect())
 }
 
 /// DQE(f) = mu^2 MTF(f)^2 / (q NPS(f)): `mean_signal` mu per pixel, fluence `q` in electrons per

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use emsim::Result;
 use emsim::count::Method;
 use emsim::gpu::Device;
-use emsim::{Error, Result};
 
-use super::{DeviceArgs, emit_report, load_library};
+use super::{DeviceArgs, emit_report, load_library, parse_list};
 
 #[derive(Args)]
 pub(crate) struct DqeArgs {
@@ -59,19 +59,12 @@ pub(crate) struct DqeArgs {
     dev: DeviceArgs,
 }
 
-fn list<T>(s: &str, flag: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
-    s.split(',')
-        .map(|v| {
-            parse(v.trim())
-                .ok_or_else(|| Error::invalid(flag, format!("'{}' is not one of the values asked for", v.trim())))
-        })
-        .collect()
-}
-
 pub(crate) fn eval_dqe(a: DqeArgs) -> Result<()> {
-    let doses = list(&a.doses, "--doses", |v| v.parse::<f64>().ok())?;
-    let upsample = list(&a.upsample, "--upsample", |v| v.parse::<u32>().ok())?;
-    let methods = list(&a.methods, "--methods", |v| Method::parse(v).ok().filter(|&m| m != Method::Net))?;
+    let doses = parse_list(&a.doses, "--doses", "a number", |v| v.parse::<f64>().ok())?;
+    let upsample = parse_list(&a.upsample, "--upsample", "1, 2, 4 or 8", |v| v.parse::<u32>().ok())?;
+    let methods = parse_list(&a.methods, "--methods", "one of max, c3x3, c5x5, c3x3t, c5x5t, stempy", |v| {
+        Method::parse(v).ok().filter(|&m| m != Method::Net)
+    })?;
     let net = match &a.model {
         Some(p) => Some(emsim::count::load_net_model(Some(p))?),
         None => None,

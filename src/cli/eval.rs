@@ -9,7 +9,7 @@ use emsim::net::precision::NetPrecision;
 use emsim::{Error, Result};
 
 use super::count::SplitArgs;
-use super::{DeviceArgs, emit_report, load_library, net_precision, parse_size};
+use super::{DeviceArgs, emit_report, load_library, net_precision, parse_list, parse_size};
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -176,11 +176,7 @@ pub(crate) struct DoseArgs {
 
 pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
     use emsim::count::Method;
-    let doses = a
-        .doses
-        .split(',')
-        .map(|d| d.trim().parse::<f64>().map_err(|_| Error::invalid("--doses", format!("'{d}' is not a number"))))
-        .collect::<Result<Vec<_>>>()?;
+    let doses = parse_list(&a.doses, "--doses", "a number", |d| d.parse::<f64>().ok())?;
     let (height, width) = parse_size(&a.size)?;
     let centroid = Method::parse(&a.centroid).map_err(|_| {
         Error::invalid("--centroid", format!("'{}': expected one of max, c3x3, c5x5, c3x3t, c5x5t", a.centroid))

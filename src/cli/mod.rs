@@ -49,6 +49,14 @@ pub(crate) fn net_precision() -> impl TypedValueParser<Value = NetPrecision> {
     one_of(&NetPrecision::NAMES, &[]).map(|s| s.parse::<NetPrecision>().expect("one of NetPrecision::NAMES"))
 }
 
+/// A comma-separated list of values, each parsed by `parse`; a value it refuses is named in a
+/// one-line error on `flag` with what was `expected`.
+pub(crate) fn parse_list<T>(s: &str, flag: &str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    s.split(',')
+        .map(|v| parse(v.trim()).ok_or_else(|| Error::invalid(flag, format!("'{}': expected {expected}", v.trim()))))
+        .collect()
+}
+
 pub(crate) fn parse_shard(s: &str) -> Result<(u32, u32)> {
     let bad = || Error::invalid("--shard", format!("'{s}': expected k/N with 0 <= k < N"));
     let (k, n) = s.split_once('/').ok_or_else(bad)?;

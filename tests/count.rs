@@ -12,7 +12,7 @@ mod common;
 use common::{test_context, test_rng};
 use emsim::count::calibrate::{CalibrateParams, calibrate_cpu, calibrate_gpu, calibrate_gpu_u16};
 use emsim::count::find::calibrate_gpu_tiles;
-use emsim::count::find::{FindParams, find_cpu, find_gpu, max_candidates};
+use emsim::count::find::{FINDER_PIXEL, FINDER_SUM3, FindParams, find_cpu, find_gpu, max_candidates};
 use emsim::count::localize::{LocalizeParams, localize_cpu, localize_gpu};
 use emsim::count::sum3::{Sum3Params, sum3_cpu, sum3_gpu};
 use emsim::count::{CountConfig, CountLayout, Counter, HostAdu, estimate_sigma_e};
@@ -118,11 +118,15 @@ fn sum3_matches_twin_exactly() {
             xray_q: 0,
             suppress_px: 1,
             capacity: n * max_candidates(h, w) as u32,
-            _pad0: 0,
+            ..Default::default()
         };
-        let want = find_cpu(&fp, &q, &cpu);
-        for layout in CountLayout::ALL {
-            assert_eq!(find_gpu(&ctx, layout, &fp, &q, &cpu).unwrap().0, want, "find, {h}x{w}x{n}, {layout:?}");
+        for finder in [FINDER_SUM3, FINDER_PIXEL] {
+            let fp = FindParams { finder, faint_q: -50, faint_sum_q: 100, ..fp };
+            let want = find_cpu(&fp, &q, &cpu);
+            for layout in CountLayout::ALL {
+                let got = find_gpu(&ctx, layout, &fp, &q, &cpu).unwrap().0;
+                assert_eq!(got, want, "find, {h}x{w}x{n}, finder {finder}, {layout:?}");
+            }
         }
         // The separable twin equals the direct 9-term sum.
         let (r, c) = ((h - 1) / 2, (w - 1) / 2);
@@ -151,7 +155,7 @@ fn find_matches_twin_exactly() {
     for (k, (h, w, n, q)) in inputs.into_iter().enumerate() {
         let mut s = vec![0; q.len()];
         sum3_cpu(&Sum3Params { n_frames: n, height: h, width: w, _pad0: 0 }, &q, &mut s);
-        for suppress_px in [1u32, 2] {
+        for (suppress_px, finder) in [(1u32, FINDER_SUM3), (2, FINDER_SUM3), (1, FINDER_PIXEL), (3, FINDER_PIXEL)] {
             let p = FindParams {
                 n_frames: n,
                 height: h,
@@ -160,15 +164,28 @@ fn find_matches_twin_exactly() {
                 xray_q: if k == 1 { 150_000 } else { 0 },
                 suppress_px,
                 capacity: n * max_candidates(h, w) as u32,
-                _pad0: 0,
+                finder,
+                faint_q: [0, 640, 60 * 16][k],
+                faint_sum_q: [3, 1600, 200 * 16][k],
+                ..Default::default()
             };
             let cpu = find_cpu(&p, &q, &s);
             for layout in CountLayout::ALL {
                 let (gpu, count) = find_gpu(&ctx, layout, &p, &q, &s).unwrap();
-                assert_eq!(count as usize, cpu.len(), "input {k}: counter, {layout:?}");
-                assert_eq!(gpu, cpu, "input {k}, suppress {suppress_px}, {layout:?}");
+                assert_eq!(count as usize, cpu.len(), "input {k}: counter, finder {finder}, {layout:?}");
+                assert_eq!(gpu, cpu, "input {k}, finder {finder}, suppress {suppress_px}, {layout:?}");
             }
             assert!(!cpu.is_empty(), "input {k}: the test input should contain centres");
+            if finder == FINDER_PIXEL && k > 0 {
+                // Faint centres are found, and some are suppressed: the test inputs exercise both
+                // (input 0, values 0-3 for ties, has almost no room for faint centres).
+                let plain = find_cpu(&FindParams { faint_q: i32::MAX, ..p }, &q, &s).len();
+                let unsuppressed = find_cpu(&FindParams { suppress_px: 0, ..p }, &q, &s).len();
+                assert!(cpu.len() > plain, "input {k}: no faint centre found ({} = {plain})", cpu.len());
+                if suppress_px > 1 {
+                    assert!(unsuppressed > cpu.len(), "input {k}: no faint centre suppressed");
+                }
+            }
             // Guarantee: kept centres are more than suppress_px apart within a frame.
             for a in &cpu {
                 for b in &cpu {
@@ -199,17 +216,22 @@ fn find_matches_twin_exactly() {
         xray_q: 0,
         suppress_px: 2,
         capacity: n * max_candidates(h, w) as u32,
-        _pad0: 0,
+        faint_q: 60 * 16,
+        faint_sum_q: 200 * 16,
+        ..Default::default()
     };
-    let cpu = find_cpu(&p, &q, &s);
-    assert!(!cpu.is_empty());
     for layout in CountLayout::ALL {
         if layout.sum3().is_some() {
             let gpu_s = sum3_gpu(&ctx, layout, &sp, &q).unwrap();
             let wrong = gpu_s.iter().zip(&s).filter(|(a, b)| a != b).count();
             assert_eq!(wrong, 0, "2-D grid, {layout:?}: {wrong} of {} sums differ", s.len());
         }
-        assert_eq!(find_gpu(&ctx, layout, &p, &q, &s).unwrap().0, cpu, "2-D grid, {layout:?}");
+        for finder in [FINDER_SUM3, FINDER_PIXEL] {
+            let p = FindParams { finder, ..p };
+            let cpu = find_cpu(&p, &q, &s);
+            assert!(!cpu.is_empty());
+            assert_eq!(find_gpu(&ctx, layout, &p, &q, &s).unwrap().0, cpu, "2-D grid, finder {finder}, {layout:?}");
+        }
     }
 }
 

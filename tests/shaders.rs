@@ -95,7 +95,7 @@ fn param_struct_sizes_match() {
         ("frames/noise", "NoiseParams", 64),
         ("count/calibrate", "CalibrateParams", 32),
         ("count/sum3", "Sum3Params", 16),
-        ("count/find", "FindParams", 32),
+        ("count/find", "FindParams", 48),
         ("count/args", "ArgsParams", 16),
         ("count/localize", "LocalizeParams", 16),
         ("count/localize", "Localized", 48),
@@ -217,7 +217,11 @@ fn every_uniform_struct_matches_its_rust_mirror() {
             xray_q,
             suppress_px,
             capacity,
-            _pad0
+            finder,
+            faint_q,
+            faint_sum_q,
+            _pad0,
+            _pad1
         }),
         mirror!(emsim::net::data::GridLabelParams { n, stride, grid_cells, cells_per_px, origin, _pad0, _pad1, _pad2 }),
         mirror!(emsim::net::linear::LinearParams { n, in_f, out_f, chunk_rows, n_chunks, o_blocks, _pad1, _pad2 }),

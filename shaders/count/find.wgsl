@@ -1,10 +1,13 @@
 // find: one invocation per run of RUN pixels (count/runs.wgsl; see src/count/mod.rs::CountLayout).
-// The first of two passes (the second is count/suppress). A pixel is a candidate centre when
+// The first of two passes (the second is count/suppress). With the 3x3 sum finder, a pixel is a
+// candidate centre when
 //   - its 3x3 sum s is a local maximum: larger than each in-frame neighbour's, ties won by the
 //     lower flat index (the parallel form of the EMSim notes' search, which moves to a neighbour
 //     with a larger 3x3 sum until none is larger),
 //   - some pixel of its 3x3 exceeds the background threshold (q > thr_q), and
 //   - no pixel of its 3x3 exceeds the X-ray threshold (when xray_q > 0).
+// With the pixel finder, when its value q is a local maximum (same tie rule) and passes
+// `pixel_class` (count/find_common.wgsl).
 // Candidates are appended to `pre` with an atomic counter and marked in the bitmap `marks` (bit
 // f * H * W + pixel); count/suppress then keeps those with no stronger candidate within
 // `suppress_px`. Two passes, so that the suppression runs on a compact list with full warps
@@ -51,7 +54,9 @@ fn test_run(run: Run) {
     let h = i32(params.height);
     let w = i32(params.width);
     let base = run.base;
-    // sums of the window: rows r0-1 .. r0+STEP_R, columns c0-1 .. c0+STEP_C (OUTSIDE off the frame)
+    // keys of the window (the sums, or q for the pixel finder): rows r0-1 .. r0+STEP_R, columns
+    // c0-1 .. c0+STEP_C (OUTSIDE off the frame)
+    let pixel = params.finder == FINDER_PIXEL;
     let wc = i32(WIN_C);
     var sw: array<i32, WIN_R * WIN_C>;
     for (var i = 0; i < i32(WIN_R); i++) {
@@ -60,7 +65,12 @@ fn test_run(run: Run) {
             let cc = run.c0 + j - 1;
             var v = OUTSIDE;
             if (rr >= 0 && rr < h && cc >= 0 && cc < w) {
-                v = s[base + u32(rr * w + cc)];
+                let i = base + u32(rr * w + cc);
+                if (pixel) {
+                    v = q[i];
+                } else {
+                    v = s[i];
+                }
             }
             sw[i * wc + j] = v;
         }
@@ -71,9 +81,12 @@ fn test_run(run: Run) {
         if (r >= h || c >= w) {
             break;
         }
-        // larger than each neighbour's sum; on a tie, the pixel first in raster order wins
+        // larger than each neighbour's key; on a tie, the pixel first in raster order wins
         let centre = (1 + i32(VR) * m) * wc + 1 + i32(VC) * m;
         let sm = sw[centre];
+        if (pixel && sm <= pixel_floor()) {
+            continue;
+        }
         var local = true;
         for (var dr = -1; dr <= 1; dr++) {
             for (var dc = -1; dc <= 1; dc++) {
@@ -82,8 +95,15 @@ fn test_run(run: Run) {
                 }
             }
         }
-        if (local && thresholds_pass(qmax3(base, r, c))) {
-            list_candidate(run.frame, base, u32(r * w + c), sm);
+        let me = u32(r * w + c);
+        if (local && pixel) {
+            let sv = s[base + me];
+            let cls = pixel_class(sm, sv);
+            if (cls != 0u) {
+                list_candidate(run.frame, base, me, sv, cls - 1u);
+            }
+        } else if (local && thresholds_pass(qmax3(base, r, c))) {
+            list_candidate(run.frame, base, me, sm, 0u);
         }
     }
 }

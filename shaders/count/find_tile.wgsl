@@ -5,7 +5,7 @@
 // memory (count/calibrate_common.wgsl), writes the tile's q (count/suppress and the network read
 // it), computes the 3x3 sums of the tile and a 1-pixel border there and tests each pixel as
 // count/find does: local maximum of the sums (ties won by the lower flat index), thresholds on the
-// largest q of its 3x3. Candidates are appended to `pre` and marked in `marks` for count/suppress.
+// largest q of its 3x3; or, with the pixel finder, local maximum of q and `pixel_class`. Candidates are appended to `pre` and marked in `marks` for count/suppress.
 // Integer arithmetic after the calibration: exactly count/calibrate's, count/sum3's and
 // count/find's results. The raw values come through `adu_value(i)` (count/adu_f32.wgsl or
 // count/adu_u16.wgsl, prepended).
@@ -38,17 +38,44 @@ var<workgroup> ss: array<i32, SW * SH>;   // OUTSIDE off the frame
 fn test_pixel(f: u32, base: u32, h: i32, w: i32, r: i32, c: i32, ty: u32, tx: u32) {
     let me = u32(r * w + c);
     let centre = (ty + 1u) * SW + tx + 1u;
-    let sm = ss[centre];
-    // larger than each neighbour's sum; on a tie, the pixel first in raster order wins
+    let qc = (ty + 2u) * QW + tx + 2u;
+    let pixel = params.finder == FINDER_PIXEL;
+    var km = ss[centre];
+    if (pixel) {
+        km = qs[qc];
+        if (km <= pixel_floor()) {
+            return;
+        }
+    }
+    // larger than each neighbour's key (sum, or q for the pixel finder); on a tie, the pixel first
+    // in raster order wins
     var local = true;
     for (var dr = -1; dr <= 1; dr++) {
         for (var dc = -1; dc <= 1; dc++) {
-            if ((dr != 0 || dc != 0) && !beats_neighbour(sm, ss[u32(i32(centre) + dr * i32(SW) + dc)], dr, dc)) {
-                local = false;
+            if (dr != 0 || dc != 0) {
+                var kn = ss[u32(i32(centre) + dr * i32(SW) + dc)];
+                if (pixel) {
+                    kn = OUTSIDE;
+                    let rr = r + dr;
+                    let cc = c + dc;
+                    if (rr >= 0 && rr < h && cc >= 0 && cc < w) {
+                        kn = qs[u32(i32(qc) + dr * i32(QW) + dc)];
+                    }
+                }
+                if (!beats_neighbour(km, kn, dr, dc)) {
+                    local = false;
+                }
             }
         }
     }
     if (!local) {
+        return;
+    }
+    if (pixel) {
+        let cls = pixel_class(km, ss[centre]);
+        if (cls != 0u) {
+            list_candidate(f, base, me, ss[centre], cls - 1u);
+        }
         return;
     }
     var qmax = -2147483647;
@@ -62,7 +89,7 @@ fn test_pixel(f: u32, base: u32, h: i32, w: i32, r: i32, c: i32, ty: u32, tx: u3
         }
     }
     if (thresholds_pass(qmax)) {
-        list_candidate(f, base, me, sm);
+        list_candidate(f, base, me, km, 0u);
     }
 }
 

@@ -49,8 +49,13 @@ pub(crate) struct CountArgs {
     dataset: String,
     /// Localization method(s), comma-separated: max, c3x3, c5x5, c3x3t, c5x5t, net, or stempy
     /// (stempy's classic counter with its own finder, at pixel centres; docs/counting.md).
-    #[arg(long, default_value = "c3x3")]
+    #[arg(long, default_value = "c3x3t")]
     method: String,
+    /// How centres are found: pixel (local maxima of the pixels, as stempy, plus faint electrons
+    /// found through their 3x3 sum) or sum3 (local maxima of the 3x3 sums, as the EMSim notes;
+    /// merges electrons 1-2 pixels apart). docs/counting.md.
+    #[arg(long, default_value = "pixel", value_parser = super::one_of(&emsim::count::Finder::NAMES, &[]))]
+    finder: String,
     /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast-neighbours.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -82,13 +87,21 @@ pub(crate) struct CountArgs {
     /// Background threshold, in units of the noise sigma (stempy's background_threshold_n_sigma).
     #[arg(long, default_value_t = emsim::count::DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA, allow_negative_numbers = true)]
     background_threshold_n_sigma: f32,
+    /// --finder pixel: a local maximum below the background threshold is still a (faint) centre
+    /// when its pixel is above this many noise sigmas...
+    #[arg(long, default_value_t = emsim::count::DEFAULT_FAINT_THRESHOLD_N_SIGMA, allow_negative_numbers = true)]
+    faint_threshold_n_sigma: f32,
+    /// ...and its 3x3 sum above this many noise sigmas (of one pixel).
+    #[arg(long, default_value_t = emsim::count::DEFAULT_FAINT_SUM_THRESHOLD_N_SIGMA, allow_negative_numbers = true)]
+    faint_sum_threshold_n_sigma: f32,
     /// Reject centres with a pixel above this many electrons (X-ray-like hits); 0 = off.
     #[arg(long, default_value_t = emsim::count::DEFAULT_XRAY_THRESHOLD_E, allow_negative_numbers = true)]
     xray_threshold_e: f32,
     /// Pixel threshold of the thresholded centroids (c3x3t, c5x5t), electrons.
     #[arg(long, default_value_t = emsim::count::DEFAULT_CENTROID_THRESHOLD_E, allow_negative_numbers = true)]
     centroid_threshold_e: f32,
-    /// Drop a centre when a stronger one lies within this many pixels.
+    /// Drop a centre when a stronger one lies within this many pixels (--finder pixel: faint
+    /// centres only).
     #[arg(long, default_value_t = emsim::count::DEFAULT_SUPPRESS_PX)]
     suppress_px: u32,
     /// Dark reference (ADU per pixel, HxW): file.npy, file.h5 or file.h5:/dataset.
@@ -129,7 +142,10 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
     let methods = a.method.split(',').map(|m| Method::parse(m.trim())).collect::<emsim::Result<Vec<_>>>()?;
     let cfg = CountConfig {
         noise_sigma_e: a.sigma_e,
+        finder: emsim::count::Finder::parse(&a.finder)?,
         background_threshold_n_sigma: a.background_threshold_n_sigma,
+        faint_threshold_n_sigma: a.faint_threshold_n_sigma,
+        faint_sum_threshold_n_sigma: a.faint_sum_threshold_n_sigma,
         xray_threshold_e: a.xray_threshold_e,
         centroid_threshold_e: a.centroid_threshold_e,
         suppress_px: a.suppress_px,

@@ -149,6 +149,10 @@ pub(crate) struct DoseArgs {
     seed: u64,
     #[arg(long, default_value_t = emsim::frames::DEFAULT_NOISE_SIGMA_E, allow_negative_numbers = true)]
     noise_sigma_e: f32,
+    /// How centres are found (count --finder): pixel, or sum3 (the EMSim notes' 3x3-sum search;
+    /// with pixel, the centroid on sum3 is added for comparison).
+    #[arg(long, default_value = "pixel", value_parser = super::one_of(&emsim::count::Finder::NAMES, &[]))]
+    finder: String,
     /// The centroid to compare: max, c3x3, c5x5, c3x3t, c5x5t.
     #[arg(long, default_value = "c3x3t")]
     centroid: String,
@@ -196,6 +200,7 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
         seed: a.seed,
         noise_sigma_e: a.noise_sigma_e,
         centroid,
+        finder: emsim::count::Finder::parse(&a.finder)?,
         net,
         pairs,
         radius_px: a.radius_px,

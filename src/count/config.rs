@@ -58,13 +58,62 @@ impl Method {
     }
 }
 
+/// How centres are found (`--finder`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Finder {
+    /// Local maxima of the pixel values, as stempy's counter (electrons 1-2 pixels apart stay
+    /// apart), whose pixel and 3x3 sum are above the background threshold; plus the faint ones:
+    /// a pixel above `faint_threshold_n_sigma` whose 3x3 sum is above
+    /// `faint_sum_threshold_n_sigma`, unless a candidate with a larger pixel lies within
+    /// `suppress_px`.
+    #[default]
+    Pixel,
+    /// Local maxima of the 3x3 sums (the EMSim notes' search), a pixel of the 3x3 above the
+    /// background threshold; weaker centres within `suppress_px` dropped.
+    Sum3,
+}
+
+impl Finder {
+    /// `--finder` values.
+    pub const NAMES: [&'static str; 2] = ["pixel", "sum3"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Finder::Pixel => "pixel",
+            Finder::Sum3 => "sum3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pixel" => Ok(Finder::Pixel),
+            "sum3" => Ok(Finder::Sum3),
+            _ => Err(Error::invalid("--finder", format!("unknown finder {s:?}; expected pixel or sum3"))),
+        }
+    }
+
+    /// `FindParams::finder`.
+    pub fn code(self) -> u32 {
+        match self {
+            Finder::Pixel => find::FINDER_PIXEL,
+            Finder::Sum3 => find::FINDER_SUM3,
+        }
+    }
+}
+
 /// Finding and localization settings (stempy's names where they exist).
 #[derive(Clone, Debug)]
 pub struct CountConfig {
     /// Read-noise sigma in electrons; `None`: estimated from the data.
     pub noise_sigma_e: Option<f32>,
+    /// How centres are found.
+    pub finder: Finder,
     /// Background threshold in units of the noise sigma (stempy: background_threshold_n_sigma).
     pub background_threshold_n_sigma: f32,
+    /// Pixel finder: a faint centre's pixel must exceed this many noise sigmas...
+    pub faint_threshold_n_sigma: f32,
+    /// ...and its 3x3 sum this many (of the pixel's noise sigma).
+    pub faint_sum_threshold_n_sigma: f32,
     /// Reject centres with a pixel above this charge (X-ray-like hits); 0 = off.
     pub xray_threshold_e: f32,
     /// Threshold of the thresholded centroids, electrons (the EMSim notes: 40).
@@ -95,6 +144,10 @@ pub struct CountConfig {
 
 /// Background threshold of the defaults, in noise sigmas.
 pub const DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA: f32 = 4.0;
+/// Faint centres of the pixel finder: pixel threshold in noise sigmas.
+pub const DEFAULT_FAINT_THRESHOLD_N_SIGMA: f32 = 3.0;
+/// Faint centres of the pixel finder: 3x3-sum threshold in noise sigmas (of one pixel).
+pub const DEFAULT_FAINT_SUM_THRESHOLD_N_SIGMA: f32 = 10.0;
 /// X-ray rejection of the defaults (0: off), electrons.
 pub const DEFAULT_XRAY_THRESHOLD_E: f32 = 0.0;
 /// Pixel threshold of the thresholded centroids (the EMSim notes' 40), electrons.
@@ -108,7 +161,10 @@ impl Default for CountConfig {
     fn default() -> Self {
         Self {
             noise_sigma_e: None,
+            finder: Finder::default(),
             background_threshold_n_sigma: DEFAULT_BACKGROUND_THRESHOLD_N_SIGMA,
+            faint_threshold_n_sigma: DEFAULT_FAINT_THRESHOLD_N_SIGMA,
+            faint_sum_threshold_n_sigma: DEFAULT_FAINT_SUM_THRESHOLD_N_SIGMA,
             xray_threshold_e: DEFAULT_XRAY_THRESHOLD_E,
             centroid_threshold_e: DEFAULT_CENTROID_THRESHOLD_E,
             suppress_px: DEFAULT_SUPPRESS_PX,
@@ -139,6 +195,14 @@ impl CountConfig {
                 "--background-threshold-n-sigma",
                 format!("must be >= 0, got {}", self.background_threshold_n_sigma),
             ));
+        }
+        for (flag, v) in [
+            ("--faint-threshold-n-sigma", self.faint_threshold_n_sigma),
+            ("--faint-sum-threshold-n-sigma", self.faint_sum_threshold_n_sigma),
+        ] {
+            if !(v >= 0.0) {
+                return Err(Error::invalid(flag, format!("must be >= 0, got {v}")));
+            }
         }
         if !(self.xray_threshold_e >= 0.0) {
             return Err(Error::invalid(

@@ -234,7 +234,10 @@ impl<'a> Counter<'a> {
             xray_q: if self.cfg.xray_threshold_e > 0.0 { to_q(self.cfg.xray_threshold_e).max(1) } else { 0 },
             suppress_px: self.cfg.suppress_px,
             capacity: (n_frames as u64 * max_candidates(self.height, self.width)) as u32,
-            _pad0: 0,
+            finder: self.cfg.finder.code(),
+            faint_q: to_q(self.cfg.faint_threshold_n_sigma * self.sigma_e),
+            faint_sum_q: to_q(self.cfg.faint_sum_threshold_n_sigma * self.sigma_e),
+            ..Default::default()
         }
     }
 

@@ -18,14 +18,26 @@ pub struct FindParams {
     pub xray_q: i32,
     pub suppress_px: u32,
     pub capacity: u32,
+    /// [`FINDER_SUM3`] or [`FINDER_PIXEL`].
+    pub finder: u32,
+    /// Pixel finder: a faint centre's pixel must exceed this (q units)...
+    pub faint_q: i32,
+    /// ...and its 3x3 sum this.
+    pub faint_sum_q: i32,
     pub _pad0: u32,
+    pub _pad1: u32,
 }
-const _: () = assert!(std::mem::size_of::<FindParams>() == 32);
+const _: () = assert!(std::mem::size_of::<FindParams>() == 48);
+
+/// `FindParams::finder`: centres are local maxima of the 3x3 sums (the EMSim notes' search).
+pub const FINDER_SUM3: u32 = 0;
+/// `FindParams::finder`: centres are local maxima of the pixel values (as stempy), plus faint ones.
+pub const FINDER_PIXEL: u32 = 1;
 
 pub use super::types::Candidate;
 
-/// Most centres a frame can hold: local maxima of the 3x3 sum are at least 2 pixels apart, so at
-/// most one per 2x2 block. Buffers of this size never overflow.
+/// Most centres a frame can hold: local maxima (of the 3x3 sums or of the pixels) are at least 2
+/// pixels apart, so at most one per 2x2 block. Buffers of this size never overflow.
 pub fn max_candidates(height: u32, width: u32) -> u64 {
     height.div_ceil(2) as u64 * width.div_ceil(2) as u64
 }
@@ -35,13 +47,55 @@ fn beats(sa: i32, ia: u32, sb: i32, ib: u32) -> bool {
     sa > sb || (sa == sb && ia < ib)
 }
 
-/// The kernel's `is_candidate` for pixel (r, c) of one frame.
+/// The values whose local maxima are centres: the 3x3 sums, or the pixels themselves.
+#[inline(always)]
+fn keys<'a>(p: &FindParams, q: &'a [i32], s: &'a [i32]) -> &'a [i32] {
+    if p.finder == FINDER_PIXEL { q } else { s }
+}
+
+/// Whether a centre at interior-or-edge pixel (r, c), already a local maximum, passes the
+/// thresholds, and how: `Some(false)` a plain centre, `Some(true)` a faint one (pixel finder:
+/// below the background threshold, found through its 3x3 sum; only these are suppressed).
+/// The 3x3 sum finder: some pixel of the 3x3 above the background threshold and none above the
+/// X-ray threshold. The pixel finder: the pixel not above the X-ray threshold, and either the
+/// pixel and its 3x3 sum both above the background threshold, or the pixel above `faint_q` and
+/// its 3x3 sum above `faint_sum_q`.
 #[inline]
-pub fn is_candidate(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
+fn classify(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> Option<bool> {
     let (h, w) = (p.height as i32, p.width as i32);
+    let me = (r * w + c) as usize;
+    let xray = |v: i32| p.xray_q > 0 && v > p.xray_q;
+    if p.finder == FINDER_PIXEL {
+        let (m, sm) = (q[me], s[me]);
+        if xray(m) {
+            None
+        } else if m > p.thr_q && sm > p.thr_q {
+            Some(false)
+        } else if m > p.faint_q && sm > p.faint_sum_q {
+            Some(true)
+        } else {
+            None
+        }
+    } else {
+        let mut qmax = i32::MIN + 1;
+        for rr in (r - 1).max(0)..=(r + 1).min(h - 1) {
+            for cc in (c - 1).max(0)..=(c + 1).min(w - 1) {
+                qmax = qmax.max(q[(rr * w + cc) as usize]);
+            }
+        }
+        (qmax > p.thr_q && !xray(qmax)).then_some(false)
+    }
+}
+
+/// The kernel's candidate test for pixel (r, c) of one frame: `None`, or `Some(faint)` (see
+/// `classify`).
+#[inline]
+pub fn candidate(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> Option<bool> {
+    let (h, w) = (p.height as i32, p.width as i32);
+    let k = keys(p, q, s);
     let me = (r * w + c) as u32;
-    let sm = s[me as usize];
-    // Local maximum of s first (cheap rejections), then the thresholds.
+    let km = k[me as usize];
+    // Local maximum first (cheap rejections), then the thresholds.
     for dr in -1..=1 {
         let rr = r + dr;
         if rr < 0 || rr >= h {
@@ -53,30 +107,35 @@ pub fn is_candidate(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> boo
                 continue;
             }
             let n = (rr * w + cc) as u32;
-            if n != me && !beats(sm, me, s[n as usize], n) {
-                return false;
+            if n != me && !beats(km, me, k[n as usize], n) {
+                return None;
             }
         }
     }
-    let mut qmax = i32::MIN + 1;
-    for rr in (r - 1).max(0)..=(r + 1).min(h - 1) {
-        for cc in (c - 1).max(0)..=(c + 1).min(w - 1) {
-            qmax = qmax.max(q[(rr * w + cc) as usize]);
-        }
-    }
-    qmax > p.thr_q && !(p.xray_q > 0 && qmax > p.xray_q)
+    classify(p, q, s, r, c)
 }
 
-/// Whether candidate (r, c) survives suppression by stronger candidates within `suppress_px`.
-fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
+/// Whether pixel (r, c) of one frame is a candidate centre (before suppression).
+pub fn is_candidate(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
+    candidate(p, q, s, r, c).is_some()
+}
+
+/// Whether candidate (r, c) survives suppression: with the 3x3 sum finder, no stronger candidate
+/// within `suppress_px`; with the pixel finder, plain centres always survive and faint ones
+/// when no candidate with a larger pixel value lies within `suppress_px`.
+fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32, faint: bool) -> bool {
+    if p.finder == FINDER_PIXEL && !faint {
+        return true;
+    }
     let (h, w) = (p.height as i32, p.width as i32);
+    let k = keys(p, q, s);
     let me = (r * w + c) as u32;
-    let sm = s[me as usize];
+    let km = k[me as usize];
     let rad = p.suppress_px as i32;
     for rr in (r - rad).max(0)..=(r + rad).min(h - 1) {
         for cc in (c - rad).max(0)..=(c + rad).min(w - 1) {
             let n = (rr * w + cc) as u32;
-            if n != me && beats(s[n as usize], n, sm, me) && is_candidate(p, q, s, rr, cc) {
+            if n != me && beats(k[n as usize], n, km, me) && is_candidate(p, q, s, rr, cc) {
                 return false;
             }
         }
@@ -84,13 +143,15 @@ fn survives(p: &FindParams, q: &[i32], s: &[i32], r: i32, c: i32) -> bool {
     true
 }
 
-/// The centres of one frame, in flat-index order: the plain version, [`is_candidate`] and
+/// The centres of one frame, in flat-index order: the plain version, [`candidate`] and
 /// `survives` at every pixel. Reference for [`find_frame`].
 pub fn find_frame_plain(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Vec<Candidate>) {
     let (h, w) = (p.height as i32, p.width as i32);
     for r in 0..h {
         for c in 0..w {
-            if is_candidate(p, q, s, r, c) && survives(p, q, s, r, c) {
+            if let Some(faint) = candidate(p, q, s, r, c)
+                && survives(p, q, s, r, c, faint)
+            {
                 let i = (r * w + c) as usize;
                 out.push([frame, i as u32, s[i] as u32, 0]);
             }
@@ -107,11 +168,15 @@ pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Ve
     if h < 3 || w < 3 {
         return find_frame_plain(p, q, s, frame, out);
     }
+    let k = keys(p, q, s);
+    // Pixel finder: a centre's own value passes the lower of its two thresholds; tested in the
+    // mask too, since noise makes a local maximum of about one pixel in nine.
+    let floor = if p.finder == FINDER_PIXEL { p.thr_q.min(p.faint_q) } else { i32::MIN };
     let mut mask = vec![0u8; w];
     for r in 0..h {
         let interior = r >= 1 && r + 1 < h;
         if interior {
-            local_max_row(&s[(r - 1) * w..(r + 2) * w], w, &mut mask);
+            local_max_row(&k[(r - 1) * w..(r + 2) * w], w, floor, &mut mask);
             // The row's first and last pixels touch the frame edge: the plain test.
             mask[0] = 0;
             mask[w - 1] = 0;
@@ -124,13 +189,17 @@ pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Ve
                 c += 8;
                 continue;
             }
-            let local_max = if edge {
-                is_candidate(p, q, s, r as i32, c as i32)
+            let found = if edge {
+                candidate(p, q, s, r as i32, c as i32)
+            } else if mask[c] != 0 {
+                // the mask already is the local-maximum test: only the thresholds remain
+                classify(p, q, s, r as i32, c as i32)
             } else {
-                // the mask already is `is_candidate`'s local-maximum test: only the thresholds remain
-                mask[c] != 0 && thresholds_pass(p, q, r * w + c, w)
+                None
             };
-            if local_max && survives(p, q, s, r as i32, c as i32) {
+            if let Some(faint) = found
+                && survives(p, q, s, r as i32, c as i32, faint)
+            {
                 let i = r * w + c;
                 out.push([frame, i as u32, s[i] as u32, 0]);
             }
@@ -139,39 +208,32 @@ pub fn find_frame(p: &FindParams, q: &[i32], s: &[i32], frame: u32, out: &mut Ve
     }
 }
 
-/// `is_candidate`'s threshold tests on the 3x3 maximum of q around interior pixel `i`.
-#[inline(always)]
-fn thresholds_pass(p: &FindParams, q: &[i32], i: usize, w: usize) -> bool {
-    let row = |k: usize| q[k - 1].max(q[k]).max(q[k + 1]);
-    let qmax = row(i - w).max(row(i)).max(row(i + w));
-    qmax > p.thr_q && !(p.xray_q > 0 && qmax > p.xray_q)
-}
-
 /// mask[c] = 1 where pixel c of the middle row of `rows` (3 rows of width w) is a local maximum
-/// of s under the tie rule; columns 1..w-1 only.
-fn local_max_row(rows: &[i32], w: usize, mask: &mut [u8]) {
+/// under the tie rule and above `floor`; columns 1..w-1 only.
+fn local_max_row(rows: &[i32], w: usize, floor: i32, mask: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked just above).
-            return unsafe { local_max_row_avx2(rows, w, mask) };
+            return unsafe { local_max_row_avx2(rows, w, floor, mask) };
         }
     }
-    local_max_row_generic(rows, w, mask)
+    local_max_row_generic(rows, w, floor, mask)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn local_max_row_avx2(rows: &[i32], w: usize, mask: &mut [u8]) {
-    local_max_row_generic(rows, w, mask)
+fn local_max_row_avx2(rows: &[i32], w: usize, floor: i32, mask: &mut [u8]) {
+    local_max_row_generic(rows, w, floor, mask)
 }
 
 #[inline(always)]
-fn local_max_row_generic(rows: &[i32], w: usize, mask: &mut [u8]) {
+fn local_max_row_generic(rows: &[i32], w: usize, floor: i32, mask: &mut [u8]) {
     let (up, mid, dn) = (&rows[..w], &rows[w..2 * w], &rows[2 * w..3 * w]);
     for c in 1..w - 1 {
         let v = mid[c];
-        let m = (v > up[c - 1])
+        let m = (v > floor)
+            & (v > up[c - 1])
             & (v > up[c])
             & (v > up[c + 1])
             & (v > mid[c - 1])
@@ -439,7 +501,7 @@ pub fn calibrate_gpu_tiles(
         xray_q: 0,
         suppress_px: 1,
         capacity: 1,
-        _pad0: 0,
+        ..Default::default()
     };
     let input = FindInput::Raw { adu: &a, u16, dark: &d, gain_map: &g, cparams: &cu, q: &q };
     let mut enc = ctx.encoder("find_tile calibration");
@@ -472,22 +534,27 @@ mod tests {
                 &q,
                 &mut s,
             );
-            for (suppress_px, xray_q) in [(0, 0), (1, 0), (2, 0), (3, 0), (2, range * 3 / 4)] {
-                let p = FindParams {
-                    n_frames: 1,
-                    height: h,
-                    width: w,
-                    thr_q: range / 2,
-                    xray_q,
-                    suppress_px,
-                    capacity: 0,
-                    _pad0: 0,
-                };
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                find_frame(&p, &q, &s, 0, &mut a);
-                find_frame_plain(&p, &q, &s, 0, &mut b);
-                assert_eq!(a, b, "{h}x{w} range {range} suppress {suppress_px} xray {xray_q}");
-                total += a.len();
+            for finder in [FINDER_SUM3, FINDER_PIXEL] {
+                for (suppress_px, xray_q) in [(0, 0), (1, 0), (2, 0), (3, 0), (2, range * 3 / 4)] {
+                    let p = FindParams {
+                        n_frames: 1,
+                        height: h,
+                        width: w,
+                        thr_q: range / 2,
+                        xray_q,
+                        suppress_px,
+                        capacity: 0,
+                        finder,
+                        faint_q: range / 4,
+                        faint_sum_q: 4 * range,
+                        ..Default::default()
+                    };
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    find_frame(&p, &q, &s, 0, &mut a);
+                    find_frame_plain(&p, &q, &s, 0, &mut b);
+                    assert_eq!(a, b, "{h}x{w} range {range} finder {finder} suppress {suppress_px} xray {xray_q}");
+                    total += a.len();
+                }
             }
         }
         assert!(total > 100, "the inputs should contain centres ({total})");

@@ -3,12 +3,15 @@
 //! Pipeline per batch of frames (GPU kernels, each with its CPU twin in this module):
 //! 1. `count/calibrate`: ADU -> fixed-point charge q (1/16 electron), dark and gain map applied.
 //! 2. `count/sum3`: the 3x3 sum s around every pixel.
-//! 3. `count/find`: candidates = local maxima of s with a pixel above the background threshold (and
-//!    none above the X-ray threshold), listed and marked.
+//! 3. `count/find`: candidates, listed and marked. The pixel finder (default, `--finder pixel`):
+//!    local maxima of q, as stempy's counter, whose pixel and 3x3 sum are above the background
+//!    threshold, or faint ones (pixel and 3x3 sum above their own thresholds). The 3x3-sum
+//!    finder (`--finder sum3`, the EMSim notes' search): local maxima of s with a pixel above the
+//!    background threshold. Neither keeps a pixel above the X-ray threshold.
 //!
 //! (On GPUs, the tile layout does 1-3 in one kernel, `count/find_tile`, from the raw frames.)
 //! 4. `count/args` + `count/suppress`: indirect dispatch over the candidates; suppression of weaker
-//!    candidates nearby, stream compaction, and every classical method (max pixel, 3x3 / 5x5
+//!    candidates nearby (the pixel finder: of faint ones only), stream compaction, and every classical method (max pixel, 3x3 / 5x5
 //!    centroid, thresholded or not) for each centre kept.
 //!
 //! Only the compacted list and its estimates come back to the host (one round trip per batch).

@@ -1,8 +1,9 @@
 //! `emsim eval dose`: recall and precision against dose for a centroid, the network, the network
-//! with pair splitting, and stempy's counter (the field's baseline). For every dose (electrons per
-//! pixel per frame) the whole pipeline runs as the commands would: `frames --dose d` (HDF5 with
-//! truth), `count` with the centroid, `net` and `stempy`, `count --method net --split-pairs`, and
-//! `eval`'s matching, in a temporary folder that is removed afterwards.
+//! with pair splitting, stempy's counter (the field's baseline), and the centroid on the 3x3-sum
+//! finder of the EMSim notes (the others use the default pixel finder). For every dose (electrons
+//! per pixel per frame) the whole pipeline runs as the commands would: `frames --dose d` (HDF5
+//! with truth), `count` with the centroid, `net` and `stempy`, `count --method net --split-pairs`,
+//! `count --finder sum3`, and `eval`'s matching, in a temporary folder that is removed afterwards.
 //!
 //! The loss to overlap at dose `d` is the centroid's recall at the lowest dose of the sweep (the
 //! reference, where clusters rarely overlap) minus its recall at `d`; pair splitting "recovers"
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use crate::count::run::CountOptions;
 use crate::count::split::PairModels;
-use crate::count::{CountConfig, Method};
+use crate::count::{CountConfig, Finder, Method};
 use crate::frames::run::RunOptions;
 use crate::frames::{ElectronCount, FramesConfig};
 use crate::gpu::Device;
@@ -32,6 +33,9 @@ pub struct DoseOptions {
     pub noise_sigma_e: f32,
     /// The centroid compared (default c3x3t).
     pub centroid: Method,
+    /// The finder of every method but stempy's; with [`Finder::Pixel`] the centroid on
+    /// [`Finder::Sum3`] is added.
+    pub finder: Finder,
     pub net: Model,
     pub pairs: PairModels,
     pub radius_px: f32,
@@ -52,7 +56,7 @@ pub struct DoseMethod {
 pub struct DosePoint {
     pub dose_e_per_px: f64,
     pub n_true: u64,
-    /// centroid, net, net+split, stempy.
+    /// centroid, net, net+split, stempy, and with the pixel finder the centroid on sum3.
     pub methods: Vec<DoseMethod>,
     /// Centroid recall at the reference dose minus here.
     pub centroid_overlap_loss: f64,
@@ -118,26 +122,34 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
                 library_path: o.library_path.clone(),
             },
         )?;
-        let base = CountConfig { net: Some(o.net.clone()), ..Default::default() };
+        let base = CountConfig { net: Some(o.net.clone()), finder: o.finder, ..Default::default() };
         let plain = dir.path().join(format!("counts{i}-{{method}}.h5"));
         count(&frames, &plain, vec![o.centroid, Method::Net, Method::Stempy], base.clone(), device, o.progress)?;
         let split = dir.path().join(format!("counts{i}-split.h5"));
-        let cfg = CountConfig { pairs: Some(o.pairs.clone()), ..base };
+        let cfg = CountConfig { pairs: Some(o.pairs.clone()), ..base.clone() };
         count(&frames, &split, vec![Method::Net], cfg, device, o.progress)?;
-        let files = [
+        let mut files = vec![
             PathBuf::from(plain.display().to_string().replace("{method}", o.centroid.name())),
             PathBuf::from(plain.display().to_string().replace("{method}", "net")),
             split,
             PathBuf::from(plain.display().to_string().replace("{method}", "stempy")),
         ];
+        if o.finder == Finder::Pixel {
+            // the centroid on the EMSim notes' 3x3-sum finder, beside the pixel finder
+            let sum3 = dir.path().join(format!("counts{i}-sum3.h5"));
+            let cfg = CountConfig { finder: Finder::Sum3, net: None, ..base };
+            count(&frames, &sum3, vec![o.centroid], cfg, device, o.progress)?;
+            files.push(sum3);
+        }
         let report = super::run(&super::EvalOptions {
-            counts: files.to_vec(),
+            counts: files.clone(),
             truth: frames.clone(),
             radius_px: o.radius_px,
             json: None,
             plots: None,
         })?;
-        let names = [o.centroid.name(), "net", "net+split", "stempy"];
+        let sum3_name = format!("{} sum3", o.centroid.name());
+        let names = [o.centroid.name(), "net", "net+split", "stempy", &sum3_name];
         let methods: Vec<DoseMethod> = report
             .methods
             .iter()

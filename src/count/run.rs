@@ -156,7 +156,9 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         "net_precision": net_precision.map(|p| p.name()),
         "suppress_px": cfg.suppress_px, "gain_adu_per_e": cfg.gain_adu_per_e, "offset_adu": cfg.offset_adu,
         "dark": opts.dark, "gain_map": opts.gain_map, "dataset": opts.dataset,
-        "finder": "local maxima of the 3x3 sum with a pixel above background_threshold_n_sigma * noise_sigma_e",
+        "finder": cfg.finder.name(),
+        "faint_threshold_n_sigma": (cfg.finder == super::Finder::Pixel).then_some(cfg.faint_threshold_n_sigma),
+        "faint_sum_threshold_n_sigma": (cfg.finder == super::Finder::Pixel).then_some(cfg.faint_sum_threshold_n_sigma),
     })
     .to_string();
     let mut writers: Vec<(Method, CountsWriter)> = outputs

@@ -9,7 +9,9 @@ use emsim::gpu::Device;
 
 mod cli;
 use cli::train::{InferArgs, TrainArgs};
-use cli::{bench::BenchArgs, count::CountArgs, eval::EvalArgs, events::EventsArgs, frames::FramesArgs};
+use cli::{
+    bench::BenchArgs, count::CountArgs, eval::EvalArgs, events::EventsArgs, frames::FramesArgs, merge::MergeArgs,
+};
 
 #[derive(Parser)]
 #[command(name = "emsim", version, about = "Direct-electron-detector simulation, counting and localization on the GPU")]
@@ -42,10 +44,17 @@ enum Cmd {
         python3 -c \"import h5py; f = h5py.File('f.h5'); print(f['frames'].shape, f['truth/x_px'][:5])\"")]
     Frames(FramesArgs),
     /// Find the electrons in frames and localize them (max pixel, 3x3/5x5 centroids, thresholded).
-    #[command(after_help = "Examples:\n  emsim count f.h5 --method c3x3 --out counts.h5 --stempy counts-stempy.h5\n  \
+    #[command(after_help = "Examples:\n  emsim count f.h5 --out counts.h5 --stempy counts-stempy.h5\n  \
         emsim count f.h5 --method max,c3x3,c5x5,c3x3t,c5x5t --out 'counts-{method}.h5' --images counted/\n  \
         python3 -c \"import h5py; c = h5py.File('counts.h5'); print(c['electrons/x_px'][:5])\"")]
     Count(CountArgs),
+    /// Present the shards of one frames dataset (`frames --shard k/N`) as one file.
+    #[command(
+        after_help = "Examples:\n  emsim merge shard*.h5 --out all.h5            # virtual datasets: nothing copied\n  \
+        emsim merge shard*.h5 --out all.h5 --copy     # a self-contained file\n  \
+        python3 -c \"import h5py; print(h5py.File('all.h5')['frames'].shape)\""
+    )]
+    Merge(MergeArgs),
     /// Score counted electrons against the truth; or the isolated-event test of the EMSim notes.
     #[command(
         args_conflicts_with_subcommands = true,
@@ -111,6 +120,7 @@ fn main_result(cli: Cli) -> Result<()> {
         Cmd::Events(a) => cli::events::run_events(a),
         Cmd::Frames(a) => cli::frames::frames(a),
         Cmd::Count(a) => cli::count::count(a),
+        Cmd::Merge(a) => cli::merge::merge(a),
         Cmd::Eval(a) => cli::eval::eval(a),
         Cmd::Train(a) => cli::train::train(a),
         Cmd::Infer(a) => cli::train::infer(a),

@@ -7,6 +7,7 @@ pub(crate) mod dqe;
 pub(crate) mod eval;
 pub(crate) mod events;
 pub(crate) mod frames;
+pub(crate) mod merge;
 pub(crate) mod train;
 
 use std::path::PathBuf;

@@ -291,13 +291,24 @@ unsafe extern "C" {
 
 /// Writes one stored chunk at element `offset` (all filters applied).
 pub fn write_chunk(ds: &hdf5::Dataset, offset: &[u64], stored: &[u8]) -> std::result::Result<(), String> {
+    write_chunk_masked(ds, offset, stored, 0)
+}
+
+/// Writes one stored chunk at element `offset` with the filter mask [`read_chunk`] gave (bit i:
+/// filter i of the pipeline was skipped for this chunk).
+pub fn write_chunk_masked(
+    ds: &hdf5::Dataset,
+    offset: &[u64],
+    stored: &[u8],
+    mask: u32,
+) -> std::result::Result<(), String> {
     let _lock = hdf5_sys::LOCK.lock();
     // SAFETY: a valid dataset id, an offset of the dataset's rank, a buffer of `stored.len()` bytes.
     let r = unsafe {
         hdf5_sys::h5d::H5Dwrite_chunk(
             ds.id(),
             H5P_DEFAULT,
-            0,
+            mask,
             offset.as_ptr(),
             stored.len(),
             stored.as_ptr() as *const c_void,

@@ -10,6 +10,7 @@ pub mod frames_out;
 pub mod h5_filters;
 pub mod h5util;
 pub mod library;
+pub mod merge;
 pub mod model_file;
 pub mod npy;
 pub mod preview;

@@ -1,0 +1,459 @@
+//! `emsim merge`: the shards of one frames dataset (`emsim frames --shard k/N`) presented as one
+//! file. By default the merged file holds HDF5 virtual datasets that read the shards where they
+//! are (nothing is copied: `/frames` and the truth columns `x_px`, `y_px`, `event`,
+//! `deposit_kev`); the two columns whose values change, `/truth/frame` (the shard's first frame
+//! added) and `/truth/offsets` (one running sum), are stored. With `copy`, a self-contained file:
+//! the shards' compressed chunks are copied as stored (direct chunk I/O, no recompression) and the
+//! truth columns streamed, in bounded memory. Layout: `docs/formats.md` ("Merging shards").
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::h5util::{err, num_attr, open, set_attr, set_str_attr, str_attr};
+use crate::{Error, Result};
+
+/// The truth columns that are the same in the shards and the merged file, and whether each is u32
+/// (else f32).
+const SHARED_COLUMNS: [(&str, bool); 4] = [("x_px", false), ("y_px", false), ("event", true), ("deposit_kev", false)];
+
+/// Truth rows moved at a time by [`MergeMode::Copy`] (16 MiB of u32).
+const ROWS_PER_STEP: usize = 1 << 22;
+
+/// One shard, as its file describes it.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    pub path: PathBuf,
+    /// `k` and `N` of `shard = "k/N"`.
+    pub index: u64,
+    pub count: u64,
+    pub seed: u64,
+    pub first_frame: u64,
+    pub total_frames: u64,
+    pub n_frames: u64,
+    pub height: u64,
+    pub width: u64,
+    /// `/frames` holds u16 (else f32).
+    pub u16: bool,
+    /// Rows of each truth column.
+    pub truth_rows: u64,
+    /// `config_json` as written, parsed.
+    config: Value,
+}
+
+/// How the merged file holds the shards' data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeMode {
+    /// Virtual datasets reading the shards in place.
+    Virtual,
+    /// A self-contained copy.
+    Copy,
+}
+
+/// What [`merge`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MergeSummary {
+    pub shards: usize,
+    pub frames: u64,
+    pub height: u64,
+    pub width: u64,
+    pub electrons: u64,
+    pub mode: &'static str,
+    pub out: String,
+}
+
+/// Reads what [`merge`] needs from one shard file, with one-line errors naming it.
+pub fn inspect(path: &Path) -> Result<Shard> {
+    super::h5_filters::register().map_err(|m| Error::file(path, m))?;
+    let file = open(path, "frames shard")?;
+    let schema = str_attr(&file, "schema").unwrap_or_default();
+    if schema != super::frames_out::SCHEMA {
+        return Err(Error::file(
+            path,
+            format!("schema {schema:?}; expected {:?} (a file written by emsim frames)", super::frames_out::SCHEMA),
+        ));
+    }
+    let need = |name: &str| {
+        num_attr::<u64>(&file, name).ok_or_else(|| Error::file(path, format!("no `{name}` attribute (u64)")))
+    };
+    let (seed, first_frame, total_frames) = (need("seed")?, need("first_frame")?, need("total_frames")?);
+    let shard = str_attr(&file, "shard").ok_or_else(|| Error::file(path, "no `shard` attribute (\"k/N\")"))?;
+    let (index, count) = shard
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
+        .filter(|&(k, n)| k < n)
+        .ok_or_else(|| Error::file(path, format!("shard attribute {shard:?}; expected \"k/N\" with k < N")))?;
+    let text = str_attr(&file, "config_json").ok_or_else(|| Error::file(path, "no `config_json` attribute"))?;
+    let config: Value =
+        serde_json::from_str(&text).map_err(|e| Error::file(path, format!("config_json is not JSON: {e}")))?;
+    let ds = file.dataset("frames").map_err(|_| Error::file(path, "no /frames dataset"))?;
+    let shape = ds.shape();
+    if shape.len() != 3 {
+        return Err(Error::file(path, format!("/frames has shape {shape:?}; expected (frames, height, width)")));
+    }
+    let dtype = ds.dtype().map_err(|e| Error::file(path, format!("/frames: {e}")))?;
+    let u16 = if dtype.is::<u16>() {
+        true
+    } else if dtype.is::<f32>() {
+        false
+    } else {
+        return Err(Error::file(path, "/frames is neither u16 nor f32 (emsim frames writes one of them)"));
+    };
+    let offsets = super::h5util::read_column::<u64>(&file, path, "truth/offsets", Some(shape[0] + 1))?;
+    let truth_rows = *offsets.last().unwrap();
+    for (name, _) in SHARED_COLUMNS.iter().chain(&[("frame", true)]) {
+        let ds = file.dataset(&format!("truth/{name}")).map_err(|_| Error::file(path, format!("no /truth/{name}")))?;
+        if ds.shape() != [truth_rows as usize] {
+            return Err(Error::file(
+                path,
+                format!("/truth/{name} has shape {:?}; /truth/offsets says {truth_rows} rows", ds.shape()),
+            ));
+        }
+    }
+    Ok(Shard {
+        path: path.to_path_buf(),
+        index,
+        count,
+        seed,
+        first_frame,
+        total_frames,
+        n_frames: shape[0] as u64,
+        height: shape[1] as u64,
+        width: shape[2] as u64,
+        u16,
+        truth_rows,
+        config,
+    })
+}
+
+/// The configuration without what differs from shard to shard.
+fn common_config(c: &Value) -> Value {
+    let mut c = c.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("first_frame");
+        o.remove("frames_in_file");
+        if let Some(cfg) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
+            cfg.remove("shard_index");
+            cfg.remove("shard_count");
+        }
+    }
+    c
+}
+
+/// The first place where two JSON values differ, as a path (`config.height`).
+fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => first_difference(u, v, &p),
+                    _ => Some(p),
+                }
+            })
+        }
+        _ if a != b => Some(if at.is_empty() { "(the whole configuration)".into() } else { at.to_string() }),
+        _ => None,
+    }
+}
+
+/// Frames `[first, end)` of shard `k` of `n` in a dataset of `total` frames (`emsim frames --shard`).
+fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
+    let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
+    (at(k), at(k + 1))
+}
+
+/// Checks that `shards` are every shard of one dataset, once each; returns them in order.
+pub fn check(mut shards: Vec<Shard>) -> Result<Vec<Shard>> {
+    let Some(first) = shards.first().cloned() else {
+        return Err(Error::invalid("SHARDS", "no shard files given"));
+    };
+    let common = common_config(&first.config);
+    for s in &shards[1..] {
+        let name = first.path.display();
+        if s.seed != first.seed {
+            return Err(Error::file(
+                &s.path,
+                format!("seed {}, but {name} has seed {}: a shard of another dataset", s.seed, first.seed),
+            ));
+        }
+        if s.count != first.count {
+            return Err(Error::file(
+                &s.path,
+                format!("one of {} shards, but {name} is one of {}", s.count, first.count),
+            ));
+        }
+        if (s.height, s.width, s.u16) != (first.height, first.width, first.u16) {
+            return Err(Error::file(
+                &s.path,
+                format!(
+                    "frames of {}x{} {}, but {name} has {}x{} {}",
+                    s.height,
+                    s.width,
+                    if s.u16 { "u16" } else { "f32" },
+                    first.height,
+                    first.width,
+                    if first.u16 { "u16" } else { "f32" }
+                ),
+            ));
+        }
+        if let Some(d) = first_difference(&common, &common_config(&s.config), "") {
+            return Err(Error::file(&s.path, format!("its configuration differs from {name}'s in `{d}`")));
+        }
+    }
+    shards.sort_by_key(|s| s.index);
+    for w in shards.windows(2) {
+        if w[0].index == w[1].index {
+            return Err(Error::file(
+                &w[1].path,
+                format!("shard {}/{} is also {}", w[1].index, w[1].count, w[0].path.display()),
+            ));
+        }
+    }
+    let n = first.count;
+    let have: Vec<u64> = shards.iter().map(|s| s.index).collect();
+    if let Some(k) = (0..n).find(|k| !have.contains(k)) {
+        return Err(Error::invalid(
+            "SHARDS",
+            format!("shard {k}/{n} is missing ({} of {n} shards given; all are needed)", shards.len()),
+        ));
+    }
+    for s in &shards {
+        let (a, b) = shard_range(s.index, n, s.total_frames);
+        if s.total_frames != first.total_frames || s.first_frame != a || s.n_frames != b - a {
+            return Err(Error::file(
+                &s.path,
+                format!(
+                    "holds frames {}..{} of {}; shard {}/{n} should hold {a}..{b} of {} (truncated or damaged?)",
+                    s.first_frame,
+                    s.first_frame + s.n_frames,
+                    s.total_frames,
+                    s.index,
+                    first.total_frames
+                ),
+            ));
+        }
+    }
+    Ok(shards)
+}
+
+/// How the merged file at `out` names a shard: relative to the merged file's folder when the shard
+/// is in it or below (HDF5 looks there), else absolute.
+fn source_name(shard: &Path, out: &Path) -> Result<String> {
+    let abs = std::fs::canonicalize(shard).map_err(|e| Error::file(shard, e))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::file(dir, e))?;
+    let p = abs.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(abs);
+    p.to_str().map(str::to_string).ok_or_else(|| Error::file(shard, "the path is not UTF-8"))
+}
+
+/// Writes the merged file of checked `shards` (from [`check`]) to `tmp`, which will be renamed to
+/// `out` (virtual datasets name their sources relative to `out`'s folder).
+pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Result<MergeSummary> {
+    let first = &shards[0];
+    let (total, h, w) = (first.total_frames, first.height as usize, first.width as usize);
+    let rows: u64 = shards.iter().map(|s| s.truth_rows).sum();
+    let e = err(tmp, "writing the merged file");
+    let file = hdf5::File::create(tmp).map_err(&e)?;
+    let src0 = open(&first.path, "frames shard")?;
+    for name in ["schema", "generator"] {
+        set_str_attr(&file, name, &str_attr(&src0, name).unwrap_or_default()).map_err(&e)?;
+    }
+    set_attr(&file, "seed", first.seed).map_err(&e)?;
+    set_attr(&file, "first_frame", 0u64).map_err(&e)?;
+    set_attr(&file, "total_frames", total).map_err(&e)?;
+    set_str_attr(&file, "shard", "0/1").map_err(&e)?;
+    let mut config = first.config.clone();
+    if let Some(o) = config.as_object_mut() {
+        o.insert("first_frame".into(), 0.into());
+        o.insert("frames_in_file".into(), total.into());
+        if let Some(c) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
+            c.insert("shard_index".into(), 0.into());
+            c.insert("shard_count".into(), 1.into());
+        }
+    }
+    set_str_attr(&file, "config_json", &config.to_string()).map_err(&e)?;
+    let names: Vec<String> = shards.iter().map(|s| source_name(&s.path, out)).collect::<Result<_>>()?;
+    set_str_attr(&file, "merged_from", &serde_json::to_string(&names).unwrap()).map_err(&e)?;
+    let mode_name = match mode {
+        MergeMode::Virtual => "virtual",
+        MergeMode::Copy => "copy",
+    };
+    set_str_attr(&file, "merge", mode_name).map_err(&e)?;
+
+    // /frames
+    let src_frames = src0.dataset("frames").map_err(&e)?;
+    let frames = match mode {
+        MergeMode::Virtual => {
+            let shape = (total as usize, h, w);
+            let mut b = if first.u16 { file.new_dataset::<u16>() } else { file.new_dataset::<f32>() };
+            for (s, name) in shards.iter().zip(&names) {
+                let (a, n) = (s.first_frame as usize, s.n_frames as usize);
+                b = b.virtual_map(name, "frames", (n, h, w), (0..n, 0..h, 0..w), shape, (a..a + n, 0..h, 0..w));
+            }
+            b.shape(shape).create("frames").map_err(&e)?
+        }
+        MergeMode::Copy => copy_frames(shards, &file, &src_frames, tmp)?,
+    };
+    for name in ["units", "compression", "axes"] {
+        if let Some(v) = str_attr(&src_frames, name) {
+            set_str_attr(&frames, name, &v).map_err(&e)?;
+        }
+    }
+    for name in ["noise_sigma_e", "gain_adu_per_e", "offset_adu", "pixel_size_um"] {
+        if let Some(v) = num_attr::<f32>(&src_frames, name) {
+            set_attr(&frames, name, v).map_err(&e)?;
+        }
+    }
+
+    // /truth
+    let tg = file.create_group("truth").map_err(&e)?;
+    if let Some(c) = src0.group("truth").ok().and_then(|g| str_attr(&g, "convention")) {
+        set_str_attr(&tg, "convention", &c).map_err(&e)?;
+    }
+    let mut offsets = Vec::with_capacity(total as usize + 1);
+    offsets.push(0u64);
+    for s in shards {
+        let f = open(&s.path, "frames shard")?;
+        let o = super::h5util::read_column::<u64>(&f, &s.path, "truth/offsets", Some(s.n_frames as usize + 1))?;
+        let base = *offsets.last().unwrap();
+        offsets.extend(o[1..].iter().map(|v| v + base));
+    }
+    super::h5util::write_column(
+        &tg,
+        "offsets",
+        &offsets,
+        "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
+    )
+    .map_err(&e)?;
+    let frame_col = file.new_dataset::<u32>().shape(rows as usize).create("truth/frame").map_err(&e)?;
+    set_str_attr(&frame_col, "units", "index").map_err(&e)?;
+    let mut at = 0usize;
+    for s in shards {
+        let f = open(&s.path, "frames shard")?;
+        let ds = f.dataset("truth/frame").map_err(err(&s.path, "/truth/frame"))?;
+        for start in (0..s.truth_rows as usize).step_by(ROWS_PER_STEP) {
+            let end = (start + ROWS_PER_STEP).min(s.truth_rows as usize);
+            let mut v: Vec<u32> = ds.read_slice_1d(start..end).map_err(err(&s.path, "/truth/frame"))?.to_vec();
+            for x in &mut v {
+                *x += s.first_frame as u32;
+            }
+            frame_col.write_slice(v.as_slice(), at + start..at + end).map_err(&e)?;
+        }
+        at += s.truth_rows as usize;
+    }
+    for (name, is_u32) in SHARED_COLUMNS {
+        let path = format!("truth/{name}");
+        let units = src0.dataset(&path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
+        let ds = match mode {
+            MergeMode::Virtual => {
+                let mut b = if is_u32 { file.new_dataset::<u32>() } else { file.new_dataset::<f32>() };
+                let mut at = 0usize;
+                for (s, src) in shards.iter().zip(&names) {
+                    let n = s.truth_rows as usize;
+                    b = b.virtual_map(src, &path, n, 0..n, rows as usize, at..at + n);
+                    at += n;
+                }
+                b.shape(rows as usize).create(path.as_str())
+            }
+            MergeMode::Copy => if is_u32 { file.new_dataset::<u32>() } else { file.new_dataset::<f32>() }
+                .shape(rows as usize)
+                .create(path.as_str()),
+        }
+        .map_err(&e)?;
+        set_str_attr(&ds, "units", &units).map_err(&e)?;
+        if mode == MergeMode::Copy {
+            let mut at = 0usize;
+            for s in shards {
+                let f = open(&s.path, "frames shard")?;
+                let src = f.dataset(&path).map_err(err(&s.path, &path))?;
+                for start in (0..s.truth_rows as usize).step_by(ROWS_PER_STEP) {
+                    let end = (start + ROWS_PER_STEP).min(s.truth_rows as usize);
+                    if is_u32 {
+                        let v = src.read_slice_1d::<u32, _>(start..end).map_err(err(&s.path, &path))?;
+                        ds.write_slice(&v, at + start..at + end).map_err(&e)?;
+                    } else {
+                        let v = src.read_slice_1d::<f32, _>(start..end).map_err(err(&s.path, &path))?;
+                        ds.write_slice(&v, at + start..at + end).map_err(&e)?;
+                    }
+                }
+                at += s.truth_rows as usize;
+            }
+        }
+    }
+    file.flush().map_err(&e)?;
+    Ok(MergeSummary {
+        shards: shards.len(),
+        frames: total,
+        height: first.height,
+        width: first.width,
+        electrons: rows,
+        mode: mode_name,
+        out: out.display().to_string(),
+    })
+}
+
+/// `/frames` of the self-contained file: created with the first shard's chunk shape and filters,
+/// then every shard's chunks copied as stored (the same filters, so no recompression), one at a
+/// time.
+fn copy_frames(shards: &[Shard], file: &hdf5::File, src0: &hdf5::Dataset, tmp: &Path) -> Result<hdf5::Dataset> {
+    let e = err(tmp, "writing the merged file");
+    let first = &shards[0];
+    let shape = (first.total_frames as usize, first.height as usize, first.width as usize);
+    let chunk = src0.chunk().ok_or_else(|| Error::file(&first.path, "/frames is not chunked"))?;
+    let filters = src0.filters();
+    let ds = if first.u16 { file.new_dataset::<u16>() } else { file.new_dataset::<f32>() }
+        .chunk(chunk.clone())
+        .set_filters(&filters)
+        .shape(shape)
+        .create("frames")
+        .map_err(&e)?;
+    for s in shards {
+        let f = open(&s.path, "frames shard")?;
+        let src = f.dataset("frames").map_err(err(&s.path, "/frames"))?;
+        if src.chunk().as_ref() != Some(&chunk) || src.filters() != filters {
+            return Err(Error::file(
+                &s.path,
+                format!(
+                    "/frames is stored in other chunks or with other filters than {}'s: use the same --compression for every shard",
+                    first.path.display()
+                ),
+            ));
+        }
+        if s.first_frame % chunk[0] as u64 != 0 {
+            return Err(Error::file(
+                &s.path,
+                format!("starts at frame {}, inside a chunk of {} frames", s.first_frame, chunk[0]),
+            ));
+        }
+        for f0 in (0..s.n_frames).step_by(chunk[0]) {
+            for r0 in (0..s.height).step_by(chunk[1]) {
+                for c0 in (0..s.width).step_by(chunk[2]) {
+                    let (stored, mask) =
+                        super::chunks::read_chunk(&src, &[f0, r0, c0]).map_err(|m| Error::file(&s.path, m))?;
+                    super::chunks::write_chunk_masked(&ds, &[s.first_frame + f0, r0, c0], &stored, mask)
+                        .map_err(|m| Error::file(tmp, m))?;
+                }
+            }
+        }
+    }
+    Ok(ds)
+}
+
+/// `emsim merge`: checks `inputs`, then writes the merged file at `out` (atomically: nothing is
+/// left at `out` if it fails).
+pub fn merge(inputs: &[PathBuf], out: &Path, mode: MergeMode, force: bool) -> Result<MergeSummary> {
+    let shards = check(inputs.iter().map(|p| inspect(p)).collect::<Result<Vec<_>>>()?)?;
+    for s in &shards {
+        if std::fs::canonicalize(&s.path).ok() == std::fs::canonicalize(out).ok() {
+            return Err(Error::invalid("--out", format!("{} is one of the shards", out.display())));
+        }
+    }
+    let output = super::atomic::Output::new(out, force, "--out")?;
+    let summary = write(&shards, mode, output.tmp(), out)?;
+    output.commit()?;
+    Ok(summary)
+}

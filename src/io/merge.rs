@@ -127,7 +127,7 @@ pub fn inspect(path: &Path) -> Result<Shard> {
 }
 
 /// The configuration without what differs from shard to shard.
-fn common_config(c: &Value) -> Value {
+pub(super) fn common_config(c: &Value) -> Value {
     let mut c = c.clone();
     if let Some(o) = c.as_object_mut() {
         o.remove("first_frame");
@@ -141,7 +141,7 @@ fn common_config(c: &Value) -> Value {
 }
 
 /// The first place where two JSON values differ, as a path (`config.height`).
-fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+pub(super) fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
@@ -160,8 +160,22 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
     }
 }
 
+/// A shard's `config_json` as the single-machine run writes it: shard 0/1, all `total` frames.
+pub(super) fn single_machine_config(config: &Value, total: u64) -> String {
+    let mut config = config.clone();
+    if let Some(o) = config.as_object_mut() {
+        o.insert("first_frame".into(), 0.into());
+        o.insert("frames_in_file".into(), total.into());
+        if let Some(c) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
+            c.insert("shard_index".into(), 0.into());
+            c.insert("shard_count".into(), 1.into());
+        }
+    }
+    config.to_string()
+}
+
 /// Frames `[first, end)` of shard `k` of `n` in a dataset of `total` frames (`emsim frames --shard`).
-fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
+pub(super) fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
     let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
     (at(k), at(k + 1))
 }
@@ -242,7 +256,7 @@ pub fn check(mut shards: Vec<Shard>) -> Result<Vec<Shard>> {
 
 /// How the merged file at `out` names a shard: relative to the merged file's folder when the shard
 /// is in it or below (HDF5 looks there), else absolute.
-fn source_name(shard: &Path, out: &Path) -> Result<String> {
+pub(super) fn source_name(shard: &Path, out: &Path) -> Result<String> {
     let abs = std::fs::canonicalize(shard).map_err(|e| Error::file(shard, e))?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).map_err(|e| Error::file(dir, e))?;
@@ -266,16 +280,7 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
     set_attr(&file, "first_frame", 0u64).map_err(&e)?;
     set_attr(&file, "total_frames", total).map_err(&e)?;
     set_str_attr(&file, "shard", "0/1").map_err(&e)?;
-    let mut config = first.config.clone();
-    if let Some(o) = config.as_object_mut() {
-        o.insert("first_frame".into(), 0.into());
-        o.insert("frames_in_file".into(), total.into());
-        if let Some(c) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
-            c.insert("shard_index".into(), 0.into());
-            c.insert("shard_count".into(), 1.into());
-        }
-    }
-    set_str_attr(&file, "config_json", &config.to_string()).map_err(&e)?;
+    set_str_attr(&file, "config_json", &single_machine_config(&first.config, total)).map_err(&e)?;
     let names: Vec<String> = shards.iter().map(|s| source_name(&s.path, out)).collect::<Result<_>>()?;
     set_str_attr(&file, "merged_from", &serde_json::to_string(&names).unwrap()).map_err(&e)?;
     let mode_name = match mode {
@@ -329,60 +334,23 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
         "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
     )
     .map_err(&e)?;
+    let sources: Vec<Source> = shards
+        .iter()
+        .zip(&names)
+        .map(|(s, name)| Source { path: &s.path, name, rows: s.truth_rows, first_frame: s.first_frame })
+        .collect();
+    let units = |path: &str| src0.dataset(path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
     let frame_col = file.new_dataset::<u32>().shape(rows as usize).create("truth/frame").map_err(&e)?;
-    set_str_attr(&frame_col, "units", "index").map_err(&e)?;
-    let mut at = 0usize;
-    for s in shards {
-        let f = open(&s.path, "frames shard")?;
-        let ds = f.dataset("truth/frame").map_err(err(&s.path, "/truth/frame"))?;
-        for start in (0..s.truth_rows as usize).step_by(ROWS_PER_STEP) {
-            let end = (start + ROWS_PER_STEP).min(s.truth_rows as usize);
-            let mut v: Vec<u32> = ds.read_slice_1d(start..end).map_err(err(&s.path, "/truth/frame"))?.to_vec();
-            for x in &mut v {
-                *x += s.first_frame as u32;
-            }
-            frame_col.write_slice(v.as_slice(), at + start..at + end).map_err(&e)?;
-        }
-        at += s.truth_rows as usize;
-    }
+    set_str_attr(&frame_col, "units", &units("truth/frame")).map_err(&e)?;
+    stream_column::<u32>(&sources, "truth/frame", &frame_col, &add_first_frame, tmp)?;
     for (name, is_u32) in SHARED_COLUMNS {
         let path = format!("truth/{name}");
-        let units = src0.dataset(&path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
-        let ds = match mode {
-            MergeMode::Virtual => {
-                let mut b = if is_u32 { file.new_dataset::<u32>() } else { file.new_dataset::<f32>() };
-                let mut at = 0usize;
-                for (s, src) in shards.iter().zip(&names) {
-                    let n = s.truth_rows as usize;
-                    b = b.virtual_map(src, &path, n, 0..n, rows as usize, at..at + n);
-                    at += n;
-                }
-                b.shape(rows as usize).create(path.as_str())
-            }
-            MergeMode::Copy => if is_u32 { file.new_dataset::<u32>() } else { file.new_dataset::<f32>() }
-                .shape(rows as usize)
-                .create(path.as_str()),
-        }
-        .map_err(&e)?;
-        set_str_attr(&ds, "units", &units).map_err(&e)?;
-        if mode == MergeMode::Copy {
-            let mut at = 0usize;
-            for s in shards {
-                let f = open(&s.path, "frames shard")?;
-                let src = f.dataset(&path).map_err(err(&s.path, &path))?;
-                for start in (0..s.truth_rows as usize).step_by(ROWS_PER_STEP) {
-                    let end = (start + ROWS_PER_STEP).min(s.truth_rows as usize);
-                    if is_u32 {
-                        let v = src.read_slice_1d::<u32, _>(start..end).map_err(err(&s.path, &path))?;
-                        ds.write_slice(&v, at + start..at + end).map_err(&e)?;
-                    } else {
-                        let v = src.read_slice_1d::<f32, _>(start..end).map_err(err(&s.path, &path))?;
-                        ds.write_slice(&v, at + start..at + end).map_err(&e)?;
-                    }
-                }
-                at += s.truth_rows as usize;
-            }
-        }
+        let ds = if is_u32 {
+            shared_column::<u32>(&file, &sources, &path, mode, tmp)?
+        } else {
+            shared_column::<f32>(&file, &sources, &path, mode, tmp)?
+        };
+        set_str_attr(&ds, "units", &units(&path)).map_err(&e)?;
     }
     file.flush().map_err(&e)?;
     Ok(MergeSummary {
@@ -394,6 +362,70 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
         mode: mode_name,
         out: out.display().to_string(),
     })
+}
+
+/// A shard's 1-D columns, as [`stream_column`] and [`shared_column`] read them.
+pub(super) struct Source<'a> {
+    pub path: &'a Path,
+    /// The name the merged file gives it ([`source_name`]).
+    pub name: &'a str,
+    pub rows: u64,
+    pub first_frame: u64,
+}
+
+/// Streams column `name` of every source into `dst` in order, [`ROWS_PER_STEP`] rows at a time,
+/// each piece passed through `fix` with its source's first frame on the way.
+pub(super) fn stream_column<T: hdf5::H5Type + Copy>(
+    sources: &[Source],
+    name: &str,
+    dst: &hdf5::Dataset,
+    fix: &dyn Fn(&mut [T], u64),
+    tmp: &Path,
+) -> Result<()> {
+    let mut at = 0usize;
+    for s in sources {
+        let f = open(s.path, "shard")?;
+        let src = f.dataset(name).map_err(err(s.path, name))?;
+        for start in (0..s.rows as usize).step_by(ROWS_PER_STEP) {
+            let end = (start + ROWS_PER_STEP).min(s.rows as usize);
+            let mut v = src.read_slice_1d::<T, _>(start..end).map_err(err(s.path, name))?.to_vec();
+            fix(&mut v, s.first_frame);
+            dst.write_slice(v.as_slice(), at + start..at + end).map_err(err(tmp, name))?;
+        }
+        at += s.rows as usize;
+    }
+    Ok(())
+}
+
+/// Frame indices within a shard made indices within the merged file.
+pub(super) fn add_first_frame(v: &mut [u32], first_frame: u64) {
+    v.iter_mut().for_each(|x| *x += first_frame as u32);
+}
+
+/// Column `name`, the same in the sources and the merged file: a virtual dataset mapping each
+/// source's rows in turn, or (`MergeMode::Copy`) a copy streamed from them.
+pub(super) fn shared_column<T: hdf5::H5Type + Copy>(
+    file: &hdf5::File,
+    sources: &[Source],
+    name: &str,
+    mode: MergeMode,
+    tmp: &Path,
+) -> Result<hdf5::Dataset> {
+    let rows: usize = sources.iter().map(|s| s.rows as usize).sum();
+    let mut b = file.new_dataset::<T>();
+    if mode == MergeMode::Virtual {
+        let mut at = 0usize;
+        for s in sources {
+            let n = s.rows as usize;
+            b = b.virtual_map(s.name, name, n, 0..n, rows, at..at + n);
+            at += n;
+        }
+    }
+    let ds = b.shape(rows).create(name).map_err(err(tmp, name))?;
+    if mode == MergeMode::Copy {
+        stream_column::<T>(sources, name, &ds, &|_, _| {}, tmp)?;
+    }
+    Ok(ds)
 }
 
 /// `/frames` of the self-contained file: created with the first shard's chunk shape and filters,

@@ -48,10 +48,11 @@ enum Cmd {
         emsim count f.h5 --method max,c3x3,c5x5,c3x3t,c5x5t --out 'counts-{method}.h5' --images counted/\n  \
         python3 -c \"import h5py; c = h5py.File('counts.h5'); print(c['electrons/x_px'][:5])\"")]
     Count(CountArgs),
-    /// Present the shards of one frames dataset (`frames --shard k/N`) as one file.
+    /// Present the shards of one frames dataset (`frames --shard k/N`), or their counts, as one file.
     #[command(
         after_help = "Examples:\n  emsim merge shard*.h5 --out all.h5            # virtual datasets: nothing copied\n  \
         emsim merge shard*.h5 --out all.h5 --copy     # a self-contained file\n  \
+        emsim merge counts*.h5 --out counts-all.h5    # the counts of the shards (emsim count on each)\n  \
         python3 -c \"import h5py; print(h5py.File('all.h5')['frames'].shape)\""
     )]
     Merge(MergeArgs),

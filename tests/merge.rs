@@ -147,3 +147,58 @@ fn shards_that_do_not_fit_are_named() {
     let o = emsim(&["merge", "s0.h5", "s1.h5", "s2.h5", "--out", "s1.h5", "--force"], d);
     assert!(stderr_line(&o).contains("--out"), "{}", stderr_line(&o));
 }
+
+/// The counts of each shard (`emsim count` on the shard files, as a cluster would run it), merged,
+/// equal counting the single-machine file with the same noise sigma; counts that do not fit are
+/// named.
+#[test]
+fn merged_counts_equal_counting_the_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    frames(d, "one.h5", &["--seed", "8"]);
+    ok(&["count", "one.h5", "--sigma-e", "20", "--out", "c-one.h5", "--device", "cpu", "-q"], d);
+    for k in 0..3 {
+        frames(d, &format!("s{k}.h5"), &["--seed", "8", "--shard", &format!("{k}/3")]);
+        let (s, c) = (format!("s{k}.h5"), format!("c{k}.h5"));
+        ok(&["count", &s, "--sigma-e", "20", "--out", &c, "--device", "cpu", "-q"], d);
+    }
+    ok(&["count", "s1.h5", "--sigma-e", "20", "--method", "max", "--out", "c1-max.h5", "--device", "cpu", "-q"], d);
+    ok(&["merge", "c2.h5", "c0.h5", "c1.h5", "--out", "c-all.h5", "-q"], d);
+    ok(&["merge", "c0.h5", "c1.h5", "c2.h5", "--out", "c-copy.h5", "--copy", "-q"], d);
+    let read = |p: &str| {
+        let f = hdf5::File::open(d.join(p)).unwrap();
+        let u32s = |n: &str| f.dataset(n).unwrap().read_raw::<u32>().unwrap();
+        let f32s = |n: &str| f.dataset(n).unwrap().read_raw::<f32>().unwrap();
+        (
+            f.dataset("electrons/offsets").unwrap().read_raw::<u64>().unwrap(),
+            [u32s("electrons/frame"), u32s("electrons/row"), u32s("electrons/col"), u32s("counted_image_x4")],
+            [f32s("electrons/x_px"), f32s("electrons/y_px"), f32s("electrons/charge_e")],
+        )
+    };
+    let want = read("c-one.h5");
+    assert!(!want.2[0].is_empty());
+    assert!(want == read("c-all.h5"), "merged counts (virtual) differ from counting the single file");
+    assert!(want == read("c-copy.h5"), "merged counts (copy) differ from counting the single file");
+    // scored against the single file's truth as its own counts are
+    let ev = |c: &str| {
+        let o = ok(&["eval", c, "--truth", "one.h5", "--json", "-"], d);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["methods"][0]["recall"].as_f64().unwrap()
+    };
+    assert_eq!(ev("c-all.h5"), ev("c-one.h5"));
+
+    let before = common::cli::names(d);
+    for (inputs, want) in [
+        (&["c0.h5", "c1-max.h5", "c2.h5"][..], "c1-max.h5: `method` differs"),
+        (&["c0.h5", "c2.h5"][..], "the counts of shard 1/3 are missing"),
+        (&["c0.h5", "c1.h5", "c2.h5", "c0.h5"][..], "shard 0/3 again (c0.h5 has them too)"),
+        (&["c0.h5", "c1.h5", "s2.h5"][..], "s2.h5: schema"),
+    ] {
+        let mut a = vec!["merge"];
+        a.extend_from_slice(inputs);
+        a.extend_from_slice(&["--out", "m.h5"]);
+        let o = emsim(&a, d);
+        let line = stderr_line(&o);
+        assert!(!o.status.success() && line.contains(want), "{a:?}: {line:?} should contain {want:?}");
+        only(d, &before.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}

@@ -3,8 +3,8 @@
 # missing (Debian/Ubuntu; root or sudo), starts a one-node cluster on this machine (munged,
 # slurmctld, slurmd, on ports of its own, state in a temporary folder), submits
 # scripts/slurm/submit.sh with 4 shards, waits, and checks that the merged file equals a
-# one-machine run exactly (frames and every truth column, with h5diff) and that counting both
-# gives the same electrons. Stops its daemons and removes its files on the way out.
+# one-machine run exactly (frames and every truth column, with h5diff), and that counting the
+# merged file, or merging the counts the array tasks made, gives the single file's electrons. Stops its daemons and removes its files on the way out.
 # Run by scripts/test.sh (and so by CI). Usage: bash scripts/slurm/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -89,7 +89,7 @@ log "one-node cluster up ($host)"
 
 args=(--frames 12 --size 96x80 --seed 11 --device cpu -q)
 "$EMSIM" frames "${args[@]}" --out "$D/one.h5"
-read -r array merge < <(scripts/slurm/submit.sh 4 "$D/run" "${args[@]}")
+read -r array merge < <(COUNT_ARGS="--sigma-e 20 --device cpu -q" scripts/slurm/submit.sh 4 "$D/run" "${args[@]}")
 log "submitted array job $array and merge job $merge"
 for _ in $(seq 300); do
     [ -z "$(squeue -h -j "$array,$merge" 2>/dev/null)" ] && break
@@ -99,16 +99,18 @@ for j in "$array" "$merge"; do
     state=$(scontrol show job "$j" | grep -o 'JobState=[A-Z_]*' | sort -u | tr '\n' ' ')
     [ "$state" = "JobState=COMPLETED " ] || { log "job $j: $state"; exit 1; }
 done
-ls "$D/run"/shard{0,1,2,3}.h5 "$D/run/all.h5" >/dev/null
+ls "$D/run"/shard{0,1,2,3}.h5 "$D/run"/counts{0,1,2,3}.h5 "$D/run/all.h5" "$D/run/counts-all.h5" >/dev/null
 
 # the merged file equals the one-machine run, dataset by dataset
 for ds in /frames /truth/offsets /truth/frame /truth/x_px /truth/y_px /truth/event /truth/deposit_kev; do
     h5diff -q "$D/one.h5" "$D/run/all.h5" "$ds" "$ds" || { log "$ds differs"; exit 1; }
 done
 # counting the merged file gives what counting the single file gives
-"$EMSIM" count "$D/one.h5" --out "$D/c-one.h5" --device cpu -q
-"$EMSIM" count "$D/run/all.h5" --out "$D/c-all.h5" --device cpu -q
+# and so does merging the counts the array tasks made of their shards
+"$EMSIM" count "$D/one.h5" --sigma-e 20 --out "$D/c-one.h5" --device cpu -q
+"$EMSIM" count "$D/run/all.h5" --sigma-e 20 --out "$D/c-all.h5" --device cpu -q
 for ds in /electrons/offsets /electrons/frame /electrons/x_px /electrons/y_px /counted_image; do
-    h5diff -q "$D/c-one.h5" "$D/c-all.h5" "$ds" "$ds" || { log "counts: $ds differs"; exit 1; }
+    h5diff -q "$D/c-one.h5" "$D/c-all.h5" "$ds" "$ds" || { log "counts of the merged file: $ds differs"; exit 1; }
+    h5diff -q "$D/c-one.h5" "$D/run/counts-all.h5" "$ds" "$ds" || { log "merged counts: $ds differs"; exit 1; }
 done
 log "ok: 4 shards from the SLURM array, merged, equal the one-machine run (frames, truth, counts)"

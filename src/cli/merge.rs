@@ -9,7 +9,8 @@ use emsim::io::merge::MergeMode;
 
 #[derive(Args)]
 pub(crate) struct MergeArgs {
-    /// The shard files of one dataset (`emsim frames --shard k/N`), every k once, in any order.
+    /// The shard files of one dataset (`emsim frames --shard k/N`), every k once, in any order; or
+    /// the counts files of every shard (`emsim count` on each).
     #[arg(required = true, value_name = "SHARDS")]
     shards: Vec<PathBuf>,
     /// The merged HDF5 file.

@@ -1,5 +1,5 @@
 //! `emsim merge`: the shards of one frames dataset (`emsim frames --shard k/N`) presented as one
-//! file. By default the merged file holds HDF5 virtual datasets that read the shards where they
+//! file (counts of the shards: `merge_counts`). By default the merged file holds HDF5 virtual datasets that read the shards where they
 //! are (nothing is copied: `/frames` and the truth columns `x_px`, `y_px`, `event`,
 //! `deposit_kev`); the two columns whose values change, `/truth/frame` (the shard's first frame
 //! added) and `/truth/offsets` (one running sum), are stored. With `copy`, a self-contained file:
@@ -477,13 +477,23 @@ fn copy_frames(shards: &[Shard], file: &hdf5::File, src0: &hdf5::Dataset, tmp: &
 
 /// `emsim merge`: checks `inputs`, then writes the merged file at `out` (atomically: nothing is
 /// left at `out` if it fails).
+/// Frames shards or counts shards, by the first input's schema.
 pub fn merge(inputs: &[PathBuf], out: &Path, mode: MergeMode, force: bool) -> Result<MergeSummary> {
-    let shards = check(inputs.iter().map(|p| inspect(p)).collect::<Result<Vec<_>>>()?)?;
-    for s in &shards {
-        if std::fs::canonicalize(&s.path).ok() == std::fs::canonicalize(out).ok() {
+    for p in inputs {
+        if std::fs::canonicalize(p).ok().is_some_and(|c| Some(c) == std::fs::canonicalize(out).ok()) {
             return Err(Error::invalid("--out", format!("{} is one of the shards", out.display())));
         }
     }
+    let counts = inputs.first().is_some_and(|p| super::merge_counts::is_counts(p));
+    if counts {
+        use super::merge_counts as mc;
+        let shards = mc::check(inputs.iter().map(|p| mc::inspect(p)).collect::<Result<Vec<_>>>()?)?;
+        let output = super::atomic::Output::new(out, force, "--out")?;
+        let summary = mc::write(&shards, mode, output.tmp(), out)?;
+        output.commit()?;
+        return Ok(summary);
+    }
+    let shards = check(inputs.iter().map(|p| inspect(p)).collect::<Result<Vec<_>>>()?)?;
     let output = super::atomic::Output::new(out, force, "--out")?;
     let summary = write(&shards, mode, output.tmp(), out)?;
     output.commit()?;

@@ -11,6 +11,7 @@ pub mod h5_filters;
 pub mod h5util;
 pub mod library;
 pub mod merge;
+pub mod merge_counts;
 pub mod model_file;
 pub mod npy;
 pub mod preview;

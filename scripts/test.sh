@@ -8,5 +8,7 @@ mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 cargo test --all-targets "$@"
 # the SLURM recipe on a one-node cluster started here (scripts/slurm/test.sh)
 bash scripts/slurm/test.sh
+# the Python package, built into a fresh virtual environment, and its tests (docs/python.md)
+bash scripts/python-test.sh
 # the API docs build without warnings (broken links, bad markup)
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

@@ -17,13 +17,25 @@ See docs/python.md.
 from ._emsim import (  # noqa: F401
     Generator,
     Library,
+    Model,
     __version__,
     count,
     default_library_path,
+    default_model_path,
     evaluate,
 )
 
-__all__ = ["Generator", "Library", "count", "evaluate", "default_library_path", "__version__"]
+__all__ = [
+    "Generator",
+    "Library",
+    "Model",
+    "count",
+    "evaluate",
+    "default_library_path",
+    "default_model_path",
+    "frame_batches",
+    "__version__",
+]
 
 
 def frame_batches(generator, n, batch=16, start=0):

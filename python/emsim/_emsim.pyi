@@ -19,6 +19,17 @@ class Library:
     @property
     def path(self) -> str: ...
 
+class Model:
+    """A trained network (`emsim train`; the shipped ones are in assets/models/)."""
+
+    @staticmethod
+    def load(path: Optional[str] = None) -> "Model": ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def input_px(self) -> int: ...
+    def infer(self, crops: npt.NDArray[np.float32]) -> np.ndarray: ...
+
 class Generator:
     """Makes detector frames with ground truth, as `emsim frames` does (same seed, same frames)."""
 
@@ -56,6 +67,7 @@ def count(
     offset_adu: float = 0.0,
     background_threshold_n_sigma: float = 4.0,
     centroid_threshold_e: float = 40.0,
+    model: Optional[Model] = None,
     device: str = "cpu",
 ) -> dict[str, np.ndarray]: ...
 def evaluate(
@@ -66,3 +78,4 @@ def evaluate(
     pixel_size_um: float = 5.0,
 ) -> dict[str, Any]: ...
 def default_library_path() -> str: ...
+def default_model_path() -> str: ...

@@ -77,6 +77,64 @@ impl Library {
     }
 }
 
+/// A trained network (`emsim train`; the shipped models are in assets/models/).
+#[pyclass(module = "emsim", frozen)]
+struct Model {
+    inner: Arc<emsim::net::model::Model>,
+    path: String,
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a model file (safetensors from `emsim train`); without a path, the default network
+    /// of counting (`fast-neighbours`).
+    #[staticmethod]
+    #[pyo3(signature = (path=None))]
+    fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
+        let p = path.unwrap_or_else(emsim::default_model_path);
+        let m = py.detach(|| emsim::io::model_file::load(&p, None)).map_err(py_err)?.model;
+        Ok(Self { inner: Arc::new(m), path: p.display().to_string() })
+    }
+
+    /// The model's preset name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.cfg.name.clone()
+    }
+
+    /// The side of the square crops it takes, pixels.
+    #[getter]
+    fn input_px(&self) -> usize {
+        self.inner.cfg.input_px
+    }
+
+    /// Runs the network on crops (an (N, S, S) float32 array of electrons, S = input_px) as
+    /// `emsim infer` does: an (N, 4) array (x_px, y_px, sigma_px, p_max) in crop pixels for a
+    /// localizer, (N, classes) probabilities for a classifier, (N, 4) (x1, y1, x2, y2) for a pair
+    /// localizer.
+    fn infer<'py>(&self, py: Python<'py>, crops: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.inner.cfg.input_px;
+        let a = crops
+            .extract::<PyReadonlyArray3<'py, f32>>()
+            .map_err(|_| invalid("crops", format!("expected a 3-D float32 array (N, {s}, {s}) of electrons")))?;
+        let shape = a.shape().to_vec();
+        if shape[1] != s || shape[2] != s {
+            return Err(invalid(
+                "crops",
+                format!("crops are {}x{}, the model '{}' takes {s}x{s}", shape[1], shape[2], self.inner.cfg.name),
+            ));
+        }
+        let x = a.as_slice().map_err(|_| invalid("crops", "not C-contiguous (use np.ascontiguousarray)"))?;
+        let n = shape[0];
+        let (values, k, _) = py.detach(|| emsim::net::infer::crop_estimates(&self.inner, x, n)).map_err(py_err)?;
+        Ok(PyArray1::from_vec(py, values).reshape([n, k])?.into_any())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("emsim.Model({:?}: {}, {}x{} crops)", self.path, self.inner.cfg.name, self.input_px(), self.input_px())
+    }
+}
+
 /// Makes detector frames with their ground truth, as `emsim frames` does: the same seed gives the
 /// same frames and truth, whatever the device or batch.
 #[pyclass(module = "emsim", frozen)]
@@ -327,7 +385,7 @@ impl<'py> Frames<'py> {
 /// Finds and localizes the electrons in `frames` (as `emsim count`; docs/counting.md).
 #[pyfunction]
 #[pyo3(signature = (frames, *, method="c3x3t", finder="pixel", sigma_e=None, gain_adu_per_e=1.0, offset_adu=0.0,
-    background_threshold_n_sigma=4.0, centroid_threshold_e=40.0, device="cpu"))]
+    background_threshold_n_sigma=4.0, centroid_threshold_e=40.0, model=None, device="cpu"))]
 #[allow(clippy::too_many_arguments)]
 fn count<'py>(
     py: Python<'py>,
@@ -339,11 +397,18 @@ fn count<'py>(
     offset_adu: f32,
     background_threshold_n_sigma: f32,
     centroid_threshold_e: f32,
+    model: Option<&Model>,
     device: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let m = Method::parse(method).map_err(py_err)?;
-    if m == Method::Net {
-        return Err(invalid("method", "\"net\" is not available from Python yet; use emsim count --method net"));
+    let net = match (m, model) {
+        (Method::Net, Some(model)) => Some((*model.inner).clone()),
+        (Method::Net, None) => Some(Model::load(py, None)?.inner.as_ref().clone()),
+        (_, Some(_)) => return Err(invalid("model", "only used with method=\"net\"")),
+        _ => None,
+    };
+    if let Some(n) = &net {
+        n.cfg.expect_role(std::path::Path::new("model"), "model", &emsim::net::model::Head::Xy).map_err(py_err)?;
     }
     let frames = Frames::extract(frames)?;
     let [n, h, w] = frames.shape();
@@ -357,6 +422,7 @@ fn count<'py>(
         centroid_threshold_e,
         gain_adu_per_e,
         offset_adu,
+        net,
         ..Default::default()
     };
     cfg.validate(h as u32, w as u32).map_err(py_err)?;
@@ -418,6 +484,9 @@ fn count<'py>(
     d.set_item("row", PyArray1::from_vec(py, cols.row))?;
     d.set_item("col", PyArray1::from_vec(py, cols.col))?;
     d.set_item("charge_e", PyArray1::from_vec(py, cols.charge_e))?;
+    if let Some(s) = cols.sigma_px {
+        d.set_item("sigma_px", PyArray1::from_vec(py, s))?;
+    }
     d.set_item("offsets", PyArray1::from_vec(py, offsets))?;
     Ok(d)
 }
@@ -505,13 +574,21 @@ fn default_library_path() -> String {
     emsim::default_library_path().display().to_string()
 }
 
+/// The default network of counting (`fast-neighbours`) shipped with emsim.
+#[pyfunction]
+fn default_model_path() -> String {
+    emsim::default_model_path().display().to_string()
+}
+
 #[pymodule]
 fn _emsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Library>()?;
     m.add_class::<Generator>()?;
+    m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(default_library_path, m)?)?;
+    m.add_function(wrap_pyfunction!(default_model_path, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -77,6 +77,30 @@ def test_count_and_evaluate_equal_the_command_line(run):
     assert 0 < len(st["x_px"]) and np.all(st["x_px"] % 1 == 0.5)
 
 
+def test_network_equals_the_command_line(run):
+    d, gen, frames, truth = run
+    model = emsim.Model.load()  # the default network of counting
+    assert model.name == "fast-neighbours" and model.input_px > 0
+    found = emsim.count(frames, method="net", offset_adu=gen.offset_adu)
+    cli("count", "f.h5", "--method", "net", "--out", "n.h5", "--device", "cpu", "-q", cwd=d)
+    with h5py.File(d / "n.h5") as c:
+        for k in ["frame", "x_px", "y_px", "sigma_px", "offsets"]:
+            assert found[k].tobytes() == c["electrons/" + k][:].tobytes(), k
+    # crops around the first electrons, in electrons, as `emsim infer` takes them
+    s = model.input_px
+    img = frames.astype(np.float32) - gen.offset_adu
+    crops = np.stack([img[0, r:r + s, c:c + s] for r, c in [(0, 0), (10, 20), (30, 40)]]).astype(np.float32)
+    np.save(d / "crops.npy", crops)
+    cli("infer", "--model", emsim.default_model_path(), "--input", "crops.npy", "--out", "est.npy", cwd=d)
+    est = model.infer(crops)
+    assert est.shape == (3, 4)
+    assert est.tobytes() == np.load(d / "est.npy").tobytes()
+    with pytest.raises(ValueError, match="takes"):
+        model.infer(np.zeros((1, s + 1, s + 1), np.float32))
+    with pytest.raises(ValueError, match="model"):
+        emsim.count(frames, method="c3x3t", model=model)
+
+
 def test_threads_get_the_same_frames(run):
     _, gen, frames, _ = run
     out = [None] * 4

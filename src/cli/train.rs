@@ -162,27 +162,13 @@ pub(crate) fn infer(a: InferArgs) -> Result<()> {
             format!("crops are {h}x{w}, the model '{}' takes {side}x{side}", model.cfg.name),
         ));
     }
-    let x: Vec<f32> = crops.iter().map(|&v| v * model.cfg.input_scale).collect();
-    let folded = model.fold_batchnorm()?;
-    let act = folded.clone().forward_cpu(&x, n, false, 0, 0)?;
-    // Localizers: (x, y, sigma, p_max) per crop; a classifier: its class probabilities; a pair
-    // localizer: (x1, y1, x2, y2).
-    let arr = match folded.cfg.head {
-        emsim::net::model::Head::Classes { n: k } => {
-            ndarray::Array2::from_shape_vec((n, k), emsim::net::decode::class_probs(&folded.cfg, act.last(), n))
-                .unwrap()
-        }
-        emsim::net::model::Head::Pair => ndarray::Array2::from_shape_vec((n, 4), act.last().to_vec()).unwrap(),
-        _ => {
-            let dec = emsim::net::decode::decode(&folded.cfg, act.last(), n);
-            let est: Vec<f32> = dec.iter().flat_map(|d| [d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max]).collect();
-            ndarray::Array2::from_shape_vec((n, 4), est).unwrap()
-        }
-    };
+    let crops = crops.as_standard_layout();
+    let (values, k, raw) = emsim::net::infer::crop_estimates(&model, crops.as_slice().expect("standard layout"), n)?;
+    let arr = ndarray::Array2::from_shape_vec((n, k), values).unwrap();
     ndarray_npy::write_npy(out.tmp(), &arr).map_err(|e| Error::file(&a.out, e))?;
     if let Some(lo) = logits_out {
-        let k = folded.cfg.head_outputs();
-        let arr = ndarray::Array2::from_shape_vec((n, k), act.last().to_vec()).unwrap();
+        let k = model.cfg.head_outputs();
+        let arr = ndarray::Array2::from_shape_vec((n, k), raw).unwrap();
         ndarray_npy::write_npy(lo.tmp(), &arr).map_err(|e| Error::file(lo.final_path(), e))?;
         lo.commit()?;
     }

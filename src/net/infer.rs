@@ -48,3 +48,30 @@ pub fn outputs_cpu_with(
     }
     Ok(out)
 }
+
+/// What `emsim infer` gives for `n` crops (electrons, `input_px` squared each, row-major): per
+/// crop, a localizer's `(x_px, y_px, sigma_px, p_max)` in crop pixels, a classifier's class
+/// probabilities, or a pair localizer's `(x1, y1, x2, y2)`; returned with the number of values
+/// per crop and the raw outputs (`head_outputs()` per crop). The CPU path, batch norm folded.
+pub fn crop_estimates(model: &Model, crops_e: &[f32], n: usize) -> Result<(Vec<f32>, usize, Vec<f32>)> {
+    let side = model.cfg.input_px;
+    if crops_e.len() != n * side * side {
+        return Err(crate::Error::invalid(
+            "crops",
+            format!("{} values for {n} crops; the model '{}' takes {side}x{side}", crops_e.len(), model.cfg.name),
+        ));
+    }
+    let x: Vec<f32> = crops_e.iter().map(|&v| v * model.cfg.input_scale).collect();
+    let folded = model.fold_batchnorm()?;
+    let act = folded.clone().forward_cpu(&x, n, false, 0, 0)?;
+    let raw = act.last().to_vec();
+    let (values, k) = match folded.cfg.head {
+        super::model::Head::Classes { n: k } => (super::decode::class_probs(&folded.cfg, &raw, n), k),
+        super::model::Head::Pair => (raw.clone(), 4),
+        _ => {
+            let dec = super::decode::decode(&folded.cfg, &raw, n);
+            (dec.iter().flat_map(|d| [d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max]).collect(), 4)
+        }
+    };
+    Ok((values, k, raw))
+}

@@ -226,63 +226,53 @@ impl Generator {
     /// (uint16 ADU by default, float32 with `dtype="f32"`), truth a dict of 1-D arrays `frame`
     /// (counted from `start`), `x_px`, `y_px` (incidence point: x = column, pixel (r, c) spans
     /// [c, c+1) x [r, r+1)), `event` and `deposit_kev`, and `offsets` (electrons of frame k are
-    /// rows offsets[k]:offsets[k+1]).
-    #[pyo3(signature = (n, start=0))]
-    fn generate<'py>(&self, py: Python<'py>, n: i64, start: i64) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    /// rows offsets[k]:offsets[k+1]). With `out` (a C-contiguous (n, H, W) array of the frames'
+    /// dtype), the frames are written there and `out` is returned: reusing one array saves
+    /// allocating and faulting in a fresh one on every call.
+    #[pyo3(signature = (n, start=0, out=None))]
+    fn generate<'py>(
+        &self,
+        py: Python<'py>,
+        n: i64,
+        start: i64,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
         if n <= 0 || start < 0 {
             return Err(invalid("n", format!("n = {n}, start = {start}: expected n >= 1 and start >= 0")));
         }
         let (n, start) = (n as u64, start as u64);
-        let px = (self.cfg.height * self.cfg.width) as usize;
-        let (frames, truth, offsets) = py
-            .detach(|| -> emsim::Result<_> {
-                let g = &self.inner;
-                let counts: Vec<u32> = (start..start + n).map(|k| self.cfg.electron_count(k)).collect();
-                let mut frames = if self.cfg.quantize_u16 {
-                    Values::U16(vec![0u16; n as usize * px])
-                } else {
-                    Values::F32(vec![0f32; n as usize * px])
-                };
-                let mut truth = Truth::default();
-                for r in g.plan(&counts) {
-                    let first = start + r.start as u64;
-                    let at = r.start * px;
-                    let b = match (&mut frames, self.device.as_ref()) {
-                        // the CPU path hands each frame over as it is made, in the stored type
-                        (Values::U16(v), Device::Cpu) => place_each::<u16>(g, first, &counts[r], &mut v[at..]),
-                        (Values::F32(v), Device::Cpu) => place_each::<f32>(g, first, &counts[r], &mut v[at..]),
-                        (v, _) => {
-                            let b = g.generate(first, &counts[r])?;
-                            match v {
-                                Values::U16(v) => v[at..at + b.frames.len()]
-                                    .iter_mut()
-                                    .zip(&b.frames)
-                                    .for_each(|(o, &x)| *o = x as u16),
-                                Values::F32(v) => v[at..at + b.frames.len()].copy_from_slice(&b.frames),
-                            }
-                            b
-                        }
-                    };
-                    let t = Truth::of(&b, &self.lib, start);
-                    g.recycle(b.frames);
-                    truth.frame.extend(t.frame);
-                    truth.x_px.extend(t.x_px);
-                    truth.y_px.extend(t.y_px);
-                    truth.event.extend(t.event);
-                    truth.deposit_kev.extend(t.deposit_kev);
-                }
-                let mut offsets = vec![0u64];
-                for c in &counts {
-                    offsets.push(offsets.last().unwrap() + *c as u64);
-                }
-                Ok((frames, truth, offsets))
-            })
-            .map_err(py_err)?;
-        let shape = [n as usize, self.cfg.height as usize, self.cfg.width as usize];
-        let frames: Bound<'py, PyAny> = match frames {
-            Values::U16(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
-            Values::F32(v) => PyArray1::from_vec(py, v).reshape(shape)?.into_any(),
+        let (h, w) = (self.cfg.height as usize, self.cfg.width as usize);
+        let shape = [n as usize, h, w];
+        let u16 = self.cfg.quantize_u16;
+        let frames: Bound<'py, PyAny> = match out {
+            Some(o) => o,
+            None if u16 => numpy::PyArray3::<u16>::zeros(py, shape, false).into_any(),
+            None => numpy::PyArray3::<f32>::zeros(py, shape, false).into_any(),
         };
+        let bad = || {
+            invalid(
+                "out",
+                format!(
+                    "expected a writeable C-contiguous {} array of shape {shape:?}",
+                    if u16 { "uint16" } else { "float32" }
+                ),
+            )
+        };
+        let (mut a16, mut a32);
+        let slice = if u16 {
+            a16 = frames.extract::<numpy::PyReadwriteArray3<'py, u16>>().map_err(|_| bad())?;
+            if a16.shape() != shape {
+                return Err(bad());
+            }
+            Slice::U16(a16.as_slice_mut().map_err(|_| bad())?)
+        } else {
+            a32 = frames.extract::<numpy::PyReadwriteArray3<'py, f32>>().map_err(|_| bad())?;
+            if a32.shape() != shape {
+                return Err(bad());
+            }
+            Slice::F32(a32.as_slice_mut().map_err(|_| bad())?)
+        };
+        let (truth, offsets) = py.detach(|| self.fill(start, n, slice)).map_err(py_err)?;
         let t = PyDict::new(py);
         t.set_item("frame", PyArray1::from_vec(py, truth.frame))?;
         t.set_item("x_px", PyArray1::from_vec(py, truth.x_px))?;
@@ -317,10 +307,52 @@ impl Generator {
     }
 }
 
-/// Frames as the file stores them.
-enum Values {
-    U16(Vec<u16>),
-    F32(Vec<f32>),
+/// Frames as the file stores them, to be written.
+enum Slice<'a> {
+    U16(&'a mut [u16]),
+    F32(&'a mut [f32]),
+}
+
+impl Generator {
+    /// Writes frames `start .. start + n` into `frames` (n whole frames); returns their truth and
+    /// offsets.
+    fn fill(&self, start: u64, n: u64, mut frames: Slice<'_>) -> emsim::Result<(Truth, Vec<u64>)> {
+        let g = &self.inner;
+        let px = (self.cfg.height * self.cfg.width) as usize;
+        let counts: Vec<u32> = (start..start + n).map(|k| self.cfg.electron_count(k)).collect();
+        let mut truth = Truth::default();
+        for r in g.plan(&counts) {
+            let first = start + r.start as u64;
+            let at = r.start * px;
+            let b = match (&mut frames, self.device.as_ref()) {
+                // the CPU path hands each frame over as it is made, in the stored type
+                (Slice::U16(v), Device::Cpu) => place_each::<u16>(g, first, &counts[r], &mut v[at..]),
+                (Slice::F32(v), Device::Cpu) => place_each::<f32>(g, first, &counts[r], &mut v[at..]),
+                (v, _) => {
+                    let b = g.generate(first, &counts[r])?;
+                    match v {
+                        Slice::U16(v) => {
+                            v[at..at + b.frames.len()].iter_mut().zip(&b.frames).for_each(|(o, &x)| *o = x as u16)
+                        }
+                        Slice::F32(v) => v[at..at + b.frames.len()].copy_from_slice(&b.frames),
+                    }
+                    b
+                }
+            };
+            let t = Truth::of(&b, &self.lib, start);
+            g.recycle(b.frames);
+            truth.frame.extend(t.frame);
+            truth.x_px.extend(t.x_px);
+            truth.y_px.extend(t.y_px);
+            truth.event.extend(t.event);
+            truth.deposit_kev.extend(t.deposit_kev);
+        }
+        let mut offsets = vec![0u64];
+        for c in &counts {
+            offsets.push(offsets.last().unwrap() + *c as u64);
+        }
+        Ok((truth, offsets))
+    }
 }
 
 /// A pointer the frame callbacks of one batch write through, each to its own frame.

@@ -53,6 +53,14 @@ def test_frames_and_truth_equal_the_command_line(run):
     assert list(t2["offsets"]) == list(truth["offsets"][2:6] - truth["offsets"][2])
     batches = list(emsim.frame_batches(gen, 6, batch=4))
     assert np.concatenate([b[0] for b in batches]).tobytes() == frames.tobytes()
+    # into an array the caller keeps
+    buf = np.full((6, 64, 80), 7, np.uint16)
+    got, t3 = gen.generate(6, out=buf)
+    assert got is buf and buf.tobytes() == frames.tobytes()
+    assert t3["x_px"].tobytes() == truth["x_px"].tobytes()
+    for wrong in [np.zeros((5, 64, 80), np.uint16), np.zeros((6, 64, 80), np.float32), np.zeros((6, 80, 64), np.uint16).T]:
+        with pytest.raises(ValueError, match="out"):
+            gen.generate(6, out=wrong)
 
 
 def test_count_and_evaluate_equal_the_command_line(run):
@@ -99,6 +107,24 @@ def test_network_equals_the_command_line(run):
         model.infer(np.zeros((1, s + 1, s + 1), np.float32))
     with pytest.raises(ValueError, match="model"):
         emsim.count(frames, method="c3x3t", model=model)
+
+
+def test_stempy_method_equals_stempy_itself(run):
+    """`count(method="stempy")` against stempy 3.6's own counter on the same frames, event for
+    event (scripts/python-test.sh installs stempy where a wheel exists for this Python)."""
+    si = pytest.importorskip("stempy.image")
+    _, gen, frames, _ = run
+    h, w = frames.shape[1:]
+    mine = emsim.count(frames, method="stempy", offset_adu=gen.offset_adu, sigma_e=20.0)
+    dark = np.full((h, w), gen.offset_adu, np.float32)
+    for k, f in enumerate(frames):
+        s = si.electron_count_frame(f, darkreference=dark, background_threshold=80.0,
+                                    xray_threshold=65536.0 - gen.offset_adu)
+        theirs = np.sort(np.asarray(s.data[0, 0], dtype=np.int64))
+        rows = slice(mine["offsets"][k], mine["offsets"][k + 1])
+        flat = np.sort(mine["row"][rows].astype(np.int64) * w + mine["col"][rows])
+        assert len(theirs) > 0
+        assert np.array_equal(flat, theirs), f"frame {k}"
 
 
 def test_threads_get_the_same_frames(run):

@@ -11,7 +11,6 @@ pub mod h5_filters;
 pub mod h5util;
 pub mod library;
 pub mod merge;
-pub mod merge_counts;
 pub mod model_file;
 pub mod npy;
 pub mod preview;

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::h5util::{err, num_attr, open, read_column, set_attr, set_str_attr, str_attr};
-use super::merge::{
+use super::shared::{
     MergeMode, MergeSummary, Source, add_first_frame, common_config, first_difference, shard_range, shared_column,
     single_machine_config, source_name, stream_column,
 };
+use crate::io::h5util::{err, num_attr, open, read_column, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
 
 /// The electron columns that are the same in the shards' counts and the merged file: name, u32
@@ -44,19 +44,19 @@ pub struct CountsShard {
 
 /// Whether `path` is a counts file (`emsim-counts/1`).
 pub fn is_counts(path: &Path) -> bool {
-    hdf5::File::open(path).ok().and_then(|f| str_attr(&f, "schema")).as_deref() == Some(super::counts_out::SCHEMA)
+    hdf5::File::open(path).ok().and_then(|f| str_attr(&f, "schema")).as_deref() == Some(crate::io::counts_out::SCHEMA)
 }
 
 /// Reads what merging needs from one counts file, with one-line errors naming it.
 pub fn inspect(path: &Path) -> Result<CountsShard> {
     let file = open(path, "counts file")?;
     let schema = str_attr(&file, "schema").unwrap_or_default();
-    if schema != super::counts_out::SCHEMA {
+    if schema != crate::io::counts_out::SCHEMA {
         return Err(Error::file(
             path,
             format!(
                 "schema {schema:?}; expected {:?} like the other inputs (counts written by emsim count)",
-                super::counts_out::SCHEMA
+                crate::io::counts_out::SCHEMA
             ),
         ));
     }
@@ -220,7 +220,7 @@ pub fn write(shards: &[CountsShard], mode: MergeMode, tmp: &Path, out: &Path) ->
         let base = *offsets.last().unwrap();
         offsets.extend(o[1..].iter().map(|v| v + base));
     }
-    super::h5util::write_column(
+    crate::io::h5util::write_column(
         &g,
         "offsets",
         &offsets,

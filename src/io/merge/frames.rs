@@ -1,5 +1,4 @@
-//! `emsim merge`: the shards of one frames dataset (`emsim frames --shard k/N`) presented as one
-//! file (counts of the shards: `merge_counts`). By default the merged file holds HDF5 virtual datasets that read the shards where they
+//! `emsim merge` of frames shards (`emsim frames --shard k/N`): one file for the whole dataset. By default the merged file holds HDF5 virtual datasets that read the shards where they
 //! are (nothing is copied: `/frames` and the truth columns `x_px`, `y_px`, `event`,
 //! `deposit_kev`); the two columns whose values change, `/truth/frame` (the shard's first frame
 //! added) and `/truth/offsets` (one running sum), are stored. With `copy`, a self-contained file:
@@ -10,15 +9,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::h5util::{err, num_attr, open, set_attr, set_str_attr, str_attr};
+use super::shared::{
+    MergeMode, MergeSummary, Source, add_first_frame, common_config, first_difference, shard_range, shared_column,
+    single_machine_config, source_name, stream_column,
+};
+use crate::io::h5util::{err, num_attr, open, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
 
 /// The truth columns that are the same in the shards and the merged file, and whether each is u32
 /// (else f32).
 const SHARED_COLUMNS: [(&str, bool); 4] = [("x_px", false), ("y_px", false), ("event", true), ("deposit_kev", false)];
-
-/// Truth rows moved at a time by [`MergeMode::Copy`] (16 MiB of u32).
-const ROWS_PER_STEP: usize = 1 << 22;
 
 /// One shard, as its file describes it.
 #[derive(Clone, Debug)]
@@ -41,36 +41,15 @@ pub struct Shard {
     config: Value,
 }
 
-/// How the merged file holds the shards' data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MergeMode {
-    /// Virtual datasets reading the shards in place.
-    Virtual,
-    /// A self-contained copy.
-    Copy,
-}
-
-/// What [`merge`] did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct MergeSummary {
-    pub shards: usize,
-    pub frames: u64,
-    pub height: u64,
-    pub width: u64,
-    pub electrons: u64,
-    pub mode: &'static str,
-    pub out: String,
-}
-
-/// Reads what [`merge`] needs from one shard file, with one-line errors naming it.
+/// Reads what [`super::merge`] needs from one shard file, with one-line errors naming it.
 pub fn inspect(path: &Path) -> Result<Shard> {
-    super::h5_filters::register().map_err(|m| Error::file(path, m))?;
+    crate::io::h5_filters::register().map_err(|m| Error::file(path, m))?;
     let file = open(path, "frames shard")?;
     let schema = str_attr(&file, "schema").unwrap_or_default();
-    if schema != super::frames_out::SCHEMA {
+    if schema != crate::io::frames_out::SCHEMA {
         return Err(Error::file(
             path,
-            format!("schema {schema:?}; expected {:?} (a file written by emsim frames)", super::frames_out::SCHEMA),
+            format!("schema {schema:?}; expected {:?} (a file written by emsim frames)", crate::io::frames_out::SCHEMA),
         ));
     }
     let need = |name: &str| {
@@ -99,7 +78,7 @@ pub fn inspect(path: &Path) -> Result<Shard> {
     } else {
         return Err(Error::file(path, "/frames is neither u16 nor f32 (emsim frames writes one of them)"));
     };
-    let offsets = super::h5util::read_column::<u64>(&file, path, "truth/offsets", Some(shape[0] + 1))?;
+    let offsets = crate::io::h5util::read_column::<u64>(&file, path, "truth/offsets", Some(shape[0] + 1))?;
     let truth_rows = *offsets.last().unwrap();
     for (name, _) in SHARED_COLUMNS.iter().chain(&[("frame", true)]) {
         let ds = file.dataset(&format!("truth/{name}")).map_err(|_| Error::file(path, format!("no /truth/{name}")))?;
@@ -124,60 +103,6 @@ pub fn inspect(path: &Path) -> Result<Shard> {
         truth_rows,
         config,
     })
-}
-
-/// The configuration without what differs from shard to shard.
-pub(super) fn common_config(c: &Value) -> Value {
-    let mut c = c.clone();
-    if let Some(o) = c.as_object_mut() {
-        o.remove("first_frame");
-        o.remove("frames_in_file");
-        if let Some(cfg) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
-            cfg.remove("shard_index");
-            cfg.remove("shard_count");
-        }
-    }
-    c
-}
-
-/// The first place where two JSON values differ, as a path (`config.height`).
-pub(super) fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter().find_map(|k| {
-                let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-                match (x.get(k), y.get(k)) {
-                    (Some(u), Some(v)) => first_difference(u, v, &p),
-                    _ => Some(p),
-                }
-            })
-        }
-        _ if a != b => Some(if at.is_empty() { "(the whole configuration)".into() } else { at.to_string() }),
-        _ => None,
-    }
-}
-
-/// A shard's `config_json` as the single-machine run writes it: shard 0/1, all `total` frames.
-pub(super) fn single_machine_config(config: &Value, total: u64) -> String {
-    let mut config = config.clone();
-    if let Some(o) = config.as_object_mut() {
-        o.insert("first_frame".into(), 0.into());
-        o.insert("frames_in_file".into(), total.into());
-        if let Some(c) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
-            c.insert("shard_index".into(), 0.into());
-            c.insert("shard_count".into(), 1.into());
-        }
-    }
-    config.to_string()
-}
-
-/// Frames `[first, end)` of shard `k` of `n` in a dataset of `total` frames (`emsim frames --shard`).
-pub(super) fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
-    let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
-    (at(k), at(k + 1))
 }
 
 /// Checks that `shards` are every shard of one dataset, once each; returns them in order.
@@ -254,16 +179,6 @@ pub fn check(mut shards: Vec<Shard>) -> Result<Vec<Shard>> {
     Ok(shards)
 }
 
-/// How the merged file at `out` names a shard: relative to the merged file's folder when the shard
-/// is in it or below (HDF5 looks there), else absolute.
-pub(super) fn source_name(shard: &Path, out: &Path) -> Result<String> {
-    let abs = std::fs::canonicalize(shard).map_err(|e| Error::file(shard, e))?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dir = std::fs::canonicalize(dir).map_err(|e| Error::file(dir, e))?;
-    let p = abs.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(abs);
-    p.to_str().map(str::to_string).ok_or_else(|| Error::file(shard, "the path is not UTF-8"))
-}
-
 /// Writes the merged file of checked `shards` (from [`check`]) to `tmp`, which will be renamed to
 /// `out` (virtual datasets name their sources relative to `out`'s folder).
 pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Result<MergeSummary> {
@@ -323,11 +238,11 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
     offsets.push(0u64);
     for s in shards {
         let f = open(&s.path, "frames shard")?;
-        let o = super::h5util::read_column::<u64>(&f, &s.path, "truth/offsets", Some(s.n_frames as usize + 1))?;
+        let o = crate::io::h5util::read_column::<u64>(&f, &s.path, "truth/offsets", Some(s.n_frames as usize + 1))?;
         let base = *offsets.last().unwrap();
         offsets.extend(o[1..].iter().map(|v| v + base));
     }
-    super::h5util::write_column(
+    crate::io::h5util::write_column(
         &tg,
         "offsets",
         &offsets,
@@ -362,70 +277,6 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
         mode: mode_name,
         out: out.display().to_string(),
     })
-}
-
-/// A shard's 1-D columns, as [`stream_column`] and [`shared_column`] read them.
-pub(super) struct Source<'a> {
-    pub path: &'a Path,
-    /// The name the merged file gives it ([`source_name`]).
-    pub name: &'a str,
-    pub rows: u64,
-    pub first_frame: u64,
-}
-
-/// Streams column `name` of every source into `dst` in order, [`ROWS_PER_STEP`] rows at a time,
-/// each piece passed through `fix` with its source's first frame on the way.
-pub(super) fn stream_column<T: hdf5::H5Type + Copy>(
-    sources: &[Source],
-    name: &str,
-    dst: &hdf5::Dataset,
-    fix: &dyn Fn(&mut [T], u64),
-    tmp: &Path,
-) -> Result<()> {
-    let mut at = 0usize;
-    for s in sources {
-        let f = open(s.path, "shard")?;
-        let src = f.dataset(name).map_err(err(s.path, name))?;
-        for start in (0..s.rows as usize).step_by(ROWS_PER_STEP) {
-            let end = (start + ROWS_PER_STEP).min(s.rows as usize);
-            let mut v = src.read_slice_1d::<T, _>(start..end).map_err(err(s.path, name))?.to_vec();
-            fix(&mut v, s.first_frame);
-            dst.write_slice(v.as_slice(), at + start..at + end).map_err(err(tmp, name))?;
-        }
-        at += s.rows as usize;
-    }
-    Ok(())
-}
-
-/// Frame indices within a shard made indices within the merged file.
-pub(super) fn add_first_frame(v: &mut [u32], first_frame: u64) {
-    v.iter_mut().for_each(|x| *x += first_frame as u32);
-}
-
-/// Column `name`, the same in the sources and the merged file: a virtual dataset mapping each
-/// source's rows in turn, or (`MergeMode::Copy`) a copy streamed from them.
-pub(super) fn shared_column<T: hdf5::H5Type + Copy>(
-    file: &hdf5::File,
-    sources: &[Source],
-    name: &str,
-    mode: MergeMode,
-    tmp: &Path,
-) -> Result<hdf5::Dataset> {
-    let rows: usize = sources.iter().map(|s| s.rows as usize).sum();
-    let mut b = file.new_dataset::<T>();
-    if mode == MergeMode::Virtual {
-        let mut at = 0usize;
-        for s in sources {
-            let n = s.rows as usize;
-            b = b.virtual_map(s.name, name, n, 0..n, rows, at..at + n);
-            at += n;
-        }
-    }
-    let ds = b.shape(rows).create(name).map_err(err(tmp, name))?;
-    if mode == MergeMode::Copy {
-        stream_column::<T>(sources, name, &ds, &|_, _| {}, tmp)?;
-    }
-    Ok(ds)
 }
 
 /// `/frames` of the self-contained file: created with the first shard's chunk shape and filters,
@@ -465,37 +316,12 @@ fn copy_frames(shards: &[Shard], file: &hdf5::File, src0: &hdf5::Dataset, tmp: &
             for r0 in (0..s.height).step_by(chunk[1]) {
                 for c0 in (0..s.width).step_by(chunk[2]) {
                     let (stored, mask) =
-                        super::chunks::read_chunk(&src, &[f0, r0, c0]).map_err(|m| Error::file(&s.path, m))?;
-                    super::chunks::write_chunk_masked(&ds, &[s.first_frame + f0, r0, c0], &stored, mask)
+                        crate::io::chunks::read_chunk(&src, &[f0, r0, c0]).map_err(|m| Error::file(&s.path, m))?;
+                    crate::io::chunks::write_chunk_masked(&ds, &[s.first_frame + f0, r0, c0], &stored, mask)
                         .map_err(|m| Error::file(tmp, m))?;
                 }
             }
         }
     }
     Ok(ds)
-}
-
-/// `emsim merge`: checks `inputs`, then writes the merged file at `out` (atomically: nothing is
-/// left at `out` if it fails).
-/// Frames shards or counts shards, by the first input's schema.
-pub fn merge(inputs: &[PathBuf], out: &Path, mode: MergeMode, force: bool) -> Result<MergeSummary> {
-    for p in inputs {
-        if std::fs::canonicalize(p).ok().is_some_and(|c| Some(c) == std::fs::canonicalize(out).ok()) {
-            return Err(Error::invalid("--out", format!("{} is one of the shards", out.display())));
-        }
-    }
-    let counts = inputs.first().is_some_and(|p| super::merge_counts::is_counts(p));
-    if counts {
-        use super::merge_counts as mc;
-        let shards = mc::check(inputs.iter().map(|p| mc::inspect(p)).collect::<Result<Vec<_>>>()?)?;
-        let output = super::atomic::Output::new(out, force, "--out")?;
-        let summary = mc::write(&shards, mode, output.tmp(), out)?;
-        output.commit()?;
-        return Ok(summary);
-    }
-    let shards = check(inputs.iter().map(|p| inspect(p)).collect::<Result<Vec<_>>>()?)?;
-    let output = super::atomic::Output::new(out, force, "--out")?;
-    let summary = write(&shards, mode, output.tmp(), out)?;
-    output.commit()?;
-    Ok(summary)
 }

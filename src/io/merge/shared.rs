@@ -1,0 +1,161 @@
+//! What merging frames shards and counts shards share: the mode, the summary, the checks of
+//! configurations and shard ranges, the names of the sources, and the columns copied or mapped.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::io::h5util::{err, open};
+use crate::{Error, Result};
+
+/// Truth rows moved at a time by [`MergeMode::Copy`] (16 MiB of u32).
+pub const ROWS_PER_STEP: usize = 1 << 22;
+
+/// How the merged file holds the shards' data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeMode {
+    /// Virtual datasets reading the shards in place.
+    Virtual,
+    /// A self-contained copy.
+    Copy,
+}
+
+/// What [`super::merge`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MergeSummary {
+    pub shards: usize,
+    pub frames: u64,
+    pub height: u64,
+    pub width: u64,
+    pub electrons: u64,
+    pub mode: &'static str,
+    pub out: String,
+}
+
+/// The configuration without what differs from shard to shard.
+pub fn common_config(c: &Value) -> Value {
+    let mut c = c.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("first_frame");
+        o.remove("frames_in_file");
+        if let Some(cfg) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
+            cfg.remove("shard_index");
+            cfg.remove("shard_count");
+        }
+    }
+    c
+}
+
+/// The first place where two JSON values differ, as a path (`config.height`).
+pub fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => first_difference(u, v, &p),
+                    _ => Some(p),
+                }
+            })
+        }
+        _ if a != b => Some(if at.is_empty() { "(the whole configuration)".into() } else { at.to_string() }),
+        _ => None,
+    }
+}
+
+/// A shard's `config_json` as the single-machine run writes it: shard 0/1, all `total` frames.
+pub fn single_machine_config(config: &Value, total: u64) -> String {
+    let mut config = config.clone();
+    if let Some(o) = config.as_object_mut() {
+        o.insert("first_frame".into(), 0.into());
+        o.insert("frames_in_file".into(), total.into());
+        if let Some(c) = o.get_mut("config").and_then(|v| v.as_object_mut()) {
+            c.insert("shard_index".into(), 0.into());
+            c.insert("shard_count".into(), 1.into());
+        }
+    }
+    config.to_string()
+}
+
+/// Frames `[first, end)` of shard `k` of `n` in a dataset of `total` frames (`emsim frames --shard`).
+pub fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
+    let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
+    (at(k), at(k + 1))
+}
+
+/// How the merged file at `out` names a shard: relative to the merged file's folder when the shard
+/// is in it or below (HDF5 looks there), else absolute.
+pub fn source_name(shard: &Path, out: &Path) -> Result<String> {
+    let abs = std::fs::canonicalize(shard).map_err(|e| Error::file(shard, e))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::file(dir, e))?;
+    let p = abs.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(abs);
+    p.to_str().map(str::to_string).ok_or_else(|| Error::file(shard, "the path is not UTF-8"))
+}
+
+/// A shard's 1-D columns, as [`stream_column`] and [`shared_column`] read them.
+pub struct Source<'a> {
+    pub path: &'a Path,
+    /// The name the merged file gives it ([`source_name`]).
+    pub name: &'a str,
+    pub rows: u64,
+    pub first_frame: u64,
+}
+
+/// Streams column `name` of every source into `dst` in order, [`ROWS_PER_STEP`] rows at a time,
+/// each piece passed through `fix` with its source's first frame on the way.
+pub fn stream_column<T: hdf5::H5Type + Copy>(
+    sources: &[Source],
+    name: &str,
+    dst: &hdf5::Dataset,
+    fix: &dyn Fn(&mut [T], u64),
+    tmp: &Path,
+) -> Result<()> {
+    let mut at = 0usize;
+    for s in sources {
+        let f = open(s.path, "shard")?;
+        let src = f.dataset(name).map_err(err(s.path, name))?;
+        for start in (0..s.rows as usize).step_by(ROWS_PER_STEP) {
+            let end = (start + ROWS_PER_STEP).min(s.rows as usize);
+            let mut v = src.read_slice_1d::<T, _>(start..end).map_err(err(s.path, name))?.to_vec();
+            fix(&mut v, s.first_frame);
+            dst.write_slice(v.as_slice(), at + start..at + end).map_err(err(tmp, name))?;
+        }
+        at += s.rows as usize;
+    }
+    Ok(())
+}
+
+/// Frame indices within a shard made indices within the merged file.
+pub fn add_first_frame(v: &mut [u32], first_frame: u64) {
+    v.iter_mut().for_each(|x| *x += first_frame as u32);
+}
+
+/// Column `name`, the same in the sources and the merged file: a virtual dataset mapping each
+/// source's rows in turn, or (`MergeMode::Copy`) a copy streamed from them.
+pub fn shared_column<T: hdf5::H5Type + Copy>(
+    file: &hdf5::File,
+    sources: &[Source],
+    name: &str,
+    mode: MergeMode,
+    tmp: &Path,
+) -> Result<hdf5::Dataset> {
+    let rows: usize = sources.iter().map(|s| s.rows as usize).sum();
+    let mut b = file.new_dataset::<T>();
+    if mode == MergeMode::Virtual {
+        let mut at = 0usize;
+        for s in sources {
+            let n = s.rows as usize;
+            b = b.virtual_map(s.name, name, n, 0..n, rows, at..at + n);
+            at += n;
+        }
+    }
+    let ds = b.shape(rows).create(name).map_err(err(tmp, name))?;
+    if mode == MergeMode::Copy {
+        stream_column::<T>(sources, name, &ds, &|_, _| {}, tmp)?;
+    }
+    Ok(ds)
+}

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::shared::{
-    MergeMode, MergeSummary, Source, add_first_frame, common_config, first_difference, shard_range, shared_column,
-    single_machine_config, source_name, stream_column,
+    MergeMode, MergeSummary, Source, common_config, first_difference, shard_range, single_machine_config, source_name,
+    write_rows,
 };
 use crate::io::h5util::{err, num_attr, open, read_column, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
@@ -212,40 +212,14 @@ pub fn write(shards: &[CountsShard], mode: MergeMode, tmp: &Path, out: &Path) ->
     if let Some(c) = src0.group("electrons").ok().and_then(|g| str_attr(&g, "convention")) {
         set_str_attr(&g, "convention", &c).map_err(&e)?;
     }
-    let mut offsets = Vec::with_capacity(total as usize + 1);
-    offsets.push(0u64);
-    for s in shards {
-        let f = open(&s.path, "counts file")?;
-        let o = read_column::<u64>(&f, &s.path, "electrons/offsets", Some(s.n_frames as usize + 1))?;
-        let base = *offsets.last().unwrap();
-        offsets.extend(o[1..].iter().map(|v| v + base));
-    }
-    crate::io::h5util::write_column(
-        &g,
-        "offsets",
-        &offsets,
-        "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
-    )
-    .map_err(&e)?;
     let sources: Vec<Source> = shards
         .iter()
         .zip(&names)
-        .map(|(s, name)| Source { path: &s.path, name, rows: s.rows, first_frame: s.first_frame })
+        .map(|(s, name)| Source { path: &s.path, name, rows: s.rows, first_frame: s.first_frame, n_frames: s.n_frames })
         .collect();
-    let units = |path: &str| src0.dataset(path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
-    let frame = file.new_dataset::<u32>().shape(rows as usize).create("electrons/frame").map_err(&e)?;
-    set_str_attr(&frame, "units", &units("electrons/frame")).map_err(&e)?;
-    stream_column::<u32>(&sources, "electrons/frame", &frame, &add_first_frame, tmp)?;
     let sigma = first.sigma_px.then_some(("sigma_px", false));
-    for (name, is_u32) in SHARED.into_iter().chain(sigma) {
-        let path = format!("electrons/{name}");
-        let ds = if is_u32 {
-            shared_column::<u32>(&file, &sources, &path, mode, tmp)?
-        } else {
-            shared_column::<f32>(&file, &sources, &path, mode, tmp)?
-        };
-        set_str_attr(&ds, "units", &units(&path)).map_err(&e)?;
-    }
+    let columns: Vec<(&str, bool)> = SHARED.into_iter().chain(sigma).collect();
+    write_rows(&file, "electrons", &src0, &sources, &columns, mode, tmp)?;
     // The counted images: the sums of the shards'.
     for name in ["counted_image", "counted_image_x2", "counted_image_x4"] {
         let Ok(d0) = src0.dataset(name) else { continue };

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::shared::{
-    MergeMode, MergeSummary, Source, add_first_frame, common_config, first_difference, shard_range, shared_column,
-    single_machine_config, source_name, stream_column,
+    MergeMode, MergeSummary, Source, common_config, first_difference, shard_range, single_machine_config, source_name,
+    write_rows,
 };
 use crate::io::h5util::{err, num_attr, open, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
@@ -234,39 +234,18 @@ pub fn write(shards: &[Shard], mode: MergeMode, tmp: &Path, out: &Path) -> Resul
     if let Some(c) = src0.group("truth").ok().and_then(|g| str_attr(&g, "convention")) {
         set_str_attr(&tg, "convention", &c).map_err(&e)?;
     }
-    let mut offsets = Vec::with_capacity(total as usize + 1);
-    offsets.push(0u64);
-    for s in shards {
-        let f = open(&s.path, "frames shard")?;
-        let o = crate::io::h5util::read_column::<u64>(&f, &s.path, "truth/offsets", Some(s.n_frames as usize + 1))?;
-        let base = *offsets.last().unwrap();
-        offsets.extend(o[1..].iter().map(|v| v + base));
-    }
-    crate::io::h5util::write_column(
-        &tg,
-        "offsets",
-        &offsets,
-        "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
-    )
-    .map_err(&e)?;
     let sources: Vec<Source> = shards
         .iter()
         .zip(&names)
-        .map(|(s, name)| Source { path: &s.path, name, rows: s.truth_rows, first_frame: s.first_frame })
+        .map(|(s, name)| Source {
+            path: &s.path,
+            name,
+            rows: s.truth_rows,
+            first_frame: s.first_frame,
+            n_frames: s.n_frames,
+        })
         .collect();
-    let units = |path: &str| src0.dataset(path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
-    let frame_col = file.new_dataset::<u32>().shape(rows as usize).create("truth/frame").map_err(&e)?;
-    set_str_attr(&frame_col, "units", &units("truth/frame")).map_err(&e)?;
-    stream_column::<u32>(&sources, "truth/frame", &frame_col, &add_first_frame, tmp)?;
-    for (name, is_u32) in SHARED_COLUMNS {
-        let path = format!("truth/{name}");
-        let ds = if is_u32 {
-            shared_column::<u32>(&file, &sources, &path, mode, tmp)?
-        } else {
-            shared_column::<f32>(&file, &sources, &path, mode, tmp)?
-        };
-        set_str_attr(&ds, "units", &units(&path)).map_err(&e)?;
-    }
+    write_rows(&file, "truth", &src0, &sources, &SHARED_COLUMNS, mode, tmp)?;
     file.flush().map_err(&e)?;
     Ok(MergeSummary {
         shards: shards.len(),

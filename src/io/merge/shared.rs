@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::io::h5util::{err, open};
+use crate::io::h5util::{err, open, set_str_attr, str_attr};
 use crate::{Error, Result};
 
 /// Truth rows moved at a time by [`MergeMode::Copy`] (16 MiB of u32).
@@ -103,6 +103,56 @@ pub struct Source<'a> {
     pub name: &'a str,
     pub rows: u64,
     pub first_frame: u64,
+    pub n_frames: u64,
+}
+
+/// The per-electron part of a merged file, in `group` (`truth` or `electrons`, already created):
+/// `offsets` (one running sum of the sources'), `frame` (each source's first frame added), both
+/// stored, and `columns` (name, u32 else f32), virtual or copied by `mode`; units from `src0`.
+pub fn write_rows(
+    file: &hdf5::File,
+    group: &str,
+    src0: &hdf5::File,
+    sources: &[Source],
+    columns: &[(&str, bool)],
+    mode: MergeMode,
+    tmp: &Path,
+) -> Result<()> {
+    let e = err(tmp, "writing the merged file");
+    let total: u64 = sources.iter().map(|s| s.n_frames).sum();
+    let rows: u64 = sources.iter().map(|s| s.rows).sum();
+    let mut offsets = Vec::with_capacity(total as usize + 1);
+    offsets.push(0u64);
+    for s in sources {
+        let f = open(s.path, "shard")?;
+        let name = format!("{group}/offsets");
+        let o = crate::io::h5util::read_column::<u64>(&f, s.path, &name, Some(s.n_frames as usize + 1))?;
+        let base = *offsets.last().unwrap();
+        offsets.extend(o[1..].iter().map(|v| v + base));
+    }
+    let g = file.group(group).map_err(&e)?;
+    crate::io::h5util::write_column(
+        &g,
+        "offsets",
+        &offsets,
+        "index: electrons of frame k are rows [offsets[k], offsets[k+1])",
+    )
+    .map_err(&e)?;
+    let units = |path: &str| src0.dataset(path).ok().and_then(|d| str_attr(&d, "units")).unwrap_or_default();
+    let path = format!("{group}/frame");
+    let frame = file.new_dataset::<u32>().shape(rows as usize).create(path.as_str()).map_err(&e)?;
+    set_str_attr(&frame, "units", &units(&path)).map_err(&e)?;
+    stream_column::<u32>(sources, &path, &frame, &add_first_frame, tmp)?;
+    for &(name, is_u32) in columns {
+        let path = format!("{group}/{name}");
+        let ds = if is_u32 {
+            shared_column::<u32>(file, sources, &path, mode, tmp)?
+        } else {
+            shared_column::<f32>(file, sources, &path, mode, tmp)?
+        };
+        set_str_attr(&ds, "units", &units(&path)).map_err(&e)?;
+    }
+    Ok(())
 }
 
 /// Streams column `name` of every source into `dst` in order, [`ROWS_PER_STEP`] rows at a time,
@@ -130,7 +180,7 @@ pub fn stream_column<T: hdf5::H5Type + Copy>(
 }
 
 /// Frame indices within a shard made indices within the merged file.
-pub fn add_first_frame(v: &mut [u32], first_frame: u64) {
+fn add_first_frame(v: &mut [u32], first_frame: u64) {
     v.iter_mut().for_each(|x| *x += first_frame as u32);
 }
 

@@ -28,6 +28,7 @@ buf = frames.copy()
 print(json.dumps({
     "generate_u16_frames_per_s": rate(lambda: gen.generate(32)),
     "generate_u16_into_frames_per_s": rate(lambda: gen.generate(32, out=buf)),
+    "generate_u16_into_no_truth_frames_per_s": rate(lambda: gen.generate(32, out=buf, truth=False)),
     "count_sigma_given_frames_per_s": rate(lambda: emsim.count(frames, offset_adu=gen.offset_adu, sigma_e=20.0)),
     "count_sigma_estimated_frames_per_s": rate(lambda: emsim.count(frames, offset_adu=gen.offset_adu)),
 }))

@@ -23,6 +23,7 @@ from ._emsim import (  # noqa: F401
     default_library_path,
     default_model_path,
     evaluate,
+    events,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Model",
     "count",
     "evaluate",
+    "events",
     "default_library_path",
     "default_model_path",
     "frame_batches",

@@ -54,6 +54,17 @@ impl Library {
         Ok(Self { inner: Arc::new(lib), path: p.display().to_string() })
     }
 
+    /// Writes the library to an HDF5 file (the layout `emsim events` writes).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| -> emsim::Result<()> {
+            let out = emsim::io::atomic::Output::new(&path, true, "path")?;
+            self.inner.write_h5(out.tmp())?;
+            out.commit()?;
+            Ok(())
+        })
+        .map_err(py_err)
+    }
+
     /// Events in the library.
     #[getter]
     fn n_events(&self) -> usize {
@@ -75,6 +86,48 @@ impl Library {
     fn __repr__(&self) -> String {
         format!("emsim.Library({:?}: {} events, {} um pixels)", self.path, self.n_events(), self.pitch_um())
     }
+}
+
+/// Simulates a library of single electrons (the Monte Carlo of `emsim events`): `preset` names
+/// the sensor and beam (`seed`, `4dcamera`, ...); the other arguments replace its values. The same
+/// seed gives the same events as the command.
+#[pyfunction]
+#[pyo3(signature = (*, preset="seed", count=10000, seed=0, energy_kev=None, tilt_deg=None, pitch_um=None,
+    stack=None, depletion_um=None, device="cpu"))]
+#[allow(clippy::too_many_arguments)]
+fn events(
+    py: Python<'_>,
+    preset: &str,
+    count: i64,
+    seed: u64,
+    energy_kev: Option<f64>,
+    tilt_deg: Option<f64>,
+    pitch_um: Option<f64>,
+    stack: Option<String>,
+    depletion_um: Option<f64>,
+    device: &str,
+) -> PyResult<Library> {
+    if count < 1 {
+        return Err(invalid("count", format!("{count}: expected at least 1 event")));
+    }
+    let req = emsim::events::build::SimulateRequest {
+        preset: preset.to_string(),
+        stack,
+        energy_kev,
+        tilt_deg,
+        pitch_um,
+        depletion_um,
+        count: count as usize,
+        seed,
+        tracks: false,
+    };
+    let lib = py
+        .detach(|| -> emsim::Result<_> {
+            let device = open_device(device).map_err(|e| emsim::Error::Other(e.to_string()))?;
+            emsim::events::build::simulate_library_on(&req, &device, false)
+        })
+        .map_err(py_err)?;
+    Ok(Library { inner: Arc::new(lib), path: String::new() })
 }
 
 /// A trained network (`emsim train`; the shipped models are in assets/models/).
@@ -228,15 +281,17 @@ impl Generator {
     /// [c, c+1) x [r, r+1)), `event` and `deposit_kev`, and `offsets` (electrons of frame k are
     /// rows offsets[k]:offsets[k+1]). With `out` (a C-contiguous (n, H, W) array of the frames'
     /// dtype), the frames are written there and `out` is returned: reusing one array saves
-    /// allocating and faulting in a fresh one on every call.
-    #[pyo3(signature = (n, start=0, out=None))]
+    /// allocating and faulting in a fresh one on every call. With `truth=False` the truth is not
+    /// made and `None` comes back in its place.
+    #[pyo3(signature = (n, start=0, out=None, truth=true))]
     fn generate<'py>(
         &self,
         py: Python<'py>,
         n: i64,
         start: i64,
         out: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+        truth: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyDict>>)> {
         if n <= 0 || start < 0 {
             return Err(invalid("n", format!("n = {n}, start = {start}: expected n >= 1 and start >= 0")));
         }
@@ -272,7 +327,11 @@ impl Generator {
             }
             Slice::F32(a32.as_slice_mut().map_err(|_| bad())?)
         };
-        let (truth, offsets) = py.detach(|| self.fill(start, n, slice)).map_err(py_err)?;
+        let want_truth = truth;
+        let (truth, offsets) = py.detach(|| self.fill(start, n, slice, want_truth)).map_err(py_err)?;
+        if !want_truth {
+            return Ok((frames, None));
+        }
         let t = PyDict::new(py);
         t.set_item("frame", PyArray1::from_vec(py, truth.frame))?;
         t.set_item("x_px", PyArray1::from_vec(py, truth.x_px))?;
@@ -280,7 +339,7 @@ impl Generator {
         t.set_item("event", PyArray1::from_vec(py, truth.event))?;
         t.set_item("deposit_kev", PyArray1::from_vec(py, truth.deposit_kev))?;
         t.set_item("offsets", PyArray1::from_vec(py, offsets))?;
-        Ok((frames, t))
+        Ok((frames, Some(t)))
     }
 
     /// Electrons frame `k` gets (the dataset's draw for that frame).
@@ -314,9 +373,9 @@ enum Slice<'a> {
 }
 
 impl Generator {
-    /// Writes frames `start .. start + n` into `frames` (n whole frames); returns their truth and
-    /// offsets.
-    fn fill(&self, start: u64, n: u64, mut frames: Slice<'_>) -> emsim::Result<(Truth, Vec<u64>)> {
+    /// Writes frames `start .. start + n` into `frames` (n whole frames); returns their truth
+    /// (empty unless `with_truth`) and offsets.
+    fn fill(&self, start: u64, n: u64, mut frames: Slice<'_>, with_truth: bool) -> emsim::Result<(Truth, Vec<u64>)> {
         let g = &self.inner;
         let px = (self.cfg.height * self.cfg.width) as usize;
         let counts: Vec<u32> = (start..start + n).map(|k| self.cfg.electron_count(k)).collect();
@@ -324,7 +383,7 @@ impl Generator {
         for r in g.plan(&counts) {
             let first = start + r.start as u64;
             let at = r.start * px;
-            let b = match (&mut frames, self.device.as_ref()) {
+            let mut b = match (&mut frames, self.device.as_ref()) {
                 // the CPU path hands each frame over as it is made, in the stored type
                 (Slice::U16(v), Device::Cpu) => place_each::<u16>(g, first, &counts[r], &mut v[at..]),
                 (Slice::F32(v), Device::Cpu) => place_each::<f32>(g, first, &counts[r], &mut v[at..]),
@@ -339,8 +398,11 @@ impl Generator {
                     b
                 }
             };
+            g.recycle(std::mem::take(&mut b.frames));
+            if !with_truth {
+                continue;
+            }
             let t = Truth::of(&b, &self.lib, start);
-            g.recycle(b.frames);
             truth.frame.extend(t.frame);
             truth.x_px.extend(t.x_px);
             truth.y_px.extend(t.y_px);
@@ -618,6 +680,7 @@ fn _emsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Generator>()?;
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
+    m.add_function(wrap_pyfunction!(events, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(default_library_path, m)?)?;
     m.add_function(wrap_pyfunction!(default_model_path, m)?)?;

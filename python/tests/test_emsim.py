@@ -58,6 +58,9 @@ def test_frames_and_truth_equal_the_command_line(run):
     got, t3 = gen.generate(6, out=buf)
     assert got is buf and buf.tobytes() == frames.tobytes()
     assert t3["x_px"].tobytes() == truth["x_px"].tobytes()
+    buf[:] = 0
+    got, none = gen.generate(6, out=buf, truth=False)
+    assert none is None and buf.tobytes() == frames.tobytes()
     for wrong in [np.zeros((5, 64, 80), np.uint16), np.zeros((6, 64, 80), np.float32), np.zeros((6, 80, 64), np.uint16).T]:
         with pytest.raises(ValueError, match="out"):
             gen.generate(6, out=wrong)
@@ -125,6 +128,26 @@ def test_stempy_method_equals_stempy_itself(run):
         flat = np.sort(mine["row"][rows].astype(np.int64) * w + mine["col"][rows])
         assert len(theirs) > 0
         assert np.array_equal(flat, theirs), f"frame {k}"
+
+
+def test_events_equal_the_command_line(tmp_path):
+    cli("events", "--preset", "seed", "--energy-kev", "200", "--count", "300", "--seed", "9", "--out", "lib.h5",
+        cwd=tmp_path)
+    lib = emsim.events(preset="seed", energy_kev=200, count=300, seed=9)
+    assert lib.n_events == 300
+    lib.save(str(tmp_path / "mine.h5"))
+    with h5py.File(tmp_path / "lib.h5") as a, h5py.File(tmp_path / "mine.h5") as b:
+        names = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names
+        for n in names:
+            assert a[n][()].tobytes() == b[n][()].tobytes(), n
+    # frames from the library made in Python, as from its file
+    g1 = emsim.Generator(lib, size=(32, 32), electrons=5, seed=1)
+    g2 = emsim.Generator(emsim.Library.load(str(tmp_path / "lib.h5")), size=(32, 32), electrons=5, seed=1)
+    assert g1.generate(2)[0].tobytes() == g2.generate(2)[0].tobytes()
+    with pytest.raises(ValueError, match="preset"):
+        emsim.events(preset="no-such-sensor", count=10)
 
 
 def test_threads_get_the_same_frames(run):

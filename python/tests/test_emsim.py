@@ -213,3 +213,23 @@ def test_torch_dataset_streams_deterministic_batches():
     b = {b: x for b, x in DataLoader(Frames(6, 2, seed=4), batch_size=None, num_workers=0)}
     assert sorted(a) == sorted(b) == list(range(6))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_merged_shards_open_in_h5py_as_one_dataset(tmp_path):
+    """`emsim merge` (docs/formats.md): plain h5py sees one /frames of the full shape, the same as
+    the single-machine file, virtual by default and copied with --copy."""
+    args = ["--frames", "8", "--size", "40x48", "--electrons", "20", "--seed", "2", "--device", "cpu", "-q"]
+    cli("frames", *args, "--out", "one.h5", cwd=tmp_path)
+    for k in range(4):
+        cli("frames", *args, "--shard", f"{k}/4", "--out", f"s{k}.h5", cwd=tmp_path)
+    shards = [f"s{k}.h5" for k in range(4)]
+    cli("merge", *shards, "--out", "all.h5", "-q", cwd=tmp_path)
+    cli("merge", *shards, "--out", "copy.h5", "--copy", "-q", cwd=tmp_path)
+    with h5py.File(tmp_path / "one.h5") as one:
+        for name, virtual in [("all.h5", True), ("copy.h5", False)]:
+            with h5py.File(tmp_path / name) as m:
+                assert m["frames"].shape == (8, 40, 48)
+                assert m["frames"].is_virtual == virtual
+                assert np.array_equal(m["frames"][:], one["frames"][:])
+                for k in ["frame", "x_px", "y_px", "event", "deposit_kev", "offsets"]:
+                    assert np.array_equal(m["truth/" + k][:], one["truth/" + k][:]), k

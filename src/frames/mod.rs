@@ -93,6 +93,13 @@ impl Default for FramesConfig {
     }
 }
 
+/// Global frame indices of shard `k` of `n` in a dataset of `total` frames (`--shard k/N`):
+/// `[k*total/n, (k+1)*total/n)`.
+pub fn shard_frames(k: u64, n: u64, total: u64) -> Range<u64> {
+    let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
+    at(k)..at(k + 1)
+}
+
 /// The dark offset `emsim frames` gives u16 frames unless told: 10 sigma of read noise in ADU,
 /// rounded up to a whole ADU (200 ADU for 20 e- at 1 ADU/e-).
 pub fn auto_offset_adu(noise_sigma_e: f32, gain_adu_per_e: f32) -> f32 {
@@ -175,9 +182,7 @@ impl FramesConfig {
 
     /// Global frame indices of this shard: frames `[k*F/N, (k+1)*F/N)`.
     pub fn shard_range(&self) -> Range<u64> {
-        let f = self.frames as u128;
-        let (k, n) = (self.shard_index as u128, self.shard_count as u128);
-        (k * f / n) as u64..((k + 1) * f / n) as u64
+        shard_frames(self.shard_index as u64, self.shard_count as u64, self.frames)
     }
 
     /// Number of electrons in global frame `frame` (host side, from stream `COUNT`).

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::shared::{
-    MergeMode, MergeSummary, Source, common_config, first_difference, shard_range, single_machine_config, source_name,
-    write_rows,
+    MergeMode, MergeSummary, SetFault, Source, common_config, first_difference, set_fault, single_machine_config,
+    source_name, write_rows,
 };
 use crate::io::h5util::{err, num_attr, open, read_column, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
@@ -134,42 +134,36 @@ pub fn check(mut shards: Vec<CountsShard>) -> Result<Vec<CountsShard>> {
         }
     }
     shards.sort_by_key(|s| s.index);
-    for w in shards.windows(2) {
-        if w[0].index == w[1].index {
-            return Err(Error::file(
-                &w[1].path,
-                format!(
-                    "the counts of shard {}/{} again ({} has them too)",
-                    w[1].index,
-                    w[1].count,
-                    w[0].path.display()
-                ),
-            ));
-        }
-    }
     let n = first.count;
-    let have: Vec<u64> = shards.iter().map(|s| s.index).collect();
-    if let Some(k) = (0..n).find(|k| !have.contains(k)) {
-        return Err(Error::invalid(
+    let keys: Vec<(u64, u64, u64)> = shards.iter().map(|s| (s.index, s.first_frame, s.n_frames)).collect();
+    match set_fault(&keys, n, first.total_frames) {
+        Some(SetFault::Twice(i)) => {
+            let (s, before) = (&shards[i], &shards[i - 1]);
+            Err(Error::file(
+                &s.path,
+                format!("the counts of shard {}/{} again ({} has them too)", s.index, s.count, before.path.display()),
+            ))
+        }
+        Some(SetFault::Missing(k)) => Err(Error::invalid(
             "SHARDS",
             format!("the counts of shard {k}/{n} are missing ({} of {n} files given; all are needed)", shards.len()),
-        ));
-    }
-    for s in &shards {
-        let (a, b) = shard_range(s.index, n, s.total_frames);
-        if s.first_frame != a || s.n_frames != b - a {
-            return Err(Error::file(
+        )),
+        Some(SetFault::Frames(i, r)) => {
+            let s = &shards[i];
+            Err(Error::file(
                 &s.path,
                 format!(
-                    "counts frames {}..{}; shard {}/{n} holds {a}..{b} (counted with --max-frames?)",
+                    "counts frames {}..{}; shard {}/{n} holds {}..{} (counted with --max-frames?)",
                     s.first_frame,
                     s.first_frame + s.n_frames,
-                    s.index
+                    s.index,
+                    r.start,
+                    r.end
                 ),
-            ));
+            ))
         }
+        None => Ok(shards),
     }
-    Ok(shards)
 }
 
 /// Writes the merged counts of checked `shards` to `tmp` (renamed to `out` afterwards).

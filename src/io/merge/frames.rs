@@ -5,13 +5,14 @@
 //! the shards' compressed chunks are copied as stored (direct chunk I/O, no recompression) and the
 //! truth columns streamed, in bounded memory. Layout: `docs/formats.md` ("Merging shards").
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::shared::{
-    MergeMode, MergeSummary, Source, common_config, first_difference, shard_range, single_machine_config, source_name,
-    write_rows,
+    MergeMode, MergeSummary, SetFault, Source, common_config, first_difference, set_fault, single_machine_config,
+    source_name, write_rows,
 };
 use crate::io::h5util::{err, num_attr, open, set_attr, set_str_attr, str_attr};
 use crate::{Error, Result};
@@ -144,37 +145,42 @@ pub fn check(mut shards: Vec<Shard>) -> Result<Vec<Shard>> {
         }
     }
     shards.sort_by_key(|s| s.index);
-    for w in shards.windows(2) {
-        if w[0].index == w[1].index {
-            return Err(Error::file(
-                &w[1].path,
-                format!("shard {}/{} is also {}", w[1].index, w[1].count, w[0].path.display()),
-            ));
-        }
-    }
     let n = first.count;
-    let have: Vec<u64> = shards.iter().map(|s| s.index).collect();
-    if let Some(k) = (0..n).find(|k| !have.contains(k)) {
-        return Err(Error::invalid(
-            "SHARDS",
-            format!("shard {k}/{n} is missing ({} of {n} shards given; all are needed)", shards.len()),
-        ));
-    }
-    for s in &shards {
-        let (a, b) = shard_range(s.index, n, s.total_frames);
-        if s.total_frames != first.total_frames || s.first_frame != a || s.n_frames != b - a {
+    let keys: Vec<(u64, u64, u64)> = shards.iter().map(|s| (s.index, s.first_frame, s.n_frames)).collect();
+    let wrong_frames = |s: &Shard, r: Range<u64>| {
+        Error::file(
+            &s.path,
+            format!(
+                "holds frames {}..{} of {}; shard {}/{n} should hold {}..{} of {} (truncated or damaged?)",
+                s.first_frame,
+                s.first_frame + s.n_frames,
+                s.total_frames,
+                s.index,
+                r.start,
+                r.end,
+                first.total_frames
+            ),
+        )
+    };
+    match set_fault(&keys, n, first.total_frames) {
+        Some(SetFault::Twice(i)) => {
+            let (s, before) = (&shards[i], &shards[i - 1]);
             return Err(Error::file(
                 &s.path,
-                format!(
-                    "holds frames {}..{} of {}; shard {}/{n} should hold {a}..{b} of {} (truncated or damaged?)",
-                    s.first_frame,
-                    s.first_frame + s.n_frames,
-                    s.total_frames,
-                    s.index,
-                    first.total_frames
-                ),
+                format!("shard {}/{} is also {}", s.index, s.count, before.path.display()),
             ));
         }
+        Some(SetFault::Missing(k)) => {
+            return Err(Error::invalid(
+                "SHARDS",
+                format!("shard {k}/{n} is missing ({} of {n} shards given; all are needed)", shards.len()),
+            ));
+        }
+        Some(SetFault::Frames(i, r)) => return Err(wrong_frames(&shards[i], r)),
+        None => {}
+    }
+    if let Some(s) = shards.iter().find(|s| s.total_frames != first.total_frames) {
+        return Err(wrong_frames(s, crate::frames::shard_frames(s.index, n, first.total_frames)));
     }
     Ok(shards)
 }

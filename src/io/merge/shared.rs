@@ -1,6 +1,7 @@
 //! What merging frames shards and counts shards share: the mode, the summary, the checks of
 //! configurations and shard ranges, the names of the sources, and the columns copied or mapped.
 
+use std::ops::Range;
 use std::path::Path;
 
 use serde_json::Value;
@@ -80,10 +81,29 @@ pub fn single_machine_config(config: &Value, total: u64) -> String {
     config.to_string()
 }
 
-/// Frames `[first, end)` of shard `k` of `n` in a dataset of `total` frames (`emsim frames --shard`).
-pub fn shard_range(k: u64, n: u64, total: u64) -> (u64, u64) {
-    let at = |i: u64| (i as u128 * total as u128 / n as u128) as u64;
-    (at(k), at(k + 1))
+/// Why a set of shards is not every shard of a dataset once each.
+pub enum SetFault {
+    /// The shard at this place (in index order) has the index of the one before it.
+    Twice(usize),
+    /// No shard has this index.
+    Missing(u64),
+    /// The shard at this place does not hold the frames its index says, which are these.
+    Frames(usize, Range<u64>),
+}
+
+/// Checks shards given as `(index, first frame, frames)`, sorted by index, against the `n` shards
+/// of a dataset of `total` frames (`emsim frames --shard k/N`).
+pub fn set_fault(shards: &[(u64, u64, u64)], n: u64, total: u64) -> Option<SetFault> {
+    if let Some(i) = (1..shards.len()).find(|&i| shards[i].0 == shards[i - 1].0) {
+        return Some(SetFault::Twice(i));
+    }
+    if let Some(k) = (0..n).find(|k| !shards.iter().any(|s| s.0 == *k)) {
+        return Some(SetFault::Missing(k));
+    }
+    shards.iter().enumerate().find_map(|(i, &(k, first, len))| {
+        let r = crate::frames::shard_frames(k, n, total);
+        (first != r.start || len != r.end - r.start).then_some(SetFault::Frames(i, r))
+    })
 }
 
 /// How the merged file at `out` names a shard: relative to the merged file's folder when the shard

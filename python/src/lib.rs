@@ -535,21 +535,10 @@ fn count<'py>(
         .detach(|| -> emsim::Result<_> {
             let sigma = match cfg.noise_sigma_e {
                 Some(s) => s,
-                None => {
-                    // as emsim count: from the first 4 frames, calibrated
-                    let k = n.min(4) * h * w;
-                    let e = |a: f32| (a - cfg.offset_adu) / cfg.gain_adu_per_e;
-                    let est = match host {
-                        HostAdu::F32(a) => emsim::count::estimate_sigma_e(a[..k].iter().map(|&v| e(v))),
-                        HostAdu::U16(a) => emsim::count::estimate_sigma_e(a[..k].iter().map(|&v| e(v as f32))),
-                    };
-                    est.ok_or_else(|| {
-                        emsim::Error::invalid(
-                            "sigma_e",
-                            "cannot estimate the read noise (no pixel below the dark level)",
-                        )
-                    })?
-                }
+                // as emsim count does
+                None => cfg.estimate_sigma_from_adu(host, h * w).ok_or_else(|| {
+                    emsim::Error::invalid("sigma_e", "cannot estimate the read noise (no pixel below the dark level)")
+                })?,
             };
             if m == Method::Stempy {
                 let st = emsim::count::stempy::StempyCount::new(&cfg, sigma, h, w);

@@ -249,6 +249,31 @@ pub fn load_net_model(model: Option<&std::path::Path>) -> Result<crate::net::mod
     Ok(net)
 }
 
+/// Frames the read-noise estimate of `emsim count` reads: the first 4.
+pub const SIGMA_ESTIMATE_FRAMES: usize = 4;
+
+impl CountConfig {
+    /// The read-noise estimate of `emsim count` when no sigma is given: [`estimate_sigma_e`] of
+    /// the first [`SIGMA_ESTIMATE_FRAMES`] frames of `adu` (frames of `frame_px` pixels), calibrated
+    /// as the kernels do, with this configuration's dark (or offset), gain map and gain.
+    pub fn estimate_sigma_from_adu(&self, adu: HostAdu<'_>, frame_px: usize) -> Option<f32> {
+        match adu {
+            HostAdu::F32(a) => self.estimate_from(a, frame_px),
+            HostAdu::U16(a) => self.estimate_from(a, frame_px),
+        }
+    }
+
+    fn estimate_from<T: Copy + Into<f32>>(&self, adu: &[T], px: usize) -> Option<f32> {
+        let k = adu.len().min(SIGMA_ESTIMATE_FRAMES * px);
+        estimate_sigma_e(adu[..k].iter().enumerate().map(|(i, &a)| {
+            let j = i % px;
+            let d = self.dark.as_ref().map_or(self.offset_adu, |d| d[j]);
+            let g = self.gain_map.as_ref().map_or(1.0, |g| g[j]);
+            (a.into() - d) * g / self.gain_adu_per_e
+        }))
+    }
+}
+
 /// Robust read-noise estimate from calibrated pixel values (electrons): the root mean square of
 /// the negative values. Charge only adds, so negative values are (almost) pure noise, and for
 /// zero-mean Gaussian noise E[x^2 | x < 0] = sigma^2. None if no value is negative.

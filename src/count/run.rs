@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{CountConfig, Counter, Found, Method, estimate_sigma_e};
+use super::{CountConfig, Counter, Found, Method};
 use crate::gpu::{AdapterSummary, Device};
 use crate::io::atomic::Output;
 use crate::io::counts_out::{CountsMeta, CountsWriter, ElectronColumns, StempyWriter};
@@ -125,16 +125,9 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
     let (sigma_e, estimated) = match cfg.noise_sigma_e {
         Some(s) => (s, false),
         None => {
-            let k = n_frames.min(4) as usize;
+            let k = n_frames.min(super::SIGMA_ESTIMATE_FRAMES as u64) as usize;
             let adu = reader.read(0, k)?;
-            let px = (h * w) as usize;
-            let e = adu.iter().enumerate().map(|(i, &a)| {
-                let j = i % px;
-                let d = cfg.dark.as_ref().map_or(cfg.offset_adu, |d| d[j]);
-                let g = cfg.gain_map.as_ref().map_or(1.0, |g| g[j]);
-                (a - d) * g / cfg.gain_adu_per_e
-            });
-            let s = estimate_sigma_e(e).ok_or_else(|| {
+            let s = cfg.estimate_sigma_from_adu(super::HostAdu::F32(&adu), (h * w) as usize).ok_or_else(|| {
                 Error::file(
                     &opts.input,
                     "cannot estimate the read noise (no pixel below the dark level); pass --sigma-e",

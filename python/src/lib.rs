@@ -29,11 +29,15 @@ fn invalid(what: &str, message: impl Into<String>) -> PyErr {
     py_err(emsim::Error::invalid(what, message))
 }
 
-fn open_device(device: &str) -> PyResult<Device> {
+/// The device named by a `device=` argument, with the command's error when the name is unknown.
+fn open_device(device: &str) -> emsim::Result<Device> {
     if !Device::NAMES.contains(&device) {
-        return Err(invalid("device", format!("{device:?}: expected one of {}", Device::NAMES.join(", "))));
+        return Err(emsim::Error::invalid(
+            "device",
+            format!("{device:?}: expected one of {}", Device::NAMES.join(", ")),
+        ));
     }
-    Device::open(device, "auto").map_err(py_err)
+    Device::open(device, "auto")
 }
 
 /// A library of single-electron events (`emsim events`, or the shipped default).
@@ -123,7 +127,7 @@ fn events(
     };
     let lib = py
         .detach(|| -> emsim::Result<_> {
-            let device = open_device(device).map_err(|e| emsim::Error::Other(e.to_string()))?;
+            let device = open_device(device)?;
             emsim::events::build::simulate_library_on(&req, &device, false)
         })
         .map_err(py_err)?;
@@ -268,7 +272,7 @@ impl Generator {
             Some(l) => l.inner.clone(),
             None => Library::load(py, None)?.inner,
         };
-        let device = Arc::new(py.detach(|| open_device(device))?);
+        let device = Arc::new(py.detach(|| open_device(device)).map_err(py_err)?);
         // SAFETY: `lib` and `device` are stored in the same struct as `inner`, which drops first.
         let inner = emsim::frames::Generator::new(cfg.clone(), unsafe { extend(&lib) }, unsafe { extend(&device) })
             .map_err(py_err)?;
@@ -544,7 +548,7 @@ fn count<'py>(
                 let st = emsim::count::stempy::StempyCount::new(&cfg, sigma, h, w);
                 return Ok(st.count_batch(host, 0).0);
             }
-            let device = open_device(device).map_err(|e| emsim::Error::Other(e.to_string()))?;
+            let device = open_device(device)?;
             let counter = Counter::new(cfg.clone(), h as u32, w as u32, sigma, &device)?;
             let found = match host {
                 HostAdu::F32(a) => counter.count(a)?,

@@ -177,6 +177,8 @@ def test_threads_get_the_same_frames(run):
         (lambda: emsim.Generator(size=(-4, 8)), ValueError, ["size", "positive"]),
         (lambda: emsim.Generator(size=(8, 8), dtype="f64"), ValueError, ["dtype"]),
         (lambda: emsim.Generator(size=(8, 8), device="tpu"), ValueError, ["device", "tpu"]),
+        (lambda: emsim.count(np.zeros((1, 8, 8), np.float32), sigma_e=1.0, device="tpu"), ValueError, ["device", "tpu"]),
+        (lambda: emsim.events(count=10, device="tpu"), ValueError, ["device", "tpu"]),
         (lambda: emsim.Generator(size=(8, 8)).generate(0), ValueError, ["n = 0"]),
         (lambda: emsim.Library.load("/no/such/library.h5"), OSError, ["/no/such/library.h5", "not found"]),
         (lambda: emsim.evaluate({"x_px": np.zeros(1, np.float32)}, {}), ValueError, ["offsets"]),

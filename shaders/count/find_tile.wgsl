@@ -5,7 +5,8 @@
 // memory (count/calibrate_common.wgsl), writes the tile's q (count/suppress and the network read
 // it), computes the 3x3 sums of the tile and a 1-pixel border there and tests each pixel as
 // count/find does: local maximum of the sums (ties won by the lower flat index), thresholds on the
-// largest q of its 3x3; or, with the pixel finder, local maximum of q and `pixel_class`. Candidates are appended to `pre` and marked in `marks` for count/suppress.
+// largest q of its 3x3; or, with the pixel finder, local maximum of q and `pixel_class`.
+// Candidates are appended to `pre` and marked in `marks` for count/suppress.
 // Integer arithmetic after the calibration: exactly count/calibrate's, count/sum3's and
 // count/find's results. The raw values come through `adu_value(i)` (count/adu_f32.wgsl or
 // count/adu_u16.wgsl, prepended).

@@ -90,7 +90,8 @@ pub(crate) enum EvalCmd {
         dev: DeviceArgs,
     },
     /// Recall and precision against dose: frames at each dose, counted with a centroid, the network,
-    /// the network with --split-pairs and stempy's counter (table + PNG).
+    /// the network with --split-pairs, stempy's counter and the centroid on the 3x3-sum finder
+    /// (table + PNG).
     Dose(DoseArgs),
     /// MTF (slanted knife edge), noise power and DQE of the integrating mode, the counting methods
     /// and a perfect counter, through frames and count, at chosen doses (table, JSON, PNG;

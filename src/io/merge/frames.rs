@@ -1,5 +1,6 @@
-//! `emsim merge` of frames shards (`emsim frames --shard k/N`): one file for the whole dataset. By default the merged file holds HDF5 virtual datasets that read the shards where they
-//! are (nothing is copied: `/frames` and the truth columns `x_px`, `y_px`, `event`,
+//! `emsim merge` of frames shards (`emsim frames --shard k/N`): one file for the whole dataset.
+//! By default the merged file holds HDF5 virtual datasets that read the shards where they are
+//! (nothing is copied: `/frames` and the truth columns `x_px`, `y_px`, `event`,
 //! `deposit_kev`); the two columns whose values change, `/truth/frame` (the shard's first frame
 //! added) and `/truth/offsets` (one running sum), are stored. With `copy`, a self-contained file:
 //! the shards' compressed chunks are copied as stored (direct chunk I/O, no recompression) and the

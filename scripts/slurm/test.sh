@@ -29,15 +29,30 @@ chmod 755 "$D"
 cleanup() {
     local rc=$?
     [ -f "$D/slurm.conf" ] && SLURM_CONF=$D/slurm.conf scontrol shutdown >/dev/null 2>&1 || true
+    local pids=() p pid
     for p in slurmd slurmctld; do
-        [ -f "$D/$p.pid" ] && $SUDO kill "$(cat "$D/$p.pid")" 2>/dev/null || true
+        if [ -f "$D/$p.pid" ]; then pids+=("$(cat "$D/$p.pid")"); fi
     done
-    [ -n "${started_munge:-}" ] && $SUDO pkill -x munged 2>/dev/null || true
+    for pid in "${pids[@]}"; do $SUDO kill "$pid" 2>/dev/null || true; done
+    # the daemons save their state on the way down: wait for them before removing their folder
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do if $SUDO kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+        [ $alive = 0 ] && break
+        sleep 0.2
+    done
+    if [ -n "${started_munge:-}" ]; then $SUDO pkill -x munged 2>/dev/null || true; fi
     if [ $rc != 0 ]; then
         log "failed; the daemons' logs:"
         tail -n 20 "$D"/*.log "$D"/run/logs/* 2>/dev/null >&2 || true
     fi
-    [ -n "${KEEP:-}" ] && log "kept $D" || $SUDO rm -rf "$D"
+    if [ -n "${KEEP:-}" ]; then
+        log "kept $D"
+    else
+        for _ in 1 2 3 4 5; do $SUDO rm -rf "$D" 2>/dev/null && break; sleep 1; done
+        if [ -e "$D" ]; then log "could not remove $D (a daemon still writing there); remove it by hand"; fi
+    fi
+    exit $rc
 }
 trap cleanup EXIT
 

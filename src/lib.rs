@@ -27,6 +27,15 @@ pub fn generator() -> String {
     format!("emsim {}", env!("CARGO_PKG_VERSION"))
 }
 
+/// The peak resident memory of this process so far, MiB (Linux: `VmHWM` of `/proc/self/status`;
+/// None elsewhere). Reported by `count --json` and `eval --json`, for sizing cluster jobs.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// The default network for `count --method net` (the trained `fast-neighbours` preset), in `assets/models/`.
 pub fn default_model_path() -> std::path::PathBuf {
     shipped_model_path("fast-neighbours")

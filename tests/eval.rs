@@ -318,6 +318,7 @@ fn opts(counts: &[&Path], truth: &Path) -> EvalOptions {
         radius_px: 1.5,
         json: None,
         plots: None,
+        limits: Default::default(),
     }
 }
 

@@ -308,6 +308,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         radius_px: a.radius_px,
         json: a.json.filter(|_| !to_stdout),
         plots: a.plots,
+        limits: Default::default(),
     };
     let report = emsim::eval::run(&opts)?;
     if to_stdout {

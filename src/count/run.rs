@@ -75,6 +75,8 @@ pub struct CountSummary {
     /// The network's activation storage (`f32`, `f16`) when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<&'static str>,
+    /// Peak resident memory of the process (Linux), MiB.
+    pub peak_memory_mib: Option<f64>,
 }
 
 /// The output path of method `m`: `{method}` in the template is replaced by its name (with one
@@ -280,6 +282,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         outputs: paths,
         adapter: device.adapter().cloned(),
         net_precision: net_precision.map(|p| p.name()),
+        peak_memory_mib: crate::peak_memory_mib(),
     })
 }
 

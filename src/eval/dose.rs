@@ -147,6 +147,7 @@ pub fn run(o: &DoseOptions, lib: &EventLibrary, device: &Device) -> Result<DoseR
             radius_px: o.radius_px,
             json: None,
             plots: None,
+            limits: Default::default(),
         })?;
         let sum3_name = format!("{} sum3", o.centroid.name());
         let names = [o.centroid.name(), "net", "net+split", "stempy", &sum3_name];

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::matching::{Points, match_points_with_limit};
 use super::read::{CountsSet, TruthSet};
+use super::sketch::Sketch;
 
 /// One matched pair of a whole file: global row indices and the offset `found - true`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,11 +92,6 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn mean(v: impl ExactSizeIterator<Item = f64>) -> f64 {
-    let n = v.len();
-    if n == 0 { f64::NAN } else { v.sum::<f64>() / n as f64 }
-}
-
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { f64::NAN } else { a as f64 / b as f64 }
 }
@@ -129,6 +125,10 @@ pub struct MethodMetrics {
     pub p99_error_um: f64,
     pub min_error_um: f64,
     pub max_error_um: f64,
+    /// 0 when the percentiles (median, p90, p95, p99) are exact; else they come from a histogram
+    /// with bins this wide (files with more matched electrons than `emsim eval` keeps, see
+    /// docs/counting.md).
+    pub percentile_resolution_px: f64,
     /// Mean of `found - true` in x (column) and y (row), pixels.
     pub mean_dx_px: f64,
     pub mean_dy_px: f64,
@@ -142,25 +142,54 @@ pub struct MethodMetrics {
     pub median_error_common_px: Option<f64>,
 }
 
-impl MethodMetrics {
-    /// Metrics from matched pairs. `pixel_size_um` converts pixels to micrometres.
-    pub fn compute(
+/// Running statistics of matched pairs: the error distribution (a [`Sketch`] over `[0, radius]`)
+/// and the sums for the bias.
+#[derive(Clone, Debug)]
+pub struct PairStats {
+    pub errors: Sketch,
+    dx: f64,
+    dy: f64,
+    abs_dx: f64,
+    abs_dy: f64,
+}
+
+/// Bins of the error histogram once more than the exact limit of errors were added.
+pub const ERROR_BINS: usize = 1 << 16;
+
+impl PairStats {
+    /// Exact percentiles up to `exact_values` pairs, then a histogram of [`ERROR_BINS`] bins over
+    /// `[0, radius_px]`.
+    pub fn new(radius_px: f64, exact_values: usize) -> Self {
+        let hi = if radius_px > 0.0 && radius_px.is_finite() { radius_px } else { 1.0 };
+        Self { errors: Sketch::new(0.0, hi, ERROR_BINS, exact_values), dx: 0.0, dy: 0.0, abs_dx: 0.0, abs_dy: 0.0 }
+    }
+
+    pub fn push(&mut self, p: &MatchedPair) {
+        self.errors.push(p.dist_px);
+        self.dx += p.dx_px;
+        self.dy += p.dy_px;
+        self.abs_dx += p.dx_px.abs();
+        self.abs_dy += p.dy_px.abs();
+    }
+
+    /// The metrics of one method. `pixel_size_um` converts pixels to micrometres.
+    pub fn metrics(
+        &mut self,
         method: &str,
         file: &str,
         n_true: u64,
         n_found: u64,
-        pairs: &[MatchedPair],
         pixel_size_um: f64,
         radius_px: f64,
-    ) -> Self {
-        let mut d: Vec<f64> = pairs.iter().map(|p| p.dist_px).collect();
-        d.sort_by(f64::total_cmp);
-        let n = pairs.len() as u64;
-        let q = |p: f64| quantile(&d, p);
-        let (mean_e, med, p90, p95, p99) = (mean(d.iter().copied()), q(0.5), q(0.9), q(0.95), q(0.99));
-        let (min, max) = (d.first().copied().unwrap_or(f64::NAN), d.last().copied().unwrap_or(f64::NAN));
+    ) -> MethodMetrics {
+        let d = &mut self.errors;
+        let n = d.len();
+        let (mean_e, med, p90, p95, p99) =
+            (d.mean(), d.quantile(0.5), d.quantile(0.9), d.quantile(0.95), d.quantile(0.99));
+        let (min, max) = (d.min(), d.max());
         let um = pixel_size_um;
-        Self {
+        let per = |v: f64| if n == 0 { f64::NAN } else { v / n as f64 };
+        MethodMetrics {
             method: method.to_string(),
             file: file.to_string(),
             radius_px,
@@ -176,7 +205,7 @@ impl MethodMetrics {
             p99_error_px: p99,
             min_error_px: min,
             max_error_px: max,
-            rms_error_px: mean(d.iter().map(|e| e * e)).sqrt(),
+            rms_error_px: d.rms(),
             mean_error_um: mean_e * um,
             median_error_um: med * um,
             p90_error_um: p90 * um,
@@ -184,10 +213,11 @@ impl MethodMetrics {
             p99_error_um: p99 * um,
             min_error_um: min * um,
             max_error_um: max * um,
-            mean_dx_px: mean(pairs.iter().map(|p| p.dx_px)),
-            mean_dy_px: mean(pairs.iter().map(|p| p.dy_px)),
-            mean_abs_dx_px: mean(pairs.iter().map(|p| p.dx_px.abs())),
-            mean_abs_dy_px: mean(pairs.iter().map(|p| p.dy_px.abs())),
+            percentile_resolution_px: d.resolution(),
+            mean_dx_px: per(self.dx),
+            mean_dy_px: per(self.dy),
+            mean_abs_dx_px: per(self.abs_dx),
+            mean_abs_dy_px: per(self.abs_dy),
             greedy_components: 0,
             greedy_points: 0,
             mean_error_common_px: None,
@@ -196,12 +226,24 @@ impl MethodMetrics {
     }
 }
 
-/// Mean and median of `errors` (one per true electron, NaN = unmatched) over the rows where
-/// `keep` is true; `keep[i]` = matched by every method.
-pub fn common_stats(errors: &[f64], keep: &[bool]) -> (f64, f64) {
-    let mut v: Vec<f64> = errors.iter().zip(keep).filter(|&(_, &k)| k).map(|(&e, _)| e).collect();
-    v.sort_by(f64::total_cmp);
-    (mean(v.iter().copied()), quantile(&v, 0.5))
+impl MethodMetrics {
+    /// Metrics from matched pairs (every error kept: exact percentiles). `pixel_size_um` converts
+    /// pixels to micrometres.
+    pub fn compute(
+        method: &str,
+        file: &str,
+        n_true: u64,
+        n_found: u64,
+        pairs: &[MatchedPair],
+        pixel_size_um: f64,
+        radius_px: f64,
+    ) -> Self {
+        let mut st = PairStats::new(radius_px, usize::MAX);
+        for p in pairs {
+            st.push(p);
+        }
+        st.metrics(method, file, n_true, n_found, pixel_size_um, radius_px)
+    }
 }
 
 #[cfg(test)]

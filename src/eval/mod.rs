@@ -21,6 +21,8 @@ pub mod matching;
 pub mod metrics;
 pub mod plots;
 pub mod read;
+pub mod sketch;
+pub mod stream;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,9 +31,11 @@ use crate::io::atomic::Output;
 use crate::{Error, Result};
 pub use matching::{DEFAULT_RADIUS_PX, MAX_EXACT_COMPONENT};
 pub use metrics::MethodMetrics;
-use metrics::{MethodMatch, common_stats, match_sets, quantile};
-use read::check_same_dataset;
+use read::{CountsFile, TruthFile, check_same_dataset};
 pub use read::{CountsSet, TruthSet, read_counts, read_truth};
+use sketch::Sketch;
+pub use stream::StreamLimits;
+use stream::{Scatter, Streamed};
 
 pub const SCHEMA: &str = "emsim-eval/1";
 
@@ -50,6 +54,8 @@ pub struct EvalOptions {
     pub json: Option<PathBuf>,
     /// Write PNG plots into this folder (created if missing; its parent must exist).
     pub plots: Option<PathBuf>,
+    /// How much is held in memory at once (the default suits files of any size).
+    pub limits: StreamLimits,
 }
 
 /// One point of a sigma-cut curve: found electrons with `sigma_px <= sigma_cut_px` only.
@@ -92,6 +98,8 @@ pub struct EvalReport {
     pub sigma_cuts: Vec<SigmaCurve>,
     /// PNG files written (`--plots`).
     pub plots: Vec<String>,
+    /// Peak resident memory of the process (Linux), MiB: bounded whatever the size of the files.
+    pub peak_memory_mib: Option<f64>,
 }
 
 /// Reads, checks, matches, measures; writes `--json` and `--plots` when asked.
@@ -112,54 +120,16 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         check_plots_dir(dir)?;
     }
 
-    let truth = read_truth(&opts.truth)?;
-    let counts: Vec<CountsSet> = opts.counts.iter().map(|p| read_counts(p)).collect::<Result<_>>()?;
+    let truth = TruthFile::open(&opts.truth)?;
+    let counts: Vec<CountsFile> = opts.counts.iter().map(|p| CountsFile::open(p)).collect::<Result<_>>()?;
     for c in &counts {
-        check_same_dataset(&truth, c)?;
+        check_same_dataset(&truth.meta, &c.meta)?;
     }
-    let matches: Vec<MethodMatch> = counts.iter().map(|c| match_sets(&truth, c, r, MAX_EXACT_COMPONENT)).collect();
-
-    let n_true = truth.len();
     // The radius as typed (0.6, not 0.6000000238) for the report.
     let radius_report: f64 = r.to_string().parse().unwrap_or(r as f64);
-    let errors: Vec<Vec<f64>> = matches.iter().map(|m| m.error_by_truth_row(n_true)).collect();
-    let mut methods: Vec<MethodMetrics> = counts
-        .iter()
-        .zip(&matches)
-        .map(|(c, m)| {
-            let mut mm = MethodMetrics::compute(
-                &c.method,
-                &c.path.display().to_string(),
-                n_true as u64,
-                c.len() as u64,
-                &m.pairs,
-                truth.pixel_size_um,
-                radius_report,
-            );
-            mm.greedy_components = m.greedy_components;
-            mm.greedy_points = m.greedy_points;
-            mm
-        })
-        .collect();
-    let mut n_matched_by_all = None;
-    if counts.len() > 1 {
-        let all: Vec<bool> = (0..n_true).map(|i| errors.iter().all(|e| !e[i].is_nan())).collect();
-        n_matched_by_all = Some(all.iter().filter(|&&k| k).count() as u64);
-        for (mm, e) in methods.iter_mut().zip(&errors) {
-            let (mean, median) = common_stats(e, &all);
-            mm.mean_error_common_px = Some(mean);
-            mm.median_error_common_px = Some(median);
-        }
-    }
-    let sigma_cuts: Vec<SigmaCurve> = counts
-        .iter()
-        .zip(&matches)
-        .filter_map(|(c, m)| {
-            let s = c.sigma_px.as_ref()?;
-            Some(SigmaCurve { method: c.method.clone(), points: sigma_cut_curve(s, m, n_true) })
-        })
-        .collect();
-
+    let mut streamed = stream::evaluate(&truth, &counts, r, radius_report, &opts.limits)?;
+    let n_true = truth.len();
+    let truth = &truth.meta;
     let mut report = EvalReport {
         schema: SCHEMA.into(),
         generator: crate::generator(),
@@ -171,15 +141,20 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
         pixel_size_um: truth.pixel_size_um,
         radius_px: radius_report,
         max_exact_component: MAX_EXACT_COMPONENT,
-        n_matched_by_all,
-        methods,
-        sigma_cuts,
+        n_matched_by_all: streamed.n_matched_by_all,
+        methods: std::mem::take(&mut streamed.methods),
+        sigma_cuts: std::mem::take(&mut streamed.sigma_cuts),
         plots: Vec::new(),
+        peak_memory_mib: None,
     };
     if let Some(dir) = &opts.plots {
-        report.plots =
-            write_eval_plots(dir, &report, &counts, &errors)?.into_iter().map(|p| p.display().to_string()).collect();
+        let paths: Vec<&Path> = counts.iter().map(|c| c.meta.path.as_path()).collect();
+        report.plots = write_eval_plots(dir, &report, &paths, &mut streamed)?
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect();
     }
+    report.peak_memory_mib = crate::peak_memory_mib();
     if let Some(out) = json_out {
         let text = serde_json::to_string_pretty(&report).map_err(|e| Error::file(out.final_path(), e))?;
         std::fs::write(out.tmp(), text + "\n").map_err(|e| Error::file(out.final_path(), e))?;
@@ -203,39 +178,14 @@ fn check_plots_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Recall, precision and error when only found electrons with `sigma_px <= cut` are kept, for
-/// cuts at 5 %, 10 %, ... 100 % of the found electrons ordered by sigma.
-fn sigma_cut_curve(sigma: &[f32], m: &MethodMatch, n_true: usize) -> Vec<SigmaCutPoint> {
-    let mut sorted: Vec<f64> = sigma.iter().map(|&s| s as f64).filter(|s| !s.is_nan()).collect();
-    sorted.sort_by(f64::total_cmp);
-    let mut out = Vec::new();
-    for step in 1..=SIGMA_CUT_STEPS {
-        let cut = quantile(&sorted, step as f64 / SIGMA_CUT_STEPS as f64);
-        let kept_found = sorted.partition_point(|&s| s <= cut);
-        let mut d: Vec<f64> =
-            m.pairs.iter().filter(|p| (sigma[p.found_row as usize] as f64) <= cut).map(|p| p.dist_px).collect();
-        d.sort_by(f64::total_cmp);
-        let mean = if d.is_empty() { f64::NAN } else { d.iter().sum::<f64>() / d.len() as f64 };
-        out.push(SigmaCutPoint {
-            sigma_cut_px: cut,
-            kept_fraction: kept_found as f64 / sigma.len().max(1) as f64,
-            recall: d.len() as f64 / n_true.max(1) as f64,
-            precision: if kept_found == 0 { f64::NAN } else { d.len() as f64 / kept_found as f64 },
-            mean_error_px: mean,
-            median_error_px: quantile(&d, 0.5),
-        });
-    }
-    out
-}
-
 /// Labels of the methods for legends: the method name, with the file name when names repeat.
-fn labels(methods: &[MethodMetrics], counts: &[CountsSet]) -> Vec<String> {
+fn labels(methods: &[MethodMetrics], paths: &[&Path]) -> Vec<String> {
     methods
         .iter()
-        .zip(counts)
-        .map(|(m, c)| {
+        .zip(paths)
+        .map(|(m, p)| {
             if methods.iter().filter(|o| o.method == m.method).count() > 1 {
-                let stem = c.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
                 format!("{} ({stem})", m.method)
             } else {
                 m.method.clone()
@@ -250,39 +200,29 @@ fn file_safe(s: &str) -> String {
 }
 
 /// Error histogram, cumulative curve, method-vs-method scatter plots and the sigma-cut curve.
-fn write_eval_plots(
-    dir: &Path,
-    report: &EvalReport,
-    counts: &[CountsSet],
-    errors: &[Vec<f64>],
-) -> Result<Vec<PathBuf>> {
-    use plots::{Chart, Sample, Series};
+fn write_eval_plots(dir: &Path, report: &EvalReport, paths: &[&Path], streamed: &mut Streamed) -> Result<Vec<PathBuf>> {
+    use plots::{Chart, Series};
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e} [--plots]")))?;
-    let labels = labels(&report.methods, counts);
+    let labels = labels(&report.methods, paths);
     let r = report.radius_px;
-    let matched: Vec<Vec<f64>> =
-        errors.iter().map(|e| e.iter().copied().filter(|v| !v.is_nan()).collect::<Vec<f64>>()).collect();
     let mut written = Vec::new();
 
     let title = format!("Position error of matched electrons (radius {r} px)");
     let mut chart = Chart::new(&title, "error (px)", "electrons per bin");
     chart.x_range = Some((0.0, r));
-    let samples: Vec<Sample> = labels.iter().zip(&matched).map(|(l, v)| Sample { label: l, values: v }).collect();
+    let counts: Vec<Vec<u64>> = streamed.errors.iter().map(|e| e.bin_counts(0.0, r, 60)).collect();
+    let binned: Vec<(&str, &[u64])> = labels.iter().zip(&counts).map(|(l, c)| (l.as_str(), c.as_slice())).collect();
     let p = dir.join("error_histogram.png");
-    plots::histogram(&p, &chart, &samples, 60)?;
+    plots::histogram_counts(&p, &chart, &binned, (0.0, r))?;
     written.push(p);
 
     // Fraction of all true electrons found within a given error (ends at the recall).
     let n_true = report.n_true.max(1) as f64;
-    let curves: Vec<Vec<(f64, f64)>> = matched
-        .iter()
-        .map(|v| {
-            let mut s = v.clone();
-            s.sort_by(f64::total_cmp);
-            (0..=300)
-                .map(|i| r * i as f64 / 300.0)
-                .map(|x| (x, s.partition_point(|&e| e <= x) as f64 / n_true))
-                .collect()
+    let curves: Vec<Vec<(f64, f64)>> = streamed
+        .errors
+        .iter_mut()
+        .map(|e: &mut Sketch| {
+            (0..=300).map(|i| r * i as f64 / 300.0).map(|x| (x, e.count_le(x) as f64 / n_true)).collect()
         })
         .collect();
     let title = format!("Cumulative error ({} true electrons)", report.n_true);
@@ -295,24 +235,17 @@ fn write_eval_plots(
     plots::line_chart(&p, &chart, &series)?;
     written.push(p);
 
-    for a in 0..labels.len() {
-        for b in a + 1..labels.len() {
-            let pts: Vec<(f64, f64)> = errors[a]
-                .iter()
-                .zip(&errors[b])
-                .filter(|(x, y)| !x.is_nan() && !y.is_nan())
-                .map(|(&x, &y)| (x, y))
-                .collect();
-            let title = format!("Error per true electron matched by both ({} electrons)", pts.len());
-            let (xl, yl) = (format!("{} error (px)", labels[a]), format!("{} error (px)", labels[b]));
-            let mut chart = Chart::new(&title, &xl, &yl);
-            chart.x_range = Some((0.0, r));
-            chart.y_range = Some((0.0, r));
-            chart.size = (750, 700);
-            let p = dir.join(format!("error_scatter_{}_vs_{}.png", file_safe(&labels[a]), file_safe(&labels[b])));
-            plots::scatter(&p, &chart, &[Series { label: "", points: &pts }], true)?;
-            written.push(p);
-        }
+    for Scatter { a, b, n_both, stride, points } in &streamed.scatter {
+        let shown = if *stride > 1 { format!(", every {stride}th true electron shown") } else { String::new() };
+        let title = format!("Error per true electron matched by both ({n_both} electrons{shown})");
+        let (xl, yl) = (format!("{} error (px)", labels[*a]), format!("{} error (px)", labels[*b]));
+        let mut chart = Chart::new(&title, &xl, &yl);
+        chart.x_range = Some((0.0, r));
+        chart.y_range = Some((0.0, r));
+        chart.size = (750, 700);
+        let p = dir.join(format!("error_scatter_{}_vs_{}.png", file_safe(&labels[*a]), file_safe(&labels[*b])));
+        plots::scatter(&p, &chart, &[Series { label: "", points }], true)?;
+        written.push(p);
     }
 
     if !report.sigma_cuts.is_empty() {

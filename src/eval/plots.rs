@@ -252,14 +252,22 @@ pub fn histogram(path: &Path, chart: &Chart, samples: &[Sample], bins: usize) ->
     let (lo, hi) =
         chart.x_range.unwrap_or_else(|| data_range(samples.iter().flat_map(|s| s.values.iter().copied()), false));
     let counts: Vec<Vec<u64>> = samples.iter().map(|s| bin_counts(s.values, lo, hi, bins)).collect();
-    let peak = counts.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let binned: Vec<(&str, &[u64])> = samples.iter().zip(&counts).map(|(s, c)| (s.label, c.as_slice())).collect();
+    histogram_counts(path, chart, &binned, (lo, hi))
+}
+
+/// Overlaid histograms already binned: `(label, counts)` per sample, equal bins over `lo..hi`.
+pub fn histogram_counts(path: &Path, chart: &Chart, samples: &[(&str, &[u64])], (lo, hi): (f64, f64)) -> Result<()> {
+    let bins = samples.first().map_or(1, |s| s.1.len()).max(1);
+    let counts: Vec<&[u64]> = samples.iter().map(|s| s.1).collect();
+    let peak = counts.iter().flat_map(|c| c.iter()).copied().max().unwrap_or(0).max(1) as f64;
     let y = chart.y_range.unwrap_or(if chart.log_y { (0.5, peak * 2.0) } else { (0.0, peak * 1.05) });
     let floor = y.0;
     let w = (hi - lo) / bins as f64;
-    let legend = samples.iter().any(|s| !s.label.is_empty());
+    let legend = samples.iter().any(|s| !s.0.is_empty());
     render(path, chart.size, |root| {
         with_chart!(root, chart, (lo, hi), y, legend, |ctx| {
-            for (i, (s, c)) in samples.iter().zip(&counts).enumerate() {
+            for (i, (&(label, _), c)) in samples.iter().zip(&counts).enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 let bars = c.iter().enumerate().filter(|&(_, &n)| n as f64 > floor).map(|(b, &n)| {
                     let x0 = lo + b as f64 * w;
@@ -274,9 +282,9 @@ pub fn histogram(path: &Path, chart: &Chart, samples: &[Sample], bins: usize) ->
                 }
                 steps.push((hi, floor));
                 let drawn = ctx.draw_series(LineSeries::new(steps, color.stroke_width(2)))?;
-                if !s.label.is_empty() {
+                if !label.is_empty() {
                     drawn
-                        .label(s.label)
+                        .label(label)
                         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], color.mix(0.5).filled()));
                 }
             }

@@ -1,6 +1,10 @@
 //! Readers of the truth (an `emsim-frames/1` HDF5 file) and of counted electrons
 //! (`emsim-counts/1`), and the check that they come from the same dataset. Layouts:
 //! `docs/formats.md` ("Frames dataset", "Counted electrons").
+//!
+//! [`TruthFile`] and [`CountsFile`] read only the attributes and the per-frame offsets when opened;
+//! their columns are read a range of frames at a time, so that `emsim eval` holds a block of
+//! electrons, not the whole file. (A `--format npy` truth folder is read whole.)
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -113,9 +117,8 @@ fn pitch_attr(loc: &hdf5::Location, path: &Path, hint: &str) -> Result<f64> {
     Ok(v)
 }
 
-/// Checks the CSR offsets, the frame column and the coordinates of a point set.
-fn check_points(path: &Path, group: &str, offsets: &[u64], frame: &[u32], x: &[f32], y: &[f32]) -> Result<()> {
-    let n = x.len();
+/// Checks that CSR offsets rise from 0 to `n` rows.
+fn check_offsets(path: &Path, group: &str, offsets: &[u64], n: usize) -> Result<()> {
     if offsets.is_empty()
         || offsets[0] != 0
         || *offsets.last().unwrap() != n as u64
@@ -126,53 +129,181 @@ fn check_points(path: &Path, group: &str, offsets: &[u64], frame: &[u32], x: &[f
             format!("/{group}/offsets must rise from 0 to {n} (the number of rows of /{group}/x_px)"),
         ));
     }
+    Ok(())
+}
+
+/// Checks the frame column and the coordinates of a block of rows: block offsets start at 0,
+/// block frame `k` is file frame `frame0 + k` and block row `i` is file row `row0 + i`.
+fn check_block(
+    path: &Path,
+    group: &str,
+    (frame0, row0): (usize, usize),
+    offsets: &[u64],
+    frame: &[u32],
+    x: &[f32],
+    y: &[f32],
+) -> Result<()> {
     for k in 0..offsets.len() - 1 {
         let rows = offsets[k] as usize..offsets[k + 1] as usize;
-        if let Some(i) = rows.clone().find(|&i| frame[i] as usize != k) {
+        if let Some(i) = rows.clone().find(|&i| frame[i] as usize != frame0 + k) {
+            let (r, f) = (row0 + i, frame0 + k);
             return Err(Error::file(
                 path,
-                format!("/{group}/frame[{i}] = {} but /{group}/offsets puts row {i} in frame {k}", frame[i]),
+                format!("/{group}/frame[{r}] = {} but /{group}/offsets puts row {r} in frame {f}", frame[i]),
             ));
         }
     }
-    if let Some(i) = (0..n).find(|&i| !(x[i].is_finite() && y[i].is_finite())) {
-        return Err(Error::file(path, format!("/{group} row {i}: point ({}, {}) is not finite", x[i], y[i])));
+    if let Some(i) = (0..x.len()).find(|&i| !(x[i].is_finite() && y[i].is_finite())) {
+        let r = row0 + i;
+        return Err(Error::file(path, format!("/{group} row {r}: point ({}, {}) is not finite", x[i], y[i])));
     }
     Ok(())
 }
 
-/// Reads the truth of an `emsim-frames/1` dataset: an HDF5 file, or a `--format npy` folder.
+/// Checks the root attribute `schema`.
+fn check_schema(f: &hdf5::File, path: &Path, expected: &str, hint: &str) -> Result<()> {
+    match str_attr(f, "schema") {
+        Some(s) if s == expected => Ok(()),
+        Some(s) => Err(Error::file(path, format!("schema '{s}', expected '{expected}' ({hint})"))),
+        None => Err(Error::file(path, format!("missing attribute schema ({hint})"))),
+    }
+}
+
+/// Where a set's columns come from.
+#[derive(Debug)]
+enum Source {
+    H5(hdf5::File),
+    /// Read whole (npy folders).
+    Mem {
+        frame: Vec<u32>,
+        x_px: Vec<f32>,
+        y_px: Vec<f32>,
+    },
+}
+
+/// Rows `rows` of a 1-D column (its length was checked on opening).
+fn column_rows<T: hdf5::H5Type + Copy>(f: &hdf5::File, path: &Path, name: &str, rows: Range<usize>) -> Result<Vec<T>> {
+    let ds = f.dataset(name).map_err(|_| Error::file(path, format!("missing dataset /{name}")))?;
+    let a = ds.read_slice_1d::<T, _>(rows).map_err(|e| Error::file(path, format!("dataset /{name}: {e}")))?;
+    Ok(a.to_vec())
+}
+
+/// Length of a required 1-D column, without reading it.
+fn column_len(f: &hdf5::File, path: &Path, name: &str, hint: &str) -> Result<usize> {
+    let ds = f.dataset(name).map_err(|_| Error::file(path, format!("missing /{name} ({hint})")))?;
+    match ds.shape().as_slice() {
+        [n] => Ok(*n),
+        s => Err(Error::file(path, format!("dataset /{name} must be 1-D, found shape {s:?}"))),
+    }
+}
+
+fn check_len(path: &Path, name: &str, len: usize, n: usize) -> Result<()> {
+    if len != n {
+        return Err(Error::file(path, format!("dataset /{name} has {len} entries, expected {n}")));
+    }
+    Ok(())
+}
+
+/// Block offsets (from 0) of frames `frames` and the file rows they cover.
+fn block_offsets(offsets: &[u64], frames: &Range<usize>) -> (Vec<u64>, Range<usize>) {
+    let base = offsets[frames.start];
+    let off: Vec<u64> = offsets[frames.start..=frames.end].iter().map(|&o| o - base).collect();
+    (off, base as usize..offsets[frames.end] as usize)
+}
+
+/// A truth file opened for reading by blocks of frames.
+#[derive(Debug)]
+pub struct TruthFile {
+    /// Attributes and the offsets of every frame; the columns are empty (see [`TruthFile::read`]).
+    pub meta: TruthSet,
+    n_rows: usize,
+    src: Source,
+}
+
+impl TruthFile {
+    /// Opens an `emsim-frames/1` dataset: an HDF5 file, or a `--format npy` folder.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let t = read_truth_npy(path)?;
+            let n_rows = t.len();
+            let meta = TruthSet { frame: Vec::new(), x_px: Vec::new(), y_px: Vec::new(), ..t.clone() };
+            let src = Source::Mem { frame: t.frame, x_px: t.x_px, y_px: t.y_px };
+            return Ok(Self { meta, n_rows, src });
+        }
+        const HINT: &str = "is this an emsim frames file?";
+        let f = open(path, "frames file")?;
+        check_schema(&f, path, FRAMES_SCHEMA, HINT)?;
+        let seed = attr_num::<u64>(&f, path, "seed", HINT)?;
+        let config_json = attr_str(&f, path, "config_json", HINT)?;
+        let first_frame = attr_num::<u64>(&f, path, "first_frame", HINT)?;
+        let frames = f.dataset("frames").map_err(|_| Error::file(path, format!("missing /frames ({HINT})")))?;
+        let pixel_size_um = pitch_attr(&frames, path, HINT)?;
+        let offsets = column::<u64>(&f, path, "truth/offsets", None, HINT)?;
+        let n = column_len(&f, path, "truth/x_px", HINT)?;
+        check_len(path, "truth/y_px", column_len(&f, path, "truth/y_px", HINT)?, n)?;
+        check_len(path, "truth/frame", column_len(&f, path, "truth/frame", HINT)?, n)?;
+        check_offsets(path, "truth", &offsets, n)?;
+        if let Some(&nf) = frames.shape().first()
+            && nf + 1 != offsets.len()
+        {
+            return Err(Error::file(
+                path,
+                format!("/truth/offsets has {} entries for {nf} frames (expected one more than frames)", offsets.len()),
+            ));
+        }
+        let meta = TruthSet {
+            path: path.to_path_buf(),
+            seed,
+            config_json,
+            first_frame,
+            pixel_size_um,
+            offsets,
+            frame: Vec::new(),
+            x_px: Vec::new(),
+            y_px: Vec::new(),
+        };
+        Ok(Self { meta, n_rows: n, src: Source::H5(f) })
+    }
+
+    pub fn n_frames(&self) -> usize {
+        self.meta.n_frames()
+    }
+
+    /// True electrons in the file.
+    pub fn len(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_rows == 0
+    }
+
+    /// The truth of frames `frames`, as a set of its own: offsets from 0, frame `k` of the set is
+    /// file frame `frames.start + k` (its `first_frame` says so), rows checked.
+    pub fn read(&self, frames: Range<usize>) -> Result<TruthSet> {
+        let (offsets, rows) = block_offsets(&self.meta.offsets, &frames);
+        let path = &self.meta.path;
+        let (frame, x_px, y_px) = match &self.src {
+            Source::H5(f) => (
+                column_rows::<u32>(f, path, "truth/frame", rows.clone())?,
+                column_rows::<f32>(f, path, "truth/x_px", rows.clone())?,
+                column_rows::<f32>(f, path, "truth/y_px", rows.clone())?,
+            ),
+            Source::Mem { frame, x_px, y_px } => {
+                (frame[rows.clone()].to_vec(), x_px[rows.clone()].to_vec(), y_px[rows.clone()].to_vec())
+            }
+        };
+        check_block(path, "truth", (frames.start, rows.start), &offsets, &frame, &x_px, &y_px)?;
+        let frame = frame.iter().map(|&f| f - frames.start as u32).collect();
+        let first_frame = self.meta.first_frame + frames.start as u64;
+        Ok(TruthSet { first_frame, offsets, frame, x_px, y_px, ..self.meta.clone() })
+    }
+}
+
+/// Reads the whole truth of an `emsim-frames/1` dataset: an HDF5 file, or a `--format npy` folder.
 pub fn read_truth(path: &Path) -> Result<TruthSet> {
-    const HINT: &str = "is this an emsim frames file?";
-    if path.is_dir() {
-        return read_truth_npy(path);
-    }
-    let f = open(path, "frames file")?;
-    match str_attr(&f, "schema") {
-        Some(s) if s == FRAMES_SCHEMA => {}
-        Some(s) => return Err(Error::file(path, format!("schema '{s}', expected '{FRAMES_SCHEMA}' ({HINT})"))),
-        None => return Err(Error::file(path, format!("missing attribute schema ({HINT})"))),
-    }
-    let seed = attr_num::<u64>(&f, path, "seed", HINT)?;
-    let config_json = attr_str(&f, path, "config_json", HINT)?;
-    let first_frame = attr_num::<u64>(&f, path, "first_frame", HINT)?;
-    let frames = f.dataset("frames").map_err(|_| Error::file(path, format!("missing /frames ({HINT})")))?;
-    let pixel_size_um = pitch_attr(&frames, path, HINT)?;
-    let offsets = column::<u64>(&f, path, "truth/offsets", None, HINT)?;
-    let x_px = column::<f32>(&f, path, "truth/x_px", None, HINT)?;
-    let n = x_px.len();
-    let y_px = column::<f32>(&f, path, "truth/y_px", Some(n), HINT)?;
-    let frame = column::<u32>(&f, path, "truth/frame", Some(n), HINT)?;
-    check_points(path, "truth", &offsets, &frame, &x_px, &y_px)?;
-    if let Some(&nf) = frames.shape().first()
-        && nf + 1 != offsets.len()
-    {
-        return Err(Error::file(
-            path,
-            format!("/truth/offsets has {} entries for {nf} frames (expected one more than frames)", offsets.len()),
-        ));
-    }
-    Ok(TruthSet { path: path.to_path_buf(), seed, config_json, first_frame, pixel_size_um, offsets, frame, x_px, y_px })
+    let f = TruthFile::open(path)?;
+    f.read(0..f.n_frames())
 }
 
 /// A 1-D `.npy` column of an npy frames folder.
@@ -211,63 +342,118 @@ fn read_truth_npy(dir: &Path) -> Result<TruthSet> {
     if y_px.len() != x_px.len() || frame.len() != x_px.len() {
         return Err(Error::file(dir, "truth_x_px.npy, truth_y_px.npy and truth_frame.npy differ in length"));
     }
-    check_points(dir, "truth", &offsets, &frame, &x_px, &y_px)?;
+    check_offsets(dir, "truth", &offsets, x_px.len())?;
     Ok(TruthSet { path: dir.to_path_buf(), seed, config_json, first_frame, pixel_size_um, offsets, frame, x_px, y_px })
 }
 
-/// Reads an `emsim-counts/1` file.
+/// A counts file opened for reading by blocks of frames.
+#[derive(Debug)]
+pub struct CountsFile {
+    /// Attributes and the offsets of every frame; the columns are empty (see [`CountsFile::read`]).
+    pub meta: CountsSet,
+    n_rows: usize,
+    file: hdf5::File,
+}
+
+impl CountsFile {
+    /// Opens an `emsim-counts/1` file.
+    pub fn open(path: &Path) -> Result<Self> {
+        const HINT: &str = "is this an emsim count file?";
+        let f = open(path, "count file")?;
+        check_schema(&f, path, COUNTS_SCHEMA, HINT)?;
+        let method = attr_str(&f, path, "method", HINT)?;
+        // `count` copies these only from files with emsim provenance.
+        const NO_PROVENANCE: &str =
+            "counted from frames without emsim provenance, so no truth can be checked against it";
+        let frames_seed = num_attr::<u64>(&f, "frames_seed")
+            .ok_or_else(|| Error::file(path, format!("missing attribute frames_seed ({NO_PROVENANCE})")))?;
+        let frames_config_json = str_attr(&f, "frames_config_json")
+            .ok_or_else(|| Error::file(path, format!("missing attribute frames_config_json ({NO_PROVENANCE})")))?;
+        let first_frame = attr_num::<u64>(&f, path, "first_frame", HINT)?;
+        let n_frames = attr_num::<u64>(&f, path, "n_frames", HINT)?;
+        // NaN when the frames did not record it (the truth's pitch is the one used).
+        let pixel_size_um = num_attr::<f64>(&f, "pixel_size_um")
+            .or_else(|| num_attr::<f32>(&f, "pixel_size_um").map(f64::from))
+            .unwrap_or(f64::NAN);
+        let offsets = column::<u64>(&f, path, "electrons/offsets", None, HINT)?;
+        if offsets.len() as u64 != n_frames + 1 {
+            return Err(Error::file(
+                path,
+                format!("/electrons/offsets has {} entries, expected n_frames + 1 = {}", offsets.len(), n_frames + 1),
+            ));
+        }
+        let n = column_len(&f, path, "electrons/x_px", HINT)?;
+        check_len(path, "electrons/y_px", column_len(&f, path, "electrons/y_px", HINT)?, n)?;
+        check_len(path, "electrons/frame", column_len(&f, path, "electrons/frame", HINT)?, n)?;
+        let sigma_px = if f.dataset("electrons/sigma_px").is_ok() {
+            check_len(path, "electrons/sigma_px", column_len(&f, path, "electrons/sigma_px", HINT)?, n)?;
+            Some(Vec::new())
+        } else {
+            None
+        };
+        check_offsets(path, "electrons", &offsets, n)?;
+        let meta = CountsSet {
+            path: path.to_path_buf(),
+            method,
+            frames_seed,
+            frames_config_json,
+            first_frame,
+            n_frames,
+            pixel_size_um,
+            offsets,
+            frame: Vec::new(),
+            x_px: Vec::new(),
+            y_px: Vec::new(),
+            sigma_px,
+        };
+        Ok(Self { meta, n_rows: n, file: f })
+    }
+
+    /// Electrons in the file.
+    pub fn len(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_rows == 0
+    }
+
+    /// The electrons of frames `frames`, as a set of its own (offsets from 0, frame `k` of the set
+    /// is file frame `frames.start + k`, `n_frames` the block's), rows checked.
+    pub fn read(&self, frames: Range<usize>) -> Result<CountsSet> {
+        let (offsets, rows) = block_offsets(&self.meta.offsets, &frames);
+        let (f, path) = (&self.file, &self.meta.path);
+        let frame = column_rows::<u32>(f, path, "electrons/frame", rows.clone())?;
+        let x_px = column_rows::<f32>(f, path, "electrons/x_px", rows.clone())?;
+        let y_px = column_rows::<f32>(f, path, "electrons/y_px", rows.clone())?;
+        check_block(path, "electrons", (frames.start, rows.start), &offsets, &frame, &x_px, &y_px)?;
+        let sigma_px = match self.meta.sigma_px {
+            Some(_) => Some(self.sigma_rows(rows)?),
+            None => None,
+        };
+        let frame = frame.iter().map(|&f| f - frames.start as u32).collect();
+        Ok(CountsSet {
+            first_frame: self.meta.first_frame + frames.start as u64,
+            n_frames: frames.len() as u64,
+            offsets,
+            frame,
+            x_px,
+            y_px,
+            sigma_px,
+            ..self.meta.clone()
+        })
+    }
+
+    /// Rows `rows` of `/electrons/sigma_px` (the file must have it).
+    pub fn sigma_rows(&self, rows: Range<usize>) -> Result<Vec<f32>> {
+        column_rows::<f32>(&self.file, &self.meta.path, "electrons/sigma_px", rows)
+    }
+}
+
+/// Reads a whole `emsim-counts/1` file.
 pub fn read_counts(path: &Path) -> Result<CountsSet> {
-    const HINT: &str = "is this an emsim count file?";
-    let f = open(path, "count file")?;
-    match str_attr(&f, "schema") {
-        Some(s) if s == COUNTS_SCHEMA => {}
-        Some(s) => return Err(Error::file(path, format!("schema '{s}', expected '{COUNTS_SCHEMA}' ({HINT})"))),
-        None => return Err(Error::file(path, format!("missing attribute schema ({HINT})"))),
-    }
-    let method = attr_str(&f, path, "method", HINT)?;
-    // `count` copies these only from files with emsim provenance.
-    const NO_PROVENANCE: &str = "counted from frames without emsim provenance, so no truth can be checked against it";
-    let frames_seed = num_attr::<u64>(&f, "frames_seed")
-        .ok_or_else(|| Error::file(path, format!("missing attribute frames_seed ({NO_PROVENANCE})")))?;
-    let frames_config_json = str_attr(&f, "frames_config_json")
-        .ok_or_else(|| Error::file(path, format!("missing attribute frames_config_json ({NO_PROVENANCE})")))?;
-    let first_frame = attr_num::<u64>(&f, path, "first_frame", HINT)?;
-    let n_frames = attr_num::<u64>(&f, path, "n_frames", HINT)?;
-    // NaN when the frames did not record it (the truth's pitch is the one used).
-    let pixel_size_um = num_attr::<f64>(&f, "pixel_size_um")
-        .or_else(|| num_attr::<f32>(&f, "pixel_size_um").map(f64::from))
-        .unwrap_or(f64::NAN);
-    let offsets = column::<u64>(&f, path, "electrons/offsets", None, HINT)?;
-    if offsets.len() as u64 != n_frames + 1 {
-        return Err(Error::file(
-            path,
-            format!("/electrons/offsets has {} entries, expected n_frames + 1 = {}", offsets.len(), n_frames + 1),
-        ));
-    }
-    let x_px = column::<f32>(&f, path, "electrons/x_px", None, HINT)?;
-    let n = x_px.len();
-    let y_px = column::<f32>(&f, path, "electrons/y_px", Some(n), HINT)?;
-    let frame = column::<u32>(&f, path, "electrons/frame", Some(n), HINT)?;
-    let sigma_px = if f.dataset("electrons/sigma_px").is_ok() {
-        Some(read_column::<f32>(&f, path, "electrons/sigma_px", Some(n))?)
-    } else {
-        None
-    };
-    check_points(path, "electrons", &offsets, &frame, &x_px, &y_px)?;
-    Ok(CountsSet {
-        path: path.to_path_buf(),
-        method,
-        frames_seed,
-        frames_config_json,
-        first_frame,
-        n_frames,
-        pixel_size_um,
-        offsets,
-        frame,
-        x_px,
-        y_px,
-        sigma_px,
-    })
+    let f = CountsFile::open(path)?;
+    f.read(0..f.meta.n_frames())
 }
 
 /// Equal as JSON values (so key order and spacing do not matter), else as strings.

@@ -9,6 +9,10 @@ use std::process::Command;
 use emsim::eval::{EvalOptions, StreamLimits, run};
 use emsim::io::h5util::{set_attr, set_str_attr, write_column};
 
+/// The tests take turns: a child process started by one would inherit the other's open HDF5
+/// files, and their locks with them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const CONFIG: &str = r#"{"config":{"seed":5},"first_frame":0}"#;
 
 /// A truth file and a counts file with `per_frame` electrons on a 4 px grid in each of `n_frames`
@@ -103,6 +107,7 @@ fn eval_opts(counts: &[&Path], truth: &Path, limits: StreamLimits) -> EvalOption
 
 #[test]
 fn blocks_change_nothing_and_percentiles_stay_close_beyond_the_exact_limit() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (t, a, b) = (dir.path().join("t.h5"), dir.path().join("a.h5"), dir.path().join("b.h5"));
     let files = Files { n_frames: 37, side: 64, sigma: true };
@@ -180,6 +185,7 @@ fn emsim_ok(args: &[&str]) {
 
 #[test]
 fn count_and_eval_stream_a_merged_dataset_larger_than_their_memory() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n).to_string_lossy().to_string();
     // 4 shards of 160 frames of 256 x 256 at 15,000 electrons a frame, merged: 9.6 million true

@@ -25,7 +25,7 @@ pub mod streams {
     pub const TRANSPORT: u32 = 16;
     /// Parametric (test) event library.
     pub const PARAMETRIC: u32 = 17;
-    /// Training batches (network issue): event choice, shift, read noise per sample.
+    /// Training batches (network training): event choice, shift, read noise per sample.
     pub const TRAIN: u32 = 32;
     /// Dropout masks: counter `(element_group, step, layer)`, this stream.
     pub const DROPOUT: u32 = 33;

@@ -1,4 +1,4 @@
-//! The `emsim` binary: the frames issue's acceptance commands and its bad-input behaviour.
+//! The `emsim` binary: the frames command's acceptance checks and its bad-input behaviour.
 
 use std::path::Path;
 use std::process::Command;
@@ -198,7 +198,7 @@ fn unknown_backend_is_named() {
     assert!(stderr_line(&o).contains("cuda"), "{}", stderr_line(&o));
 }
 
-/// The count issue's acceptance: counts of default-density frames on both paths agree, every
+/// Counting's acceptance: counts of default-density frames on both paths agree, every
 /// output opens, stempy's layout is there, and eval prints recall and precision with the 3x3
 /// centroid more accurate than the max pixel.
 #[test]

@@ -238,7 +238,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
         }
     }
-    // The network: the seed network at the batch of 1000 (PyTorch's figures are for that),
+    // The network: the seed network at a batch of 1000 (PyTorch's figures are for that),
     // and `fast`. Quick mode uses smaller batches on the GPU path (lavapipe is slow).
     for d in &devices {
         let gpu_quick = opts.quick && matches!(d, Device::Gpu(_));

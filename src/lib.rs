@@ -36,8 +36,14 @@ pub fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The default network for `count --method net` (the trained `fast-neighbours` preset), in `assets/models/`.
+/// The default network for `count --method net` (the trained `tiny` preset), in `assets/models/`.
 pub fn default_model_path() -> std::path::PathBuf {
+    shipped_model_path("tiny")
+}
+
+/// The default network with pair splitting (`count --method net --split-pairs`, `eval dose`): the
+/// trained `fast-neighbours` preset, whose 11x11 crops the shipped pair models read too.
+pub fn default_split_model_path() -> std::path::PathBuf {
     shipped_model_path("fast-neighbours")
 }
 

@@ -168,7 +168,7 @@ fn train_from_frames_cuts_the_right_crops_and_paths_agree() {
         d,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let fs = FrameSamples::load(&d.join("f.h5"), None, 0.34).unwrap();
+    let fs = FrameSamples::load(&d.join("f.h5"), None, 0.34, Default::default()).unwrap();
     let ((lo, n), (vlo, vn)) = fs.split();
     assert_eq!(lo, 0);
     assert_eq!(lo + n, vlo);
@@ -245,4 +245,43 @@ fn train_from_frames_cuts_the_right_crops_and_paths_agree() {
     assert!(!d.join("p.safetensors").exists());
     let o = emsim(&["train", "--frames", "f.h5", "--library", "x.h5", "--out", "p.safetensors"], d);
     assert!(!o.status.success());
+}
+
+/// `train --frames --crop-centres found`: the crops are centred where `emsim count` finds electrons
+/// (each centre is one of its centres, in the same frame), one sample per true electron that
+/// `emsim eval` matches to those centres, training frames before held-out frames.
+#[test]
+fn found_centres_are_the_counters_matched_to_the_truth() {
+    use emsim::net::frames_data::{CropCentres, FrameSamples};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let frames = ["frames", "--frames", "6", "--size", "96x96", "--dose", "0.01", "--seed", "8", "--out", "f.h5"];
+    let o = emsim(&[&frames[..], &["--device", "cpu", "-q"]].concat(), d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fs = FrameSamples::load(&d.join("f.h5"), None, 0.34, CropCentres::Found).unwrap();
+    assert_eq!(fs.centre_px.len(), fs.x_px.len());
+    let o = emsim(&["count", "f.h5", "--method", "c3x3t", "--out", "c.h5", "--device", "cpu", "-q"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let counts = emsim::eval::read::read_counts(&d.join("c.h5")).unwrap();
+    let f = hdf5::File::open(d.join("c.h5")).unwrap();
+    let (row, col) = (
+        f.dataset("electrons/row").unwrap().read_raw::<u32>().unwrap(),
+        f.dataset("electrons/col").unwrap().read_raw::<u32>().unwrap(),
+    );
+    let found: std::collections::HashSet<(u32, i32, i32)> =
+        (0..row.len()).map(|i| (counts.frame[i], col[i] as i32, row[i] as i32)).collect();
+    for (i, &(c, r)) in fs.centre_px.iter().enumerate() {
+        assert!(found.contains(&(fs.frame[i], c, r)), "sample {i}: centre ({c}, {r}) is not a found centre");
+        let (dx, dy) = (fs.x_px[i] - (c as f32 + 0.5), fs.y_px[i] - (r as f32 + 0.5));
+        assert!(dx.abs() < 3.0 && dy.abs() < 3.0, "sample {i}: the truth is ({dx}, {dy}) px from its centre");
+    }
+    let o = emsim(&["eval", "c.h5", "--truth", "f.h5", "--json", "e.json"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("e.json")).unwrap()).unwrap();
+    assert_eq!(e["methods"][0]["n_matched"], fs.x_px.len());
+    let ((_, n), (vlo, vn)) = fs.split();
+    assert!(n > 0 && vn > 0 && fs.frame[..vlo as usize].iter().all(|&f| f < 4));
+    // a sample's crop is centred on its found centre, whatever the shift
+    let (e0, cx, cy) = fs.choice(3, 1, (0, n), 5);
+    assert_eq!((cx, cy), (fs.centre_px[e0].0 as i64, fs.centre_px[e0].1 as i64));
 }

@@ -193,14 +193,14 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
     assert!(!d.join("x.h5").exists());
 }
 
-/// The shipped `fast` and `fast-neighbours` models (assets/models, trained by `emsim train`, see
-/// docs/network.md; `fast-neighbours` is the default of `count --method net`) load with their
+/// The shipped `fast` and `fast-neighbours` models (assets/models, trained by `emsim train` on
+/// library events, see docs/network.md) load with their
 /// presets and, on held-out events of the default library (sigma 20 e), localize better than every
 /// classical centroid computed on the same crops.
 #[test]
 fn shipped_fast_model_beats_the_centroids_on_heldout_events() {
     for (path, preset) in
-        [(emsim::shipped_model_path("fast"), "fast"), (emsim::default_model_path(), "fast-neighbours")]
+        [(emsim::shipped_model_path("fast"), "fast"), (emsim::shipped_model_path("fast-neighbours"), "fast-neighbours")]
     {
         shipped_model_beats_the_centroids(&path, preset);
     }
@@ -221,7 +221,27 @@ fn shipped_model_beats_the_centroids(path: &std::path::Path, preset: &str) {
     assert!(r.knob.first().unwrap().mean_error_px < r.knob.last().unwrap().mean_error_px);
 }
 
-/// The acceptance for the seed network (the EMSim notes' 24 JUL test): on held-out events,
+/// The default network of counting (`tiny`, trained on the counter's centres in default frames)
+/// places electrons of other default frames closer to the truth than the thresholded 3x3 centroid,
+/// at the same recall (the same centres).
+#[test]
+fn default_network_beats_the_centroid_on_default_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(emsim(&["frames", "--frames", "3", "--seed", "21", "--out", "f.h5", "--device", "cpu", "-q"], d));
+    ok(emsim(&["count", "f.h5", "--method", "c3x3t,net", "--out", "c-{method}.h5", "--device", "cpu", "-q"], d));
+    ok(emsim(&["eval", "c-c3x3t.h5", "c-net.h5", "--truth", "f.h5", "--json", "e.json"], d));
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("e.json")).unwrap()).unwrap();
+    let (c, n) = (&e["methods"][0], &e["methods"][1]);
+    let (ce, ne) = (c["mean_error_px"].as_f64().unwrap(), n["mean_error_px"].as_f64().unwrap());
+    eprintln!("c3x3t {ce:.4} px, net {ne:.4} px");
+    assert!(ne < 0.9 * ce, "network {ne:.4} px vs c3x3t {ce:.4} px");
+    let recall = |m: &serde_json::Value| m["recall"].as_f64().unwrap();
+    assert!((recall(n) - recall(c)).abs() < 0.002, "recall {} vs {}", recall(n), recall(c));
+}
+
+/// The seed network on the EMSim notes' 24 JUL test: on held-out events,
 /// sigma 20 e, central pixel known, the shipped `seed` model's mean error is no worse than the 3x3
 /// centroid's on the same crops.
 #[test]
@@ -243,7 +263,7 @@ fn shipped_seed_model_is_no_worse_than_the_3x3_centroid() {
 fn infer_command_writes_estimates_and_refuses_wrong_crops() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let model = emsim::default_model_path();
+    let model = emsim::shipped_model_path("fast-neighbours");
     let mut crops = ndarray::Array3::<f32>::zeros((5, 11, 11));
     for k in 0..5 {
         crops[[k, 5, 5]] = 400.0;

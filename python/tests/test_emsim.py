@@ -91,7 +91,7 @@ def test_count_and_evaluate_equal_the_command_line(run):
 def test_network_equals_the_command_line(run):
     d, gen, frames, truth = run
     model = emsim.Model.load()  # the default network of counting
-    assert model.name == "fast-neighbours" and model.input_px > 0
+    assert model.name == "tiny" and model.input_px > 0
     found = emsim.count(frames, method="net", offset_adu=gen.offset_adu)
     cli("count", "f.h5", "--method", "net", "--out", "n.h5", "--device", "cpu", "-q", cwd=d)
     with h5py.File(d / "n.h5") as c:

@@ -328,7 +328,7 @@ pub fn bench_count_net(
     split: bool,
     precision: NetPrecision,
 ) -> Result<BenchRecord> {
-    let net = crate::count::load_net_model(None)?;
+    let net = crate::count::load_net_model(None, split)?;
     let name = net.cfg.name.clone();
     let pairs = if split {
         use crate::count::split::{DEFAULT_DEDUPE_PX, DEFAULT_THRESHOLD, load_pair_models};

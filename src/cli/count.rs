@@ -56,7 +56,7 @@ pub(crate) struct CountArgs {
     /// merges electrons 1-2 pixels apart). docs/counting.md.
     #[arg(long, default_value = "pixel", value_parser = super::one_of(&emsim::count::Finder::NAMES, &[]))]
     finder: String,
-    /// The network for --method net (safetensors from `emsim train`; default: assets/models/fast-neighbours.safetensors).
+    /// The network for --method net (safetensors from `emsim train`; default: assets/models/tiny.safetensors; with --split-pairs, fast-neighbours.safetensors, whose crops the pair models read).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Crops per network batch (--method net).
@@ -159,7 +159,7 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
         if a.net_batch == 0 {
             return Err(emsim::Error::invalid("--net-batch", "must be at least 1"));
         }
-        let net = emsim::count::load_net_model(a.model.as_deref())?;
+        let net = emsim::count::load_net_model(a.model.as_deref(), a.split_pairs)?;
         if a.split_pairs {
             cfg.pairs = Some(a.split.load(&net)?);
         }

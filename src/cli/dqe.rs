@@ -66,7 +66,7 @@ pub(crate) fn eval_dqe(a: DqeArgs) -> Result<()> {
         Method::parse(v).ok().filter(|&m| m != Method::Net)
     })?;
     let net = match &a.model {
-        Some(p) => Some(emsim::count::load_net_model(Some(p))?),
+        Some(p) => Some(emsim::count::load_net_model(Some(p), false)?),
         None => None,
     };
     let pairs = match (&net, a.split_pairs) {

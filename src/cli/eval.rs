@@ -160,7 +160,7 @@ pub(crate) struct DoseArgs {
     /// Event library (default: the one in assets/).
     #[arg(long)]
     library: Option<PathBuf>,
-    /// The network (default: assets/models/fast-neighbours.safetensors).
+    /// The network (default: assets/models/fast-neighbours.safetensors, whose crops the pair models read).
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
@@ -189,7 +189,7 @@ pub(crate) fn eval_dose(a: DoseArgs) -> Result<()> {
     if centroid == Method::Net {
         return Err(Error::invalid("--centroid", "expected a centroid, not net"));
     }
-    let net = emsim::count::load_net_model(a.model.as_deref())?;
+    let net = emsim::count::load_net_model(a.model.as_deref(), true)?;
     let pairs = a.split.load(&net)?;
     let (lib, lib_path) = load_library(&a.library)?;
     let device = Device::open(&a.dev.device, &a.dev.backend)?;

@@ -32,7 +32,8 @@ pub(crate) struct InferArgs {
 #[derive(Args)]
 pub(crate) struct TrainArgs {
     /// Model preset: seed (41x41 in, 10x10 grid in the centre pixel), seed-84 (84x84 grid over 21x21 px), fast,
-    /// fast-neighbours (fast trained among other electrons);
+    /// fast-neighbours (fast trained among other electrons), tiny (a 9x9-input perceptron of 28k multiply-adds,
+    /// the default of count --method net; train it on frames: --frames f.h5 --crop-centres found);
     /// one-vs-two classifiers pair-seed (the MSU multi-electron notebook's), pair-compact; pair-reg (the notebook's
     /// single-electron regression); for count --split-pairs: pair-split (classifier), pair-loc (pair localizer).
     #[arg(long, default_value = "seed", conflicts_with = "config", value_parser = super::one_of(ModelConfig::PRESETS, &[]))]
@@ -50,6 +51,11 @@ pub(crate) struct TrainArgs {
     /// With --frames: use at most this many frames (the last --holdout of them for validation).
     #[arg(long, requires = "frames")]
     max_frames: Option<u64>,
+    /// With --frames: centre the crops on the true electrons' pixels (shifted by up to the model's
+    /// shift_px), or on the centres `emsim count` finds, matched to the truth (the offsets the
+    /// network meets when counting): truth or found.
+    #[arg(long, requires = "frames", default_value = "truth")]
+    crop_centres: String,
     #[arg(long)]
     out: PathBuf,
     #[arg(long)]
@@ -121,6 +127,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<()> {
         library: a.library.unwrap_or_else(emsim::default_library_path),
         frames: a.frames,
         max_frames: a.max_frames,
+        crop_centres: emsim::net::frames_data::CropCentres::parse(&a.crop_centres)?,
         out: a.out,
         force: a.force,
         epochs: a.epochs,

@@ -235,9 +235,11 @@ impl CountConfig {
 }
 
 /// Loads the network of `--method net`: `model`, or the shipped default
-/// (`crate::default_model_path`); it must be a single-electron localizer.
-pub fn load_net_model(model: Option<&std::path::Path>) -> Result<crate::net::model::Model> {
-    let path = model.map(|p| p.to_path_buf()).unwrap_or_else(crate::default_model_path);
+/// (`crate::default_model_path`, or with pair splitting `crate::default_split_model_path`); it
+/// must be a single-electron localizer.
+pub fn load_net_model(model: Option<&std::path::Path>, split_pairs: bool) -> Result<crate::net::model::Model> {
+    let default = if split_pairs { crate::default_split_model_path() } else { crate::default_model_path() };
+    let path = model.map(|p| p.to_path_buf()).unwrap_or(default);
     if model.is_none() && !path.exists() {
         return Err(Error::invalid(
             "--model",

@@ -151,6 +151,7 @@ impl ModelConfig {
         "seed-84",
         "fast",
         "fast-neighbours",
+        "tiny",
         "pair-seed",
         "pair-compact",
         "pair-reg",

@@ -32,6 +32,8 @@ pub struct TrainOptions {
     pub frames: Option<PathBuf>,
     /// Use at most this many frames of `frames`.
     pub max_frames: Option<u64>,
+    /// Where the crops of `frames` are centred.
+    pub crop_centres: super::frames_data::CropCentres,
     pub out: PathBuf,
     pub force: bool,
     pub epochs: u32,
@@ -240,7 +242,7 @@ pub fn train(opts: &TrainOptions, device: &Device) -> Result<TrainSummary> {
                     ),
                 ));
             }
-            (None, Some(FrameSamples::load(path, opts.max_frames, opts.holdout)?))
+            (None, Some(FrameSamples::load(path, opts.max_frames, opts.holdout, opts.crop_centres)?))
         }
         None => {
             let lib = EventLibrary::read_h5(&opts.library)?;

@@ -93,6 +93,26 @@ impl ModelConfig {
                 ],
                 pairs: None,
             },
+            // A localizer for the detector's rate: a perceptron on the 9x9 crop, 27,776
+            // multiply-adds per electron (81x128 + 128x64 + 64x144), a 3x3 px grid of quarter
+            // pixels; the grid's spread keeps the sigma knob.
+            "tiny" => ModelConfig {
+                schema: SCHEMA.into(),
+                name: "tiny".into(),
+                input_px: 9,
+                shift_px: 1,
+                input_scale: 1e-3,
+                head: Head::Grid { cells_per_px: 4, span_px: 3 },
+                layers: vec![
+                    Flatten,
+                    Linear { out_features: 128 },
+                    Relu,
+                    Linear { out_features: 64 },
+                    Relu,
+                    Linear { out_features: 12 * 12 },
+                ],
+                pairs: None,
+            },
             // `fast` trained among neighbours: 1.2 other electrons on average (capped at 6) in the
             // crop, at least 3 px (per axis) from the one to localize (closer ones are merged by
             // the finder: the pair models' job).

@@ -221,6 +221,30 @@ fn shipped_model_beats_the_centroids(path: &std::path::Path, preset: &str) {
     assert!(r.knob.first().unwrap().mean_error_px < r.knob.last().unwrap().mean_error_px);
 }
 
+/// The fused CPU path of small perceptrons (crops through every layer and the decoding, a few
+/// hundred at a time) gives exactly the layer-by-layer forward pass and decoding, for the shipped
+/// `tiny` and for a freshly initialised one, on crops from flat to sharply peaked; models that are
+/// not perceptrons with a grid head do not take it.
+#[test]
+fn fused_perceptron_path_equals_the_layer_path() {
+    use emsim::net::model::{Model, ModelConfig};
+    let mut rng = test_rng("fused_perceptron_path");
+    let shipped = emsim::io::model_file::load(&emsim::default_model_path(), None).unwrap().model;
+    for model in [shipped, Model::new(ModelConfig::preset("tiny").unwrap(), 4).unwrap()] {
+        let side = model.cfg.input_px;
+        let n = 1000; // several tasks and a partial one
+        let x: Vec<f32> = (0..n * side * side)
+            .map(|i| rng.random_range(-0.05f32..0.05) + if i % (side * side) == side * side / 2 { 0.5 } else { 0.0 })
+            .collect();
+        let fused = model.decode_mlp_cpu(&x, n).expect("tiny is a grid perceptron");
+        let out = model.eval_outputs_cpu(&x, n, emsim::net::precision::NetPrecision::F32).unwrap();
+        let layered = emsim::net::decode::decode(&model.cfg, &out, n);
+        assert_eq!(fused, layered);
+    }
+    let fast = Model::new(ModelConfig::preset("fast").unwrap(), 4).unwrap();
+    assert!(!fast.is_grid_perceptron() && fast.decode_mlp_cpu(&[0.0; 121], 1).is_none());
+}
+
 /// The default network of counting (`tiny`, trained on the counter's centres in default frames)
 /// places electrons of other default frames closer to the truth than the thresholded 3x3 centroid,
 /// at the same recall (the same centres).

@@ -312,8 +312,15 @@ impl<'a> Counter<'a> {
         // cost page faults and zeroing comparable to counting the frame.
         thread_local! {
             static SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<i32>, Vec<i32>)> = Default::default();
+            static CROPS: std::cell::RefCell<Vec<f32>> = Default::default();
         }
-        let per_frame: Vec<(Vec<Candidate>, Vec<Localized>, Vec<f32>)> = (0..n)
+        // A small perceptron (f32, no pair splitting, which needs the crops) runs frame by frame
+        // on the fused path, its crops in a buffer of the thread: the same numbers as the batch.
+        let per_frame_net = self.cfg.pairs.is_none()
+            && self.cfg.net_precision == crate::net::precision::NetPrecision::F32
+            && self.cfg.net.as_ref().is_some_and(|m| m.is_grid_perceptron());
+        type PerFrame = (Vec<Candidate>, Vec<Localized>, Vec<f32>, Vec<crate::net::decode::Decoded>);
+        let per_frame: Vec<PerFrame> = (0..n)
             .into_par_iter()
             .map(|f| {
                 SCRATCH.with(|cell| {
@@ -338,28 +345,64 @@ impl<'a> Counter<'a> {
                             )
                         })
                         .collect();
-                    let mut crops = Vec::new();
-                    if let Some(cp) = &crop_p {
-                        crops = vec![0.0f32; cands.len() * side * side];
+                    let cut = |crops: &mut [f32]| {
                         for (c, out) in cands.iter().zip(crops.chunks_exact_mut(side * side)) {
-                            crate::net::crop::crop_one(cp, q, c[1] / lp.width, c[1] % lp.width, out);
+                            crate::net::crop::crop_one(
+                                crop_p.as_ref().unwrap(),
+                                q,
+                                c[1] / lp.width,
+                                c[1] % lp.width,
+                                out,
+                            );
                         }
+                    };
+                    let (mut crops, mut decoded) = (Vec::new(), Vec::new());
+                    if per_frame_net {
+                        let m = self.cfg.net.as_ref().unwrap();
+                        CROPS.with(|b| {
+                            let buf = &mut *b.borrow_mut();
+                            buf.resize(cands.len() * side * side, 0.0);
+                            cut(buf);
+                            decoded = m.decode_mlp_cpu(buf, cands.len()).expect("a grid perceptron");
+                        });
+                    } else if crop_p.is_some() {
+                        crops = vec![0.0f32; cands.len() * side * side];
+                        cut(&mut crops);
                     }
-                    (cands, loc, crops)
+                    (cands, loc, crops, decoded)
                 })
             })
             .collect();
         let mut found = Found::default();
         let mut crops = Vec::new();
-        for (c, l, cr) in per_frame {
+        let mut decoded = Vec::new();
+        for (c, l, cr, d) in per_frame {
             found.cands.extend(c);
             found.localized.extend(l);
             crops.extend(cr);
+            decoded.extend(d);
         }
-        if let Some(m) = &self.cfg.net {
+        if per_frame_net {
+            found.net = decoded
+                .iter()
+                .zip(&found.cands)
+                .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
+                .collect();
+        } else if let Some(m) = &self.cfg.net {
             let n = found.cands.len();
-            let out = crate::net::infer::outputs_cpu_with(m, &crops, n, self.cfg.net_batch, self.cfg.net_precision)?;
-            found.net = crate::net::decode::decode(&m.cfg, &out, n)
+            // small perceptrons (f32) take the fused path: the same numbers, no batch-wide buffers
+            let fused = (self.cfg.net_precision == crate::net::precision::NetPrecision::F32)
+                .then(|| m.decode_mlp_cpu(&crops, n))
+                .flatten();
+            let decoded = match fused {
+                Some(d) => d,
+                None => {
+                    let out =
+                        crate::net::infer::outputs_cpu_with(m, &crops, n, self.cfg.net_batch, self.cfg.net_precision)?;
+                    crate::net::decode::decode(&m.cfg, &out, n)
+                }
+            };
+            found.net = decoded
                 .iter()
                 .zip(&found.cands)
                 .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))

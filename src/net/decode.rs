@@ -6,7 +6,6 @@
 
 use rayon::prelude::*;
 
-use super::loss::softmax_cpu;
 use super::model::{Head, ModelConfig};
 
 /// One sample's decoded output.
@@ -34,63 +33,132 @@ pub fn decode(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<Decoded> {
             .map(|r| Decoded { argmax_xy: [r[0], r[1]], mean_xy: [r[0], r[1]], sigma_px: 0.0, p_max: 1.0 })
             .collect(),
         Head::Grid { .. } => {
-            // the grid's geometry as the kernel `net/decode_grid` gets it
-            let gp = DecodeGridParams::new(cfg, n).expect("grid head");
-            let g = gp.g as usize;
-            let k = g * g;
-            let centre = |i: usize| gp.origin + (i as f32 + 0.5) * gp.cell;
+            let dec = GridDecoder::new(cfg).expect("grid head");
             // Rows are independent: decoded in parallel, each with its own softmax (the same
             // numbers as one softmax over all rows).
-            out[..n * k]
-                .par_chunks_exact(k)
-                .map_init(
-                    || vec![0.0f32; k],
-                    |p, logits| {
-                        softmax_cpu(1, k, logits, p);
-                        let p = &p[..];
-                        // the first maximum of the logits, as the kernel takes it (two logits a
-                        // hair apart can round to the same probability)
-                        let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-                        for (i, &v) in logits.iter().enumerate() {
-                            if v > best {
-                                best = v;
-                                arg = i;
-                            }
-                        }
-                        let (mut mx, mut my, mut mxx, mut myy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                        for (i, &v) in p.iter().enumerate() {
-                            let (x, y) = (centre(i % g) as f64, centre(i / g) as f64);
-                            mx += v as f64 * x;
-                            my += v as f64 * y;
-                            mxx += v as f64 * x * x;
-                            myy += v as f64 * y * y;
-                        }
-                        let (ax, ay) = (arg % g, arg / g);
-                        let r = gp.radius as isize;
-                        let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
-                        for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
-                            for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
-                                let v = p[cy as usize * g + cx as usize] as f64;
-                                w += v;
-                                wx += v * centre(cx as usize) as f64;
-                                wy += v * centre(cy as usize) as f64;
-                            }
-                        }
-                        let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
-                        Decoded {
-                            argmax_xy: [centre(ax), centre(ay)],
-                            mean_xy: if w > 0.0 {
-                                [(wx / w) as f32, (wy / w) as f32]
-                            } else {
-                                [centre(ax), centre(ay)]
-                            },
-                            sigma_px: var.sqrt() as f32,
-                            p_max: p[arg],
-                        }
-                    },
-                )
+            out[..n * dec.k]
+                .par_chunks_exact(dec.k)
+                .map_init(|| dec.scratch(), |sc, logits| dec.row(logits, sc))
                 .collect()
         }
+    }
+}
+
+/// The decoding of one grid-head row: [`decode`]'s arithmetic, for callers that decode rows as
+/// they come (the fused CPU path of small networks).
+#[derive(Clone, Debug)]
+pub struct GridDecoder {
+    /// The grid's geometry as the kernel `net/decode_grid` gets it.
+    gp: DecodeGridParams,
+    g: usize,
+    /// Cells per row.
+    pub k: usize,
+    centres: Vec<f64>,
+}
+
+/// Per-thread buffers of [`GridDecoder::row`].
+pub struct GridScratch {
+    p: Vec<f32>,
+    col: Vec<f64>,
+    row: Vec<f64>,
+}
+
+impl GridDecoder {
+    /// None unless `cfg` has a grid head.
+    pub fn new(cfg: &ModelConfig) -> Option<Self> {
+        let gp = DecodeGridParams::new(cfg, 0)?;
+        let g = gp.g as usize;
+        let centres = (0..g).map(|i| (gp.origin + (i as f32 + 0.5) * gp.cell) as f64).collect();
+        Some(Self { gp, g, k: g * g, centres })
+    }
+
+    pub fn scratch(&self) -> GridScratch {
+        GridScratch { p: vec![0.0; self.k], col: vec![0.0; self.g], row: vec![0.0; self.g] }
+    }
+
+    fn centre(&self, i: usize) -> f32 {
+        self.gp.origin + (i as f32 + 0.5) * self.gp.cell
+    }
+
+    /// Decodes one row of `k` logits.
+    pub fn row(&self, logits: &[f32], sc: &mut GridScratch) -> Decoded {
+        let (g, centres) = (self.g, &self.centres);
+        softmax_row(logits, &mut sc.p);
+        let p = &sc.p[..];
+        // the first maximum of the logits, as the kernel takes it (two logits a hair apart can
+        // round to the same probability)
+        let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+        for (i, &v) in logits.iter().enumerate() {
+            if v > best {
+                best = v;
+                arg = i;
+            }
+        }
+        // the moments of a grid distribution from its column and row sums
+        sc.col.fill(0.0);
+        for (cy, pr) in p.chunks_exact(g).enumerate() {
+            let mut r = 0.0f64;
+            for (c, &v) in sc.col.iter_mut().zip(pr) {
+                *c += v as f64;
+                r += v as f64;
+            }
+            sc.row[cy] = r;
+        }
+        let moments =
+            |m: &[f64]| m.iter().zip(centres).fold((0.0f64, 0.0f64), |(a, b), (&w, &x)| (a + w * x, b + w * x * x));
+        let ((mx, mxx), (my, myy)) = (moments(&sc.col), moments(&sc.row));
+        let (ax, ay) = (arg % g, arg / g);
+        let r = self.gp.radius as isize;
+        let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
+        for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
+            for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
+                let v = p[cy as usize * g + cx as usize] as f64;
+                w += v;
+                wx += v * centres[cx as usize];
+                wy += v * centres[cy as usize];
+            }
+        }
+        let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
+        let (cx, cy) = (self.centre(ax), self.centre(ay));
+        Decoded {
+            argmax_xy: [cx, cy],
+            mean_xy: if w > 0.0 { [(wx / w) as f32, (wy / w) as f32] } else { [cx, cy] },
+            sigma_px: var.sqrt() as f32,
+            p_max: p[arg],
+        }
+    }
+}
+
+/// `e^x` for `x <= 0` (softmax exponents), to about one f32 ulp: `2^n e^r` with `n` the nearest
+/// integer to `x log2(e)` and `r = x - n ln 2` (ln 2 in two parts, as Cephes' `expf`, so `r` is
+/// nearly exact), `|r| <= ln(2)/2`, and `e^r` by its Taylor series to degree 7 (truncation below
+/// 6e-9 relative). Plain arithmetic, so a loop of it vectorizes; values below -87 (and `-inf`)
+/// give `e^-87`.
+#[inline]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Softmax of one row into `p`: the exponents by [`exp_nonpositive`], then one reciprocal of the
+/// sum (the GPU kernel `net/decode_grid` agrees to its tolerance, `tests/net_count.rs`).
+fn softmax_row(logits: &[f32], p: &mut [f32]) {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (o, &v) in p.iter_mut().zip(logits) {
+        *o = exp_nonpositive(v - m);
+    }
+    let inv = 1.0 / p.iter().sum::<f32>();
+    for o in p.iter_mut() {
+        *o *= inv;
     }
 }
 
@@ -160,7 +228,7 @@ pub fn from_decoded_rows(rows: &[f32]) -> Vec<Decoded> {
 pub fn class_probs(cfg: &ModelConfig, out: &[f32], n: usize) -> Vec<f32> {
     let k = cfg.head_outputs();
     let mut probs = vec![0.0f32; n * k];
-    softmax_cpu(n, k, &out[..n * k], &mut probs);
+    super::loss::softmax_cpu(n, k, &out[..n * k], &mut probs);
     probs
 }
 
@@ -176,6 +244,19 @@ pub fn pair_error_px(pred: &[f32], truth: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_nonpositive_is_within_two_ulps_of_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (a, b) = (exp_nonpositive(x) as f64, (x as f64).exp());
+            worst = worst.max((a - b).abs() / b);
+        }
+        assert!(worst < 2.5e-7, "largest relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 2e-38);
+    }
 
     #[test]
     fn a_peaked_distribution_decodes_to_its_cell() {

@@ -17,6 +17,7 @@ use super::precision::{NetPrecision, round_f16};
 use crate::{Error, Result};
 
 mod cpu;
+mod mlp;
 mod presets;
 
 pub const SCHEMA: &str = "emsim-model/1";

@@ -39,7 +39,7 @@ pub(super) fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 /// Bounds are checked here, so the unsafe SGEMM only touches the given slices. `beta` is 0 or 1;
 /// with `beta = 0` the old contents of `C` are ignored (`matrixmultiply` guarantees it).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(
+pub(crate) fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     (rsa, csa): (usize, usize),

@@ -575,7 +575,7 @@ pub const NET_GRID_LABEL: Kernel = Kernel {
 
 pub const NET_CROP: Kernel = Kernel {
     name: "net/crop",
-    source: wgsl!("shared/rng.wgsl", "net/crop.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "net/crop.wgsl", "net/crop_common.wgsl"),
     bindings: &[uniform("params", "CropParams"), read("q"), read("cands"), rw("crops")],
     workgroup_size: 256,
 };
@@ -584,6 +584,13 @@ pub const NET_DECODE_GRID: Kernel = Kernel {
     name: "net/decode_grid",
     source: wgsl!("shared/rng.wgsl", "net/decode_grid.wgsl"),
     bindings: &[uniform("params", "DecodeGridParams"), read("logits"), rw("out")],
+    workgroup_size: 64,
+};
+
+pub const NET_MLP_COUNT: Kernel = Kernel {
+    name: "net/mlp_count",
+    source: wgsl!("net/mlp_count.wgsl", "net/crop_common.wgsl"),
+    bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
     workgroup_size: 64,
 };
 
@@ -684,6 +691,7 @@ pub const ALL: &[Kernel] = &[
     NET_DROPOUT,
     NET_CROP,
     NET_DECODE_GRID,
+    NET_MLP_COUNT,
     NET_GRID_LABEL,
     NET_MAKE_PAIRS,
     NET_PAIR_MSE,

@@ -208,6 +208,21 @@ fn every_uniform_struct_matches_its_rust_mirror() {
         }),
         mirror!(emsim::net::crop::CropParams { n, first, side, height, width, scale, _pad0, _pad1 }),
         mirror!(emsim::net::decode::DecodeGridParams { n, g, radius, _pad0, origin, cell, _pad1, _pad2 }),
+        mirror!(emsim::net::mlp_gpu::MlpCountParams {
+            n,
+            first,
+            side,
+            height,
+            width,
+            scale,
+            layers,
+            g,
+            radius,
+            origin,
+            cell,
+            _pad0,
+            dims
+        }),
         mirror!(emsim::net::dropout::DropoutParams { n, step_lo, step_hi, stream, key_lo, key_hi, p, scale }),
         mirror!(emsim::count::find::FindParams {
             n_frames,

@@ -29,13 +29,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let cand = cands[params.first + i / plane];
-    let pix = i % plane;
-    let half = i32(params.side / 2u);
-    let rr = i32(cand.y / params.width) - half + i32(pix / params.side);
-    let cc = i32(cand.y % params.width) - half + i32(pix % params.side);
-    var v = 0.0;
-    if (rr >= 0 && rr < i32(params.height) && cc >= 0 && cc < i32(params.width)) {
-        v = f32(q[cand.x * params.height * params.width + u32(rr) * params.width + u32(cc)]) * params.scale;
-    }
-    crops[i] = v;
+    crops[i] = crop_value(cand, i % plane, params.side, params.height, params.width, params.scale);
 }

@@ -40,7 +40,7 @@ pub struct BenchOptions {
     pub compression: crate::io::frames_out::Compression,
 }
 
-/// The stage names `--stages` takes (`count_net` covers `count_net_split`, `net` both network
+/// The stage names `--stages` takes (`count_net` covers `count_net_split` and `count_net_fused`, `net` both network
 /// stages).
 pub const STAGES: [&str; 11] = [
     "events",
@@ -218,6 +218,23 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             for split in [false, true] {
                 records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split, NetPrecision::F32)?);
             }
+            if matches!(d, Device::Gpu(_)) {
+                // the default network as the one-dispatch kernel (the CPU path always fuses it)
+                let r = bench_count_net_with(d, &lib, &dose_cfg, repeats, false, NetPrecision::F32, true);
+                soft(&mut records, r, "count_net_fused", dose_cfg.frames as u32);
+                if !opts.quick {
+                    let r = bench_count_net_with(
+                        d,
+                        &lib,
+                        &frame_cfg(576, 2927.294, 32),
+                        repeats,
+                        false,
+                        NetPrecision::F32,
+                        true,
+                    );
+                    soft(&mut records, r, "count_net_fused", 32);
+                }
+            }
             if !opts.quick {
                 records.push(bench_count_net(
                     d,
@@ -276,7 +293,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     };
     for r in &mut records {
         if r.path == "gpu"
-            && matches!(r.stage.as_str(), "count" | "frames_count" | "count_resident" | "count_net" | "count_net_split")
+            && matches!(
+                r.stage.as_str(),
+                "count" | "frames_count" | "count_resident" | "count_net" | "count_net_split" | "count_net_fused"
+            )
         {
             r.count_layout = layout.map(Into::into);
         }

@@ -328,6 +328,20 @@ pub fn bench_count_net(
     split: bool,
     precision: NetPrecision,
 ) -> Result<BenchRecord> {
+    bench_count_net_with(device, lib, cfg, repeats, split, precision, false)
+}
+
+/// [`bench_count_net`], with `fused`: the GPU runs the network as the one-dispatch kernel
+/// `net/mlp_count` (stage `count_net_fused`; a small perceptron, f32, no pair splitting).
+pub fn bench_count_net_with(
+    device: &Device,
+    lib: &EventLibrary,
+    cfg: &FramesConfig,
+    repeats: u32,
+    split: bool,
+    precision: NetPrecision,
+    fused: bool,
+) -> Result<BenchRecord> {
     let net = crate::count::load_net_model(None, split)?;
     let name = net.cfg.name.clone();
     let pairs = if split {
@@ -336,13 +350,24 @@ pub fn bench_count_net(
     } else {
         None
     };
-    let ccfg = crate::count::CountConfig { net: Some(net), pairs, net_precision: precision, ..Default::default() };
-    let mut r =
-        bench_count_with(device, lib, cfg, repeats, ccfg, if split { "count_net_split" } else { "count_net" }, false)?;
+    let ccfg = crate::count::CountConfig {
+        net: Some(net),
+        pairs,
+        net_precision: precision,
+        net_fused: fused,
+        ..Default::default()
+    };
+    let stage = match (split, fused) {
+        (true, _) => "count_net_split",
+        (false, true) => "count_net_fused",
+        _ => "count_net",
+    };
+    let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, stage, false)?;
     r.timed = format!(
-        "{} + crops + network inference{} (the default network)",
+        "{} + crops + network inference{} (the default network{})",
         r.timed,
-        if split { " + one-vs-two classifier + pair localizer" } else { "" }
+        if split { " + one-vs-two classifier + pair localizer" } else { "" },
+        if fused { ", one kernel net/mlp_count" } else { "" }
     );
     r.model = Some(format!("{}{}", name, if split { "+pair-split+pair-loc" } else { "" }));
     r.net_precision = Some(precision.name().into());

@@ -71,6 +71,11 @@ pub(crate) struct CountArgs {
     /// traffic between layers; --device cpu rounds the same way to reproduce it).
     #[arg(long, default_value = "f32", value_parser = net_precision())]
     net_precision: NetPrecision,
+    /// How the GPU runs a small perceptron (the default network): layers (a kernel per layer) or
+    /// fused (one kernel per batch: crop, layers and decoding per electron; f32, without
+    /// --split-pairs). The same electrons to 1e-4 px; `emsim bench` times both (docs/network.md).
+    #[arg(long, default_value = "layers", value_parser = super::one_of(&["layers", "fused"], &[]))]
+    net_kernel: String,
     /// Output counts file (HDF5); with several methods include {method} in the name (replaced by
     /// the method's name, with one method too).
     #[arg(long, short)]
@@ -152,6 +157,7 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
         batch_frames: a.batch,
         net_batch: a.net_batch,
         net_precision: a.net_precision,
+        net_fused: a.net_kernel == "fused",
         ..Default::default()
     };
     let mut cfg = cfg;
@@ -166,6 +172,8 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
         cfg.net = Some(net);
     } else if a.model.is_some() {
         return Err(emsim::Error::invalid("--model", "only used with --method net"));
+    } else if a.net_kernel != "layers" {
+        return Err(emsim::Error::invalid("--net-kernel", "only used with --method net"));
     } else if a.net_precision != NetPrecision::F32 {
         return Err(emsim::Error::invalid("--net-precision", "only used with --method net"));
     }

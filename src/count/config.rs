@@ -135,6 +135,10 @@ pub struct CountConfig {
     /// Activation storage of the networks (f16 on GPUs with `SHADER_F16`; see
     /// [`crate::net::precision`]). The CPU path rounds as the GPU does, to reproduce it.
     pub net_precision: crate::net::precision::NetPrecision,
+    /// `--net-kernel fused`: on the GPU, a small perceptron (f32, no pair splitting) runs as the
+    /// one-dispatch kernel `net/mlp_count` (crop, layers and decoding per candidate) instead of a
+    /// kernel per layer. The CPU path always fuses such networks.
+    pub net_fused: bool,
     /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
     pub pairs: Option<split::PairModels>,
     /// The GPU kernels' layout; `None`: the adapter's ([`CountLayout::for_adapter`]). The
@@ -176,6 +180,7 @@ impl Default for CountConfig {
             net: None,
             net_batch: DEFAULT_NET_BATCH,
             net_precision: Default::default(),
+            net_fused: false,
             layout: None,
             pairs: None,
         }

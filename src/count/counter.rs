@@ -54,6 +54,9 @@ struct GpuNets<'a> {
     decoded: Option<wgpu::Buffer>,
     /// Classifier and pair localizer (`--split-pairs`).
     pairs: Option<[GpuNet<'a>; 2]>,
+    /// A small perceptron (f32, no pair splitting) with its packed weights on the device: counted
+    /// by the one-dispatch kernel `net/mlp_count` (crop, layers and decoding) instead.
+    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer)>,
 }
 
 /// Where a counter runs: the CPU twins, or the GPU with its buffers (and networks) on it.
@@ -144,7 +147,18 @@ impl<'a> Counter<'a> {
             ]),
             None => None,
         };
-        Ok(GpuNets { cands: ctx.storage("net_cands", cands * 16)?, net, decoded, pairs })
+        let mlp = match crate::net::mlp_gpu::MlpKernelModel::new(m) {
+            Some(km)
+                if cfg.net_fused
+                    && cfg.pairs.is_none()
+                    && cfg.net_precision == crate::net::precision::NetPrecision::F32 =>
+            {
+                let weights = ctx.upload("mlp_weights", &km.weights)?;
+                Some((km, weights))
+            }
+            _ => None,
+        };
+        Ok(GpuNets { cands: ctx.storage("net_cands", cands * 16)?, net, decoded, pairs, mlp })
     }
 
     /// Frames per batch: the requested number, capped so every buffer fits one storage binding.
@@ -568,13 +582,16 @@ impl<'a> Counter<'a> {
             net: Vec::new(),
             split: vec![],
         };
-        if let Some(GpuNets { net, cands, decoded, pairs }) = nets {
+        if let Some(GpuNets { net, cands, decoded, pairs, mlp }) = nets {
             // the network and, with --split-pairs, the classifier and the localizer on the same crops
             let mut nets = vec![net];
             if let Some([cls, loc]) = pairs {
                 nets.extend([cls, loc]);
             }
-            let outs = self.net_gpu_outputs(ctx, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?;
+            let outs = match (mlp, decoded) {
+                (Some(mlp), Some(dbuf)) => vec![self.mlp_gpu_decoded(ctx, mlp, cands, dbuf, &b.q, &found.cands)?],
+                _ => self.net_gpu_outputs(ctx, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
+            };
             let dec = match decoded {
                 // the grid head was decoded on the device (`net/decode_grid`)
                 Some(_) => crate::net::decode::from_decoded_rows(&outs[0]),
@@ -605,6 +622,34 @@ impl<'a> Counter<'a> {
     fn split(&self, found: &mut Found, p_two: &[f32], loc: &[f32]) {
         let p = self.cfg.pairs.as_ref().expect("pair models");
         found.split = split::split_pairs(found, p_two, loc, self.width, p.threshold, p.dedupe_px);
+    }
+
+    /// The one-dispatch kernel `net/mlp_count` over the sorted candidates of the batch whose
+    /// calibrated frames are in `q`: 6 decoded floats per candidate, a chunk of the decoded
+    /// buffer's capacity per submission.
+    fn mlp_gpu_decoded(
+        &self,
+        ctx: &GpuContext,
+        (km, weights): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer),
+        nc: &wgpu::Buffer,
+        dbuf: &wgpu::Buffer,
+        q: &wgpu::Buffer,
+        cands: &[Candidate],
+    ) -> Result<Vec<f32>> {
+        use crate::net::decode::DECODED_FLOATS;
+        ctx.write(nc, cands);
+        let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
+        let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
+        for start in (0..cands.len()).step_by(cap) {
+            let m = cap.min(cands.len() - start);
+            let p = km.params(m, start, self.height, self.width);
+            let mut enc = ctx.encoder("mlp_count");
+            crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, dbuf)?;
+            let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
+            ctx.submit_and_wait(enc)?;
+            out.extend_from_slice(&rb.read::<f32>(ctx)?);
+        }
+        Ok(out)
     }
 
     /// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in

@@ -149,6 +149,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
     let net_precision = opts.methods.contains(&Method::Net).then_some(counter.cfg.net_precision);
     let params_json = serde_json::json!({
         "net_precision": net_precision.map(|p| p.name()),
+        "net_kernel": opts.methods.contains(&Method::Net).then_some(if cfg.net_fused { "fused" } else { "layers" }),
         "suppress_px": cfg.suppress_px, "gain_adu_per_e": cfg.gain_adu_per_e, "offset_adu": cfg.offset_adu,
         "dark": opts.dark, "gain_map": opts.gain_map, "dataset": opts.dataset,
         "finder": cfg.finder.name(),

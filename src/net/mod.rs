@@ -34,6 +34,7 @@ pub mod init;
 pub mod linear;
 pub mod loss;
 pub mod maxpool2d;
+pub mod mlp_gpu;
 pub mod model;
 pub mod optim;
 pub mod pair_eval;

@@ -49,13 +49,28 @@ impl Model {
         (!out.is_empty() && !out.last()?.relu).then_some(out)
     }
 
+    /// For the one-dispatch GPU kernel `net/mlp_count`: the widths (`side^2`, then each linear
+    /// layer's outputs) and the weights packed layer by layer (`W [out, in]`, then the bias); None
+    /// unless [`Self::is_grid_perceptron`].
+    pub fn perceptron_packed(&self) -> Option<(Vec<usize>, Vec<f32>)> {
+        let dense = self.dense_layers()?;
+        let mut dims = vec![dense[0].in_f];
+        let mut packed = Vec::new();
+        for d in &dense {
+            dims.push(d.out_f);
+            packed.extend_from_slice(self.t(Some(d.weight)));
+            packed.extend_from_slice(self.t(Some(d.bias)));
+        }
+        Some((dims, packed))
+    }
+
     /// True when [`Self::decode_mlp_cpu`] applies.
     pub fn is_grid_perceptron(&self) -> bool {
         self.dense_layers().is_some()
     }
 
     /// Forward pass (evaluation mode, f32) and grid decoding of `n` crops (`input_px` squared
-    /// values each, already scaled by `input_scale`), fused per [`MLP_ROWS`] crops; None unless
+    /// values each, already scaled by `input_scale`), fused per `MLP_ROWS` (256) crops; None unless
     /// [`Self::is_grid_perceptron`].
     pub fn decode_mlp_cpu(&self, x: &[f32], n: usize) -> Option<Vec<Decoded>> {
         let dense = self.dense_layers()?;

@@ -1,0 +1,208 @@
+//! `net/mlp_count` (shaders/net/mlp_count.wgsl): counting with a small perceptron (a grid-head
+//! model of linear layers and ReLUs, as `tiny`) in one dispatch per batch of candidates. Each
+//! workgroup cuts its candidate's crop from the calibrated frames into workgroup memory, runs
+//! every layer there and decodes the grid head as `net/decode_grid` does, so only six floats per
+//! electron leave the kernel. The CPU twin [`mlp_count_cpu`] does the same arithmetic, with the
+//! decoding's sums in order where the kernel adds them as a tree over the workgroup; the two agree
+//! within the tolerance of `tests/net_mlp_gpu.rs`.
+
+use super::crop::CropParams;
+use super::decode::DecodeGridParams;
+use super::model::Model;
+use crate::count::find::Candidate;
+use crate::gpu::{GpuContext, GpuError};
+use crate::shaders;
+
+/// Widest layer (inputs or outputs) the kernel holds in workgroup memory.
+pub const MAX_WIDTH: usize = 256;
+/// Most linear layers.
+pub const MAX_LAYERS: usize = 7;
+/// Invocations per workgroup (one workgroup per candidate).
+pub const WORKGROUP: u64 = 64;
+
+/// Mirrors `MlpCountParams` in shaders/net/mlp_count.wgsl.
+/// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MlpCountParams {
+    pub n: u32,
+    pub first: u32,
+    pub side: u32,
+    pub height: u32,
+    pub width: u32,
+    pub scale: f32,
+    pub layers: u32,
+    pub g: u32,
+    pub radius: u32,
+    pub origin: f32,
+    pub cell: f32,
+    pub _pad0: u32,
+    /// `dims[l]` inputs of layer `l`, `dims[l + 1]` its outputs, as `[[u32; 4]; 2]`.
+    pub dims: [[u32; 4]; 2],
+}
+const _: () = assert!(std::mem::size_of::<MlpCountParams>() == 80);
+
+/// A perceptron prepared for the kernel: its packed weights and geometry.
+#[derive(Clone, Debug)]
+pub struct MlpKernelModel {
+    /// Per layer `W^T [in, out]`, then the bias `[out]`.
+    pub weights: Vec<f32>,
+    dims: Vec<usize>,
+    side: usize,
+    input_scale: f32,
+    grid: DecodeGridParams,
+}
+
+impl MlpKernelModel {
+    /// None unless `model` is a grid perceptron that fits the kernel (at most [`MAX_LAYERS`]
+    /// layers, none wider than [`MAX_WIDTH`]).
+    pub fn new(model: &Model) -> Option<Self> {
+        let (dims, packed) = model.perceptron_packed()?;
+        if dims.len() > MAX_LAYERS + 1 || dims.iter().any(|&d| d > MAX_WIDTH) {
+            return None;
+        }
+        // each layer's W [out, in] transposed to [in, out], then its bias
+        let mut weights = Vec::with_capacity(packed.len());
+        let mut off = 0;
+        for l in 0..dims.len() - 1 {
+            let (in_f, out_f) = (dims[l], dims[l + 1]);
+            let w = &packed[off..off + in_f * out_f];
+            weights.extend((0..in_f * out_f).map(|j| w[(j % out_f) * in_f + j / out_f]));
+            weights.extend_from_slice(&packed[off + in_f * out_f..off + in_f * out_f + out_f]);
+            off += in_f * out_f + out_f;
+        }
+        let grid = DecodeGridParams::new(&model.cfg, 0)?;
+        Some(Self { weights, dims, side: model.cfg.input_px, input_scale: model.cfg.input_scale, grid })
+    }
+
+    /// The parameters for candidates `first .. first + n` of frames `height` x `width`.
+    pub fn params(&self, n: usize, first: usize, height: u32, width: u32) -> MlpCountParams {
+        let crop = CropParams::new(n, first, self.side, height, width, self.input_scale);
+        let mut dims = [[0u32; 4]; 2];
+        for (l, &d) in self.dims.iter().enumerate() {
+            dims[l / 4][l % 4] = d as u32;
+        }
+        MlpCountParams {
+            n: n as u32,
+            first: first as u32,
+            side: self.side as u32,
+            height,
+            width,
+            scale: crop.scale,
+            layers: (self.dims.len() - 1) as u32,
+            g: self.grid.g,
+            radius: self.grid.radius,
+            origin: self.grid.origin,
+            cell: self.grid.cell,
+            _pad0: 0,
+            dims,
+        }
+    }
+}
+
+/// Records `net/mlp_count`: `out` (6 floats per candidate) from the calibrated frames `q`, the
+/// candidates `cands` and the packed `weights`.
+pub fn mlp_count_record(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &MlpCountParams,
+    q: &wgpu::Buffer,
+    cands: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    let u = ctx.uniform("mlp_count_params", p);
+    let bufs = [("params", &u), ("q", q), ("cands", cands), ("weights", weights), ("out", out)];
+    ctx.dispatch(enc, &shaders::NET_MLP_COUNT, &bufs, p.n as u64 * WORKGROUP)
+}
+
+/// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;
+/// p_max), `q` the frames of the candidates' frame indices.
+pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights: &[f32]) -> Vec<f32> {
+    let dim = |l: u32| p.dims[(l / 4) as usize][(l % 4) as usize] as usize;
+    let plane = (p.side * p.side) as usize;
+    let fp = (p.height * p.width) as usize;
+    let mut out = vec![0.0f32; p.n as usize * 6];
+    let crop = CropParams {
+        n: 1,
+        first: 0,
+        side: p.side,
+        height: p.height,
+        width: p.width,
+        scale: p.scale,
+        ..Default::default()
+    };
+    let mut a = vec![0.0f32; MAX_WIDTH];
+    let mut b = vec![0.0f32; MAX_WIDTH];
+    for i in 0..p.n as usize {
+        let c = cands[p.first as usize + i];
+        let f = c[0] as usize;
+        super::crop::crop_one(&crop, &q[f * fp..(f + 1) * fp], c[1] / p.width, c[1] % p.width, &mut a[..plane]);
+        let mut woff = 0;
+        for l in 0..p.layers {
+            let (in_f, out_f) = (dim(l), dim(l + 1));
+            for o in 0..out_f {
+                let mut acc = 0.0f32;
+                for (k, x) in a[..in_f].iter().enumerate() {
+                    acc += x * weights[woff + k * out_f + o];
+                }
+                acc += weights[woff + out_f * in_f + o];
+                b[o] = if l + 1 < p.layers { acc.max(0.0) } else { acc };
+            }
+            woff += out_f * in_f + out_f;
+            std::mem::swap(&mut a, &mut b);
+        }
+        decode_grid_f32(p, &a[..(p.g * p.g) as usize], &mut out[i * 6..(i + 1) * 6]);
+    }
+    out
+}
+
+/// The grid decoding of `net/decode_grid` in its own f32 arithmetic (the kernel's tail).
+fn decode_grid_f32(p: &MlpCountParams, logits: &[f32], o: &mut [f32]) {
+    let g = p.g as usize;
+    let centre = |i: usize| p.origin + (i as f32 + 0.5) * p.cell;
+    let (mut m, mut arg) = (logits[0], 0usize);
+    for (j, &v) in logits.iter().enumerate().skip(1) {
+        if v > m {
+            m = v;
+            arg = j;
+        }
+    }
+    let s: f32 = logits.iter().map(|&v| (v - m).exp()).sum();
+    let inv = 1.0 / s;
+    let (mut mx, mut my) = (0.0f32, 0.0f32);
+    for (j, &v) in logits.iter().enumerate() {
+        let pr = (v - m).exp() * inv;
+        mx += pr * centre(j % g);
+        my += pr * centre(j / g);
+    }
+    let (mut vx, mut vy) = (0.0f32, 0.0f32);
+    for (j, &v) in logits.iter().enumerate() {
+        let pr = (v - m).exp() * inv;
+        let (dx, dy) = (centre(j % g) - mx, centre(j / g) - my);
+        vx += pr * dx * dx;
+        vy += pr * dy * dy;
+    }
+    let (ax, ay) = ((arg % g) as i32, (arg / g) as i32);
+    let (r, last) = (p.radius as i32, g as i32 - 1);
+    let (mut w, mut wx, mut wy) = (0.0f32, 0.0f32, 0.0f32);
+    for cy in (ay - r).max(0)..=(ay + r).min(last) {
+        for cx in (ax - r).max(0)..=(ax + r).min(last) {
+            let pr = (logits[cy as usize * g + cx as usize] - m).exp() * inv;
+            w += pr;
+            wx += pr * centre(cx as usize);
+            wy += pr * centre(cy as usize);
+        }
+    }
+    o[0] = centre(ax as usize);
+    o[1] = centre(ay as usize);
+    if w > 0.0 {
+        o[2] = wx / w;
+        o[3] = wy / w;
+    } else {
+        o[2] = o[0];
+        o[3] = o[1];
+    }
+    o[4] = (vx.max(0.0) + vy.max(0.0)).sqrt();
+    o[5] = inv;
+}

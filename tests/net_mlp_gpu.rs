@@ -1,0 +1,131 @@
+//! `net/mlp_count`, counting with a small perceptron in one dispatch: the kernel against its CPU
+//! twin, and the twin against the fused CPU path (`Model::decode_mlp_cpu`) on the same crops, for
+//! the shipped `tiny` and a freshly initialised one, on frames with clusters, flat noise and
+//! candidates at the frame's edges.
+
+mod common;
+
+use common::{test_context, test_rng};
+use emsim::count::find::Candidate;
+use emsim::net::mlp_gpu::{MlpKernelModel, mlp_count_cpu, mlp_count_record};
+use emsim::net::model::{Model, ModelConfig};
+use rand::RngExt;
+
+fn models() -> Vec<Model> {
+    let shipped = emsim::io::model_file::load(&emsim::default_model_path(), None).unwrap().model;
+    vec![shipped, Model::new(ModelConfig::preset("tiny").unwrap(), 9).unwrap()]
+}
+
+/// Frames of calibrated charge (1/16 e-) with read noise and a cluster at every 4th candidate.
+fn case(rng: &mut impl rand::Rng, frames: usize, h: u32, w: u32, n: usize) -> (Vec<i32>, Vec<Candidate>) {
+    let fp = (h * w) as usize;
+    let mut q: Vec<i32> = (0..frames * fp).map(|_| rng.random_range(-320..320)).collect();
+    let mut cands: Vec<Candidate> =
+        (0..n).map(|_| [rng.random_range(0..frames as u32), rng.random_range(0..h * w), 0, 0]).collect();
+    cands.push([0, 0, 0, 0]);
+    cands.push([frames as u32 - 1, h * w - 1, 0, 0]);
+    for c in cands.iter().step_by(4) {
+        let (r, col) = ((c[1] / w) as i32, (c[1] % w) as i32);
+        for (dr, dc, e) in [(0, 0, 300.0), (0, 1, 120.0), (1, 0, 80.0), (-1, -1, 40.0)] {
+            let (rr, cc) = (r + dr, col + dc);
+            if rr >= 0 && rr < h as i32 && cc >= 0 && cc < w as i32 {
+                q[c[0] as usize * fp + (rr as u32 * w + cc as u32) as usize] += (e * 16.0) as i32;
+            }
+        }
+    }
+    (q, cands)
+}
+
+#[test]
+fn mlp_count_gpu_matches_twin() {
+    let Some(ctx) = test_context() else { return };
+    let mut rng = test_rng("mlp_count_gpu_matches_twin");
+    let (frames, h, w) = (3usize, 41u32, 57u32);
+    let (q, cands) = case(&mut rng, frames, h, w, 150);
+    for model in models() {
+        let km = MlpKernelModel::new(&model).expect("tiny fits the kernel");
+        let first = 2;
+        let p = km.params(cands.len() - first, first, h, w);
+        let cpu = mlp_count_cpu(&p, &q, &cands, &km.weights);
+        let qb = ctx.upload("q", &q).unwrap();
+        let cb = ctx.upload("cands", &cands).unwrap();
+        let wb = ctx.upload("weights", &km.weights).unwrap();
+        let ob = ctx.storage("out", (cpu.len() * 4) as u64).unwrap();
+        let mut enc = ctx.encoder("mlp_count");
+        mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, &ob).unwrap();
+        let rb = ctx.readback(&mut enc, &ob, (cpu.len() * 4) as u64);
+        ctx.submit_and_wait(enc).unwrap();
+        let gpu: Vec<f32> = rb.read::<f32>(&ctx).unwrap();
+        // The sums of products may be fused (multiply-add) on the device: the logits differ in
+        // their last bits, and the decoded values by far less than the tolerance.
+        for (i, (g, c)) in gpu.chunks(6).zip(cpu.chunks(6)).enumerate() {
+            for k in 0..5 {
+                assert!((g[k] - c[k]).abs() <= 1e-4, "{} candidate {i}: gpu {g:?} cpu {c:?}", model.cfg.name);
+            }
+            assert!((g[5] - c[5]).abs() <= 1e-4 * c[5], "{} candidate {i}: gpu {g:?} cpu {c:?}", model.cfg.name);
+        }
+    }
+}
+
+#[test]
+fn twin_equals_the_fused_cpu_path_on_the_same_crops() {
+    let mut rng = test_rng("mlp_count_twin_vs_fused");
+    let (frames, h, w) = (2usize, 40u32, 33u32);
+    let (q, cands) = case(&mut rng, frames, h, w, 200);
+    for model in models() {
+        let km = MlpKernelModel::new(&model).unwrap();
+        let p = km.params(cands.len(), 0, h, w);
+        let twin = mlp_count_cpu(&p, &q, &cands, &km.weights);
+        let side = model.cfg.input_px;
+        let cp = emsim::net::crop::CropParams::new(cands.len(), 0, side, h, w, model.cfg.input_scale);
+        let mut crops = vec![0.0f32; cands.len() * side * side];
+        emsim::net::crop::crop_cpu(&cp, &q, &cands, &mut crops);
+        let fused = model.decode_mlp_cpu(&crops, cands.len()).unwrap();
+        for (i, (t, f)) in twin.chunks(6).zip(&fused).enumerate() {
+            let want = [f.argmax_xy[0], f.argmax_xy[1], f.mean_xy[0], f.mean_xy[1], f.sigma_px];
+            for k in 0..5 {
+                assert!((t[k] - want[k]).abs() <= 1e-4, "candidate {i}: twin {t:?} fused {f:?}");
+            }
+            assert!((t[5] - f.p_max).abs() <= 1e-4 * f.p_max, "candidate {i}: twin {t:?} fused {f:?}");
+        }
+    }
+    // Not a perceptron with a grid head: no kernel model.
+    assert!(MlpKernelModel::new(&Model::new(ModelConfig::preset("fast").unwrap(), 1).unwrap()).is_none());
+}
+
+/// `emsim count --method net --net-kernel fused` on the GPU finds the same electrons as the CPU
+/// path and places them within 1e-4 px; the flag is refused without the network.
+#[test]
+fn fused_kernel_counts_as_the_cpu_path() {
+    let Some(_ctx) = test_context() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_emsim")).args(args).current_dir(d).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&[
+        "frames", "--frames", "3", "--size", "128x96", "--dose", "0.01", "--seed", "4", "--out", "f.h5", "--device",
+        "cpu", "-q",
+    ]);
+    run(&["count", "f.h5", "--method", "net", "--net-kernel", "fused", "--out", "g.h5", "--device", "gpu", "-q"]);
+    run(&["count", "f.h5", "--method", "net", "--out", "c.h5", "--device", "cpu", "-q"]);
+    let (g, c) = (
+        emsim::eval::read::read_counts(&d.join("g.h5")).unwrap(),
+        emsim::eval::read::read_counts(&d.join("c.h5")).unwrap(),
+    );
+    assert!(!c.is_empty());
+    assert_eq!((g.offsets.clone(), g.frame.clone()), (c.offsets.clone(), c.frame.clone()));
+    for i in 0..c.len() {
+        assert!((g.x_px[i] - c.x_px[i]).abs() <= 1e-4 && (g.y_px[i] - c.y_px[i]).abs() <= 1e-4, "electron {i}");
+        let (gs, cs) = (g.sigma_px.as_ref().unwrap()[i], c.sigma_px.as_ref().unwrap()[i]);
+        assert!((gs - cs).abs() <= 1e-4, "electron {i}: sigma {gs} vs {cs}");
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_emsim"))
+        .args(["count", "f.h5", "--method", "c3x3t", "--net-kernel", "fused", "--out", "x.h5"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--net-kernel"));
+    assert!(!d.join("x.h5").exists());
+}

@@ -405,7 +405,7 @@ fn count_bad_input_is_named() {
 }
 
 /// Stages that run on the GPU path only (frames kept in GPU memory).
-const GPU_ONLY_STAGES: [&str; 2] = ["frames_resident", "count_resident"];
+const GPU_ONLY_STAGES: [&str; 3] = ["frames_resident", "count_resident", "count_net_fused"];
 
 fn bench_schema() -> serde_json::Value {
     serde_json::from_str(

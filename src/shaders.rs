@@ -589,7 +589,7 @@ pub const NET_DECODE_GRID: Kernel = Kernel {
 
 pub const NET_MLP_COUNT: Kernel = Kernel {
     name: "net/mlp_count",
-    source: wgsl!("net/mlp_count.wgsl", "net/crop_common.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "net/mlp_count.wgsl", "net/crop_common.wgsl"),
     bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
     workgroup_size: 64,
 };

@@ -1,10 +1,10 @@
-// net/mlp_count: counting with a small perceptron in one dispatch. One workgroup per candidate:
-// its crop (the side x side square of the calibrated frame q around the candidate's pixel, times
-// scale = input_scale / 16, 0 outside the frame) goes into workgroup memory, every linear layer
-// (weights W^T [in, out], so that neighbouring invocations read neighbouring weights, then bias
-// [out] per layer, packed in `weights`) runs with one output per invocation at a time, ReLU
-// between layers, and the grid head is decoded as net/decode_grid does, its sums shared by the
-// workgroup: six floats per candidate come out (arg-max x, y; local mean x, y; sigma; p_max).
+// net/mlp_count: counting with a small perceptron in one dispatch, one invocation per candidate.
+// Each invocation cuts its crop (crop_value: the side x side square of the calibrated frames
+// around the candidate's pixel, times input_scale / 16, 0 outside the frame) into its own array,
+// runs every linear layer (weights W [out, in] then bias [out] per layer, packed in `weights`; the
+// invocations of a workgroup read the same weight at the same time) with ReLU between layers, and
+// decodes the grid head as net/decode_grid does: six floats per candidate come out (arg-max x, y;
+// local mean x, y; sigma; p_max), nothing else. No workgroup memory, no barriers.
 // CPU twin: src/net/mlp_gpu.rs::mlp_count_cpu.
 
 struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams (layout checked by tests/shaders.rs)
@@ -14,7 +14,7 @@ struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams 
     height: u32,
     width: u32,
     scale: f32,
-    layers: u32,              // linear layers (at most 4)
+    layers: u32,              // linear layers (at most 7)
     g: u32,                   // grid cells per side (the last layer has g*g outputs)
     radius: u32,              // cells per pixel: the local mean's half-width in cells
     origin: f32,              // cell i's centre is origin + (i + 0.5) * cell, in pixels
@@ -30,25 +30,6 @@ struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams 
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // n x 6
 
 const WG: u32 = 64u;
-const MAXW: u32 = 256u;       // widest layer (inputs or outputs); checked by the host
-var<workgroup> act: array<f32, 512>;   // two halves of MAXW: a layer reads one, writes the other
-var<workgroup> redv: array<vec4<f32>, 64>;
-var<workgroup> redi: array<u32, 64>;
-
-// The workgroup's sum of `v` (a tree over the invocations; every invocation gets it).
-fn reduce(v: vec4<f32>, lid: u32) -> vec4<f32> {
-    redv[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h /= 2u) {
-        if (lid < h) {
-            redv[lid] += redv[lid + h];
-        }
-        workgroupBarrier();
-    }
-    let s = redv[0];
-    workgroupBarrier();
-    return s;
-}
 
 fn dim(l: u32) -> u32 {
     return params.dims[l / 4u][l % 4u];
@@ -58,110 +39,107 @@ fn centre(i: u32) -> f32 {
     return params.origin + (f32(i) + 0.5) * params.cell;
 }
 
+// Layer l (its weights at woff): dst = relu?(W src + b).
+fn dense(l: u32, woff: u32, src: ptr<function, array<f32, 256>>, dst: ptr<function, array<f32, 256>>) {
+    let in_f = dim(l);
+    let out_f = dim(l + 1u);
+    for (var o = 0u; o < out_f; o++) {
+        var acc = 0.0;
+        let row = woff + o * in_f;
+        for (var k = 0u; k < in_f; k++) {
+            acc += (*src)[k] * weights[row + k];
+        }
+        acc += weights[woff + out_f * in_f + o];
+        if (l + 1u < params.layers) {
+            acc = max(acc, 0.0);
+        }
+        (*dst)[o] = acc;
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = wid.y * nwg.x + wid.x;   // the candidate: the same for the whole workgroup
+    let i = flat_index(wid, nwg, lid, WG);
     if (i >= params.n) {
         return;
     }
+    var a: array<f32, 256>;     // 256: the widest layer (src/net/mlp_gpu.rs::MAX_WIDTH)
+    var b: array<f32, 256>;
     let cand = cands[params.first + i];
     let plane = params.side * params.side;
-    for (var pix = lid; pix < plane; pix += WG) {
-        act[pix] = crop_value(cand, pix, params.side, params.height, params.width, params.scale);
+    for (var pix = 0u; pix < plane; pix++) {
+        a[pix] = crop_value(cand, pix, params.side, params.height, params.width, params.scale);
     }
-    workgroupBarrier();
     var woff = 0u;
     for (var l = 0u; l < params.layers; l++) {
-        let in_f = dim(l);
-        let out_f = dim(l + 1u);
-        let src = (l % 2u) * MAXW;
-        let dst = ((l + 1u) % 2u) * MAXW;
-        for (var o = lid; o < out_f; o += WG) {
-            var acc = 0.0;
-            for (var k = 0u; k < in_f; k++) {
-                acc += act[src + k] * weights[woff + k * out_f + o];
-            }
-            acc += weights[woff + out_f * in_f + o];
-            if (l + 1u < params.layers) {
-                acc = max(acc, 0.0);
-            }
-            act[dst + o] = acc;
+        if (l % 2u == 0u) {
+            dense(l, woff, &a, &b);
+        } else {
+            dense(l, woff, &b, &a);
         }
-        woff += out_f * in_f + out_f;
-        workgroupBarrier();
+        woff += dim(l + 1u) * dim(l) + dim(l + 1u);
     }
-    // the grid head, as net/decode_grid, each invocation over cells lid, lid + WG, ...
-    let base = (params.layers % 2u) * MAXW;
+    if (params.layers % 2u == 1u) {
+        a = b;
+    }
+    // the grid head, as net/decode_grid
     let g = params.g;
     let k = g * g;
-    // the first maximum
-    var m = -3.0e38;
+    var m = a[0];
     var arg = 0u;
-    for (var j = lid; j < k; j += WG) {
-        let v = act[base + j];
-        if (v > m) {
-            m = v;
+    for (var j = 1u; j < k; j++) {
+        if (a[j] > m) {
+            m = a[j];
             arg = j;
         }
     }
-    redv[lid] = vec4<f32>(m, 0.0, 0.0, 0.0);
-    redi[lid] = arg;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h /= 2u) {
-        if (lid < h) {
-            let a = redv[lid].x;
-            let b = redv[lid + h].x;
-            if (b > a || (b == a && redi[lid + h] < redi[lid])) {
-                redv[lid].x = b;
-                redi[lid] = redi[lid + h];
-            }
-        }
-        workgroupBarrier();
+    var s = 0.0;
+    for (var j = 0u; j < k; j++) {
+        s += exp(a[j] - m);
     }
-    m = redv[0].x;
-    arg = redi[0];
-    workgroupBarrier();
-    // the sum of exponentials and the unnormalized first moments
-    var acc = vec4<f32>(0.0);
-    for (var j = lid; j < k; j += WG) {
-        let e = exp(act[base + j] - m);
-        acc += vec4<f32>(e, e * centre(j % g), e * centre(j / g), 0.0);
+    let inv = 1.0 / s;
+    var mx = 0.0;
+    var my = 0.0;
+    for (var j = 0u; j < k; j++) {
+        let p = exp(a[j] - m) * inv;
+        mx += p * centre(j % g);
+        my += p * centre(j / g);
     }
-    let sums = reduce(acc, lid);
-    let inv = 1.0 / sums.x;
-    let mx = sums.y * inv;
-    let my = sums.z * inv;
-    // the variance about the mean (no cancellation in f32) and the local mean near the peak
+    var vx = 0.0;
+    var vy = 0.0;
+    for (var j = 0u; j < k; j++) {
+        let p = exp(a[j] - m) * inv;
+        let dx = centre(j % g) - mx;
+        let dy = centre(j / g) - my;
+        vx += p * dx * dx;
+        vy += p * dy * dy;
+    }
     let ax = i32(arg % g);
     let ay = i32(arg / g);
     let r = i32(params.radius);
-    acc = vec4<f32>(0.0);
-    var loc = vec4<f32>(0.0);
-    for (var j = lid; j < k; j += WG) {
-        let p = exp(act[base + j] - m) * inv;
-        let dx = centre(j % g) - mx;
-        let dy = centre(j / g) - my;
-        acc += vec4<f32>(p * dx * dx, p * dy * dy, 0.0, 0.0);
-        if (abs(i32(j % g) - ax) <= r && abs(i32(j / g) - ay) <= r) {
-            loc += vec4<f32>(p, p * centre(j % g), p * centre(j / g), 0.0);
+    let last = i32(g) - 1;
+    var w = 0.0;
+    var wx = 0.0;
+    var wy = 0.0;
+    for (var cy = max(ay - r, 0); cy <= min(ay + r, last); cy++) {
+        for (var cx = max(ax - r, 0); cx <= min(ax + r, last); cx++) {
+            let p = exp(a[u32(cy) * g + u32(cx)] - m) * inv;
+            w += p;
+            wx += p * centre(u32(cx));
+            wy += p * centre(u32(cy));
         }
-    }
-    let var2 = reduce(acc, lid);
-    let local = reduce(loc, lid);
-    if (lid != 0u) {
-        return;
     }
     let o = i * 6u;
     out[o] = centre(u32(ax));
     out[o + 1u] = centre(u32(ay));
-    if (local.x > 0.0) {
-        out[o + 2u] = local.y / local.x;
-        out[o + 3u] = local.z / local.x;
+    if (w > 0.0) {
+        out[o + 2u] = wx / w;
+        out[o + 3u] = wy / w;
     } else {
         out[o + 2u] = centre(u32(ax));
         out[o + 3u] = centre(u32(ay));
     }
-    out[o + 4u] = sqrt(max(var2.x, 0.0) + max(var2.y, 0.0));
+    out[o + 4u] = sqrt(max(vx, 0.0) + max(vy, 0.0));
     out[o + 5u] = inv;
 }

@@ -1,10 +1,10 @@
 //! `net/mlp_count` (shaders/net/mlp_count.wgsl): counting with a small perceptron (a grid-head
 //! model of linear layers and ReLUs, as `tiny`) in one dispatch per batch of candidates. Each
-//! workgroup cuts its candidate's crop from the calibrated frames into workgroup memory, runs
-//! every layer there and decodes the grid head as `net/decode_grid` does, so only six floats per
-//! electron leave the kernel. The CPU twin [`mlp_count_cpu`] does the same arithmetic, with the
-//! decoding's sums in order where the kernel adds them as a tree over the workgroup; the two agree
-//! within the tolerance of `tests/net_mlp_gpu.rs`.
+//! invocation cuts its candidate's crop from the calibrated frames, runs every layer in its own
+//! arrays (the invocations of a workgroup read each weight together) and decodes the grid head as
+//! `net/decode_grid` does, so only six floats per electron leave the kernel; no workgroup memory,
+//! no barriers. The CPU twin [`mlp_count_cpu`] does the same arithmetic in the same order (a GPU
+//! may fuse multiply-adds); the two agree within the tolerance of `tests/net_mlp_gpu.rs`.
 
 use super::crop::CropParams;
 use super::decode::DecodeGridParams;
@@ -17,8 +17,6 @@ use crate::shaders;
 pub const MAX_WIDTH: usize = 256;
 /// Most linear layers.
 pub const MAX_LAYERS: usize = 7;
-/// Invocations per workgroup (one workgroup per candidate).
-pub const WORKGROUP: u64 = 64;
 
 /// Mirrors `MlpCountParams` in shaders/net/mlp_count.wgsl.
 /// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
@@ -45,7 +43,7 @@ const _: () = assert!(std::mem::size_of::<MlpCountParams>() == 80);
 /// A perceptron prepared for the kernel: its packed weights and geometry.
 #[derive(Clone, Debug)]
 pub struct MlpKernelModel {
-    /// Per layer `W^T [in, out]`, then the bias `[out]`.
+    /// Per layer `W [out, in]`, then the bias `[out]`.
     pub weights: Vec<f32>,
     dims: Vec<usize>,
     side: usize,
@@ -57,19 +55,9 @@ impl MlpKernelModel {
     /// None unless `model` is a grid perceptron that fits the kernel (at most [`MAX_LAYERS`]
     /// layers, none wider than [`MAX_WIDTH`]).
     pub fn new(model: &Model) -> Option<Self> {
-        let (dims, packed) = model.perceptron_packed()?;
+        let (dims, weights) = model.perceptron_packed()?;
         if dims.len() > MAX_LAYERS + 1 || dims.iter().any(|&d| d > MAX_WIDTH) {
             return None;
-        }
-        // each layer's W [out, in] transposed to [in, out], then its bias
-        let mut weights = Vec::with_capacity(packed.len());
-        let mut off = 0;
-        for l in 0..dims.len() - 1 {
-            let (in_f, out_f) = (dims[l], dims[l + 1]);
-            let w = &packed[off..off + in_f * out_f];
-            weights.extend((0..in_f * out_f).map(|j| w[(j % out_f) * in_f + j / out_f]));
-            weights.extend_from_slice(&packed[off + in_f * out_f..off + in_f * out_f + out_f]);
-            off += in_f * out_f + out_f;
         }
         let grid = DecodeGridParams::new(&model.cfg, 0)?;
         Some(Self { weights, dims, side: model.cfg.input_px, input_scale: model.cfg.input_scale, grid })
@@ -113,7 +101,7 @@ pub fn mlp_count_record(
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("mlp_count_params", p);
     let bufs = [("params", &u), ("q", q), ("cands", cands), ("weights", weights), ("out", out)];
-    ctx.dispatch(enc, &shaders::NET_MLP_COUNT, &bufs, p.n as u64 * WORKGROUP)
+    ctx.dispatch(enc, &shaders::NET_MLP_COUNT, &bufs, p.n as u64)
 }
 
 /// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;
@@ -142,9 +130,10 @@ pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights
         for l in 0..p.layers {
             let (in_f, out_f) = (dim(l), dim(l + 1));
             for o in 0..out_f {
+                let row = &weights[woff + o * in_f..][..in_f];
                 let mut acc = 0.0f32;
-                for (k, x) in a[..in_f].iter().enumerate() {
-                    acc += x * weights[woff + k * out_f + o];
+                for (x, w) in a[..in_f].iter().zip(row) {
+                    acc += x * w;
                 }
                 acc += weights[woff + out_f * in_f + o];
                 b[o] = if l + 1 < p.layers { acc.max(0.0) } else { acc };

@@ -11,6 +11,8 @@ use super::localize::{LocalizeParams, Localized};
 use super::sum3::Sum3Params;
 use super::*;
 
+mod net;
+
 /// Where a GPU batch's frames come from.
 #[derive(Clone, Copy)]
 pub(super) enum AduSource<'b> {
@@ -588,9 +590,10 @@ impl<'a> Counter<'a> {
             if let Some([cls, loc]) = pairs {
                 nets.extend([cls, loc]);
             }
+            let size = (self.height, self.width);
             let outs = match (mlp, decoded) {
-                (Some(mlp), Some(dbuf)) => vec![self.mlp_gpu_decoded(ctx, mlp, cands, dbuf, &b.q, &found.cands)?],
-                _ => self.net_gpu_outputs(ctx, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
+                (Some(mlp), Some(dbuf)) => vec![net::mlp_gpu_decoded(ctx, size, mlp, cands, dbuf, &b.q, &found.cands)?],
+                _ => net::net_gpu_outputs(ctx, size, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
             };
             let dec = match decoded {
                 // the grid head was decoded on the device (`net/decode_grid`)
@@ -622,83 +625,5 @@ impl<'a> Counter<'a> {
     fn split(&self, found: &mut Found, p_two: &[f32], loc: &[f32]) {
         let p = self.cfg.pairs.as_ref().expect("pair models");
         found.split = split::split_pairs(found, p_two, loc, self.width, p.threshold, p.dedupe_px);
-    }
-
-    /// The one-dispatch kernel `net/mlp_count` over the sorted candidates of the batch whose
-    /// calibrated frames are in `q`: 6 decoded floats per candidate, a chunk of the decoded
-    /// buffer's capacity per submission.
-    fn mlp_gpu_decoded(
-        &self,
-        ctx: &GpuContext,
-        (km, weights): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer),
-        nc: &wgpu::Buffer,
-        dbuf: &wgpu::Buffer,
-        q: &wgpu::Buffer,
-        cands: &[Candidate],
-    ) -> Result<Vec<f32>> {
-        use crate::net::decode::DECODED_FLOATS;
-        ctx.write(nc, cands);
-        let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
-        let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
-        for start in (0..cands.len()).step_by(cap) {
-            let m = cap.min(cands.len() - start);
-            let p = km.params(m, start, self.height, self.width);
-            let mut enc = ctx.encoder("mlp_count");
-            crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, dbuf)?;
-            let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
-            ctx.submit_and_wait(enc)?;
-            out.extend_from_slice(&rb.read::<f32>(ctx)?);
-        }
-        Ok(out)
-    }
-
-    /// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in
-    /// `q`: per chunk the crops are cut once (kernel `net/crop`) into the first network's input
-    /// and copied to the others' (they read the same crops: checked when the models are loaded,
-    /// and they share the capacity), every forward pass runs in the same submission, and the
-    /// outputs come back, one vector per network: raw, except the first network's when
-    /// `decoded` is given (a grid head, decoded on the device into 6 floats per crop by
-    /// `net/decode_grid` instead of reading back every cell's logit).
-    fn net_gpu_outputs(
-        &self,
-        ctx: &GpuContext,
-        nets: &[&GpuNet],
-        nc: &wgpu::Buffer,
-        decoded: Option<&wgpu::Buffer>,
-        q: &wgpu::Buffer,
-        cands: &[Candidate],
-    ) -> Result<Vec<Vec<f32>>> {
-        let first = nets[0];
-        let cfg = &first.model.cfg;
-        let plane = cfg.input_px * cfg.input_px;
-        ctx.write(nc, cands);
-        let mut outs: Vec<Vec<f32>> =
-            nets.iter().map(|n| Vec::with_capacity(cands.len() * n.model.cfg.head_outputs())).collect();
-        for start in (0..cands.len()).step_by(first.capacity) {
-            let m = first.capacity.min(cands.len() - start);
-            let p = crate::net::crop::CropParams::new(m, start, cfg.input_px, self.height, self.width, cfg.input_scale);
-            let mut enc = ctx.encoder("net");
-            crate::net::crop::crop_record(ctx, &mut enc, &p, q, nc, &first.input)?;
-            let mut rbs = Vec::with_capacity(nets.len());
-            for (i, net) in nets.iter().enumerate() {
-                if i > 0 {
-                    enc.copy_buffer_to_buffer(&first.input, 0, &net.input, 0, (m * plane * 4) as u64);
-                }
-                net.record_forward(&mut enc, m, false, 0, 0)?;
-                match (i, decoded) {
-                    (0, Some(dbuf)) => {
-                        let dp = crate::net::decode::DecodeGridParams::new(&net.model.cfg, m).expect("grid head");
-                        crate::net::decode::decode_grid_record(ctx, &mut enc, &dp, net.output(), dbuf)?;
-                        rbs.push(ctx.readback(&mut enc, dbuf, (m * crate::net::decode::DECODED_FLOATS * 4) as u64));
-                    }
-                    _ => rbs.push(ctx.readback(&mut enc, net.output(), (m * net.model.cfg.head_outputs() * 4) as u64)),
-                }
-            }
-            ctx.submit_and_wait(enc)?;
-            for (out, rb) in outs.iter_mut().zip(rbs) {
-                out.extend_from_slice(&rb.read::<f32>(ctx)?);
-            }
-        }
-        Ok(outs)
     }
 }

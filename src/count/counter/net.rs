@@ -1,0 +1,88 @@
+//! The networks of a counter on the GPU: the one-dispatch kernel of small perceptrons and the
+//! layer-by-layer path (crops, forward passes, grid decoding on the device).
+
+use crate::Result;
+use crate::count::find::Candidate;
+use crate::gpu::GpuContext;
+use crate::net::gpu_net::GpuNet;
+
+/// Frame size of the batch: height, width.
+pub(super) type Size = (u32, u32);
+
+/// The one-dispatch kernel `net/mlp_count` over the sorted candidates of the batch whose
+/// calibrated frames are in `q`: 6 decoded floats per candidate, a chunk of the decoded
+/// buffer's capacity per submission.
+pub(super) fn mlp_gpu_decoded(
+    ctx: &GpuContext,
+    (height, width): Size,
+    (km, weights): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer),
+    nc: &wgpu::Buffer,
+    dbuf: &wgpu::Buffer,
+    q: &wgpu::Buffer,
+    cands: &[Candidate],
+) -> Result<Vec<f32>> {
+    use crate::net::decode::DECODED_FLOATS;
+    ctx.write(nc, cands);
+    let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
+    let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
+    for start in (0..cands.len()).step_by(cap) {
+        let m = cap.min(cands.len() - start);
+        let p = km.params(m, start, height, width);
+        let mut enc = ctx.encoder("mlp_count");
+        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, dbuf)?;
+        let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
+        ctx.submit_and_wait(enc)?;
+        out.extend_from_slice(&rb.read::<f32>(ctx)?);
+    }
+    Ok(out)
+}
+
+/// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in
+/// `q`: per chunk the crops are cut once (kernel `net/crop`) into the first network's input
+/// and copied to the others' (they read the same crops: checked when the models are loaded,
+/// and they share the capacity), every forward pass runs in the same submission, and the
+/// outputs come back, one vector per network: raw, except the first network's when
+/// `decoded` is given (a grid head, decoded on the device into 6 floats per crop by
+/// `net/decode_grid` instead of reading back every cell's logit).
+pub(super) fn net_gpu_outputs(
+    ctx: &GpuContext,
+    (height, width): Size,
+    nets: &[&GpuNet],
+    nc: &wgpu::Buffer,
+    decoded: Option<&wgpu::Buffer>,
+    q: &wgpu::Buffer,
+    cands: &[Candidate],
+) -> Result<Vec<Vec<f32>>> {
+    let first = nets[0];
+    let cfg = &first.model.cfg;
+    let plane = cfg.input_px * cfg.input_px;
+    ctx.write(nc, cands);
+    let mut outs: Vec<Vec<f32>> =
+        nets.iter().map(|n| Vec::with_capacity(cands.len() * n.model.cfg.head_outputs())).collect();
+    for start in (0..cands.len()).step_by(first.capacity) {
+        let m = first.capacity.min(cands.len() - start);
+        let p = crate::net::crop::CropParams::new(m, start, cfg.input_px, height, width, cfg.input_scale);
+        let mut enc = ctx.encoder("net");
+        crate::net::crop::crop_record(ctx, &mut enc, &p, q, nc, &first.input)?;
+        let mut rbs = Vec::with_capacity(nets.len());
+        for (i, net) in nets.iter().enumerate() {
+            if i > 0 {
+                enc.copy_buffer_to_buffer(&first.input, 0, &net.input, 0, (m * plane * 4) as u64);
+            }
+            net.record_forward(&mut enc, m, false, 0, 0)?;
+            match (i, decoded) {
+                (0, Some(dbuf)) => {
+                    let dp = crate::net::decode::DecodeGridParams::new(&net.model.cfg, m).expect("grid head");
+                    crate::net::decode::decode_grid_record(ctx, &mut enc, &dp, net.output(), dbuf)?;
+                    rbs.push(ctx.readback(&mut enc, dbuf, (m * crate::net::decode::DECODED_FLOATS * 4) as u64));
+                }
+                _ => rbs.push(ctx.readback(&mut enc, net.output(), (m * net.model.cfg.head_outputs() * 4) as u64)),
+            }
+        }
+        ctx.submit_and_wait(enc)?;
+        for (out, rb) in outs.iter_mut().zip(rbs) {
+            out.extend_from_slice(&rb.read::<f32>(ctx)?);
+        }
+    }
+    Ok(outs)
+}

@@ -332,9 +332,9 @@ impl<'a> Counter<'a> {
         }
         // A small perceptron (f32, no pair splitting, which needs the crops) runs frame by frame
         // on the fused path, its crops in a buffer of the thread: the same numbers as the batch.
-        let per_frame_net = self.cfg.pairs.is_none()
-            && self.cfg.net_precision == crate::net::precision::NetPrecision::F32
+        let fused = self.cfg.net_precision == crate::net::precision::NetPrecision::F32
             && self.cfg.net.as_ref().is_some_and(|m| m.is_grid_perceptron());
+        let per_frame_net = fused && self.cfg.pairs.is_none();
         type PerFrame = (Vec<Candidate>, Vec<Localized>, Vec<f32>, Vec<crate::net::decode::Decoded>);
         let per_frame: Vec<PerFrame> = (0..n)
             .into_par_iter()
@@ -398,26 +398,18 @@ impl<'a> Counter<'a> {
             crops.extend(cr);
             decoded.extend(d);
         }
-        if per_frame_net {
-            found.net = decoded
-                .iter()
-                .zip(&found.cands)
-                .map(|(d, c)| crate::net::infer::to_frame(d, c[1] / self.width, c[1] % self.width))
-                .collect();
-        } else if let Some(m) = &self.cfg.net {
-            let n = found.cands.len();
-            // small perceptrons (f32) take the fused path: the same numbers, no batch-wide buffers
-            let fused = (self.cfg.net_precision == crate::net::precision::NetPrecision::F32)
-                .then(|| m.decode_mlp_cpu(&crops, n))
-                .flatten();
-            let decoded = match fused {
-                Some(d) => d,
-                None => {
-                    let out =
-                        crate::net::infer::outputs_cpu_with(m, &crops, n, self.cfg.net_batch, self.cfg.net_precision)?;
+        if let Some(m) = &self.cfg.net {
+            if !per_frame_net {
+                // the whole batch's crops (kept for pair splitting): fused when it can be
+                let n = found.cands.len();
+                decoded = if fused {
+                    m.decode_mlp_cpu(&crops, n).expect("a grid perceptron")
+                } else {
+                    let (batch, precision) = (self.cfg.net_batch, self.cfg.net_precision);
+                    let out = crate::net::infer::outputs_cpu_with(m, &crops, n, batch, precision)?;
                     crate::net::decode::decode(&m.cfg, &out, n)
-                }
-            };
+                };
+            }
             found.net = decoded
                 .iter()
                 .zip(&found.cands)

@@ -582,14 +582,14 @@ pub const NET_CROP: Kernel = Kernel {
 
 pub const NET_DECODE_GRID: Kernel = Kernel {
     name: "net/decode_grid",
-    source: wgsl!("shared/rng.wgsl", "net/decode_grid.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "net/decode_grid.wgsl", "net/decode_common.wgsl"),
     bindings: &[uniform("params", "DecodeGridParams"), read("logits"), rw("out")],
     workgroup_size: 64,
 };
 
 pub const NET_MLP_COUNT: Kernel = Kernel {
     name: "net/mlp_count",
-    source: wgsl!("shared/rng.wgsl", "net/mlp_count.wgsl", "net/crop_common.wgsl"),
+    source: wgsl!("shared/rng.wgsl", "net/mlp_count.wgsl", "net/crop_common.wgsl", "net/decode_common.wgsl"),
     bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
     workgroup_size: 64,
 };

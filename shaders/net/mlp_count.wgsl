@@ -35,12 +35,17 @@ fn dim(l: u32) -> u32 {
     return params.dims[l / 4u][l % 4u];
 }
 
-fn centre(i: u32) -> f32 {
-    return params.origin + (f32(i) + 0.5) * params.cell;
+// The invocation's activations: a layer reads one array and writes the other; 256 is the widest
+// layer (src/net/mlp_gpu.rs::MAX_WIDTH).
+var<private> a: array<f32, 256>;
+var<private> b: array<f32, 256>;
+
+fn logit(j: u32) -> f32 {
+    return a[j];
 }
 
 // Layer l (its weights at woff): dst = relu?(W src + b).
-fn dense(l: u32, woff: u32, src: ptr<function, array<f32, 256>>, dst: ptr<function, array<f32, 256>>) {
+fn dense(l: u32, woff: u32, src: ptr<private, array<f32, 256>>, dst: ptr<private, array<f32, 256>>) {
     let in_f = dim(l);
     let out_f = dim(l + 1u);
     for (var o = 0u; o < out_f; o++) {
@@ -64,8 +69,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= params.n) {
         return;
     }
-    var a: array<f32, 256>;     // 256: the widest layer (src/net/mlp_gpu.rs::MAX_WIDTH)
-    var b: array<f32, 256>;
     let cand = cands[params.first + i];
     let plane = params.side * params.side;
     for (var pix = 0u; pix < plane; pix++) {
@@ -83,63 +86,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (params.layers % 2u == 1u) {
         a = b;
     }
-    // the grid head, as net/decode_grid
-    let g = params.g;
-    let k = g * g;
-    var m = a[0];
-    var arg = 0u;
-    for (var j = 1u; j < k; j++) {
-        if (a[j] > m) {
-            m = a[j];
-            arg = j;
-        }
-    }
-    var s = 0.0;
-    for (var j = 0u; j < k; j++) {
-        s += exp(a[j] - m);
-    }
-    let inv = 1.0 / s;
-    var mx = 0.0;
-    var my = 0.0;
-    for (var j = 0u; j < k; j++) {
-        let p = exp(a[j] - m) * inv;
-        mx += p * centre(j % g);
-        my += p * centre(j / g);
-    }
-    var vx = 0.0;
-    var vy = 0.0;
-    for (var j = 0u; j < k; j++) {
-        let p = exp(a[j] - m) * inv;
-        let dx = centre(j % g) - mx;
-        let dy = centre(j / g) - my;
-        vx += p * dx * dx;
-        vy += p * dy * dy;
-    }
-    let ax = i32(arg % g);
-    let ay = i32(arg / g);
-    let r = i32(params.radius);
-    let last = i32(g) - 1;
-    var w = 0.0;
-    var wx = 0.0;
-    var wy = 0.0;
-    for (var cy = max(ay - r, 0); cy <= min(ay + r, last); cy++) {
-        for (var cx = max(ax - r, 0); cx <= min(ax + r, last); cx++) {
-            let p = exp(a[u32(cy) * g + u32(cx)] - m) * inv;
-            w += p;
-            wx += p * centre(u32(cx));
-            wy += p * centre(u32(cy));
-        }
-    }
-    let o = i * 6u;
-    out[o] = centre(u32(ax));
-    out[o + 1u] = centre(u32(ay));
-    if (w > 0.0) {
-        out[o + 2u] = wx / w;
-        out[o + 3u] = wy / w;
-    } else {
-        out[o + 2u] = centre(u32(ax));
-        out[o + 3u] = centre(u32(ay));
-    }
-    out[o + 4u] = sqrt(max(vx, 0.0) + max(vy, 0.0));
-    out[o + 5u] = inv;
+    decode_logits(i * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
 }

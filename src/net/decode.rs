@@ -66,10 +66,14 @@ pub struct GridScratch {
 impl GridDecoder {
     /// None unless `cfg` has a grid head.
     pub fn new(cfg: &ModelConfig) -> Option<Self> {
-        let gp = DecodeGridParams::new(cfg, 0)?;
+        Some(Self::from_params(DecodeGridParams::new(cfg, 0)?))
+    }
+
+    /// From the grid's geometry as the kernels get it (`g`, `radius`, `origin`, `cell`).
+    pub fn from_params(gp: DecodeGridParams) -> Self {
         let g = gp.g as usize;
         let centres = (0..g).map(|i| (gp.origin + (i as f32 + 0.5) * gp.cell) as f64).collect();
-        Some(Self { gp, g, k: g * g, centres })
+        Self { gp, g, k: g * g, centres }
     }
 
     pub fn scratch(&self) -> GridScratch {

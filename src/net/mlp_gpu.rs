@@ -3,11 +3,12 @@
 //! invocation cuts its candidate's crop from the calibrated frames, runs every layer in its own
 //! arrays (the invocations of a workgroup read each weight together) and decodes the grid head as
 //! `net/decode_grid` does, so only six floats per electron leave the kernel; no workgroup memory,
-//! no barriers. The CPU twin [`mlp_count_cpu`] does the same arithmetic in the same order (a GPU
-//! may fuse multiply-adds); the two agree within the tolerance of `tests/net_mlp_gpu.rs`.
+//! no barriers. The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
+//! multiply-adds) and decodes with [`GridDecoder`], the twin of `net/decode_grid`; the two agree
+//! within the tolerance of `tests/net_mlp_gpu.rs`.
 
 use super::crop::CropParams;
-use super::decode::DecodeGridParams;
+use super::decode::{DecodeGridParams, GridDecoder};
 use super::model::Model;
 use crate::count::find::Candidate;
 use crate::gpu::{GpuContext, GpuError};
@@ -105,7 +106,8 @@ pub fn mlp_count_record(
 }
 
 /// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;
-/// p_max), `q` the frames of the candidates' frame indices.
+/// p_max), `q` the frames of the candidates' frame indices. The layers in the kernel's order; the
+/// grid decoded by [`GridDecoder`], the twin of the kernels' shared decoding.
 pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights: &[f32]) -> Vec<f32> {
     let dim = |l: u32| p.dims[(l / 4) as usize][(l % 4) as usize] as usize;
     let plane = (p.side * p.side) as usize;
@@ -120,6 +122,9 @@ pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights
         scale: p.scale,
         ..Default::default()
     };
+    let (g, radius, origin, cell) = (p.g, p.radius, p.origin, p.cell);
+    let dec = GridDecoder::from_params(DecodeGridParams { g, radius, origin, cell, ..Default::default() });
+    let mut scratch = dec.scratch();
     let mut a = vec![0.0f32; MAX_WIDTH];
     let mut b = vec![0.0f32; MAX_WIDTH];
     for i in 0..p.n as usize {
@@ -141,57 +146,9 @@ pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights
             woff += out_f * in_f + out_f;
             std::mem::swap(&mut a, &mut b);
         }
-        decode_grid_f32(p, &a[..(p.g * p.g) as usize], &mut out[i * 6..(i + 1) * 6]);
+        let d = dec.row(&a[..dec.k], &mut scratch);
+        let row = [d.argmax_xy[0], d.argmax_xy[1], d.mean_xy[0], d.mean_xy[1], d.sigma_px, d.p_max];
+        out[i * 6..(i + 1) * 6].copy_from_slice(&row);
     }
     out
-}
-
-/// The grid decoding of `net/decode_grid` in its own f32 arithmetic (the kernel's tail).
-fn decode_grid_f32(p: &MlpCountParams, logits: &[f32], o: &mut [f32]) {
-    let g = p.g as usize;
-    let centre = |i: usize| p.origin + (i as f32 + 0.5) * p.cell;
-    let (mut m, mut arg) = (logits[0], 0usize);
-    for (j, &v) in logits.iter().enumerate().skip(1) {
-        if v > m {
-            m = v;
-            arg = j;
-        }
-    }
-    let s: f32 = logits.iter().map(|&v| (v - m).exp()).sum();
-    let inv = 1.0 / s;
-    let (mut mx, mut my) = (0.0f32, 0.0f32);
-    for (j, &v) in logits.iter().enumerate() {
-        let pr = (v - m).exp() * inv;
-        mx += pr * centre(j % g);
-        my += pr * centre(j / g);
-    }
-    let (mut vx, mut vy) = (0.0f32, 0.0f32);
-    for (j, &v) in logits.iter().enumerate() {
-        let pr = (v - m).exp() * inv;
-        let (dx, dy) = (centre(j % g) - mx, centre(j / g) - my);
-        vx += pr * dx * dx;
-        vy += pr * dy * dy;
-    }
-    let (ax, ay) = ((arg % g) as i32, (arg / g) as i32);
-    let (r, last) = (p.radius as i32, g as i32 - 1);
-    let (mut w, mut wx, mut wy) = (0.0f32, 0.0f32, 0.0f32);
-    for cy in (ay - r).max(0)..=(ay + r).min(last) {
-        for cx in (ax - r).max(0)..=(ax + r).min(last) {
-            let pr = (logits[cy as usize * g + cx as usize] - m).exp() * inv;
-            w += pr;
-            wx += pr * centre(cx as usize);
-            wy += pr * centre(cy as usize);
-        }
-    }
-    o[0] = centre(ax as usize);
-    o[1] = centre(ay as usize);
-    if w > 0.0 {
-        o[2] = wx / w;
-        o[3] = wy / w;
-    } else {
-        o[2] = o[0];
-        o[3] = o[1];
-    }
-    o[4] = (vx.max(0.0) + vy.max(0.0)).sqrt();
-    o[5] = inv;
 }

@@ -215,41 +215,27 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             ..Default::default()
         };
         for d in &devices {
-            for split in [false, true] {
-                records.push(bench_count_net(d, &lib, &dose_cfg, repeats, split, NetPrecision::F32)?);
+            for what in [NetCount::Net, NetCount::Split] {
+                records.push(bench_count_net(d, &lib, &dose_cfg, repeats, what, NetPrecision::F32)?);
             }
+            let full = frame_cfg(576, 2927.294, 32);
             if matches!(d, Device::Gpu(_)) {
                 // the default network as the one-dispatch kernel (the CPU path always fuses it)
-                let r = bench_count_net_with(d, &lib, &dose_cfg, repeats, false, NetPrecision::F32, true);
+                let r = bench_count_net(d, &lib, &dose_cfg, repeats, NetCount::Fused, NetPrecision::F32);
                 soft(&mut records, r, "count_net_fused", dose_cfg.frames as u32);
                 if !opts.quick {
-                    let r = bench_count_net_with(
-                        d,
-                        &lib,
-                        &frame_cfg(576, 2927.294, 32),
-                        repeats,
-                        false,
-                        NetPrecision::F32,
-                        true,
-                    );
+                    let r = bench_count_net(d, &lib, &full, repeats, NetCount::Fused, NetPrecision::F32);
                     soft(&mut records, r, "count_net_fused", 32);
                 }
             }
             if !opts.quick {
-                records.push(bench_count_net(
-                    d,
-                    &lib,
-                    &frame_cfg(576, 2927.294, 32),
-                    repeats,
-                    false,
-                    NetPrecision::F32,
-                )?);
+                records.push(bench_count_net(d, &lib, &full, repeats, NetCount::Net, NetPrecision::F32)?);
             }
             if has_f16(d) {
-                let r = bench_count_net(d, &lib, &dose_cfg, repeats, false, NetPrecision::F16);
+                let r = bench_count_net(d, &lib, &dose_cfg, repeats, NetCount::Net, NetPrecision::F16);
                 soft(&mut records, r, "count_net (f16)", dose_cfg.frames as u32);
                 if !opts.quick {
-                    let r = bench_count_net(d, &lib, &frame_cfg(576, 2927.294, 32), repeats, false, NetPrecision::F16);
+                    let r = bench_count_net(d, &lib, &full, repeats, NetCount::Net, NetPrecision::F16);
                     soft(&mut records, r, "count_net (f16)", 32);
                 }
             }

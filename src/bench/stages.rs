@@ -318,30 +318,29 @@ pub fn bench_count_resident(
     Ok(r)
 }
 
-/// Times `count --method net` with the default network (`split`: also `--split-pairs` with the
-/// shipped `pair-split` / `pair-loc` models and the default threshold and dedupe distance).
+/// What the `count_net` stages time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetCount {
+    /// `count --method net` with the default network (stage `count_net`).
+    Net,
+    /// With `--split-pairs`, the shipped `pair-split` / `pair-loc` models and the default
+    /// threshold and dedupe distance (stage `count_net_split`).
+    Split,
+    /// With `--net-kernel fused`: on the GPU the default network as the one-dispatch kernel
+    /// `net/mlp_count` (stage `count_net_fused`; a small perceptron, f32).
+    Fused,
+}
+
+/// Times counting with the network as `what` says.
 pub fn bench_count_net(
     device: &Device,
     lib: &EventLibrary,
     cfg: &FramesConfig,
     repeats: u32,
-    split: bool,
+    what: NetCount,
     precision: NetPrecision,
 ) -> Result<BenchRecord> {
-    bench_count_net_with(device, lib, cfg, repeats, split, precision, false)
-}
-
-/// [`bench_count_net`], with `fused`: the GPU runs the network as the one-dispatch kernel
-/// `net/mlp_count` (stage `count_net_fused`; a small perceptron, f32, no pair splitting).
-pub fn bench_count_net_with(
-    device: &Device,
-    lib: &EventLibrary,
-    cfg: &FramesConfig,
-    repeats: u32,
-    split: bool,
-    precision: NetPrecision,
-    fused: bool,
-) -> Result<BenchRecord> {
+    let (split, fused) = (what == NetCount::Split, what == NetCount::Fused);
     let net = crate::count::load_net_model(None, split)?;
     let name = net.cfg.name.clone();
     let pairs = if split {
@@ -357,10 +356,10 @@ pub fn bench_count_net_with(
         net_fused: fused,
         ..Default::default()
     };
-    let stage = match (split, fused) {
-        (true, _) => "count_net_split",
-        (false, true) => "count_net_fused",
-        _ => "count_net",
+    let stage = match what {
+        NetCount::Net => "count_net",
+        NetCount::Split => "count_net_split",
+        NetCount::Fused => "count_net_fused",
     };
     let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, stage, false)?;
     r.timed = format!(

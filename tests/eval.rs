@@ -311,17 +311,6 @@ fn hand_case() -> (Frames, Frames) {
     (truth, found)
 }
 
-fn opts(counts: &[&Path], truth: &Path) -> EvalOptions {
-    EvalOptions {
-        counts: counts.iter().map(|p| p.to_path_buf()).collect(),
-        truth: truth.to_path_buf(),
-        radius_px: 1.5,
-        json: None,
-        plots: None,
-        limits: Default::default(),
-    }
-}
-
 fn err_text<T: std::fmt::Debug>(r: emsim::Result<T>) -> String {
     let e = r.expect_err("expected an error");
     let s = e.to_string();
@@ -346,7 +335,7 @@ fn hand_files(dir: &Path) -> (PathBuf, PathBuf) {
 fn metrics_of_a_hand_made_case() {
     let dir = tempfile::tempdir().unwrap();
     let (t, c) = hand_files(dir.path());
-    let report = run(&opts(&[&c], &t)).unwrap();
+    let report = run(&EvalOptions::new(&[&c], &t)).unwrap();
     assert_eq!((report.n_frames, report.n_true, report.pixel_size_um), (2, 5, 5.0));
     let m = &report.methods[0];
     assert_eq!(m.method, "c3x3");
@@ -367,7 +356,7 @@ fn metrics_of_a_hand_made_case() {
     assert!(m.mean_error_common_px.is_none() && report.n_matched_by_all.is_none());
 
     // A radius below 0.625 px keeps only the exact pair.
-    let mut o = opts(&[&c], &t);
+    let mut o = EvalOptions::new(&[&c], &t);
     o.radius_px = 0.6;
     let m = run(&o).unwrap().methods[0].clone();
     assert_eq!((m.n_matched, m.max_error_px, m.radius_px), (1, 0.0, 0.6));
@@ -386,7 +375,7 @@ fn two_methods_json_and_plots() {
     // "net" finds every electron exactly; its sigma grows with the row, so cuts drop electrons.
     let n = dir.path().join("net.h5");
     write_counts(&n, &CountsSpec { sigma: true, ..CountsSpec::new("net", &truth) });
-    let mut o = opts(&[&c, &n], &t);
+    let mut o = EvalOptions::new(&[&c, &n], &t);
     o.json = Some(dir.path().join("eval.json"));
     o.plots = Some(dir.path().join("plots"));
     let report: EvalReport = run(&o).unwrap();
@@ -499,7 +488,7 @@ fn reads_what_the_frames_writer_writes() {
     let c = dir.path().join("c.h5");
     write_counts(&c, &CountsSpec { frames_seed: 9, config_json: &h5.config_json, ..CountsSpec::new("max", &found) });
     for name in ["frames.h5", "frames_npy"] {
-        let r = run(&opts(&[&c], &dir.path().join(name))).unwrap();
+        let r = run(&EvalOptions::new(&[&c], &dir.path().join(name))).unwrap();
         let m = &r.methods[0];
         assert_eq!((m.n_true, m.n_found, m.n_matched), (3, 2, 2), "{name}");
         assert_eq!(m.max_error_px, 0.5);
@@ -520,7 +509,7 @@ fn bad_input_is_named_in_one_line() {
 
     let p = d.join("nox.h5");
     write_counts(&p, &CountsSpec { omit: "x_px", ..CountsSpec::new("c3x3", &found) });
-    let e = err_text(run(&opts(&[&p], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&p], &t)));
     assert!(e.contains("nox.h5") && e.contains("missing /electrons/x_px") && e.contains("emsim count file"), "{e}");
 
     // Truth from another dataset: both seeds and both files are named.
@@ -529,7 +518,7 @@ fn bad_input_is_named_in_one_line() {
         &other,
         &TruthSpec { seed: 3, config_json: CONFIG, first_frame: 0, pixel_size_um: 5.0, frames: &truth },
     );
-    let e = err_text(run(&opts(&[&c], &other)));
+    let e = err_text(run(&EvalOptions::new(&[&c], &other)));
     assert!(
         e.contains("other.h5") && e.contains("c3x3.h5") && e.contains("seed 3") && e.contains("frames_seed 1"),
         "{e}"
@@ -538,59 +527,59 @@ fn bad_input_is_named_in_one_line() {
     let cfg2 = CONFIG.replace("\"seed\":1", "\"seed\":1,\"dose\":2");
     let p = d.join("cfg.h5");
     write_counts(&p, &CountsSpec { config_json: &cfg2, ..CountsSpec::new("c3x3", &found) });
-    let e = err_text(run(&opts(&[&p], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&p], &t)));
     assert!(e.contains("config_json differs") && e.contains("cfg.h5"), "{e}");
     // The same configuration with other key order and spacing is the same dataset.
     let reordered = r#"{ "first_frame": 0, "config": {"seed":1, "width":64,"height":64,"frames":2} }"#;
     let p = d.join("reordered.h5");
     write_counts(&p, &CountsSpec { config_json: reordered, ..CountsSpec::new("c3x3", &found) });
-    run(&opts(&[&p], &t)).unwrap();
+    run(&EvalOptions::new(&[&p], &t)).unwrap();
 
     let p = d.join("shard.h5");
     write_counts(&p, &CountsSpec { first_frame: 2, ..CountsSpec::new("c3x3", &found) });
-    let e = err_text(run(&opts(&[&p], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&p], &t)));
     assert!(e.contains("first_frame 0") && e.contains("first_frame 2"), "{e}");
 
     let p = d.join("short.h5");
     write_counts(&p, &CountsSpec::new("c3x3", &found[..1]));
-    let e = err_text(run(&opts(&[&p], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&p], &t)));
     assert!(e.contains("has 2 frames") && e.contains("short.h5") && e.contains("counted 1"), "{e}");
 
     let p = d.join("noseed.h5");
     write_counts(&p, &CountsSpec { omit: "frames_seed", ..CountsSpec::new("c3x3", &found) });
-    let e = err_text(run(&opts(&[&p], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&p], &t)));
     assert!(e.contains("noseed.h5") && e.contains("frames_seed") && e.contains("provenance"), "{e}");
 
     // Counts given as truth, and truth given as counts.
-    let e = err_text(run(&opts(&[&c], &c)));
+    let e = err_text(run(&EvalOptions::new(&[&c], &c)));
     assert!(e.contains("c3x3.h5") && e.contains("emsim-frames/1"), "{e}");
-    let e = err_text(run(&opts(&[&t], &t)));
+    let e = err_text(run(&EvalOptions::new(&[&t], &t)));
     assert!(e.contains("frames.h5") && e.contains("emsim-counts/1"), "{e}");
 
     let txt = d.join("notes.txt");
     std::fs::write(&txt, "hello").unwrap();
-    let e = err_text(run(&opts(&[&c], &txt)));
+    let e = err_text(run(&EvalOptions::new(&[&c], &txt)));
     assert!(e.contains("notes.txt") && e.contains("HDF5"), "{e}");
-    let e = err_text(run(&opts(&[&c], &d.join("missing.h5"))));
+    let e = err_text(run(&EvalOptions::new(&[&c], &d.join("missing.h5"))));
     assert!(e.contains("missing.h5") && e.contains("not found"), "{e}");
 
-    let mut o = opts(&[&c], &t);
+    let mut o = EvalOptions::new(&[&c], &t);
     o.radius_px = 0.0;
     assert!(err_text(run(&o)).contains("--radius-px"));
     o.radius_px = f32::NAN;
     assert!(err_text(run(&o)).contains("--radius-px"));
-    assert!(err_text(run(&opts(&[], &t))).contains("counts"));
+    assert!(err_text(run(&EvalOptions::new(&[], &t))).contains("counts"));
 
     // Outputs in a missing folder fail before any work, naming the flag, and leave nothing.
-    let mut o = opts(&[&c], &t);
+    let mut o = EvalOptions::new(&[&c], &t);
     o.json = Some(d.join("no/such/eval.json"));
     assert!(err_text(run(&o)).contains("--json"));
-    let mut o = opts(&[&c], &t);
+    let mut o = EvalOptions::new(&[&c], &t);
     o.plots = Some(d.join("no/such/plots"));
     assert!(err_text(run(&o)).contains("--plots"));
     assert!(!d.join("no").exists());
     // A folder given as --json is refused, not replaced.
-    let mut o = opts(&[&c], &t);
+    let mut o = EvalOptions::new(&[&c], &t);
     o.json = Some(d.to_path_buf());
     assert!(err_text(run(&o)).contains("--json"));
     assert!(t.exists());

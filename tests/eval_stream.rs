@@ -94,17 +94,6 @@ impl Files {
     }
 }
 
-fn eval_opts(counts: &[&Path], truth: &Path, limits: StreamLimits) -> EvalOptions {
-    EvalOptions {
-        counts: counts.iter().map(|p| p.to_path_buf()).collect(),
-        truth: truth.to_path_buf(),
-        radius_px: 1.5,
-        json: None,
-        plots: None,
-        limits,
-    }
-}
-
 #[test]
 fn blocks_change_nothing_and_percentiles_stay_close_beyond_the_exact_limit() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +103,7 @@ fn blocks_change_nothing_and_percentiles_stay_close_beyond_the_exact_limit() {
     files.write(&t, &a, "net");
     Files { sigma: false, ..files }.write(&t, &b, "c3x3t");
     let whole = StreamLimits { block_rows: usize::MAX, exact_errors: usize::MAX };
-    let one = run(&eval_opts(&[&a, &b], &t, whole)).unwrap();
+    let one = run(&EvalOptions { limits: whole, ..EvalOptions::new(&[&a, &b], &t) }).unwrap();
     eprintln!("{}", one.table());
     // everything but the process's peak memory
     let json = |r: &emsim::eval::EvalReport| {
@@ -122,7 +111,7 @@ fn blocks_change_nothing_and_percentiles_stay_close_beyond_the_exact_limit() {
     };
     for block_rows in [1, 300, 1000] {
         let lim = StreamLimits { block_rows, exact_errors: usize::MAX };
-        let r = run(&eval_opts(&[&a, &b], &t, lim)).unwrap();
+        let r = run(&EvalOptions { limits: lim, ..EvalOptions::new(&[&a, &b], &t) }).unwrap();
         assert_eq!(json(&r), json(&one), "blocks of {block_rows} rows");
     }
     // The known answer: 256 electrons a frame, 9 in 10 found at 0.0 ... 0.8 px, one spurious.
@@ -139,7 +128,7 @@ fn blocks_change_nothing_and_percentiles_stay_close_beyond_the_exact_limit() {
     // Beyond 1000 errors a method's percentiles come from the histogram, within its bin width;
     // counts, means and extremes stay exact.
     let lim = StreamLimits { block_rows: 500, exact_errors: 1000 };
-    let h = run(&eval_opts(&[&a, &b], &t, lim)).unwrap();
+    let h = run(&EvalOptions { limits: lim, ..EvalOptions::new(&[&a, &b], &t) }).unwrap();
     for (x, y) in h.methods.iter().zip(&one.methods) {
         let res = x.percentile_resolution_px;
         assert!(res > 0.0 && res < 1e-4, "{res}");

@@ -58,6 +58,21 @@ pub struct EvalOptions {
     pub limits: StreamLimits,
 }
 
+impl EvalOptions {
+    /// `counts` against `truth` with the defaults of `emsim eval`: radius
+    /// [`DEFAULT_RADIUS_PX`], no JSON, no plots, the default memory limits.
+    pub fn new(counts: &[&Path], truth: &Path) -> Self {
+        Self {
+            counts: counts.iter().map(|p| p.to_path_buf()).collect(),
+            truth: truth.to_path_buf(),
+            radius_px: DEFAULT_RADIUS_PX,
+            json: None,
+            plots: None,
+            limits: StreamLimits::default(),
+        }
+    }
+}
+
 /// One point of a sigma-cut curve: found electrons with `sigma_px <= sigma_cut_px` only.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SigmaCutPoint {

@@ -144,7 +144,7 @@ struct Model {
 #[pymethods]
 impl Model {
     /// Loads a model file (safetensors from `emsim train`); without a path, the default network
-    /// of counting (`fast-neighbours`).
+    /// of counting (`tiny`).
     #[staticmethod]
     #[pyo3(signature = (path=None))]
     fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
@@ -661,7 +661,7 @@ fn default_library_path() -> String {
     emsim::default_library_path().display().to_string()
 }
 
-/// The default network of counting (`fast-neighbours`) shipped with emsim.
+/// The default network of counting (`tiny`) shipped with emsim.
 #[pyfunction]
 fn default_model_path() -> String {
     emsim::default_model_path().display().to_string()

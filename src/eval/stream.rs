@@ -185,6 +185,8 @@ pub fn evaluate(
         }
     }
     let mut n_all = 0u64;
+    // errors per true electron, for the electrons every method matched and the scatter plots
+    let several = counts.len() > 1;
 
     let mut all_offsets: Vec<&[u64]> = vec![&truth.meta.offsets];
     all_offsets.extend(counts.iter().map(|c| c.meta.offsets.as_slice()));
@@ -205,9 +207,11 @@ pub fn evaluate(
             }
             greedy[i].0 += m.greedy_components;
             greedy[i].1 += m.greedy_points;
-            errors.push(m.error_by_truth_row(t.len()));
+            if several {
+                errors.push(m.error_by_truth_row(t.len()));
+            }
         }
-        if counts.len() > 1 {
+        if several {
             for row in 0..t.len() {
                 if errors.iter().all(|e| !e[row].is_nan()) {
                     n_all += 1;
@@ -235,7 +239,7 @@ pub fn evaluate(
         let mut mm =
             stats[i].metrics(&c.meta.method, &file, n_true, c.len() as u64, truth.meta.pixel_size_um, radius_report);
         (mm.greedy_components, mm.greedy_points) = greedy[i];
-        if counts.len() > 1 {
+        if several {
             mm.mean_error_common_px = Some(common[i].mean());
             mm.median_error_common_px = Some(common[i].quantile(0.5));
         }
@@ -248,7 +252,7 @@ pub fn evaluate(
         .collect();
     Ok(Streamed {
         methods,
-        n_matched_by_all: (counts.len() > 1).then_some(n_all),
+        n_matched_by_all: several.then_some(n_all),
         sigma_cuts,
         errors: stats.into_iter().map(|s| s.errors).collect(),
         scatter,

@@ -6,6 +6,7 @@
 //! their columns are read a range of frames at a time, so that `emsim eval` holds a block of
 //! electrons, not the whole file. (A `--format npy` truth folder is read whole.)
 
+use std::mem::take;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -224,10 +225,11 @@ impl TruthFile {
     /// Opens an `emsim-frames/1` dataset: an HDF5 file, or a `--format npy` folder.
     pub fn open(path: &Path) -> Result<Self> {
         if path.is_dir() {
-            let t = read_truth_npy(path)?;
-            let n_rows = t.len();
-            let meta = TruthSet { frame: Vec::new(), x_px: Vec::new(), y_px: Vec::new(), ..t.clone() };
-            let src = Source::Mem { frame: t.frame, x_px: t.x_px, y_px: t.y_px };
+            let mut meta = read_truth_npy(path)?;
+            let n_rows = meta.len();
+            // the columns move to the source; the meta keeps the attributes and offsets
+            let (frame, x_px, y_px) = (take(&mut meta.frame), take(&mut meta.x_px), take(&mut meta.y_px));
+            let src = Source::Mem { frame, x_px, y_px };
             return Ok(Self { meta, n_rows, src });
         }
         const HINT: &str = "is this an emsim frames file?";

@@ -129,7 +129,7 @@ fn linear_relu_maxpool_batchnorm_f16_variants_match_the_twins() {
         let len = s.n * s.out_f;
         let yb = ctx.storage("y", elem_bytes(io.y16, len)).unwrap();
         let mut enc = ctx.encoder("linear f16");
-        linear_fwd_record_io(&ctx, &mut enc, &s, io, &xb, &wb, &bb, &yb).unwrap();
+        linear_fwd_record_io(&ctx, &mut enc, &s, io, false, &xb, &wb, &bb, &yb).unwrap();
         ctx.submit_and_wait(enc).unwrap();
         let (mut want, mut scale) = (vec![0.0; len], vec![0.0; len]);
         linear_fwd_cpu(&s, &x, &w, &b, &mut want);
@@ -234,9 +234,11 @@ fn shipped_network_with_f16_activations_matches_its_twin() {
     let net = GpuNet::new_inference(&ctx, model.clone(), n, NetPrecision::F16).unwrap();
     assert_eq!(net.precision(), NetPrecision::F16);
     let gpu16 = net.infer(&x, n).unwrap();
-    // The first computing layer's output really is stored as f16 (a flatten passes its input on).
-    let first = model.cfg.layers.iter().position(|l| !matches!(l, emsim::net::model::LayerSpec::Flatten)).unwrap();
+    // The first ReLU's output really is stored as f16 (in inference the linear layer before it
+    // writes it, with the ReLU fused).
+    let first = model.cfg.layers.iter().position(|l| matches!(l, emsim::net::model::LayerSpec::Relu)).unwrap();
     let a0 = net.read_activation(first, n).unwrap();
+    assert!(a0.iter().filter(|&&v| v > 0.0).count() > a0.len() / 10, "the ReLU's output was not written");
     let mut r = a0.clone();
     round_f16(&mut r);
     assert_eq!(a0, r);

@@ -232,6 +232,12 @@ fn check_linear(ctx: &GpuContext, what: &str, s: &LinearShape, d: &LinearData) {
     linear_fwd_cpu(s, &abs(&d.x), &abs(&d.w), &abs(&d.b), &mut sy);
     let gy = linear_fwd_gpu(ctx, s, &d.x, &d.w, &d.b).unwrap();
     assert_within(&format!("linear_fwd {what}"), &gy, &y, &sy, 2.0 * gamma(s.in_f + 1));
+    // With the fused ReLU (inference): max(., 0) moves no value further from its twin's.
+    let mut yr = vec![0.0; y.len()];
+    linear_relu_fwd_cpu(s, &d.x, &d.w, &d.b, &mut yr);
+    let gyr = linear_fwd_gpu_relu(ctx, s, true, &d.x, &d.w, &d.b).unwrap();
+    assert!(gyr.iter().all(|&v| v >= 0.0), "linear_fwd {what} with ReLU: a negative output");
+    assert_within(&format!("linear_fwd {what} with ReLU"), &gyr, &yr, &sy, 2.0 * gamma(s.in_f + 1));
 
     let mut dx = vec![0.0; s.n * s.in_f];
     linear_bwd_input_cpu(s, &d.w, &d.dy, &mut dx);

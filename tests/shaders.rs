@@ -239,7 +239,7 @@ fn every_uniform_struct_matches_its_rust_mirror() {
             _pad1
         }),
         mirror!(emsim::net::data::GridLabelParams { n, stride, grid_cells, cells_per_px, origin, _pad0, _pad1, _pad2 }),
-        mirror!(emsim::net::linear::LinearParams { n, in_f, out_f, chunk_rows, n_chunks, o_blocks, _pad1, _pad2 }),
+        mirror!(emsim::net::linear::LinearParams { n, in_f, out_f, chunk_rows, n_chunks, o_blocks, relu, _pad2 }),
         mirror!(emsim::count::localize::LocalizeParams { height, width, capacity, centroid_thr_q }),
         mirror!(emsim::net::data::MakeBatchParams {
             n,

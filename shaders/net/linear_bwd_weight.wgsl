@@ -15,7 +15,7 @@ struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout
     chunk_rows: u32,    // rows (samples) per partial sum, linear_bwd_weight only
     n_chunks: u32,      // linear_bwd_weight only
     o_blocks: u32,      // linear_fwd: ceil(out_f / OB)
-    _pad1: u32,
+    relu: u32,          // linear_fwd only
     _pad2: u32,
 }
 

@@ -7,8 +7,11 @@
 // samples (the plain one-output-per-invocation form loaded two values per multiply-add). Samples
 // and outputs past the end are clamped to the last one when loading and not stored.
 // Invocation t = nb * o_blocks + ob, o_blocks = ceil(out_f / OB) (params.o_blocks).
+// With params.relu = 1 the outputs go through a ReLU before they are stored (inference fuses a
+// linear layer with the ReLU after it: one pass over the activations instead of two).
 // x and y hold xt / yt (shared/act_*.wgsl: f32, or f16 for f16 inference); the arithmetic is f32.
-// CPU twin: src/net/linear.rs::linear_fwd_cpu (output rounded to f16 when yt is f16).
+// CPU twin: src/net/linear.rs::linear_fwd_cpu, and linear_relu_fwd_cpu with params.relu = 1
+// (output rounded to f16 when yt is f16).
 
 struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout checked by tests/shaders.rs)
     n: u32,
@@ -17,7 +20,7 @@ struct LinearParams {     // mirrored by src/net/linear.rs::LinearParams (layout
     chunk_rows: u32,    // linear_bwd_weight: rows (samples) per partial sum
     n_chunks: u32,      // linear_bwd_weight only
     o_blocks: u32,      // linear_fwd: ceil(out_f / OB)
-    _pad1: u32,
+    relu: u32,          // linear_fwd: 1 = ReLU on the outputs before they are stored
     _pad2: u32,
 }
 
@@ -70,6 +73,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let w0 = vec4(w[wr[0] + i], w[wr[1] + i], w[wr[2] + i], w[wr[3] + i]);
         let w1 = vec4(w[wr[4] + i], w[wr[5] + i], w[wr[6] + i], w[wr[7] + i]);
         fma8(&acc, xv, w0, w1);
+    }
+    if (params.relu != 0u) {
+        for (var k = 0u; k < 8u; k++) {
+            acc[k] = max(acc[k], vec4(0.0));
+        }
     }
     for (var k = 0u; k < NB; k++) {
         let n = n0 + k;

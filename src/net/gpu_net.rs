@@ -214,7 +214,10 @@ impl<'a> GpuNet<'a> {
         self.acts.last().expect("a model has layers")
     }
 
-    /// Records the forward pass over the first `n` samples of [`GpuNet::input`].
+    /// Records the forward pass over the first `n` samples of [`GpuNet::input`]. In evaluation
+    /// mode (`train` false) a flatten or dropout before the last layer passes its input on without a
+    /// copy, and a linear layer followed by a ReLU is one kernel writing the ReLU's output, so the
+    /// activations of those skipped layers are not written.
     pub fn record_forward(
         &self,
         enc: &mut wgpu::CommandEncoder,
@@ -227,10 +230,26 @@ impl<'a> GpuNet<'a> {
         assert!(n <= self.capacity, "batch {n} > capacity {}", self.capacity);
         assert!(!(train && self.precision() == NetPrecision::F16), "training runs with f32 activations");
         let plan = self.model.cfg.plan(n)?;
-        for (i, p) in plan.iter().enumerate() {
-            let io = ActIo { x16: i > 0 && self.half[i - 1], y16: self.half[i] };
-            let x = if i == 0 { &self.input } else { &self.acts[i - 1] };
-            let y = &self.acts[i];
+        let layers = &self.model.cfg.layers;
+        // the layer's input: the batch, or the last activation written (inference skips copies)
+        let (mut x, mut x16) = (&self.input, false);
+        let mut i = 0;
+        while i < plan.len() {
+            let p = &plan[i];
+            let last = i + 1 == plan.len();
+            let copy_layer = matches!(layers[i], LayerSpec::Flatten | LayerSpec::Dropout { .. });
+            if !train && copy_layer && !last {
+                // a flatten, or a dropout in evaluation mode, passes its input on unchanged
+                i += 1;
+                continue;
+            }
+            // In inference a linear layer followed by a ReLU is one kernel writing the ReLU's output.
+            let fuse_relu = !train
+                && matches!(layers[i], LayerSpec::Linear { .. })
+                && matches!(layers.get(i + 1), Some(LayerSpec::Relu));
+            let out = if fuse_relu { i + 1 } else { i };
+            let io = ActIo { x16, y16: self.half[out] };
+            let y = &self.acts[out];
             let lt = self.model.layer_tensors[i];
             let w = lt.weight.map(|k| &self.params[k]);
             let b = lt.bias.map(|k| &self.params[k]);
@@ -241,7 +260,7 @@ impl<'a> GpuNet<'a> {
                 }
                 LayerSpec::Linear { out_features } => {
                     let s = LinearShape { n, in_f: p.input.c, out_f: out_features };
-                    linear_fwd_record_io(ctx, enc, &s, io, x, w.unwrap(), b.unwrap(), y)?;
+                    linear_fwd_record_io(ctx, enc, &s, io, fuse_relu, x, w.unwrap(), b.unwrap(), y)?;
                 }
                 LayerSpec::Relu => relu_fwd_record_io(ctx, enc, p.input.len(), io, x, y)?,
                 LayerSpec::MaxPool2d { kernel, stride } => {
@@ -271,6 +290,8 @@ impl<'a> GpuNet<'a> {
                 }
                 LayerSpec::Flatten => enc.copy_buffer_to_buffer(x, 0, y, 0, copy_bytes(io, p.input.len())),
             }
+            (x, x16) = (y, io.y16);
+            i = out + 1;
         }
         Ok(())
     }

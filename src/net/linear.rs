@@ -71,6 +71,15 @@ pub fn linear_fwd_cpu(s: &LinearShape, x: &[f32], w: &[f32], b: &[f32], y: &mut 
     });
 }
 
+/// Forward followed by a ReLU: `y = max(x w^T + b, 0)`, the twin of `linear_fwd` with
+/// [`LinearParams::relu`] set (inference fuses a linear layer with the ReLU after it).
+pub fn linear_relu_fwd_cpu(s: &LinearShape, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    linear_fwd_cpu(s, x, w, b, y);
+    for v in y.iter_mut() {
+        *v = v.max(0.0);
+    }
+}
+
 /// Backward to the input: `dx = dy w`. Writes all of `dx`.
 pub fn linear_bwd_input_cpu(s: &LinearShape, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     check_len("linear w", w.len(), s.weight_len());
@@ -132,7 +141,8 @@ pub struct LinearParams {
     pub n_chunks: u32,
     /// Blocks of [`LINEAR_FWD_OB`] outputs, ceil(out_f / OB) (linear_fwd).
     pub o_blocks: u32,
-    pub _pad1: u32,
+    /// 1: `linear_fwd` passes its outputs through a ReLU before storing them.
+    pub relu: u32,
     pub _pad2: u32,
 }
 const _: () = assert!(std::mem::size_of::<LinearParams>() == 32);
@@ -151,7 +161,7 @@ impl LinearParams {
             chunk_rows: to_u32("linear chunk rows", plan.chunk_rows),
             n_chunks: to_u32("linear chunks", plan.n_chunks),
             o_blocks: to_u32("linear_fwd output blocks", s.out_f.div_ceil(LINEAR_FWD_OB)),
-            _pad1: 0,
+            relu: 0,
             _pad2: 0,
         }
     }
@@ -184,16 +194,18 @@ pub fn linear_fwd_record(
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
-    linear_fwd_record_io(ctx, enc, s, ActIo::F32, x, w, b, y)
+    linear_fwd_record_io(ctx, enc, s, ActIo::F32, false, x, w, b, y)
 }
 
-/// [`linear_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]).
+/// [`linear_fwd_record`] with `x` / `y` stored as `io` says (see [`super::precision`]), and with
+/// `relu`, a ReLU applied to the outputs before they are stored (twin [`linear_relu_fwd_cpu`]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_fwd_record_io(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
     s: &LinearShape,
     io: ActIo,
+    relu: bool,
     x: &wgpu::Buffer,
     w: &wgpu::Buffer,
     b: &wgpu::Buffer,
@@ -207,7 +219,7 @@ pub fn linear_fwd_record_io(
         return Ok(());
     }
     // one invocation per block of LINEAR_FWD_NB samples x LINEAR_FWD_OB outputs
-    let p = LinearParams::new(s);
+    let p = LinearParams { relu: relu as u32, ..LinearParams::new(s) };
     let u = ctx.uniform("linear_fwd_params", &p);
     let threads = s.n.div_ceil(LINEAR_FWD_NB) as u64 * p.o_blocks as u64;
     ctx.dispatch(
@@ -269,6 +281,19 @@ pub fn linear_bwd_weight_record(
 /// Runs `linear_fwd` alone on the GPU (test wrapper; `y` pre-filled with garbage).
 #[cfg(feature = "testing")]
 pub fn linear_fwd_gpu(ctx: &GpuContext, s: &LinearShape, x: &[f32], w: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
+    linear_fwd_gpu_relu(ctx, s, false, x, w, b)
+}
+
+/// [`linear_fwd_gpu`], with `relu` the fused ReLU of [`linear_fwd_record_io`].
+#[cfg(feature = "testing")]
+pub fn linear_fwd_gpu_relu(
+    ctx: &GpuContext,
+    s: &LinearShape,
+    relu: bool,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+) -> crate::Result<Vec<f32>> {
     check_len("linear x", x.len(), s.n * s.in_f);
     check_len("linear w", w.len(), s.weight_len());
     check_len("linear b", b.len(), s.out_f);
@@ -276,7 +301,7 @@ pub fn linear_fwd_gpu(ctx: &GpuContext, s: &LinearShape, x: &[f32], w: &[f32], b
     let (xb, wb, bb) = (ctx.upload("x", x)?, ctx.upload("w", w)?, ctx.upload("b", b)?);
     let yb = ctx.upload("y", &vec![GARBAGE; ny])?;
     let mut enc = ctx.encoder("linear_fwd");
-    linear_fwd_record(ctx, &mut enc, s, &xb, &wb, &bb, &yb)?;
+    linear_fwd_record_io(ctx, &mut enc, s, ActIo::F32, relu, &xb, &wb, &bb, &yb)?;
     let rb = ctx.readback(&mut enc, &yb, ny as u64 * 4);
     ctx.submit_and_wait(enc)?;
     Ok(rb.read(ctx)?)

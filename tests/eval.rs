@@ -331,6 +331,29 @@ fn hand_files(dir: &Path) -> (PathBuf, PathBuf) {
     (t, c)
 }
 
+/// Recall and error by the distance to the nearest other true electron of the frame.
+#[test]
+fn crowding_bins_of_a_hand_made_case() {
+    let dir = tempfile::tempdir().unwrap();
+    // frame 0: two electrons 0.5 px apart (bin 0-1 px), one 2.5 px from the second (bin 2-3 px);
+    // frame 1: one electron 1.5 px from one of frame 0's (another frame: alone, bin >= 4 px)
+    let truth = vec![vec![(10.0, 10.0), (10.5, 10.0), (13.0, 10.0)], vec![(11.5, 10.0)]];
+    let found = vec![vec![(10.25, 10.0), (13.0, 10.5)], vec![(11.5, 10.25)]];
+    let t = dir.path().join("frames.h5");
+    write_truth(&t, &TruthSpec { seed: 1, config_json: CONFIG, first_frame: 0, pixel_size_um: 5.0, frames: &truth });
+    let c = dir.path().join("c3x3.h5");
+    write_counts(&c, &CountsSpec::new("c3x3", &found));
+    let m = run(&EvalOptions::new(&[&c], &t)).unwrap().methods.remove(0);
+    let b = &m.crowding;
+    assert_eq!(b.len(), 5);
+    let counts: Vec<(u64, u64)> = b.iter().map(|b| (b.n_true, b.n_matched)).collect();
+    assert_eq!(counts, [(2, 1), (0, 0), (1, 1), (0, 0), (1, 1)]);
+    assert_eq!((b[0].recall, b[0].mean_error_px), (0.5, 0.25));
+    assert_eq!((b[2].mean_error_px, b[4].mean_error_px), (0.5, 0.25));
+    assert_eq!(b.iter().map(|b| b.n_true).sum::<u64>(), m.n_true);
+    assert_eq!(b.iter().map(|b| b.n_matched).sum::<u64>(), m.n_matched);
+}
+
 #[test]
 fn metrics_of_a_hand_made_case() {
     let dir = tempfile::tempdir().unwrap();
@@ -361,9 +384,17 @@ fn metrics_of_a_hand_made_case() {
     let m = run(&o).unwrap().methods[0].clone();
     assert_eq!((m.n_matched, m.max_error_px, m.radius_px), (1, 0.0, 0.6));
 
+    // Every true electron is at least 4 px from the others: all in the last crowding bin.
+    let crowding = &report.methods[0].crowding;
+    let last = crowding.last().unwrap();
+    assert_eq!((last.nearest_min_px, last.nearest_max_px, last.n_true, last.n_matched), (4.0, None, 5, 3));
+    assert!(close(last.mean_error_px, 1.625 / 3.0));
+    assert!(crowding[..4].iter().all(|b| b.n_true == 0 && b.recall.is_nan()));
+
     let table = report.table();
     eprintln!("{table}");
     assert!(table.contains("c3x3"), "{table}");
+    assert!(table.contains("by crowding") && table.contains("5 (100.0 %)"), "{table}");
     assert!(table.contains("0.6000") && table.contains("0.7500") && table.contains("0.5417"), "{table}");
 }
 

@@ -140,6 +140,9 @@ pub struct MethodMetrics {
     /// Over the true electrons matched by every method (when more than one is evaluated).
     pub mean_error_common_px: Option<f64>,
     pub median_error_common_px: Option<f64>,
+    /// Recall and mean error by the distance from each true electron to the nearest other one of
+    /// its frame (`super::crowding`): how much the overlapping clusters cost.
+    pub crowding: Vec<super::crowding::CrowdingBin>,
 }
 
 /// Running statistics of matched pairs: the error distribution (a [`Sketch`] over `[0, radius]`)
@@ -222,6 +225,7 @@ impl PairStats {
             greedy_points: 0,
             mean_error_common_px: None,
             median_error_common_px: None,
+            crowding: Vec::new(),
         }
     }
 }

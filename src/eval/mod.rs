@@ -14,6 +14,7 @@
 //! Counts and truth must come from the same dataset (seed, configuration, first frame) and the
 //! counts must cover every frame of the truth file.
 
+pub mod crowding;
 pub mod dose;
 pub mod dqe;
 pub mod dqe_run;
@@ -308,6 +309,31 @@ fn format_table(rows: &[Vec<String>]) -> String {
 }
 
 impl EvalReport {
+    /// Recall / mean error (px) of each method by the distance from the true electron to the
+    /// nearest other one of its frame; the first row gives how many true electrons fall in each bin.
+    fn crowding_table(&self) -> String {
+        let Some(first) = self.methods.first().filter(|m| !m.crowding.is_empty()) else { return String::new() };
+        let mut head = vec!["nearest other electron".to_string()];
+        head.extend(first.crowding.iter().map(|b| match b.nearest_max_px {
+            Some(hi) => format!("{}-{} px", b.nearest_min_px, hi),
+            None => format!(">= {} px", b.nearest_min_px),
+        }));
+        let mut share = vec!["true electrons".to_string()];
+        share.extend(
+            first
+                .crowding
+                .iter()
+                .map(|b| format!("{} ({} %)", b.n_true, num(100.0 * b.n_true as f64 / self.n_true.max(1) as f64, 1))),
+        );
+        let mut rows = vec![head, share];
+        for m in &self.methods {
+            let mut row = vec![format!("{} recall / mean px", m.method)];
+            row.extend(m.crowding.iter().map(|b| format!("{} / {}", num(b.recall, 4), num(b.mean_error_px, 4))));
+            rows.push(row);
+        }
+        format!("by crowding:\n{}", format_table(&rows))
+    }
+
     /// A readable table: one row per method, then notes.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -362,6 +388,7 @@ impl EvalReport {
             ]);
         }
         s.push_str(&format_table(&rows));
+        s.push_str(&self.crowding_table());
         if let Some(n) = self.n_matched_by_all {
             let per: Vec<String> = self
                 .methods

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use super::crowding::{CrowdingStats, crowding_bin, nearest_neighbour_px};
 use super::metrics::{MethodMetrics, PairStats, match_sets};
 use super::read::{CountsFile, TruthFile};
 use super::sketch::Sketch;
@@ -177,6 +178,7 @@ pub fn evaluate(
         .map(|c| c.meta.sigma_px.as_ref().map(|_| SigmaCuts::measure(c, r, limits)).transpose())
         .collect::<Result<_>>()?;
     let mut greedy = vec![(0u64, 0u64); counts.len()];
+    let mut crowding = vec![CrowdingStats::default(); counts.len()];
     let stride = n_true.div_ceil(SCATTER_POINTS).max(1);
     let mut scatter: Vec<Scatter> = Vec::new();
     for a in 0..counts.len() {
@@ -193,12 +195,15 @@ pub fn evaluate(
     for frames in frame_blocks(&all_offsets, limits.block_rows) {
         let t = truth.read(frames.clone())?;
         let row0 = truth.meta.offsets[frames.start];
+        let bins: Vec<u8> = nearest_neighbour_px(&t).into_iter().map(|d| crowding_bin(d) as u8).collect();
         let mut errors: Vec<Vec<f64>> = Vec::with_capacity(counts.len());
         for (i, c) in counts.iter().enumerate() {
             let cs = c.read(frames.clone())?;
             let m = match_sets(&t, &cs, radius_px, MAX_EXACT_COMPONENT);
+            crowding[i].add_truth(&bins);
             for p in &m.pairs {
                 stats[i].push(p);
+                crowding[i].add_match(bins[p.truth_row as usize], p.dist_px);
             }
             if let (Some(sc), Some(s)) = (sigma[i].as_mut(), cs.sigma_px.as_ref()) {
                 for p in &m.pairs {
@@ -239,6 +244,7 @@ pub fn evaluate(
         let mut mm =
             stats[i].metrics(&c.meta.method, &file, n_true, c.len() as u64, truth.meta.pixel_size_um, radius_report);
         (mm.greedy_components, mm.greedy_points) = greedy[i];
+        mm.crowding = crowding[i].bins();
         if several {
             mm.mean_error_common_px = Some(common[i].mean());
             mm.median_error_common_px = Some(common[i].quantile(0.5));

@@ -1,0 +1,194 @@
+//! Recall and error by crowding: the true electrons binned by the distance from each to the
+//! nearest other true electron of its frame, so a user sees how much of a method's error comes from
+//! overlapping clusters and what it reaches on electrons that land alone.
+
+use super::read::TruthSet;
+use rayon::prelude::*;
+
+/// Upper edges of the crowding bins, pixels: nearest other true electron closer than 1 px, 1-2,
+/// 2-3, 3-4, and 4 px or more (the last bin, also electrons alone in their frame).
+pub const CROWDING_EDGES_PX: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
+
+/// Number of crowding bins.
+pub const N_CROWDING_BINS: usize = CROWDING_EDGES_PX.len() + 1;
+
+/// The bin of a nearest-neighbour distance (`f32::INFINITY` for an electron alone in its frame).
+pub fn crowding_bin(nearest_px: f32) -> usize {
+    CROWDING_EDGES_PX.iter().position(|&e| nearest_px < e).unwrap_or(CROWDING_EDGES_PX.len())
+}
+
+/// For every true electron of `truth`, the distance in pixels to the nearest other true electron of
+/// the same frame, or `f32::INFINITY` when there is none within the last edge
+/// ([`CROWDING_EDGES_PX`]): only the bin matters. Frames in parallel; a grid of cells as wide as the
+/// last edge, so each electron looks at the 3x3 cells around its own.
+pub fn nearest_neighbour_px(truth: &TruthSet) -> Vec<f32> {
+    let reach = CROWDING_EDGES_PX[CROWDING_EDGES_PX.len() - 1];
+    let per_frame: Vec<Vec<f32>> = (0..truth.n_frames())
+        .into_par_iter()
+        .map(|k| {
+            let rows = truth.frame_rows(k);
+            let (xs, ys) = (&truth.x_px[rows.clone()], &truth.y_px[rows]);
+            let cell = |v: f32| (v / reach).floor() as i64;
+            // electrons sorted by cell, to find a cell's electrons by binary search
+            let mut order: Vec<(i64, i64, u32)> =
+                xs.iter().zip(ys).enumerate().map(|(i, (&x, &y))| (cell(y), cell(x), i as u32)).collect();
+            order.sort_unstable();
+            let mut out = vec![f32::INFINITY; xs.len()];
+            for (i, (&x, &y)) in xs.iter().zip(ys).enumerate() {
+                let (cy, cx) = (cell(y), cell(x));
+                let mut best = f32::INFINITY;
+                for ny in cy - 1..=cy + 1 {
+                    let lo = order.partition_point(|&(r, c, _)| (r, c) < (ny, cx - 1));
+                    for &(r, c, j) in &order[lo..] {
+                        if r != ny || c > cx + 1 {
+                            break;
+                        }
+                        if j as usize != i {
+                            let (dx, dy) = (xs[j as usize] - x, ys[j as usize] - y);
+                            best = best.min((dx * dx + dy * dy).sqrt());
+                        }
+                    }
+                }
+                if best < reach {
+                    out[i] = best;
+                }
+            }
+            out
+        })
+        .collect();
+    per_frame.concat()
+}
+
+/// One crowding bin of a method's report.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CrowdingBin {
+    /// The nearest other true electron is at least this far, pixels.
+    pub nearest_min_px: f64,
+    /// ... and closer than this (null: no upper edge).
+    pub nearest_max_px: Option<f64>,
+    pub n_true: u64,
+    pub n_matched: u64,
+    /// matched / true in this bin.
+    pub recall: f64,
+    /// Mean distance from the matched found electrons to their true ones, pixels.
+    pub mean_error_px: f64,
+}
+
+/// Running counts per crowding bin for one method.
+#[derive(Clone, Debug, Default)]
+pub struct CrowdingStats {
+    n_true: [u64; N_CROWDING_BINS],
+    n_matched: [u64; N_CROWDING_BINS],
+    sum_error_px: [f64; N_CROWDING_BINS],
+}
+
+impl CrowdingStats {
+    /// Adds the true electrons of a block (their bins).
+    pub fn add_truth(&mut self, bins: &[u8]) {
+        for &b in bins {
+            self.n_true[b as usize] += 1;
+        }
+    }
+
+    /// Adds one matched pair whose true electron is in bin `bin`.
+    pub fn add_match(&mut self, bin: u8, dist_px: f64) {
+        self.n_matched[bin as usize] += 1;
+        self.sum_error_px[bin as usize] += dist_px;
+    }
+
+    /// The report's bins.
+    pub fn bins(&self) -> Vec<CrowdingBin> {
+        (0..N_CROWDING_BINS)
+            .map(|b| CrowdingBin {
+                nearest_min_px: if b == 0 { 0.0 } else { CROWDING_EDGES_PX[b - 1] as f64 },
+                nearest_max_px: CROWDING_EDGES_PX.get(b).map(|&e| e as f64),
+                n_true: self.n_true[b],
+                n_matched: self.n_matched[b],
+                recall: if self.n_true[b] == 0 { f64::NAN } else { self.n_matched[b] as f64 / self.n_true[b] as f64 },
+                mean_error_px: if self.n_matched[b] == 0 {
+                    f64::NAN
+                } else {
+                    self.sum_error_px[b] / self.n_matched[b] as f64
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth(frames: &[&[(f32, f32)]]) -> TruthSet {
+        let mut t = TruthSet {
+            path: "t.h5".into(),
+            seed: 0,
+            config_json: String::new(),
+            first_frame: 0,
+            pixel_size_um: 5.0,
+            offsets: vec![0],
+            frame: vec![],
+            x_px: vec![],
+            y_px: vec![],
+        };
+        for (k, f) in frames.iter().enumerate() {
+            for &(x, y) in *f {
+                t.frame.push(k as u32);
+                t.x_px.push(x);
+                t.y_px.push(y);
+            }
+            t.offsets.push(t.x_px.len() as u64);
+        }
+        t
+    }
+
+    #[test]
+    fn nearest_neighbours_match_brute_force() {
+        // points on a lattice with jitter, across cell edges, two frames (never each other's neighbours)
+        let mut pts = Vec::new();
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for _ in 0..400 {
+            pts.push((next() * 60.0, next() * 60.0));
+        }
+        let t = truth(&[&pts[..250], &pts[250..]]);
+        let got = nearest_neighbour_px(&t);
+        for (k, f) in [&pts[..250], &pts[250..]].iter().enumerate() {
+            for (i, &(x, y)) in f.iter().enumerate() {
+                let d = f
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, &(u, v))| ((u - x).powi(2) + (v - y).powi(2)).sqrt())
+                    .fold(f32::INFINITY, f32::min);
+                let want = if d < 4.0 { d } else { f32::INFINITY };
+                let row = t.offsets[k] as usize + i;
+                let same = (got[row].is_infinite() && want.is_infinite()) || (got[row] - want).abs() < 1e-5;
+                assert!(same, "frame {k} electron {i}: {} against {want}", got[row]);
+            }
+        }
+        assert!(got.iter().any(|d| d.is_finite()) && got.iter().any(|d| d.is_infinite()));
+    }
+
+    #[test]
+    fn bins_split_at_the_edges() {
+        assert_eq!(crowding_bin(0.0), 0);
+        assert_eq!(crowding_bin(0.999), 0);
+        assert_eq!(crowding_bin(1.0), 1);
+        assert_eq!(crowding_bin(3.5), 3);
+        assert_eq!(crowding_bin(4.0), 4);
+        assert_eq!(crowding_bin(f32::INFINITY), 4);
+        let mut s = CrowdingStats::default();
+        s.add_truth(&[0, 4, 4]);
+        s.add_match(4, 0.5);
+        s.add_match(4, 0.25);
+        let b = s.bins();
+        assert_eq!((b[4].n_true, b[4].n_matched, b[4].recall, b[4].mean_error_px), (2, 2, 1.0, 0.375));
+        assert_eq!((b[0].n_true, b[0].n_matched, b[0].recall), (1, 0, 0.0));
+        assert!(b[0].mean_error_px.is_nan() && b[2].recall.is_nan());
+        assert_eq!((b[4].nearest_min_px, b[4].nearest_max_px, b[0].nearest_max_px), (4.0, None, Some(1.0)));
+    }
+}

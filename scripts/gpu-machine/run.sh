@@ -54,7 +54,7 @@ fi
 if [[ $what == *,kernels,* || $what == *,all,* ]]; then
     # Where the GPU time goes, kernel by kernel (timestamps around every pass), for the 87,000
     # frames/s work; f16 and f32 network records and u16-input counting side by side.
-    timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,net_infer \
+    timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,count_net_fused,net_infer \
         --frames 512 --json >"$OUT/bench_gpu_kernels.json"; el "kernel times rc $?"
     nvidia-smi --query-gpu=clocks.sm,clocks.max.sm --format=csv 2>/dev/null
 fi

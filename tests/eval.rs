@@ -454,6 +454,8 @@ fn two_methods_json_and_plots() {
     assert_eq!(rec["method"], "c3x3");
     assert_eq!(v["methods"][1]["method"], "net");
     assert_eq!(v["n_true"], 5);
+    assert_eq!(v["methods"][0]["crowding"].as_array().unwrap().len(), 5);
+    assert_eq!(v["methods"][0]["crowding"][4]["n_true"], 5);
 
     // Plots: PNG files, nothing else (no temporaries).
     let mut names: Vec<String> = std::fs::read_dir(dir.path().join("plots"))
@@ -463,13 +465,20 @@ fn two_methods_json_and_plots() {
     names.sort();
     assert_eq!(
         names,
-        ["error_cumulative.png", "error_histogram.png", "error_scatter_c3x3_vs_net.png", "sigma_cut.png"]
+        [
+            "crowding_error.png",
+            "crowding_recall.png",
+            "error_cumulative.png",
+            "error_histogram.png",
+            "error_scatter_c3x3_vs_net.png",
+            "sigma_cut.png"
+        ]
     );
     for name in &names {
         let img = image::open(dir.path().join("plots").join(name)).unwrap();
         assert!(img.width() >= 600 && img.height() >= 600, "{name}");
     }
-    assert_eq!(report.plots.len(), 4);
+    assert_eq!(report.plots.len(), 6);
 
     // Again, over the existing outputs: they are replaced.
     run(&o).unwrap();

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use crate::io::atomic::Output;
 use crate::{Error, Result};
+pub use crowding::CrowdingBin;
 pub use matching::{DEFAULT_RADIUS_PX, MAX_EXACT_COMPONENT};
 pub use metrics::MethodMetrics;
 use read::{CountsFile, TruthFile, check_same_dataset};
@@ -215,7 +216,8 @@ fn file_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-/// Error histogram, cumulative curve, method-vs-method scatter plots and the sigma-cut curve.
+/// Error histogram, cumulative curve, method-vs-method scatter plots, recall and error by
+/// crowding, and the sigma-cut curve.
 fn write_eval_plots(dir: &Path, report: &EvalReport, paths: &[&Path], streamed: &mut Streamed) -> Result<Vec<PathBuf>> {
     use plots::{Chart, Series};
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e} [--plots]")))?;
@@ -261,6 +263,29 @@ fn write_eval_plots(dir: &Path, report: &EvalReport, paths: &[&Path], streamed: 
         chart.size = (750, 700);
         let p = dir.join(format!("error_scatter_{}_vs_{}.png", file_safe(&labels[*a]), file_safe(&labels[*b])));
         plots::scatter(&p, &chart, &[Series { label: "", points }], true)?;
+        written.push(p);
+    }
+
+    // Recall and mean error against the distance to the nearest other true electron: one point per
+    // crowding bin at its middle (the last bin, 4 px or more, at 4.5 px).
+    let x_of = |b: &CrowdingBin| b.nearest_max_px.map_or(b.nearest_min_px + 0.5, |hi| 0.5 * (b.nearest_min_px + hi));
+    for (name, y_label, value) in [
+        ("crowding_recall.png", "recall", (|b: &CrowdingBin| b.recall) as fn(&CrowdingBin) -> f64),
+        ("crowding_error.png", "mean error (px)", |b: &CrowdingBin| b.mean_error_px),
+    ] {
+        let curves: Vec<Vec<(f64, f64)>> = report
+            .methods
+            .iter()
+            .map(|m| m.crowding.iter().filter(|b| value(b).is_finite()).map(|b| (x_of(b), value(b))).collect())
+            .collect();
+        let series: Vec<Series> = labels.iter().zip(&curves).map(|(l, c)| Series { label: l, points: c }).collect();
+        let chart = Chart::new(
+            "By crowding",
+            "distance to the nearest other true electron (px; last point: 4 px or more)",
+            y_label,
+        );
+        let p = dir.join(name);
+        plots::line_chart(&p, &chart, &series)?;
         written.push(p);
     }
 

@@ -588,7 +588,8 @@ fn column<'py, T: numpy::Element + Copy>(d: &Bound<'py, PyDict>, name: &str, wha
 }
 
 /// Scores found electrons against the truth, as `emsim eval` (optimal one-to-one matching within
-/// `radius_px`, frame by frame): a dict of metrics (recall, precision, mean_error_px, ...).
+/// `radius_px`, frame by frame): a dict of metrics (recall, precision, mean_error_px, ..., and
+/// `crowding`: recall and mean error by the distance to the nearest other true electron).
 #[pyfunction]
 #[pyo3(signature = (found, truth, *, radius_px=1.5, pixel_size_um=5.0))]
 fn evaluate<'py>(
@@ -641,7 +642,7 @@ fn evaluate<'py>(
     }
     let metrics = py.detach(|| {
         let m = emsim::eval::metrics::match_sets(&ts, &cs, radius_px, emsim::eval::MAX_EXACT_COMPONENT);
-        emsim::eval::MethodMetrics::compute(
+        let mut metrics = emsim::eval::MethodMetrics::compute(
             "found",
             "",
             ts.x_px.len() as u64,
@@ -649,7 +650,9 @@ fn evaluate<'py>(
             &m.pairs,
             pixel_size_um,
             radius_px as f64,
-        )
+        );
+        metrics.crowding = emsim::eval::crowding::crowding_of(&ts, &m.pairs);
+        metrics
     });
     let json = serde_json::to_string(&metrics).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     py.import("json")?.call_method1("loads", (json,))

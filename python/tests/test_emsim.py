@@ -78,8 +78,9 @@ def test_count_and_evaluate_equal_the_command_line(run):
     report = json.loads(cli("eval", "c.h5", "--truth", "f.h5", "--json", "-", cwd=d))
     mine = emsim.evaluate(found, truth)
     theirs = report["methods"][0]
-    for k in ["n_true", "n_found", "n_matched", "recall", "precision", "mean_error_px", "p95_error_px"]:
+    for k in ["n_true", "n_found", "n_matched", "recall", "precision", "mean_error_px", "p95_error_px", "crowding"]:
         assert mine[k] == theirs[k], k
+    assert len(mine["crowding"]) == 5 and sum(b["n_true"] for b in mine["crowding"]) == mine["n_true"]
     assert mine["recall"] > 0.5
     # f32 frames count the same as their u16 values
     same = emsim.count(frames.astype(np.float32), offset_adu=gen.offset_adu)

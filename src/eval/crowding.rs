@@ -59,6 +59,18 @@ pub fn nearest_neighbour_px(truth: &TruthSet) -> Vec<f32> {
     per_frame.concat()
 }
 
+/// The crowding bins of one method matched against `truth` (`pairs` from
+/// [`super::metrics::match_sets`], true rows indexing `truth`), all in memory.
+pub fn crowding_of(truth: &TruthSet, pairs: &[super::metrics::MatchedPair]) -> Vec<CrowdingBin> {
+    let bins: Vec<u8> = nearest_neighbour_px(truth).into_iter().map(|d| crowding_bin(d) as u8).collect();
+    let mut s = CrowdingStats::default();
+    s.add_truth(&bins);
+    for p in pairs {
+        s.add_match(bins[p.truth_row as usize], p.dist_px);
+    }
+    s.bins()
+}
+
 /// One crowding bin of a method's report.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CrowdingBin {

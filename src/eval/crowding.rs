@@ -2,6 +2,7 @@
 //! nearest other true electron of its frame, so a user sees how much of a method's error comes from
 //! overlapping clusters and what it reaches on electrons that land alone.
 
+use super::metrics::MatchedPair;
 use super::read::TruthSet;
 use rayon::prelude::*;
 
@@ -59,15 +60,16 @@ pub fn nearest_neighbour_px(truth: &TruthSet) -> Vec<f32> {
     per_frame.concat()
 }
 
+/// The crowding bin of every true electron of `truth` ([`nearest_neighbour_px`], [`crowding_bin`]).
+pub fn truth_bins(truth: &TruthSet) -> Vec<u8> {
+    nearest_neighbour_px(truth).into_iter().map(|d| crowding_bin(d) as u8).collect()
+}
+
 /// The crowding bins of one method matched against `truth` (`pairs` from
 /// [`super::metrics::match_sets`], true rows indexing `truth`), all in memory.
-pub fn crowding_of(truth: &TruthSet, pairs: &[super::metrics::MatchedPair]) -> Vec<CrowdingBin> {
-    let bins: Vec<u8> = nearest_neighbour_px(truth).into_iter().map(|d| crowding_bin(d) as u8).collect();
+pub fn crowding_of(truth: &TruthSet, pairs: &[MatchedPair]) -> Vec<CrowdingBin> {
     let mut s = CrowdingStats::default();
-    s.add_truth(&bins);
-    for p in pairs {
-        s.add_match(bins[p.truth_row as usize], p.dist_px);
-    }
+    s.add(&truth_bins(truth), pairs);
     s.bins()
 }
 
@@ -95,17 +97,17 @@ pub struct CrowdingStats {
 }
 
 impl CrowdingStats {
-    /// Adds the true electrons of a block (their bins).
-    pub fn add_truth(&mut self, bins: &[u8]) {
+    /// Adds a block: the bins of its true electrons ([`truth_bins`]) and the pairs matched there
+    /// (true rows indexing `bins`).
+    pub fn add(&mut self, bins: &[u8], pairs: &[MatchedPair]) {
         for &b in bins {
             self.n_true[b as usize] += 1;
         }
-    }
-
-    /// Adds one matched pair whose true electron is in bin `bin`.
-    pub fn add_match(&mut self, bin: u8, dist_px: f64) {
-        self.n_matched[bin as usize] += 1;
-        self.sum_error_px[bin as usize] += dist_px;
+        for p in pairs {
+            let b = bins[p.truth_row as usize] as usize;
+            self.n_matched[b] += 1;
+            self.sum_error_px[b] += p.dist_px;
+        }
     }
 
     /// The report's bins.
@@ -194,9 +196,8 @@ mod tests {
         assert_eq!(crowding_bin(4.0), 4);
         assert_eq!(crowding_bin(f32::INFINITY), 4);
         let mut s = CrowdingStats::default();
-        s.add_truth(&[0, 4, 4]);
-        s.add_match(4, 0.5);
-        s.add_match(4, 0.25);
+        let pair = |truth_row, dist_px| MatchedPair { truth_row, found_row: 0, dist_px, dx_px: 0.0, dy_px: 0.0 };
+        s.add(&[0, 4, 4], &[pair(1, 0.5), pair(2, 0.25)]);
         let b = s.bins();
         assert_eq!((b[4].n_true, b[4].n_matched, b[4].recall, b[4].mean_error_px), (2, 2, 1.0, 0.375));
         assert_eq!((b[0].n_true, b[0].n_matched, b[0].recall), (1, 0, 0.0));

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::crowding::{CrowdingStats, crowding_bin, nearest_neighbour_px};
+use super::crowding::{CrowdingStats, truth_bins};
 use super::metrics::{MethodMetrics, PairStats, match_sets};
 use super::read::{CountsFile, TruthFile};
 use super::sketch::Sketch;
@@ -195,15 +195,14 @@ pub fn evaluate(
     for frames in frame_blocks(&all_offsets, limits.block_rows) {
         let t = truth.read(frames.clone())?;
         let row0 = truth.meta.offsets[frames.start];
-        let bins: Vec<u8> = nearest_neighbour_px(&t).into_iter().map(|d| crowding_bin(d) as u8).collect();
+        let bins = truth_bins(&t);
         let mut errors: Vec<Vec<f64>> = Vec::with_capacity(counts.len());
         for (i, c) in counts.iter().enumerate() {
             let cs = c.read(frames.clone())?;
             let m = match_sets(&t, &cs, radius_px, MAX_EXACT_COMPONENT);
-            crowding[i].add_truth(&bins);
+            crowding[i].add(&bins, &m.pairs);
             for p in &m.pairs {
                 stats[i].push(p);
-                crowding[i].add_match(bins[p.truth_row as usize], p.dist_px);
             }
             if let (Some(sc), Some(s)) = (sigma[i].as_mut(), cs.sigma_px.as_ref()) {
                 for p in &m.pairs {

@@ -14,7 +14,7 @@ use crate::count::find::Candidate;
 use crate::gpu::{GpuContext, GpuError};
 use crate::shaders;
 
-/// Widest layer (inputs or outputs) the kernel holds in workgroup memory.
+/// Widest layer (inputs or outputs) the kernel holds in the private arrays of an invocation.
 pub const MAX_WIDTH: usize = 256;
 /// Most linear layers.
 pub const MAX_LAYERS: usize = 7;

@@ -10,6 +10,9 @@ use rayon::prelude::*;
 /// 2-3, 3-4, and 4 px or more (the last bin, also electrons alone in their frame).
 pub const CROWDING_EDGES_PX: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 
+/// Most cells of the neighbour search per side of a frame (8,192 px at 4 px a cell).
+const MAX_CELLS: i64 = 2048;
+
 /// Number of crowding bins.
 pub const N_CROWDING_BINS: usize = CROWDING_EDGES_PX.len() + 1;
 
@@ -20,8 +23,9 @@ pub fn crowding_bin(nearest_px: f32) -> usize {
 
 /// For every true electron of `truth`, the distance in pixels to the nearest other true electron of
 /// the same frame, or `f32::INFINITY` when there is none within the last edge
-/// ([`CROWDING_EDGES_PX`]): only the bin matters. Frames in parallel; a grid of cells as wide as the
-/// last edge, so each electron looks at the 3x3 cells around its own.
+/// ([`CROWDING_EDGES_PX`]): only the bin matters. Frames in parallel; the electrons of a frame are
+/// sorted into a grid of cells as wide as the last edge (a counting sort), so each electron looks at
+/// the 3x3 cells around its own, each row of three cells one run of the sorted electrons.
 pub fn nearest_neighbour_px(truth: &TruthSet) -> Vec<f32> {
     let reach = CROWDING_EDGES_PX[CROWDING_EDGES_PX.len() - 1];
     let per_frame: Vec<Vec<f32>> = (0..truth.n_frames())
@@ -29,21 +33,41 @@ pub fn nearest_neighbour_px(truth: &TruthSet) -> Vec<f32> {
         .map(|k| {
             let rows = truth.frame_rows(k);
             let (xs, ys) = (&truth.x_px[rows.clone()], &truth.y_px[rows]);
-            let cell = |v: f32| (v / reach).floor() as i64;
-            // electrons sorted by cell, to find a cell's electrons by binary search
-            let mut order: Vec<(i64, i64, u32)> =
-                xs.iter().zip(ys).enumerate().map(|(i, (&x, &y))| (cell(y), cell(x), i as u32)).collect();
-            order.sort_unstable();
             let mut out = vec![f32::INFINITY; xs.len()];
+            if xs.len() < 2 {
+                return out;
+            }
+            // Cells from the frame's lowest, at most MAX_CELLS a side: clamping moves no two
+            // electrons further apart in cells, so no neighbour is missed (far outliers only share
+            // the edge cells).
+            let raw = |v: f32| (v / reach).floor() as i64;
+            let (c0, r0) = (xs.iter().map(|&x| raw(x)).min().unwrap(), ys.iter().map(|&y| raw(y)).min().unwrap());
+            let col = |x: f32| raw(x).saturating_sub(c0).min(MAX_CELLS - 1) as usize;
+            let row = |y: f32| raw(y).saturating_sub(r0).min(MAX_CELLS - 1) as usize;
+            // one empty column of cells on each side, so the 3 cells of a row never wrap
+            let ncol = xs.iter().map(|&x| col(x)).max().unwrap() + 3;
+            let nrow = ys.iter().map(|&y| row(y)).max().unwrap() + 1;
+            let cell_of = |x: f32, y: f32| row(y) * ncol + col(x) + 1;
+            let mut start = vec![0u32; nrow * ncol + 1];
+            for (&x, &y) in xs.iter().zip(ys) {
+                start[cell_of(x, y) + 1] += 1;
+            }
+            for c in 0..nrow * ncol {
+                start[c + 1] += start[c];
+            }
+            let mut fill = start.clone();
+            let mut sorted = vec![0u32; xs.len()];
             for (i, (&x, &y)) in xs.iter().zip(ys).enumerate() {
-                let (cy, cx) = (cell(y), cell(x));
+                let c = cell_of(x, y);
+                sorted[fill[c] as usize] = i as u32;
+                fill[c] += 1;
+            }
+            for (i, (&x, &y)) in xs.iter().zip(ys).enumerate() {
+                let (ry, c) = (row(y), col(x) + 1);
                 let mut best = f32::INFINITY;
-                for ny in cy - 1..=cy + 1 {
-                    let lo = order.partition_point(|&(r, c, _)| (r, c) < (ny, cx - 1));
-                    for &(r, c, j) in &order[lo..] {
-                        if r != ny || c > cx + 1 {
-                            break;
-                        }
+                for r in ry.saturating_sub(1)..=(ry + 1).min(nrow - 1) {
+                    let first = r * ncol + c - 1;
+                    for &j in &sorted[start[first] as usize..start[first + 3] as usize] {
                         if j as usize != i {
                             let (dx, dy) = (xs[j as usize] - x, ys[j as usize] - y);
                             best = best.min((dx * dx + dy * dy).sqrt());
@@ -168,6 +192,10 @@ mod tests {
         for _ in 0..400 {
             pts.push((next() * 60.0, next() * 60.0));
         }
+        // far outliers (beyond the clamped grid) next to each other, and one alone
+        pts[10] = (1e7, 3.0);
+        pts[11] = (1e7 + 2.0, 3.0);
+        pts[12] = (-5e6, 1e9);
         let t = truth(&[&pts[..250], &pts[250..]]);
         let got = nearest_neighbour_px(&t);
         for (k, f) in [&pts[..250], &pts[250..]].iter().enumerate() {

@@ -589,7 +589,27 @@ pub const NET_DECODE_GRID: Kernel = Kernel {
 
 pub const NET_MLP_COUNT: Kernel = Kernel {
     name: "net/mlp_count",
-    source: wgsl!("shared/rng.wgsl", "net/mlp_count.wgsl", "net/crop_common.wgsl", "net/decode_common.wgsl"),
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "net/mlp_w_f32.wgsl",
+        "net/mlp_count.wgsl",
+        "net/crop_common.wgsl",
+        "net/decode_common.wgsl"
+    ),
+    bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
+    workgroup_size: 64,
+};
+
+/// `net/mlp_count` with its weights in f16 (unpacked to f32 in the kernel: no `SHADER_F16`).
+pub const NET_MLP_COUNT_WF16: Kernel = Kernel {
+    name: "net/mlp_count_wf16",
+    source: wgsl!(
+        "shared/rng.wgsl",
+        "net/mlp_w_f16.wgsl",
+        "net/mlp_count.wgsl",
+        "net/crop_common.wgsl",
+        "net/decode_common.wgsl"
+    ),
     bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
     workgroup_size: 64,
 };
@@ -692,6 +712,7 @@ pub const ALL: &[Kernel] = &[
     NET_CROP,
     NET_DECODE_GRID,
     NET_MLP_COUNT,
+    NET_MLP_COUNT_WF16,
     NET_GRID_LABEL,
     NET_MAKE_PAIRS,
     NET_PAIR_MSE,

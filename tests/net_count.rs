@@ -132,6 +132,9 @@ fn count_net_gpu_equals_cpu_and_bad_models_are_refused() {
             let params = emsim::io::h5util::str_attr(&f, "params_json").unwrap();
             let params: serde_json::Value = serde_json::from_str(&params).unwrap();
             assert_eq!(params["net_precision"], precision, "{device}: the file records the activation storage");
+            // `fast` is not a perceptron: the GPU runs it layer by layer whatever the adapter
+            let kernel = if device == "gpu" { "layers" } else { "auto" };
+            assert_eq!(params["net_kernel"], kernel, "{device}: the file records the kernel");
             let col = |n: &str| f.dataset(&format!("electrons/{n}")).unwrap().read_raw::<f32>().unwrap();
             results.push((col("x_px"), col("y_px"), col("sigma_px")));
         }

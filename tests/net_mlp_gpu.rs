@@ -44,26 +44,63 @@ fn mlp_count_gpu_matches_twin() {
     let (q, cands) = case(&mut rng, frames, h, w, 150);
     for model in models() {
         let km = MlpKernelModel::new(&model).expect("tiny fits the kernel");
-        let first = 2;
-        let p = km.params(cands.len() - first, first, h, w);
-        let cpu = mlp_count_cpu(&p, &q, &cands, &km.weights);
-        let qb = ctx.upload("q", &q).unwrap();
-        let cb = ctx.upload("cands", &cands).unwrap();
-        let wb = ctx.upload("weights", &km.weights).unwrap();
-        let ob = ctx.storage("out", (cpu.len() * 4) as u64).unwrap();
-        let mut enc = ctx.encoder("mlp_count");
-        mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, &ob).unwrap();
-        let rb = ctx.readback(&mut enc, &ob, (cpu.len() * 4) as u64);
-        ctx.submit_and_wait(enc).unwrap();
-        let gpu: Vec<f32> = rb.read::<f32>(&ctx).unwrap();
-        // The sums of products may be fused (multiply-add) on the device: the logits differ in
-        // their last bits, and the decoded values by far less than the tolerance.
-        for (i, (g, c)) in gpu.chunks(6).zip(cpu.chunks(6)).enumerate() {
-            for k in 0..5 {
-                assert!((g[k] - c[k]).abs() <= 1e-4, "{} candidate {i}: gpu {g:?} cpu {c:?}", model.cfg.name);
+        for half in [false, true] {
+            // an odd number of candidates for f32 (the kernel counts two per invocation)
+            let first = 1 + half as usize;
+            let p = km.params(cands.len() - first, first, h, w);
+            let cpu = mlp_count_cpu(&p, &q, &cands, &km.twin_weights(half));
+            let qb = ctx.upload("q", &q).unwrap();
+            let cb = ctx.upload("cands", &cands).unwrap();
+            let wb = ctx.upload("weights", &km.kernel_weights(half)).unwrap();
+            let ob = ctx.storage("out", (cpu.len() * 4) as u64).unwrap();
+            let mut enc = ctx.encoder("mlp_count");
+            mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, half, &ob).unwrap();
+            let rb = ctx.readback(&mut enc, &ob, (cpu.len() * 4) as u64);
+            ctx.submit_and_wait(enc).unwrap();
+            let gpu: Vec<f32> = rb.read::<f32>(&ctx).unwrap();
+            // The sums of products may be fused (multiply-add) on the device: the logits differ
+            // in their last bits, and the decoded values by far less than the tolerance.
+            let name = format!("{} (f16 weights: {half})", model.cfg.name);
+            for (i, (g, c)) in gpu.chunks(6).zip(cpu.chunks(6)).enumerate() {
+                for k in 0..5 {
+                    assert!((g[k] - c[k]).abs() <= 1e-4, "{name} candidate {i}: gpu {g:?} cpu {c:?}");
+                }
+                assert!((g[5] - c[5]).abs() <= 1e-4 * c[5], "{name} candidate {i}: gpu {g:?} cpu {c:?}");
             }
-            assert!((g[5] - c[5]).abs() <= 1e-4 * c[5], "{} candidate {i}: gpu {g:?} cpu {c:?}", model.cfg.name);
         }
+    }
+}
+
+/// The kernel's blocked weights hold every weight once, in f32 exactly and in f16 to f16's
+/// rounding, with zeros past each layer's outputs.
+#[test]
+fn kernel_weights_hold_the_model() {
+    let model = Model::new(ModelConfig::preset("tiny").unwrap(), 3).unwrap();
+    let km = MlpKernelModel::new(&model).unwrap();
+    let (f32w, f16w) = (km.kernel_weights(false), km.kernel_weights(true));
+    assert_eq!(f32w.len(), 2 * f16w.len());
+    let blocked: Vec<f32> = f32w.iter().map(|&b| f32::from_bits(b)).collect();
+    let halves: Vec<f32> =
+        f16w.iter().flat_map(|&u| [u & 0xffff, u >> 16]).map(|b| half::f16::from_bits(b as u16).to_f32()).collect();
+    let (mut nonzero, mut sum, mut sum_h) = (0usize, 0.0f64, 0.0f64);
+    for (&v, &h) in blocked.iter().zip(&halves) {
+        nonzero += (v != 0.0) as usize;
+        sum += v as f64;
+        sum_h += h as f64;
+        assert!((v - h).abs() <= v.abs() * 1e-3 + 1e-7, "{v} vs {h}");
+    }
+    let want: f64 = km.weights.iter().map(|&v| v as f64).sum();
+    assert_eq!(nonzero, km.weights.iter().filter(|&&v| v != 0.0).count());
+    assert!((sum - want).abs() < 1e-9 * want.abs().max(1.0), "{sum} vs {want}");
+    let want_h: f64 = km.twin_weights(true).iter().map(|&v| v as f64).sum();
+    assert!((sum_h - want_h).abs() < 1e-9 * want_h.abs().max(1.0), "{sum_h} vs {want_h}");
+    // tiny: 81 -> 128 -> 64 -> 144, all multiples of 8: no padding. The first groups: outputs
+    // 0..8 of inputs 0 and 1, then outputs 8..16 of input 0 after the 81 inputs of the block.
+    assert_eq!(blocked.len(), km.weights.len());
+    for j in 0..8 {
+        assert_eq!(blocked[j], km.weights[j * 81]);
+        assert_eq!(blocked[8 + j], km.weights[j * 81 + 1]);
+        assert_eq!(blocked[81 * 8 + j], km.weights[(8 + j) * 81]);
     }
 }
 
@@ -75,7 +112,7 @@ fn twin_equals_the_fused_cpu_path_on_the_same_crops() {
     for model in models() {
         let km = MlpKernelModel::new(&model).unwrap();
         let p = km.params(cands.len(), 0, h, w);
-        let twin = mlp_count_cpu(&p, &q, &cands, &km.weights);
+        let twin = mlp_count_cpu(&p, &q, &cands, &km.twin_weights(false));
         let side = model.cfg.input_px;
         let cp = emsim::net::crop::CropParams::new(cands.len(), 0, side, h, w, model.cfg.input_scale);
         let mut crops = vec![0.0f32; cands.len() * side * side];
@@ -94,10 +131,11 @@ fn twin_equals_the_fused_cpu_path_on_the_same_crops() {
 }
 
 /// `emsim count --method net --net-kernel fused` on the GPU finds the same electrons as the CPU
-/// path and places them within 1e-4 px; the flag is refused without the network.
+/// path and places them within 1e-4 px (f32 weights) or 5e-3 px (f16 weights); the flag is
+/// refused without the network.
 #[test]
 fn fused_kernel_counts_as_the_cpu_path() {
-    let Some(_ctx) = test_context() else { return };
+    let Some(ctx) = test_context() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run = |args: &[&str]| {
@@ -109,17 +147,44 @@ fn fused_kernel_counts_as_the_cpu_path() {
         "cpu", "-q",
     ]);
     run(&["count", "f.h5", "--method", "net", "--net-kernel", "fused", "--out", "g.h5", "--device", "gpu", "-q"]);
+    run(&[
+        "count",
+        "f.h5",
+        "--method",
+        "net",
+        "--net-kernel",
+        "fused",
+        "--net-precision",
+        "f16",
+        "--out",
+        "h.h5",
+        "--device",
+        "gpu",
+        "-q",
+    ]);
+    run(&["count", "f.h5", "--method", "net", "--out", "a.h5", "--device", "gpu", "-q"]);
     run(&["count", "f.h5", "--method", "net", "--out", "c.h5", "--device", "cpu", "-q"]);
-    let (g, c) = (
-        emsim::eval::read::read_counts(&d.join("g.h5")).unwrap(),
-        emsim::eval::read::read_counts(&d.join("c.h5")).unwrap(),
-    );
+    // --net-kernel auto (the default) takes the one-dispatch kernel on adapters that run on the CPU
+    let auto = if ctx.adapter.device_type == "Cpu" { "fused" } else { "layers" };
+    for (file, kernel) in [("g.h5", "fused"), ("h.h5", "fused"), ("a.h5", auto)] {
+        let f = hdf5::File::open(d.join(file)).unwrap();
+        let params: serde_json::Value =
+            serde_json::from_str(&emsim::io::h5util::str_attr(&f, "params_json").unwrap()).unwrap();
+        assert_eq!(params["net_kernel"], kernel, "{file}");
+    }
+    let c = emsim::eval::read::read_counts(&d.join("c.h5")).unwrap();
     assert!(!c.is_empty());
-    assert_eq!((g.offsets.clone(), g.frame.clone()), (c.offsets.clone(), c.frame.clone()));
-    for i in 0..c.len() {
-        assert!((g.x_px[i] - c.x_px[i]).abs() <= 1e-4 && (g.y_px[i] - c.y_px[i]).abs() <= 1e-4, "electron {i}");
-        let (gs, cs) = (g.sigma_px.as_ref().unwrap()[i], c.sigma_px.as_ref().unwrap()[i]);
-        assert!((gs - cs).abs() <= 1e-4, "electron {i}: sigma {gs} vs {cs}");
+    // f32 weights: within 1e-4 px; f16 weights: within 5e-3 px (on default frames they move
+    // the electrons by 8e-5 px on average, at most 2.3e-3 px, docs/network.md)
+    for (file, tol) in [("g.h5", 1e-4), ("a.h5", 1e-4), ("h.h5", 5e-3)] {
+        let g = emsim::eval::read::read_counts(&d.join(file)).unwrap();
+        assert_eq!((g.offsets.clone(), g.frame.clone()), (c.offsets.clone(), c.frame.clone()), "{file}");
+        for i in 0..c.len() {
+            let (dx, dy) = ((g.x_px[i] - c.x_px[i]).abs(), (g.y_px[i] - c.y_px[i]).abs());
+            assert!(dx <= tol && dy <= tol, "{file} electron {i}: {dx} {dy}");
+            let (gs, cs) = (g.sigma_px.as_ref().unwrap()[i], c.sigma_px.as_ref().unwrap()[i]);
+            assert!((gs - cs).abs() <= tol, "{file} electron {i}: sigma {gs} vs {cs}");
+        }
     }
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_emsim"))
         .args(["count", "f.h5", "--method", "c3x3t", "--net-kernel", "fused", "--out", "x.h5"])

@@ -1,11 +1,16 @@
-// net/mlp_count: counting with a small perceptron in one dispatch, one invocation per candidate.
-// Each invocation cuts its crop (crop_value: the side x side square of the calibrated frames
-// around the candidate's pixel, times input_scale / 16, 0 outside the frame) into its own array,
-// runs every linear layer (weights W [out, in] then bias [out] per layer, packed in `weights`; the
-// invocations of a workgroup read the same weight at the same time) with ReLU between layers, and
-// decodes the grid head as net/decode_grid does: six floats per candidate come out (arg-max x, y;
-// local mean x, y; sigma; p_max), nothing else. No workgroup memory, no barriers.
-// CPU twin: src/net/mlp_gpu.rs::mlp_count_cpu.
+// net/mlp_count: counting with a small perceptron in one dispatch, one invocation per two
+// candidates. Each invocation cuts their crops (crop_value: the side x side square of the calibrated frames
+// around the candidate's pixel, times input_scale / 16, 0 outside the frame) into its own arrays,
+// runs every linear layer with ReLU between layers, and decodes the grid head as net/decode_grid
+// does: six floats per candidate come out (arg-max x, y; local mean x, y; sigma; p_max), nothing
+// else. No workgroup memory, no barriers.
+// The weights are blocked for the kernel (src/net/mlp_gpu.rs::MlpKernelModel::kernel_weights):
+// per layer, for each block of 8 outputs and each input k, the 8 weights of (outputs, k) together
+// (one group, read by w8 from net/mlp_w_f32.wgsl or net/mlp_w_f16.wgsl), then the block's 8 biases
+// as one group; outputs past the layer's width have zero weights. An invocation reads its inputs
+// once per block of 8 outputs, each group of weights serves its two candidates, and the
+// invocations of a workgroup read each group together.
+// CPU twin: src/net/mlp_gpu.rs::mlp_count_cpu (with the weights rounded to f16 for the f16 form).
 
 struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams (layout checked by tests/shaders.rs)
     n: u32,                   // candidates
@@ -26,7 +31,7 @@ struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams 
 @group(0) @binding(0) var<uniform> params: MlpCountParams;
 @group(0) @binding(1) var<storage, read> q: array<i32>;
 @group(0) @binding(2) var<storage, read> cands: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;
+// @group(0) @binding(3): weights, declared with w8 (net/mlp_w_*.wgsl)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // n x 6
 
 const WG: u32 = 64u;
@@ -35,44 +40,76 @@ fn dim(l: u32) -> u32 {
     return params.dims[l / 4u][l % 4u];
 }
 
-// The invocation's activations: a layer reads one array and writes the other; 256 is the widest
-// layer (src/net/mlp_gpu.rs::MAX_WIDTH).
-var<private> a: array<f32, 256>;
-var<private> b: array<f32, 256>;
+// The invocation's activations, for its two candidates (.x, .y): a layer reads one array and
+// writes the other; 256 is the widest layer (src/net/mlp_gpu.rs::MAX_WIDTH).
+var<private> a: array<vec2<f32>, 256>;
+var<private> b: array<vec2<f32>, 256>;
+// Which array holds the logits, and which candidate decode_logits reads.
+var<private> logits_in_b: bool;
+var<private> sel: u32;
 
 fn logit(j: u32) -> f32 {
-    return a[j];
+    if (logits_in_b) {
+        return b[j][sel];
+    }
+    return a[j][sel];
 }
 
-// Layer l (its weights at woff): dst = relu?(W src + b).
-fn dense(l: u32, woff: u32, src: ptr<private, array<f32, 256>>, dst: ptr<private, array<f32, 256>>) {
+// Layer l (its groups from woff on): dst = relu?(W src + b) for both candidates, 8 outputs per
+// pass over src; each group of weights read serves 16 multiply-adds.
+fn dense(l: u32, woff: u32, src: ptr<private, array<vec2<f32>, 256>>, dst: ptr<private, array<vec2<f32>, 256>>) {
     let in_f = dim(l);
-    let out_f = dim(l + 1u);
-    for (var o = 0u; o < out_f; o++) {
-        var acc = 0.0;
-        let row = woff + o * in_f;
+    let blocks = (dim(l + 1u) + 7u) / 8u;
+    let relu = l + 1u < params.layers;
+    for (var ob = 0u; ob < blocks; ob++) {
+        var lo0 = vec4(0.0);
+        var hi0 = vec4(0.0);
+        var lo1 = vec4(0.0);
+        var hi1 = vec4(0.0);
+        let row = woff + ob * in_f;
         for (var k = 0u; k < in_f; k++) {
-            acc += (*src)[k] * weights[row + k];
+            let x = (*src)[k];
+            let w = w8(row + k);
+            lo0 = fma(vec4(x.x), w.lo, lo0);
+            hi0 = fma(vec4(x.x), w.hi, hi0);
+            lo1 = fma(vec4(x.y), w.lo, lo1);
+            hi1 = fma(vec4(x.y), w.hi, hi1);
         }
-        acc += weights[woff + out_f * in_f + o];
-        if (l + 1u < params.layers) {
-            acc = max(acc, 0.0);
+        let bias = w8(woff + blocks * in_f + ob);
+        lo0 += bias.lo;
+        hi0 += bias.hi;
+        lo1 += bias.lo;
+        hi1 += bias.hi;
+        if (relu) {
+            lo0 = max(lo0, vec4(0.0));
+            hi0 = max(hi0, vec4(0.0));
+            lo1 = max(lo1, vec4(0.0));
+            hi1 = max(hi1, vec4(0.0));
         }
-        (*dst)[o] = acc;
+        let o = ob * 8u;
+        for (var j = 0u; j < 4u; j++) {
+            (*dst)[o + j] = vec2(lo0[j], lo1[j]);
+            (*dst)[o + 4u + j] = vec2(hi0[j], hi1[j]);
+        }
     }
 }
 
+// Invocation i counts candidates 2i and 2i + 1 (the last one twice when n is odd, written once).
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid, WG);
-    if (i >= params.n) {
+    let e0 = 2u * i;
+    if (e0 >= params.n) {
         return;
     }
-    let cand = cands[params.first + i];
+    let e1 = min(e0 + 1u, params.n - 1u);
+    let c0 = cands[params.first + e0];
+    let c1 = cands[params.first + e1];
     let plane = params.side * params.side;
     for (var pix = 0u; pix < plane; pix++) {
-        a[pix] = crop_value(cand, pix, params.side, params.height, params.width, params.scale);
+        a[pix] = vec2(crop_value(c0, pix, params.side, params.height, params.width, params.scale),
+                      crop_value(c1, pix, params.side, params.height, params.width, params.scale));
     }
     var woff = 0u;
     for (var l = 0u; l < params.layers; l++) {
@@ -81,10 +118,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         } else {
             dense(l, woff, &b, &a);
         }
-        woff += dim(l + 1u) * dim(l) + dim(l + 1u);
+        woff += (dim(l + 1u) + 7u) / 8u * (dim(l) + 1u);
     }
-    if (params.layers % 2u == 1u) {
-        a = b;
+    logits_in_b = params.layers % 2u == 1u;
+    sel = 0u;
+    decode_logits(e0 * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
+    if (e1 > e0) {
+        sel = 1u;
+        decode_logits(e1 * 6u);
     }
-    decode_logits(i * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
 }

@@ -220,12 +220,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             let full = frame_cfg(576, 2927.294, 32);
             if matches!(d, Device::Gpu(_)) {
-                // the default network as the one-dispatch kernel (the CPU path always fuses it)
-                let r = bench_count_net(d, &lib, &dose_cfg, repeats, NetCount::Fused, NetPrecision::F32);
-                soft(&mut records, r, "count_net_fused", dose_cfg.frames as u32);
-                if !opts.quick {
-                    let r = bench_count_net(d, &lib, &full, repeats, NetCount::Fused, NetPrecision::F32);
-                    soft(&mut records, r, "count_net_fused", 32);
+                // the default network as the one-dispatch kernel (the CPU path always fuses it),
+                // with f32 weights and, where the layers may be f16, with f16 weights
+                let precisions: &[NetPrecision] =
+                    if has_f16(d) { &[NetPrecision::F32, NetPrecision::F16] } else { &[NetPrecision::F32] };
+                for &p in precisions {
+                    let r = bench_count_net(d, &lib, &dose_cfg, repeats, NetCount::Fused, p);
+                    soft(&mut records, r, "count_net_fused", dose_cfg.frames as u32);
+                    if !opts.quick {
+                        let r = bench_count_net(d, &lib, &full, repeats, NetCount::Fused, p);
+                        soft(&mut records, r, "count_net_fused", 32);
+                    }
                 }
             }
             if !opts.quick {

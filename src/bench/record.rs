@@ -63,7 +63,8 @@ pub struct BenchRecord {
     /// two per word; `count`: counted as stored). Absent: f32 frames.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_dtype: Option<String>,
-    /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`).
+    /// Network inference stages: the activation storage (`f32`, `f16`; see `--net-precision`);
+    /// for `count_net_fused`, the precision of the weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
     /// Counting stages on the GPU path: how `count/sum3` and `count/find` split the frames

@@ -321,13 +321,15 @@ pub fn bench_count_resident(
 /// What the `count_net` stages time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetCount {
-    /// `count --method net` with the default network (stage `count_net`).
+    /// `count --method net` with the default network (stage `count_net`; on the GPU a kernel
+    /// per layer, `--net-kernel layers`).
     Net,
     /// With `--split-pairs`, the shipped `pair-split` / `pair-loc` models and the default
     /// threshold and dedupe distance (stage `count_net_split`).
     Split,
     /// With `--net-kernel fused`: on the GPU the default network as the one-dispatch kernel
-    /// `net/mlp_count` (stage `count_net_fused`; a small perceptron, f32).
+    /// `net/mlp_count` (stage `count_net_fused`; a small perceptron; with f16 precision its
+    /// weights are f16).
     Fused,
 }
 
@@ -353,7 +355,7 @@ pub fn bench_count_net(
         net: Some(net),
         pairs,
         net_precision: precision,
-        net_fused: fused,
+        net_kernel: if fused { crate::count::NetKernel::Fused } else { crate::count::NetKernel::Layers },
         ..Default::default()
     };
     let stage = match what {
@@ -366,7 +368,11 @@ pub fn bench_count_net(
         "{} + crops + network inference{} (the default network{})",
         r.timed,
         if split { " + one-vs-two classifier + pair localizer" } else { "" },
-        if fused { ", one kernel net/mlp_count" } else { "" }
+        match (fused, device) {
+            (true, _) => ", one kernel net/mlp_count",
+            (false, Device::Gpu(_)) => ", a kernel per layer",
+            (false, Device::Cpu) => "",
+        }
     );
     r.model = Some(format!("{}{}", name, if split { "+pair-split+pair-loc" } else { "" }));
     r.net_precision = Some(precision.name().into());

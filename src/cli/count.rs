@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use emsim::Result;
+use emsim::count::NetKernel;
 use emsim::gpu::Device;
 use emsim::net::precision::NetPrecision;
 
@@ -68,13 +69,16 @@ pub(crate) struct CountArgs {
     #[command(flatten)]
     split: SplitArgs,
     /// Activation storage of the network: f32, or f16 (GPUs with SHADER_F16; half the memory
-    /// traffic between layers; --device cpu rounds the same way to reproduce it).
+    /// traffic between layers; --device cpu rounds the same way to reproduce it). With
+    /// --net-kernel fused, the precision of the weights instead.
     #[arg(long, default_value = "f32", value_parser = net_precision())]
     net_precision: NetPrecision,
-    /// How the GPU runs a small perceptron (the default network): layers (a kernel per layer) or
-    /// fused (one kernel per batch: crop, layers and decoding per electron; f32, without
-    /// --split-pairs). The same electrons to 1e-4 px; `emsim bench` times both (docs/network.md).
-    #[arg(long, default_value = "layers", value_parser = super::one_of(&["layers", "fused"], &[]))]
+    /// How the GPU runs a small perceptron (the default network): layers (a kernel per layer),
+    /// fused (one kernel per batch: crop, layers and decoding per electron; without
+    /// --split-pairs; with --net-precision f16 its weights are f16), or auto: fused on adapters
+    /// that run on the CPU (lavapipe), where it is faster, layers on other GPUs until it is timed
+    /// there. The same electrons to 1e-4 px in f32; `emsim bench` times both (docs/network.md).
+    #[arg(long, default_value = "auto", value_parser = super::one_of(&NetKernel::NAMES, &[]))]
     net_kernel: String,
     /// Output counts file (HDF5); with several methods include {method} in the name (replaced by
     /// the method's name, with one method too).
@@ -157,7 +161,7 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
         batch_frames: a.batch,
         net_batch: a.net_batch,
         net_precision: a.net_precision,
-        net_fused: a.net_kernel == "fused",
+        net_kernel: NetKernel::from_name(&a.net_kernel).expect("one of NetKernel::NAMES"),
         ..Default::default()
     };
     let mut cfg = cfg;
@@ -172,7 +176,7 @@ pub(crate) fn count(a: CountArgs) -> Result<()> {
         cfg.net = Some(net);
     } else if a.model.is_some() {
         return Err(emsim::Error::invalid("--model", "only used with --method net"));
-    } else if a.net_kernel != "layers" {
+    } else if a.net_kernel != NetKernel::default().name() {
         return Err(emsim::Error::invalid("--net-kernel", "only used with --method net"));
     } else if a.net_precision != NetPrecision::F32 {
         return Err(emsim::Error::invalid("--net-precision", "only used with --method net"));

@@ -135,15 +135,55 @@ pub struct CountConfig {
     /// Activation storage of the networks (f16 on GPUs with `SHADER_F16`; see
     /// [`crate::net::precision`]). The CPU path rounds as the GPU does, to reproduce it.
     pub net_precision: crate::net::precision::NetPrecision,
-    /// `--net-kernel fused`: on the GPU, a small perceptron (f32, no pair splitting) runs as the
-    /// one-dispatch kernel `net/mlp_count` (crop, layers and decoding per candidate) instead of a
-    /// kernel per layer. The CPU path always fuses such networks.
-    pub net_fused: bool,
+    /// `--net-kernel`: how the GPU runs a small perceptron (no pair splitting): as the
+    /// one-dispatch kernel `net/mlp_count` (crop, layers and decoding per candidate) or a kernel
+    /// per layer. The CPU path always fuses such networks. A counter on the GPU holds the one it
+    /// chose (never `Auto`).
+    pub net_kernel: NetKernel,
     /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
     pub pairs: Option<split::PairModels>,
     /// The GPU kernels' layout; `None`: the adapter's ([`CountLayout::for_adapter`]). The
     /// results are the same in every layout (tests and benchmarks set it).
     pub layout: Option<CountLayout>,
+}
+
+/// How the GPU runs a small perceptron (`--net-kernel`); the electrons are the same either way
+/// (to 1e-4 px with f32 weights).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetKernel {
+    /// The one-dispatch kernel on adapters that run on the CPU (lavapipe), where it measures
+    /// faster; a kernel per layer on other GPUs, until the one-dispatch kernel is timed there
+    /// (docs/network.md).
+    #[default]
+    Auto,
+    /// A kernel per layer (crops, linear layers, grid decoding).
+    Layers,
+    /// One kernel per batch: crop, layers and decoding per candidate.
+    Fused,
+}
+
+impl NetKernel {
+    /// The names `--net-kernel` takes, in variant order.
+    pub const NAMES: [&'static str; 3] = ["auto", "layers", "fused"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The variant named `name` (one of [`Self::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Auto, Self::Layers, Self::Fused].into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether a small perceptron runs as the one-dispatch kernel on an adapter that runs on the
+    /// CPU (`cpu_adapter`, as lavapipe) or not.
+    pub fn fused_on(self, cpu_adapter: bool) -> bool {
+        match self {
+            Self::Auto => cpu_adapter,
+            Self::Layers => false,
+            Self::Fused => true,
+        }
+    }
 }
 
 /// Background threshold of the defaults, in noise sigmas.
@@ -180,7 +220,7 @@ impl Default for CountConfig {
             net: None,
             net_batch: DEFAULT_NET_BATCH,
             net_precision: Default::default(),
-            net_fused: false,
+            net_kernel: NetKernel::Auto,
             layout: None,
             pairs: None,
         }

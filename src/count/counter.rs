@@ -56,9 +56,10 @@ struct GpuNets<'a> {
     decoded: Option<wgpu::Buffer>,
     /// Classifier and pair localizer (`--split-pairs`).
     pairs: Option<[GpuNet<'a>; 2]>,
-    /// A small perceptron (f32, no pair splitting) with its packed weights on the device: counted
-    /// by the one-dispatch kernel `net/mlp_count` (crop, layers and decoding) instead.
-    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer)>,
+    /// A small perceptron (no pair splitting) with its weights on the device, blocked for the
+    /// kernel, and whether they are f16: counted by the one-dispatch kernel `net/mlp_count`
+    /// (crop, layers and decoding) instead.
+    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, bool)>,
 }
 
 /// Where a counter runs: the CPU twins, or the GPU with its buffers (and networks) on it.
@@ -109,6 +110,7 @@ impl<'a> Counter<'a> {
                     Some(m) => {
                         let nets =
                             Self::alloc_nets(ctx, &cfg, m, b.capacity_frames as u64 * max_candidates(height, width))?;
+                        cfg.net_kernel = if nets.mlp.is_some() { NetKernel::Fused } else { NetKernel::Layers };
                         if nets.net.precision() != cfg.net_precision {
                             eprintln!(
                                 "warning: --net-precision {}: the adapter lacks SHADER_F16; the network runs with f32 activations",
@@ -149,14 +151,14 @@ impl<'a> Counter<'a> {
             ]),
             None => None,
         };
+        // The one-dispatch kernel keeps its weights in the precision asked for (f16 weights need
+        // no SHADER_F16, but follow the layers' precision so that a fallback applies to both).
+        let fused = cfg.net_kernel.fused_on(ctx.adapter.device_type == "Cpu");
         let mlp = match crate::net::mlp_gpu::MlpKernelModel::new(m) {
-            Some(km)
-                if cfg.net_fused
-                    && cfg.pairs.is_none()
-                    && cfg.net_precision == crate::net::precision::NetPrecision::F32 =>
-            {
-                let weights = ctx.upload("mlp_weights", &km.weights)?;
-                Some((km, weights))
+            Some(km) if fused && cfg.pairs.is_none() => {
+                let half = net.precision() == crate::net::precision::NetPrecision::F16;
+                let weights = ctx.upload("mlp_weights", &km.kernel_weights(half))?;
+                Some((km, weights, half))
             }
             _ => None,
         };

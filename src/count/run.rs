@@ -75,6 +75,10 @@ pub struct CountSummary {
     /// The network's activation storage (`f32`, `f16`) when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<&'static str>,
+    /// How the GPU ran the network (`layers`, `fused`; on the CPU path the `--net-kernel` given)
+    /// when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_kernel: Option<&'static str>,
     /// Peak resident memory of the process (Linux), MiB.
     pub peak_memory_mib: Option<f64>,
 }
@@ -145,11 +149,12 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         .then(|| super::stempy::StempyCount::new(&cfg, sigma_e, h as usize, w as usize));
     let batch = counter.batch_frames() as u64;
     let pitch = opts.pixel_size_um.or(meta.pixel_size_um).unwrap_or(f32::NAN);
-    // What the network ran with (f16 falls back to f32 on adapters without SHADER_F16).
+    // What the network ran with (f16 falls back to f32 on adapters without SHADER_F16; on the
+    // GPU the kernel chosen, on the CPU path the flag as given: it always fuses small networks).
     let net_precision = opts.methods.contains(&Method::Net).then_some(counter.cfg.net_precision);
     let params_json = serde_json::json!({
         "net_precision": net_precision.map(|p| p.name()),
-        "net_kernel": opts.methods.contains(&Method::Net).then_some(if cfg.net_fused { "fused" } else { "layers" }),
+        "net_kernel": opts.methods.contains(&Method::Net).then_some(counter.cfg.net_kernel.name()),
         "suppress_px": cfg.suppress_px, "gain_adu_per_e": cfg.gain_adu_per_e, "offset_adu": cfg.offset_adu,
         "dark": opts.dark, "gain_map": opts.gain_map, "dataset": opts.dataset,
         "finder": cfg.finder.name(),
@@ -283,6 +288,7 @@ pub fn run(mut cfg: CountConfig, device: &Device, opts: &CountOptions) -> Result
         outputs: paths,
         adapter: device.adapter().cloned(),
         net_precision: net_precision.map(|p| p.name()),
+        net_kernel: net_precision.map(|_| counter.cfg.net_kernel.name()),
         peak_memory_mib: crate::peak_memory_mib(),
     })
 }

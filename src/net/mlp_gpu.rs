@@ -1,9 +1,11 @@
 //! `net/mlp_count` (shaders/net/mlp_count.wgsl): counting with a small perceptron (a grid-head
 //! model of linear layers and ReLUs, as `tiny`) in one dispatch per batch of candidates. Each
 //! invocation cuts its candidate's crop from the calibrated frames, runs every layer in its own
-//! arrays (the invocations of a workgroup read each weight together) and decodes the grid head as
-//! `net/decode_grid` does, so only six floats per electron leave the kernel; no workgroup memory,
-//! no barriers. The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
+//! arrays, 8 outputs per pass over a layer's inputs (the invocations of a workgroup read each
+//! group of 8 weights together), and decodes the grid head as `net/decode_grid` does, so only six
+//! floats per electron leave the kernel; no workgroup memory, no barriers. The weights are f32,
+//! or f16 (`net/mlp_count_wf16`: half the bytes to read, the arithmetic still f32, on any
+//! adapter). The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
 //! multiply-adds) and decodes with [`GridDecoder`], the twin of `net/decode_grid`; the two agree
 //! within the tolerance of `tests/net_mlp_gpu.rs`.
 
@@ -18,6 +20,12 @@ use crate::shaders;
 pub const MAX_WIDTH: usize = 256;
 /// Most linear layers.
 pub const MAX_LAYERS: usize = 7;
+
+/// Outputs per block of the kernel's weights (a group of 8 weights per block and input).
+pub const BLOCK: usize = 8;
+
+/// Candidates per invocation of the kernel (each group of weights read serves both).
+pub const CANDIDATES_PER_INVOCATION: u64 = 2;
 
 /// Mirrors `MlpCountParams` in shaders/net/mlp_count.wgsl.
 /// Its size and member offsets are checked against the WGSL by `tests/shaders.rs`.
@@ -64,6 +72,48 @@ impl MlpKernelModel {
         Some(Self { weights, dims, side: model.cfg.input_px, input_scale: model.cfg.input_scale, grid })
     }
 
+    /// The weights as the kernel reads them (shaders/net/mlp_count.wgsl), as 32-bit words: per
+    /// layer, for each block of [`BLOCK`] outputs and each input `k`, the block's weights of `k`
+    /// (zero past the layer's outputs), then the block's biases; 8 f32, or with `half` 8 f16
+    /// packed two to a word (the lower half first).
+    pub fn kernel_weights(&self, half: bool) -> Vec<u32> {
+        let mut groups: Vec<[f32; BLOCK]> = Vec::new();
+        let mut woff = 0;
+        for l in 0..self.dims.len() - 1 {
+            let (in_f, out_f) = (self.dims[l], self.dims[l + 1]);
+            let (w, bias) = self.weights[woff..woff + out_f * in_f + out_f].split_at(out_f * in_f);
+            let block = |ob: usize, v: &dyn Fn(usize) -> f32| {
+                std::array::from_fn(|j| if ob * BLOCK + j < out_f { v(ob * BLOCK + j) } else { 0.0 })
+            };
+            let blocks = out_f.div_ceil(BLOCK);
+            for ob in 0..blocks {
+                for k in 0..in_f {
+                    groups.push(block(ob, &|o| w[o * in_f + k]));
+                }
+            }
+            for ob in 0..blocks {
+                groups.push(block(ob, &|o| bias[o]));
+            }
+            woff += out_f * in_f + out_f;
+        }
+        if half {
+            let h = |v: f32| half::f16::from_f32(v).to_bits() as u32;
+            groups.iter().flat_map(|g| g.chunks(2).map(|p| h(p[0]) | (h(p[1]) << 16)).collect::<Vec<_>>()).collect()
+        } else {
+            groups.iter().flat_map(|g| g.map(f32::to_bits)).collect()
+        }
+    }
+
+    /// The weights the twin [`mlp_count_cpu`] takes for the kernel's form: as they are, or with
+    /// `half` rounded to f16 as the kernel stores them.
+    pub fn twin_weights(&self, half: bool) -> Vec<f32> {
+        if half {
+            self.weights.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+        } else {
+            self.weights.clone()
+        }
+    }
+
     /// The parameters for candidates `first .. first + n` of frames `height` x `width`.
     pub fn params(&self, n: usize, first: usize, height: u32, width: u32) -> MlpCountParams {
         let crop = CropParams::new(n, first, self.side, height, width, self.input_scale);
@@ -89,8 +139,10 @@ impl MlpKernelModel {
     }
 }
 
-/// Records `net/mlp_count`: `out` (6 floats per candidate) from the calibrated frames `q`, the
-/// candidates `cands` and the packed `weights`.
+/// Records `net/mlp_count` (or with `half` `net/mlp_count_wf16`): `out` (6 floats per
+/// candidate) from the calibrated frames `q`, the candidates `cands` and the `weights` of
+/// [`MlpKernelModel::kernel_weights`] in the same form.
+#[allow(clippy::too_many_arguments)]
 pub fn mlp_count_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
@@ -98,16 +150,19 @@ pub fn mlp_count_record(
     q: &wgpu::Buffer,
     cands: &wgpu::Buffer,
     weights: &wgpu::Buffer,
+    half: bool,
     out: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("mlp_count_params", p);
     let bufs = [("params", &u), ("q", q), ("cands", cands), ("weights", weights), ("out", out)];
-    ctx.dispatch(enc, &shaders::NET_MLP_COUNT, &bufs, p.n as u64)
+    let kernel = if half { &shaders::NET_MLP_COUNT_WF16 } else { &shaders::NET_MLP_COUNT };
+    ctx.dispatch(enc, kernel, &bufs, (p.n as u64).div_ceil(CANDIDATES_PER_INVOCATION))
 }
 
 /// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;
-/// p_max), `q` the frames of the candidates' frame indices. The layers in the kernel's order; the
-/// grid decoded by [`GridDecoder`], the twin of the kernels' shared decoding.
+/// p_max), `q` the frames of the candidates' frame indices, `weights` the model's packed weights
+/// ([`MlpKernelModel::twin_weights`]). The layers in the kernel's order; the grid decoded by
+/// [`GridDecoder`], the twin of the kernels' shared decoding.
 pub fn mlp_count_cpu(p: &MlpCountParams, q: &[i32], cands: &[Candidate], weights: &[f32]) -> Vec<f32> {
     let dim = |l: u32| p.dims[(l / 4) as usize][(l % 4) as usize] as usize;
     let plane = (p.side * p.side) as usize;

@@ -9,13 +9,13 @@ use crate::net::gpu_net::GpuNet;
 /// Frame size of the batch: height, width.
 pub(super) type Size = (u32, u32);
 
-/// The one-dispatch kernel `net/mlp_count` over the sorted candidates of the batch whose
+/// The one-dispatch kernel `net/mlp_count` (f32 or f16 weights) over the sorted candidates of the batch whose
 /// calibrated frames are in `q`: 6 decoded floats per candidate, a chunk of the decoded
 /// buffer's capacity per submission.
 pub(super) fn mlp_gpu_decoded(
     ctx: &GpuContext,
     (height, width): Size,
-    (km, weights): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer),
+    (km, weights, half): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, bool),
     nc: &wgpu::Buffer,
     dbuf: &wgpu::Buffer,
     q: &wgpu::Buffer,
@@ -29,7 +29,7 @@ pub(super) fn mlp_gpu_decoded(
         let m = cap.min(cands.len() - start);
         let p = km.params(m, start, height, width);
         let mut enc = ctx.encoder("mlp_count");
-        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, dbuf)?;
+        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, *half, dbuf)?;
         let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
         ctx.submit_and_wait(enc)?;
         out.extend_from_slice(&rb.read::<f32>(ctx)?);

@@ -77,6 +77,12 @@ impl Kernel {
     pub fn needs_f16(&self) -> bool {
         self.source.starts_with("enable f16;")
     }
+
+    /// Whether the kernel uses subgroup operations (it reads the `subgroup_*` builtins; naga
+    /// takes them without an `enable` directive): it compiles only on adapters with `SUBGROUP`.
+    pub fn needs_subgroups(&self) -> bool {
+        self.source.contains("@builtin(subgroup_")
+    }
 }
 
 macro_rules! wgsl {
@@ -587,32 +593,33 @@ pub const NET_DECODE_GRID: Kernel = Kernel {
     workgroup_size: 64,
 };
 
-pub const NET_MLP_COUNT: Kernel = Kernel {
-    name: "net/mlp_count",
-    source: wgsl!(
-        "shared/rng.wgsl",
-        "net/mlp_w_f32.wgsl",
-        "net/mlp_count.wgsl",
-        "net/crop_common.wgsl",
-        "net/decode_common.wgsl"
-    ),
-    bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
-    workgroup_size: 64,
-};
+/// `net/mlp_count` in its four forms: f32 or f16 weights (unpacked to f32 in the kernel: no
+/// `SHADER_F16`), each without and with subgroup operations (the adapter's `SUBGROUP`).
+macro_rules! mlp_count_kernel {
+    ($name:literal, $weights:literal, $dense:literal) => {
+        Kernel {
+            name: $name,
+            source: wgsl!(
+                "shared/rng.wgsl",
+                $weights,
+                "net/mlp_count.wgsl",
+                $dense,
+                "net/crop_common.wgsl",
+                "net/decode_common.wgsl"
+            ),
+            bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
+            workgroup_size: 64,
+        }
+    };
+}
 
-/// `net/mlp_count` with its weights in f16 (unpacked to f32 in the kernel: no `SHADER_F16`).
-pub const NET_MLP_COUNT_WF16: Kernel = Kernel {
-    name: "net/mlp_count_wf16",
-    source: wgsl!(
-        "shared/rng.wgsl",
-        "net/mlp_w_f16.wgsl",
-        "net/mlp_count.wgsl",
-        "net/crop_common.wgsl",
-        "net/decode_common.wgsl"
-    ),
-    bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
-    workgroup_size: 64,
-};
+pub const NET_MLP_COUNT: Kernel = mlp_count_kernel!("net/mlp_count", "net/mlp_w_f32.wgsl", "net/mlp_dense.wgsl");
+pub const NET_MLP_COUNT_WF16: Kernel =
+    mlp_count_kernel!("net/mlp_count_wf16", "net/mlp_w_f16.wgsl", "net/mlp_dense.wgsl");
+pub const NET_MLP_COUNT_SG: Kernel =
+    mlp_count_kernel!("net/mlp_count_sg", "net/mlp_w_f32.wgsl", "net/mlp_dense_sg.wgsl");
+pub const NET_MLP_COUNT_WF16_SG: Kernel =
+    mlp_count_kernel!("net/mlp_count_wf16_sg", "net/mlp_w_f16.wgsl", "net/mlp_dense_sg.wgsl");
 
 pub const NET_MAKE_PAIRS: Kernel = Kernel {
     name: "net/make_pairs",
@@ -713,6 +720,8 @@ pub const ALL: &[Kernel] = &[
     NET_DECODE_GRID,
     NET_MLP_COUNT,
     NET_MLP_COUNT_WF16,
+    NET_MLP_COUNT_SG,
+    NET_MLP_COUNT_WF16_SG,
     NET_GRID_LABEL,
     NET_MAKE_PAIRS,
     NET_PAIR_MSE,

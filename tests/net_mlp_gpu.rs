@@ -7,7 +7,7 @@ mod common;
 
 use common::{test_context, test_rng};
 use emsim::count::find::Candidate;
-use emsim::net::mlp_gpu::{MlpKernelModel, mlp_count_cpu, mlp_count_record};
+use emsim::net::mlp_gpu::{MlpForm, MlpKernelModel, mlp_count_cpu, mlp_count_record};
 use emsim::net::model::{Model, ModelConfig};
 use rand::RngExt;
 
@@ -44,7 +44,13 @@ fn mlp_count_gpu_matches_twin() {
     let (q, cands) = case(&mut rng, frames, h, w, 150);
     for model in models() {
         let km = MlpKernelModel::new(&model).expect("tiny fits the kernel");
-        for half in [false, true] {
+        // every form the adapter can run (lavapipe has subgroups)
+        let forms = [(false, false), (true, false), (false, true), (true, true)]
+            .map(|(half, subgroups)| MlpForm { half, subgroups })
+            .into_iter()
+            .filter(|f| !f.subgroups || ctx.has_subgroups());
+        for form in forms {
+            let half = form.half;
             // an odd number of candidates for f32 (the kernel counts two per invocation)
             let first = 1 + half as usize;
             let p = km.params(cands.len() - first, first, h, w);
@@ -54,13 +60,13 @@ fn mlp_count_gpu_matches_twin() {
             let wb = ctx.upload("weights", &km.kernel_weights(half)).unwrap();
             let ob = ctx.storage("out", (cpu.len() * 4) as u64).unwrap();
             let mut enc = ctx.encoder("mlp_count");
-            mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, half, &ob).unwrap();
+            mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, form, &ob).unwrap();
             let rb = ctx.readback(&mut enc, &ob, (cpu.len() * 4) as u64);
             ctx.submit_and_wait(enc).unwrap();
             let gpu: Vec<f32> = rb.read::<f32>(&ctx).unwrap();
             // The sums of products may be fused (multiply-add) on the device: the logits differ
             // in their last bits, and the decoded values by far less than the tolerance.
-            let name = format!("{} (f16 weights: {half})", model.cfg.name);
+            let name = format!("{} {form:?}", model.cfg.name);
             for (i, (g, c)) in gpu.chunks(6).zip(cpu.chunks(6)).enumerate() {
                 for k in 0..5 {
                     assert!((g[k] - c[k]).abs() <= 1e-4, "{name} candidate {i}: gpu {g:?} cpu {c:?}");
@@ -193,4 +199,20 @@ fn fused_kernel_counts_as_the_cpu_path() {
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--net-kernel"));
     assert!(!d.join("x.h5").exists());
+}
+
+/// Each form of the kernel is its own kernel, and only the subgroup forms need `SUBGROUP`.
+#[test]
+fn forms_pick_their_kernels() {
+    let mut names = std::collections::HashSet::new();
+    for half in [false, true] {
+        for subgroups in [false, true] {
+            let k = MlpForm { half, subgroups }.kernel();
+            assert_eq!(k.needs_subgroups(), subgroups, "{}", k.name);
+            assert!(!k.needs_f16(), "{}: f16 weights are unpacked to f32, no SHADER_F16", k.name);
+            assert_eq!(k.name.contains("wf16"), half, "{}", k.name);
+            names.insert(k.name);
+        }
+    }
+    assert_eq!(names.len(), 4);
 }

@@ -10,6 +10,9 @@
 // as one group; outputs past the layer's width have zero weights. An invocation reads its inputs
 // once per block of 8 outputs, each group of weights serves its two candidates, and the
 // invocations of a workgroup read each group together.
+// The layers (`dense`) and the entry point come from net/mlp_dense.wgsl, or with subgroup
+// operations from net/mlp_dense_sg.wgsl; the weights' form from net/mlp_w_f32.wgsl or
+// net/mlp_w_f16.wgsl.
 // CPU twin: src/net/mlp_gpu.rs::mlp_count_cpu (with the weights rounded to f16 for the f16 form).
 
 struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams (layout checked by tests/shaders.rs)
@@ -55,57 +58,16 @@ fn logit(j: u32) -> f32 {
     return a[j][sel];
 }
 
-// Layer l (its groups from woff on): dst = relu?(W src + b) for both candidates, 8 outputs per
-// pass over src; each group of weights read serves 16 multiply-adds.
-fn dense(l: u32, woff: u32, src: ptr<private, array<vec2<f32>, 256>>, dst: ptr<private, array<vec2<f32>, 256>>) {
-    let in_f = dim(l);
-    let blocks = (dim(l + 1u) + 7u) / 8u;
-    let relu = l + 1u < params.layers;
-    for (var ob = 0u; ob < blocks; ob++) {
-        var lo0 = vec4(0.0);
-        var hi0 = vec4(0.0);
-        var lo1 = vec4(0.0);
-        var hi1 = vec4(0.0);
-        let row = woff + ob * in_f;
-        for (var k = 0u; k < in_f; k++) {
-            let x = (*src)[k];
-            let w = w8(row + k);
-            lo0 = fma(vec4(x.x), w.lo, lo0);
-            hi0 = fma(vec4(x.x), w.hi, hi0);
-            lo1 = fma(vec4(x.y), w.lo, lo1);
-            hi1 = fma(vec4(x.y), w.hi, hi1);
-        }
-        let bias = w8(woff + blocks * in_f + ob);
-        lo0 += bias.lo;
-        hi0 += bias.hi;
-        lo1 += bias.lo;
-        hi1 += bias.hi;
-        if (relu) {
-            lo0 = max(lo0, vec4(0.0));
-            hi0 = max(hi0, vec4(0.0));
-            lo1 = max(lo1, vec4(0.0));
-            hi1 = max(hi1, vec4(0.0));
-        }
-        let o = ob * 8u;
-        for (var j = 0u; j < 4u; j++) {
-            (*dst)[o + j] = vec2(lo0[j], lo1[j]);
-            (*dst)[o + 4u + j] = vec2(hi0[j], hi1[j]);
-        }
-    }
-}
-
-// Invocation i counts candidates 2i and 2i + 1 (the last one twice when n is odd, written once).
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wid, nwg, lid, WG);
-    let e0 = 2u * i;
-    if (e0 >= params.n) {
+// Invocation i counts candidates 2i and 2i + 1, the last one twice when n is odd (written once).
+// Every invocation of the dispatch runs the layers (the ones past the end on the last candidate,
+// writing nothing), so that the subgroup form's shuffles see every lane.
+fn count_pair(i: u32) {
+    if (params.n == 0u) {
         return;
     }
-    let e1 = min(e0 + 1u, params.n - 1u);
-    let c0 = cands[params.first + e0];
-    let c1 = cands[params.first + e1];
+    let e0 = 2u * i;
+    let c0 = cands[params.first + min(e0, params.n - 1u)];
+    let c1 = cands[params.first + min(e0 + 1u, params.n - 1u)];
     let plane = params.side * params.side;
     for (var pix = 0u; pix < plane; pix++) {
         a[pix] = vec2(crop_value(c0, pix, params.side, params.height, params.width, params.scale),
@@ -121,10 +83,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         woff += (dim(l + 1u) + 7u) / 8u * (dim(l) + 1u);
     }
     logits_in_b = params.layers % 2u == 1u;
-    sel = 0u;
-    decode_logits(e0 * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
-    if (e1 > e0) {
+    if (e0 < params.n) {
+        sel = 0u;
+        decode_logits(e0 * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
+    }
+    if (e0 + 1u < params.n) {
         sel = 1u;
-        decode_logits(e1 * 6u);
+        decode_logits((e0 + 1u) * 6u);
     }
 }

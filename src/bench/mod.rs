@@ -221,14 +221,20 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             let full = frame_cfg(576, 2927.294, 32);
             if matches!(d, Device::Gpu(_)) {
                 // the default network as the one-dispatch kernel (the CPU path always fuses it),
-                // with f32 weights and, where the layers may be f16, with f16 weights
-                let precisions: &[NetPrecision] =
-                    if has_f16(d) { &[NetPrecision::F32, NetPrecision::F16] } else { &[NetPrecision::F32] };
-                for &p in precisions {
-                    let r = bench_count_net(d, &lib, &dose_cfg, repeats, NetCount::Fused, p);
+                // with f32 weights and, where the layers may be f16, with f16 weights; where the
+                // adapter has subgroups, also without them (f32)
+                let mut runs = vec![(NetCount::Fused, NetPrecision::F32)];
+                if has_f16(d) {
+                    runs.push((NetCount::Fused, NetPrecision::F16));
+                }
+                if matches!(d, Device::Gpu(c) if c.has_subgroups()) {
+                    runs.push((NetCount::FusedPlain, NetPrecision::F32));
+                }
+                for (what, p) in runs {
+                    let r = bench_count_net(d, &lib, &dose_cfg, repeats, what, p);
                     soft(&mut records, r, "count_net_fused", dose_cfg.frames as u32);
                     if !opts.quick {
-                        let r = bench_count_net(d, &lib, &full, repeats, NetCount::Fused, p);
+                        let r = bench_count_net(d, &lib, &full, repeats, what, p);
                         soft(&mut records, r, "count_net_fused", 32);
                     }
                 }

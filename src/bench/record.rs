@@ -67,6 +67,9 @@ pub struct BenchRecord {
     /// for `count_net_fused`, the precision of the weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_precision: Option<String>,
+    /// `count_net_fused`: whether the kernel's lanes shared the weights by subgroup shuffles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_subgroups: Option<bool>,
     /// Counting stages on the GPU path: how `count/sum3` and `count/find` split the frames
     /// (`rows8`, `cols8`, `pixels`, `tiles`; see `count::CountLayout`, `EMSIM_COUNT_LAYOUT`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +155,7 @@ impl BenchRecord {
             gpu_samples_per_s: None,
             frames_dtype: None,
             net_precision: None,
+            net_subgroups: None,
             count_layout: None,
             kernel_gpu_ms_per_repeat,
             kernel_dispatches_per_repeat,
@@ -315,8 +319,9 @@ pub fn compare(a_path: &std::path::Path, b_path: &std::path::Path) -> Result<Str
             .unwrap_or_default();
         let f16 = if r["net_precision"].as_str() == Some("f16") { " f16" } else { "" };
         let u16 = if r["frames_dtype"].as_str() == Some("u16") { " u16" } else { "" };
+        let sg = if r["net_subgroups"].as_bool() == Some(false) { " no-subgroups" } else { "" };
         format!(
-            "{} {} {}x{}{e}{model}{batch}{f16}{u16}",
+            "{} {} {}x{}{e}{model}{batch}{f16}{u16}{sg}",
             r["stage"].as_str().unwrap_or("?"),
             r["path"].as_str().unwrap_or("?"),
             r["height"],

@@ -329,8 +329,10 @@ pub enum NetCount {
     Split,
     /// With `--net-kernel fused`: on the GPU the default network as the one-dispatch kernel
     /// `net/mlp_count` (stage `count_net_fused`; a small perceptron; with f16 precision its
-    /// weights are f16).
+    /// weights are f16), its lanes sharing weights by subgroup shuffles where the adapter can.
     Fused,
+    /// The same without subgroup operations (stage `count_net_fused`, `net_subgroups: false`).
+    FusedPlain,
 }
 
 /// Times counting with the network as `what` says.
@@ -342,7 +344,8 @@ pub fn bench_count_net(
     what: NetCount,
     precision: NetPrecision,
 ) -> Result<BenchRecord> {
-    let (split, fused) = (what == NetCount::Split, what == NetCount::Fused);
+    let (split, fused) = (what == NetCount::Split, matches!(what, NetCount::Fused | NetCount::FusedPlain));
+    let subgroups = fused && what == NetCount::Fused && matches!(device, Device::Gpu(c) if c.has_subgroups());
     let net = crate::count::load_net_model(None, split)?;
     let name = net.cfg.name.clone();
     let pairs = if split {
@@ -356,12 +359,13 @@ pub fn bench_count_net(
         pairs,
         net_precision: precision,
         net_kernel: if fused { crate::count::NetKernel::Fused } else { crate::count::NetKernel::Layers },
+        net_subgroups: subgroups,
         ..Default::default()
     };
     let stage = match what {
         NetCount::Net => "count_net",
         NetCount::Split => "count_net_split",
-        NetCount::Fused => "count_net_fused",
+        NetCount::Fused | NetCount::FusedPlain => "count_net_fused",
     };
     let mut r = bench_count_with(device, lib, cfg, repeats, ccfg, stage, false)?;
     r.timed = format!(
@@ -369,6 +373,7 @@ pub fn bench_count_net(
         r.timed,
         if split { " + one-vs-two classifier + pair localizer" } else { "" },
         match (fused, device) {
+            (true, _) if subgroups => ", one kernel net/mlp_count, subgroup shuffles",
             (true, _) => ", one kernel net/mlp_count",
             (false, Device::Gpu(_)) => ", a kernel per layer",
             (false, Device::Cpu) => "",
@@ -376,6 +381,7 @@ pub fn bench_count_net(
     );
     r.model = Some(format!("{}{}", name, if split { "+pair-split+pair-loc" } else { "" }));
     r.net_precision = Some(precision.name().into());
+    r.net_subgroups = fused.then_some(subgroups);
     Ok(r)
 }
 

@@ -140,6 +140,10 @@ pub struct CountConfig {
     /// per layer. The CPU path always fuses such networks. A counter on the GPU holds the one it
     /// chose (never `Auto`).
     pub net_kernel: NetKernel,
+    /// The one-dispatch kernel's lanes share the weights they load by subgroup shuffles where the
+    /// adapter has subgroup operations (the default); false: each lane reads every weight itself
+    /// (`emsim bench` times both on GPUs with subgroups).
+    pub net_subgroups: bool,
     /// `--split-pairs`: the one-vs-two classifier and the pair localizer (needs `net`).
     pub pairs: Option<split::PairModels>,
     /// The GPU kernels' layout; `None`: the adapter's ([`CountLayout::for_adapter`]). The
@@ -221,6 +225,7 @@ impl Default for CountConfig {
             net_batch: DEFAULT_NET_BATCH,
             net_precision: Default::default(),
             net_kernel: NetKernel::Auto,
+            net_subgroups: true,
             layout: None,
             pairs: None,
         }

@@ -57,9 +57,9 @@ struct GpuNets<'a> {
     /// Classifier and pair localizer (`--split-pairs`).
     pairs: Option<[GpuNet<'a>; 2]>,
     /// A small perceptron (no pair splitting) with its weights on the device, blocked for the
-    /// kernel, and whether they are f16: counted by the one-dispatch kernel `net/mlp_count`
+    /// kernel, and the kernel's form: counted by the one-dispatch kernel `net/mlp_count`
     /// (crop, layers and decoding) instead.
-    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, bool)>,
+    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, crate::net::mlp_gpu::MlpForm)>,
 }
 
 /// Where a counter runs: the CPU twins, or the GPU with its buffers (and networks) on it.
@@ -157,8 +157,9 @@ impl<'a> Counter<'a> {
         let mlp = match crate::net::mlp_gpu::MlpKernelModel::new(m) {
             Some(km) if fused && cfg.pairs.is_none() => {
                 let half = net.precision() == crate::net::precision::NetPrecision::F16;
+                let form = crate::net::mlp_gpu::MlpForm { half, subgroups: cfg.net_subgroups && ctx.has_subgroups() };
                 let weights = ctx.upload("mlp_weights", &km.kernel_weights(half))?;
-                Some((km, weights, half))
+                Some((km, weights, form))
             }
             _ => None,
         };

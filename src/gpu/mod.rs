@@ -248,7 +248,8 @@ static LIFECYCLE: Mutex<()> = Mutex::new(());
 /// Features we use when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
-    .union(wgpu::Features::SHADER_F16);
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
 
 struct CachedPipeline {
     pipeline: wgpu::ComputePipeline,
@@ -393,6 +394,11 @@ impl GpuContext {
     /// Whether kernels may use f16 (`Kernel::needs_f16`).
     pub fn has_shader_f16(&self) -> bool {
         self.features.contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Whether kernels may use subgroup operations (`Kernel::needs_subgroups`).
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
     }
 
     pub fn has_timestamps(&self) -> bool {

@@ -5,7 +5,8 @@
 //! group of 8 weights together), and decodes the grid head as `net/decode_grid` does, so only six
 //! floats per electron leave the kernel; no workgroup memory, no barriers. The weights are f32,
 //! or f16 (`net/mlp_count_wf16`: half the bytes to read, the arithmetic still f32, on any
-//! adapter). The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
+//! adapter); where the adapter has subgroup operations (`_sg`), each lane of a subgroup loads
+//! the weights of another input and the lanes pass them round by shuffles ([`MlpForm`]). The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
 //! multiply-adds) and decodes with [`GridDecoder`], the twin of `net/decode_grid`; the two agree
 //! within the tolerance of `tests/net_mlp_gpu.rs`.
 
@@ -139,9 +140,30 @@ impl MlpKernelModel {
     }
 }
 
-/// Records `net/mlp_count` (or with `half` `net/mlp_count_wf16`): `out` (6 floats per
-/// candidate) from the calibrated frames `q`, the candidates `cands` and the `weights` of
-/// [`MlpKernelModel::kernel_weights`] in the same form.
+/// The form of `net/mlp_count`: the precision of its weights, and whether its lanes share the
+/// weights they load by subgroup shuffles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MlpForm {
+    /// f16 weights ([`MlpKernelModel::kernel_weights`] with `half`).
+    pub half: bool,
+    /// Subgroup operations (the adapter's `SUBGROUP`).
+    pub subgroups: bool,
+}
+
+impl MlpForm {
+    pub fn kernel(self) -> &'static crate::shaders::Kernel {
+        match (self.half, self.subgroups) {
+            (false, false) => &shaders::NET_MLP_COUNT,
+            (true, false) => &shaders::NET_MLP_COUNT_WF16,
+            (false, true) => &shaders::NET_MLP_COUNT_SG,
+            (true, true) => &shaders::NET_MLP_COUNT_WF16_SG,
+        }
+    }
+}
+
+/// Records `net/mlp_count` in `form`: `out` (6 floats per candidate) from the calibrated frames
+/// `q`, the candidates `cands` and the `weights` of [`MlpKernelModel::kernel_weights`] in the
+/// form's precision.
 #[allow(clippy::too_many_arguments)]
 pub fn mlp_count_record(
     ctx: &GpuContext,
@@ -150,13 +172,12 @@ pub fn mlp_count_record(
     q: &wgpu::Buffer,
     cands: &wgpu::Buffer,
     weights: &wgpu::Buffer,
-    half: bool,
+    form: MlpForm,
     out: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("mlp_count_params", p);
     let bufs = [("params", &u), ("q", q), ("cands", cands), ("weights", weights), ("out", out)];
-    let kernel = if half { &shaders::NET_MLP_COUNT_WF16 } else { &shaders::NET_MLP_COUNT };
-    ctx.dispatch(enc, kernel, &bufs, (p.n as u64).div_ceil(CANDIDATES_PER_INVOCATION))
+    ctx.dispatch(enc, form.kernel(), &bufs, (p.n as u64).div_ceil(CANDIDATES_PER_INVOCATION))
 }
 
 /// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;

@@ -15,7 +15,7 @@ pub(super) type Size = (u32, u32);
 pub(super) fn mlp_gpu_decoded(
     ctx: &GpuContext,
     (height, width): Size,
-    (km, weights, half): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, bool),
+    (km, weights, form): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, crate::net::mlp_gpu::MlpForm),
     nc: &wgpu::Buffer,
     dbuf: &wgpu::Buffer,
     q: &wgpu::Buffer,
@@ -29,7 +29,7 @@ pub(super) fn mlp_gpu_decoded(
         let m = cap.min(cands.len() - start);
         let p = km.params(m, start, height, width);
         let mut enc = ctx.encoder("mlp_count");
-        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, *half, dbuf)?;
+        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, *form, dbuf)?;
         let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
         ctx.submit_and_wait(enc)?;
         out.extend_from_slice(&rb.read::<f32>(ctx)?);

@@ -607,7 +607,14 @@ macro_rules! mlp_count_kernel {
                 "net/crop_common.wgsl",
                 "net/decode_common.wgsl"
             ),
-            bindings: &[uniform("params", "MlpCountParams"), read("q"), read("cands"), read("weights"), rw("out")],
+            bindings: &[
+                uniform("params", "MlpCountParams"),
+                read("q"),
+                read("cands"),
+                read("weights"),
+                rw("out"),
+                read("found"),
+            ],
             workgroup_size: 64,
         }
     };

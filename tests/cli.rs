@@ -405,7 +405,7 @@ fn count_bad_input_is_named() {
 }
 
 /// Stages that run on the GPU path only (frames kept in GPU memory).
-const GPU_ONLY_STAGES: [&str; 3] = ["frames_resident", "count_resident", "count_net_fused"];
+const GPU_ONLY_STAGES: [&str; 4] = ["frames_resident", "count_resident", "count_net_resident", "count_net_fused"];
 
 fn bench_schema() -> serde_json::Value {
     serde_json::from_str(
@@ -451,8 +451,16 @@ fn bench_json_follows_schema_and_compares() {
 #[test]
 fn bench_resident_stages_follow_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let args =
-        ["bench", "--quick", "--gpu-only", "--json", "--stages", "frames_resident,count_resident", "--frames", "16"];
+    let args = [
+        "bench",
+        "--quick",
+        "--gpu-only",
+        "--json",
+        "--stages",
+        "frames_resident,count_resident,count_net_resident",
+        "--frames",
+        "16",
+    ];
     let out = emsim(&args, dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -463,6 +471,8 @@ fn bench_resident_stages_follow_schema() {
         // f32 and u16 frames
         assert_eq!(records.iter().filter(|r| r["stage"] == st).count(), 2, "{st}");
     }
+    // with the network: u16 frames
+    assert_eq!(records.iter().filter(|r| r["stage"] == "count_net_resident").count(), 1);
     check_records(&schema["properties"]["records"]["items"], records);
 }
 
@@ -475,8 +485,9 @@ fn check_records(items: &serde_json::Value, records: &[serde_json::Value]) {
             assert!(r.get(k.as_str().unwrap()).is_some(), "record {r} lacks {k}");
         }
         // counting on the GPU path says which kernel layout ran; nothing else does
-        let counting = ["count", "frames_count", "count_resident", "count_net", "count_net_split"]
-            .contains(&r["stage"].as_str().unwrap());
+        let counting =
+            ["count", "frames_count", "count_resident", "count_net_resident", "count_net", "count_net_split"]
+                .contains(&r["stage"].as_str().unwrap());
         if counting && r["path"] == "gpu" {
             assert!(layouts.contains(&r["count_layout"]), "record {r}: count_layout");
         } else {

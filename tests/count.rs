@@ -458,9 +458,13 @@ fn count_on_device_equals_count_after_readback() {
             let empty = c.upload("empty", &vec![0f32; batch.frames.len()]).unwrap();
             let bufs = [buf, empty];
             // batches taken in turn: the third is the first again, the second the empty one
-            let n = counter.count_resident(&bufs, false, 5, 3).unwrap();
+            let n = counter.count_resident(&bufs, false, 5, 3, false).unwrap();
             assert_eq!(n as usize, after_readback.cands.len(), "{layout:?}: count_resident");
-            assert_eq!(counter.count_resident(&bufs, false, 5, 2).unwrap(), 0, "{layout:?}: count_resident, empty");
+            assert_eq!(
+                counter.count_resident(&bufs, false, 5, 2, false).unwrap(),
+                0,
+                "{layout:?}: count_resident, empty"
+            );
         }
     }
     // frames made resident (bench stage frames_resident), twice over: the last time's frames are

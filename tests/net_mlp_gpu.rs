@@ -7,7 +7,7 @@ mod common;
 
 use common::{test_context, test_rng};
 use emsim::count::find::Candidate;
-use emsim::net::mlp_gpu::{MlpForm, MlpKernelModel, mlp_count_cpu, mlp_count_record};
+use emsim::net::mlp_gpu::{MlpBuffers, MlpForm, MlpKernelModel, found_all, mlp_count_cpu, mlp_count_record};
 use emsim::net::model::{Model, ModelConfig};
 use rand::RngExt;
 
@@ -59,8 +59,10 @@ fn mlp_count_gpu_matches_twin() {
             let cb = ctx.upload("cands", &cands).unwrap();
             let wb = ctx.upload("weights", &km.kernel_weights(half)).unwrap();
             let ob = ctx.storage("out", (cpu.len() * 4) as u64).unwrap();
+            let fb = found_all(&ctx).unwrap();
+            let bufs = MlpBuffers { q: &qb, cands: &cb, weights: &wb, out: &ob, found: &fb };
             let mut enc = ctx.encoder("mlp_count");
-            mlp_count_record(&ctx, &mut enc, &p, &qb, &cb, &wb, form, &ob).unwrap();
+            mlp_count_record(&ctx, &mut enc, &p, &bufs, form).unwrap();
             let rb = ctx.readback(&mut enc, &ob, (cpu.len() * 4) as u64);
             ctx.submit_and_wait(enc).unwrap();
             let gpu: Vec<f32> = rb.read::<f32>(&ctx).unwrap();
@@ -215,4 +217,63 @@ fn forms_pick_their_kernels() {
         }
     }
     assert_eq!(names.len(), 4);
+}
+
+/// Counting frames kept on the device with the network (bench stage `count_net_resident`): the
+/// kernel reads the finder's list where it lies (its counter through an indirect dispatch) and
+/// places every centre as the counter's ordinary path does, within 1e-4 px.
+#[test]
+fn resident_network_path_places_as_the_ordinary_path() {
+    use emsim::count::{CountConfig, Counter, NetKernel};
+    use emsim::frames::{ElectronCount, FramesConfig, Generator};
+    use emsim::gpu::Device;
+    let Some(ctx) = test_context() else { return };
+    let lib = emsim::io::library::EventLibrary::read_h5(&emsim::default_library_path()).unwrap();
+    let gpu = Device::Gpu(Box::new(ctx));
+    let (h, w, n) = (96u32, 112u32, 4usize);
+    let fcfg = FramesConfig {
+        frames: n as u64,
+        height: h,
+        width: w,
+        batch_frames: n as u32,
+        electrons: ElectronCount::Normal { mean: 90.0, sd: 8.0 },
+        ..Default::default()
+    };
+    let counts: Vec<u32> = (0..n as u64).map(|k| fcfg.electron_count(k)).collect();
+    let frames = Generator::new(fcfg, &lib, &Device::Cpu).unwrap().generate(0, &counts).unwrap().frames;
+    let net = emsim::count::load_net_model(None, false).unwrap();
+    let ccfg =
+        CountConfig { net: Some(net), net_kernel: NetKernel::Fused, batch_frames: n as u32, ..Default::default() };
+    let counter = Counter::new(ccfg, h, w, 20.0, &gpu).unwrap();
+    let want = counter.count(&frames).unwrap();
+    assert!(want.cands.len() > 200, "{} centres", want.cands.len());
+    let Device::Gpu(c) = &gpu else { unreachable!() };
+    let empty = c.upload("empty", &vec![0f32; frames.len()]).unwrap();
+    let bufs = [c.upload("frames", &frames).unwrap(), empty];
+    // an empty batch between: the list and the rows are the last batch's
+    let got = counter.count_resident(&bufs, false, n, 3, true).unwrap();
+    assert_eq!(got as usize, want.cands.len());
+    let (cands, rows) = counter.resident_net_rows().unwrap();
+    assert_eq!(rows.len(), cands.len() * 6);
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by_key(|&i| (cands[i][0], cands[i][1]));
+    for (k, &i) in order.iter().enumerate() {
+        assert_eq!(cands[i], want.cands[k]);
+        let d = &emsim::net::decode::from_decoded_rows(&rows[i * 6..(i + 1) * 6])[0];
+        let e = emsim::net::infer::to_frame(d, cands[i][1] / w, cands[i][1] % w);
+        let x = &want.net[k];
+        assert!((e.xy[0] - x.xy[0]).abs() <= 1e-4 && (e.xy[1] - x.xy[1]).abs() <= 1e-4, "centre {k}");
+        assert!((e.sigma_px - x.sigma_px).abs() <= 1e-4, "centre {k}");
+    }
+    // an empty last batch: nothing found, nothing to read
+    assert_eq!(counter.count_resident(&bufs[1..], false, n, 1, true).unwrap(), 0);
+    assert!(counter.resident_net_rows().unwrap().0.is_empty());
+    // without the one-kernel path the resident count with the network is refused
+    let layers = CountConfig {
+        net: Some(emsim::count::load_net_model(None, false).unwrap()),
+        net_kernel: NetKernel::Layers,
+        ..Default::default()
+    };
+    let counter = Counter::new(layers, h, w, 20.0, &gpu).unwrap();
+    assert!(counter.count_resident(&bufs, false, n, 1, true).is_err());
 }

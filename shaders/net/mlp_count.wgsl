@@ -16,7 +16,7 @@
 // CPU twin: src/net/mlp_gpu.rs::mlp_count_cpu (with the weights rounded to f16 for the f16 form).
 
 struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams (layout checked by tests/shaders.rs)
-    n: u32,                   // candidates
+    n: u32,                   // candidates (at most; found[0] may say fewer)
     first: u32,               // the first candidate's index in cands
     side: u32,                // crop side, pixels
     height: u32,
@@ -36,6 +36,9 @@ struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams 
 @group(0) @binding(2) var<storage, read> cands: array<vec4<u32>>;
 // @group(0) @binding(3): weights, declared with w8 (net/mlp_w_*.wgsl)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // n x 6
+// found[0]: how many candidates the list holds (the finder's counter, when the candidates come
+// straight from the finder's list on the device; u32 max when params.n says it all)
+@group(0) @binding(5) var<storage, read> found: array<u32>;
 
 const WG: u32 = 64u;
 
@@ -62,12 +65,13 @@ fn logit(j: u32) -> f32 {
 // Every invocation of the dispatch runs the layers (the ones past the end on the last candidate,
 // writing nothing), so that the subgroup form's shuffles see every lane.
 fn count_pair(i: u32) {
-    if (params.n == 0u) {
+    let n = min(params.n, found[0]);
+    if (n == 0u) {
         return;
     }
     let e0 = 2u * i;
-    let c0 = cands[params.first + min(e0, params.n - 1u)];
-    let c1 = cands[params.first + min(e0 + 1u, params.n - 1u)];
+    let c0 = cands[params.first + min(e0, n - 1u)];
+    let c1 = cands[params.first + min(e0 + 1u, n - 1u)];
     let plane = params.side * params.side;
     for (var pix = 0u; pix < plane; pix++) {
         a[pix] = vec2(crop_value(c0, pix, params.side, params.height, params.width, params.scale),
@@ -83,11 +87,11 @@ fn count_pair(i: u32) {
         woff += (dim(l + 1u) + 7u) / 8u * (dim(l) + 1u);
     }
     logits_in_b = params.layers % 2u == 1u;
-    if (e0 < params.n) {
+    if (e0 < n) {
         sel = 0u;
         decode_logits(e0 * 6u);   // the grid head, as net/decode_grid (decode_common.wgsl)
     }
-    if (e0 + 1u < params.n) {
+    if (e0 + 1u < n) {
         sel = 1u;
         decode_logits((e0 + 1u) * 6u);
     }

@@ -42,7 +42,7 @@ pub struct BenchOptions {
 
 /// The stage names `--stages` takes (`count_net` covers `count_net_split` and `count_net_fused`, `net` both network
 /// stages).
-pub const STAGES: [&str; 11] = [
+pub const STAGES: [&str; 12] = [
     "events",
     "frames",
     "frames_resident",
@@ -51,6 +51,7 @@ pub const STAGES: [&str; 11] = [
     "count_file",
     "frames_count",
     "count_resident",
+    "count_net_resident",
     "count_net",
     "net_infer",
     "net_train",
@@ -183,8 +184,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             }
             if want("count_resident") && default_576 && matches!(d, Device::Gpu(_)) {
                 for u16 in [false, true] {
-                    records.push(bench_count_resident(d, &lib, &cfg, repeats, u16)?);
+                    records.push(bench_count_resident(d, &lib, &cfg, repeats, u16, false)?);
                 }
+            }
+            if want("count_net_resident") && default_576 && matches!(d, Device::Gpu(_)) {
+                // the network too, u16 frames as the detector writes them
+                let r = bench_count_resident(d, &lib, &cfg, repeats, true, true);
+                soft(&mut records, r, "count_net_resident", cfg.frames as u32);
             }
         }
     }
@@ -292,7 +298,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         if r.path == "gpu"
             && matches!(
                 r.stage.as_str(),
-                "count" | "frames_count" | "count_resident" | "count_net" | "count_net_split" | "count_net_fused"
+                "count"
+                    | "frames_count"
+                    | "count_resident"
+                    | "count_net_resident"
+                    | "count_net"
+                    | "count_net_split"
+                    | "count_net_fused"
             )
         {
             r.count_layout = layout.map(Into::into);

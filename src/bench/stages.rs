@@ -268,12 +268,20 @@ pub fn bench_count_resident(
     cfg: &FramesConfig,
     repeats: u32,
     u16: bool,
+    net: bool,
 ) -> Result<BenchRecord> {
+    let stage = if net { "count_net_resident" } else { "count_resident" };
     let Device::Gpu(ctx) = device else {
-        return Err(Error::Other("count_resident runs on the GPU path only".into()));
+        return Err(Error::Other(format!("{stage} runs on the GPU path only")));
     };
     let offset = if u16 { 100.0 } else { 0.0 };
-    let ccfg = crate::count::CountConfig { offset_adu: offset, ..Default::default() };
+    let mut ccfg = crate::count::CountConfig { offset_adu: offset, ..Default::default() };
+    if net {
+        // the default network on the one-kernel path, over the finder's list on the device
+        ccfg.net = Some(crate::count::load_net_model(None, false)?);
+        ccfg.net_kernel = crate::count::NetKernel::Fused;
+    }
+    let model = ccfg.net.as_ref().map(|m| m.cfg.name.clone());
     let counter = crate::count::Counter::new(ccfg, cfg.height, cfg.width, cfg.noise_sigma_e, device)?;
     let batch = counter.batch_frames().min(cfg.frames as u32).max(1);
     let times = (resident_frames(device, cfg.frames) / batch as u64).max(1) as usize;
@@ -296,20 +304,33 @@ pub fn bench_count_resident(
     // found electrons per repeat: each batch's count (read once per batch) times its turns
     let mut per_batch = Vec::with_capacity(n_batches);
     for b in &bufs {
-        per_batch.push(counter.count_resident(std::slice::from_ref(b), u16, batch as usize, 1)? as u64);
+        per_batch.push(counter.count_resident(std::slice::from_ref(b), u16, batch as usize, 1, net)? as u64);
     }
     let found: u64 = (0..times).map(|t| per_batch[t % n_batches]).sum();
     let last = per_batch[(times - 1) % n_batches];
     let mut reps = wall_repeats(device, repeats, || {
-        let n = counter.count_resident(&bufs, u16, batch as usize, times)?;
+        let n = counter.count_resident(&bufs, u16, batch as usize, times, net)?;
         if n as u64 != last {
-            return Err(Error::Other(format!("count_resident: the last batch gave {n} centres, alone {last}")));
+            return Err(Error::Other(format!("{stage}: the last batch gave {n} centres, alone {last}")));
         }
         Ok(())
     })?;
-    let timed = "counting frames already in GPU memory (256 MiB of distinct batches, made and uploaded once), \
-                 batch after batch (up to 8 submissions queued ahead); only the number found read back";
-    let mut r = BenchRecord::timing("count_resident", "gpu", timed, &mut reps);
+    let timed = format!(
+        "counting frames already in GPU memory (256 MiB of distinct batches, made and uploaded once), \
+         batch after batch (up to 8 submissions queued ahead){}; only the number found read back",
+        if net {
+            ", every centre also localized by the default network (one kernel net/mlp_count over the finder's \
+             list on the device, indirect dispatch)"
+        } else {
+            ""
+        }
+    );
+    let mut r = BenchRecord::timing(stage, "gpu", &timed, &mut reps);
+    if net {
+        r.model = model;
+        r.net_precision = Some(NetPrecision::F32.name().into());
+        r.net_subgroups = Some(ctx.has_subgroups());
+    }
     let rcfg = FramesConfig { frames: times as u64 * batch as u64, ..cfg.clone() };
     r.frame_figures(&rcfg, batch, found);
     if u16 {

@@ -31,8 +31,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "auto", value_parser = super::one_of(&emsim::gpu::BackendChoice::NAMES, &["gles", "opengl"]))]
     backend: String,
     /// Only these stages, comma-separated: events, frames, frames_resident, frames_file, count,
-    /// count_file, frames_count, count_resident, count_net, net_infer, net_train (the copy
-    /// bandwidth is always measured).
+    /// count_file, frames_count, count_resident, count_net_resident, count_net, net_infer,
+    /// net_train (the copy bandwidth is always measured).
     #[arg(long, value_delimiter = ',')]
     stages: Option<Vec<String>>,
     /// Frames per repeat of the frame stages (default 32 with --quick, else 256).

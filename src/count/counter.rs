@@ -56,10 +56,9 @@ struct GpuNets<'a> {
     decoded: Option<wgpu::Buffer>,
     /// Classifier and pair localizer (`--split-pairs`).
     pairs: Option<[GpuNet<'a>; 2]>,
-    /// A small perceptron (no pair splitting) with its weights on the device, blocked for the
-    /// kernel, and the kernel's form: counted by the one-dispatch kernel `net/mlp_count`
-    /// (crop, layers and decoding) instead.
-    mlp: Option<(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, crate::net::mlp_gpu::MlpForm)>,
+    /// A small perceptron (no pair splitting) on the one-dispatch kernel `net/mlp_count` (crop,
+    /// layers and decoding) instead.
+    mlp: Option<net::MlpNet>,
 }
 
 /// Where a counter runs: the CPU twins, or the GPU with its buffers (and networks) on it.
@@ -158,8 +157,7 @@ impl<'a> Counter<'a> {
             Some(km) if fused && cfg.pairs.is_none() => {
                 let half = net.precision() == crate::net::precision::NetPrecision::F16;
                 let form = crate::net::mlp_gpu::MlpForm { half, subgroups: cfg.net_subgroups && ctx.has_subgroups() };
-                let weights = ctx.upload("mlp_weights", &km.kernel_weights(half))?;
-                Some((km, weights, form))
+                Some(net::MlpNet::new(ctx, km, form)?)
             }
             _ => None,
         };
@@ -502,10 +500,29 @@ impl<'a> Counter<'a> {
     /// or u16 two per word when `u16`), `times` batches in turn (cycling through `batches`), each
     /// its own submission, back to back (waiting only when 8 are queued), and nothing read back
     /// but the last batch's number of centres, which it returns. For the benchmark of the rate the
-    /// GPU sustains when frames arrive in its memory (`bench` stage `count_resident`).
-    pub fn count_resident(&self, batches: &[wgpu::Buffer], u16: bool, n: usize, times: usize) -> Result<u32> {
-        let On::Gpu(ctx, b, _) = &self.on else {
+    /// GPU sustains when frames arrive in its memory (`bench` stages `count_resident` and, with
+    /// `net`, `count_net_resident`). With `net`, the network of a counter on the one-kernel path
+    /// (`NetKernel::Fused`) localizes every centre too, straight from the finder's list on the
+    /// device ([`Counter::resident_net_rows`] reads the last batch's rows back).
+    pub fn count_resident(
+        &self,
+        batches: &[wgpu::Buffer],
+        u16: bool,
+        n: usize,
+        times: usize,
+        net: bool,
+    ) -> Result<u32> {
+        let On::Gpu(ctx, b, nets) = &self.on else {
             return Err(Error::Other("count_resident needs the GPU path".into()));
+        };
+        let mlp = match (net, nets.as_ref().and_then(|n| n.mlp.as_ref())) {
+            (false, _) => None,
+            (true, Some(m)) => Some(m),
+            (true, None) => {
+                return Err(Error::Other(
+                    "count_resident with the network needs a small perceptron on the one-kernel path".into(),
+                ));
+            }
         };
         let cap = b.capacity_frames as usize;
         if n > cap {
@@ -514,10 +531,18 @@ impl<'a> Counter<'a> {
         if batches.is_empty() {
             return Err(Error::Other("count_resident: no batches".into()));
         }
+        let mlp_out = match mlp {
+            Some(m) => Some(m.resident_out(ctx, self.find_params(cap).capacity)?),
+            None => None,
+        };
         let mut in_flight = crate::gpu::InFlight::new(8);
         for t in 0..times {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
-            self.record_count(ctx, b, &mut enc, &batches[t % batches.len()], u16, n)?;
+            let fp = self.record_count(ctx, b, &mut enc, &batches[t % batches.len()], u16, n)?;
+            if let (Some(m), Some(out)) = (mlp, &mlp_out) {
+                let size = (self.height, self.width);
+                m.record_on_device(ctx, &mut enc, size, fp.capacity, &b.q, &b.cands, &b.counter, out)?;
+            }
             in_flight.submit(ctx, enc)?;
         }
         in_flight.finish(ctx)?;
@@ -525,6 +550,31 @@ impl<'a> Counter<'a> {
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
         Ok(rc.read::<u32>(ctx)?[0])
+    }
+
+    /// After [`Counter::count_resident`] with the network: the last batch's centres as the
+    /// finder left them on the device (in no fixed order) and the network's 6 decoded floats per
+    /// centre (`net::decode::from_decoded_rows`).
+    pub fn resident_net_rows(&self) -> Result<(Vec<Candidate>, Vec<f32>)> {
+        let On::Gpu(ctx, b, Some(nets)) = &self.on else {
+            return Err(Error::Other("resident_net_rows needs the GPU path with a network".into()));
+        };
+        let Some(m) = nets.mlp.as_ref() else {
+            return Err(Error::Other("resident_net_rows needs the one-kernel network path".into()));
+        };
+        let out = m.resident_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
+        let mut enc = ctx.encoder("count readback");
+        let rc = ctx.readback(&mut enc, &b.counter, 4);
+        ctx.submit_and_wait(enc)?;
+        let count = rc.read::<u32>(ctx)?[0] as u64;
+        if count == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut enc = ctx.encoder("count readback");
+        let rl = ctx.readback(&mut enc, &b.cands, count * 16);
+        let ro = ctx.readback(&mut enc, &out, count * (crate::net::decode::DECODED_FLOATS * 4) as u64);
+        ctx.submit_and_wait(enc)?;
+        Ok((rl.read(ctx)?, ro.read(ctx)?))
     }
 
     fn count_gpu(
@@ -587,7 +637,7 @@ impl<'a> Counter<'a> {
             }
             let size = (self.height, self.width);
             let outs = match (mlp, decoded) {
-                (Some(mlp), Some(dbuf)) => vec![net::mlp_gpu_decoded(ctx, size, mlp, cands, dbuf, &b.q, &found.cands)?],
+                (Some(mlp), Some(dbuf)) => vec![mlp.decoded(ctx, size, cands, dbuf, &b.q, &found.cands)?],
                 _ => net::net_gpu_outputs(ctx, size, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
             };
             let dec = match decoded {

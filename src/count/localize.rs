@@ -38,7 +38,23 @@ pub fn record_indirect(
     args: &wgpu::Buffer,
     bindings: &[(&str, &wgpu::Buffer)],
 ) -> crate::Result<ArgsParams> {
-    let ap = ArgsParams { capacity, wg_size: kernel.workgroup_size, per_dim: ctx.workgroups_per_dim(), _pad0: 0 };
+    record_indirect_items(ctx, enc, kernel, kernel.workgroup_size, capacity, counter, args, bindings)
+}
+
+/// [`record_indirect`] for a kernel whose workgroups take `per_workgroup` entries of the list
+/// each (several per invocation).
+#[allow(clippy::too_many_arguments)]
+pub fn record_indirect_items(
+    ctx: &crate::gpu::GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    kernel: &crate::shaders::Kernel,
+    per_workgroup: u32,
+    capacity: u32,
+    counter: &wgpu::Buffer,
+    args: &wgpu::Buffer,
+    bindings: &[(&str, &wgpu::Buffer)],
+) -> crate::Result<ArgsParams> {
+    let ap = ArgsParams { capacity, wg_size: per_workgroup, per_dim: ctx.workgroups_per_dim(), _pad0: 0 };
     let au = ctx.uniform("args_params", &ap);
     ctx.dispatch(enc, &crate::shaders::COUNT_ARGS, &[("params", &au), ("counter", counter), ("args", args)], 1)?;
     ctx.dispatch_indirect(enc, kernel, bindings, args)?;

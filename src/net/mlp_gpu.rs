@@ -161,23 +161,68 @@ impl MlpForm {
     }
 }
 
-/// Records `net/mlp_count` in `form`: `out` (6 floats per candidate) from the calibrated frames
-/// `q`, the candidates `cands` and the `weights` of [`MlpKernelModel::kernel_weights`] in the
-/// form's precision.
-#[allow(clippy::too_many_arguments)]
+/// The buffers `net/mlp_count` reads and writes.
+pub struct MlpBuffers<'a> {
+    /// Calibrated frames (1/16 e-).
+    pub q: &'a wgpu::Buffer,
+    /// Candidates `[frame, pixel, _, _]`.
+    pub cands: &'a wgpu::Buffer,
+    /// [`MlpKernelModel::kernel_weights`] in the form's precision.
+    pub weights: &'a wgpu::Buffer,
+    /// 6 floats per candidate.
+    pub out: &'a wgpu::Buffer,
+    /// One u32: how many candidates `cands` holds past `first` at most (the finder's counter), or
+    /// u32 max ([`found_all`]) when the parameters' `n` says it.
+    pub found: &'a wgpu::Buffer,
+}
+
+/// A `found` buffer that leaves the count to the parameters' `n`.
+pub fn found_all(ctx: &GpuContext) -> Result<wgpu::Buffer, GpuError> {
+    ctx.upload("mlp_found_all", &[u32::MAX])
+}
+
+fn bindings<'a>(u: &'a wgpu::Buffer, b: &MlpBuffers<'a>) -> [(&'static str, &'a wgpu::Buffer); 6] {
+    [("params", u), ("q", b.q), ("cands", b.cands), ("weights", b.weights), ("out", b.out), ("found", b.found)]
+}
+
+/// Records `net/mlp_count` in `form` over `p.n` candidates (fewer where `found` says so).
 pub fn mlp_count_record(
     ctx: &GpuContext,
     enc: &mut wgpu::CommandEncoder,
     p: &MlpCountParams,
-    q: &wgpu::Buffer,
-    cands: &wgpu::Buffer,
-    weights: &wgpu::Buffer,
+    bufs: &MlpBuffers,
     form: MlpForm,
-    out: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
     let u = ctx.uniform("mlp_count_params", p);
-    let bufs = [("params", &u), ("q", q), ("cands", cands), ("weights", weights), ("out", out)];
-    ctx.dispatch(enc, form.kernel(), &bufs, (p.n as u64).div_ceil(CANDIDATES_PER_INVOCATION))
+    ctx.dispatch(enc, form.kernel(), &bindings(&u, bufs), (p.n as u64).div_ceil(CANDIDATES_PER_INVOCATION))
+}
+
+/// Records `net/mlp_count` over the candidates a finder left on the device, its counter in
+/// `bufs.found` (at most `p.n` of them): `count/args` turns the counter into the workgroups of an
+/// indirect dispatch (in `args`, 12 bytes), so the host reads nothing between the finder and the
+/// network.
+pub fn mlp_count_record_indirect(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    p: &MlpCountParams,
+    bufs: &MlpBuffers,
+    form: MlpForm,
+    args: &wgpu::Buffer,
+) -> crate::Result<()> {
+    let u = ctx.uniform("mlp_count_params", p);
+    let kernel = form.kernel();
+    let per_workgroup = kernel.workgroup_size * CANDIDATES_PER_INVOCATION as u32;
+    crate::count::localize::record_indirect_items(
+        ctx,
+        enc,
+        kernel,
+        per_workgroup,
+        p.n,
+        bufs.found,
+        args,
+        &bindings(&u, bufs),
+    )?;
+    Ok(())
 }
 
 /// CPU twin of `net/mlp_count`: 6 floats per candidate (arg-max x, y; local mean x, y; sigma;

@@ -1,40 +1,105 @@
 //! The networks of a counter on the GPU: the one-dispatch kernel of small perceptrons and the
 //! layer-by-layer path (crops, forward passes, grid decoding on the device).
 
+use std::sync::Mutex;
+
 use crate::Result;
 use crate::count::find::Candidate;
 use crate::gpu::GpuContext;
 use crate::net::gpu_net::GpuNet;
+use crate::net::mlp_gpu::{
+    MlpBuffers, MlpForm, MlpKernelModel, found_all, mlp_count_record, mlp_count_record_indirect,
+};
 
 /// Frame size of the batch: height, width.
 pub(super) type Size = (u32, u32);
 
-/// The one-dispatch kernel `net/mlp_count` (f32 or f16 weights) over the sorted candidates of the batch whose
-/// calibrated frames are in `q`: 6 decoded floats per candidate, a chunk of the decoded
-/// buffer's capacity per submission.
-pub(super) fn mlp_gpu_decoded(
-    ctx: &GpuContext,
-    (height, width): Size,
-    (km, weights, form): &(crate::net::mlp_gpu::MlpKernelModel, wgpu::Buffer, crate::net::mlp_gpu::MlpForm),
-    nc: &wgpu::Buffer,
-    dbuf: &wgpu::Buffer,
-    q: &wgpu::Buffer,
-    cands: &[Candidate],
-) -> Result<Vec<f32>> {
-    use crate::net::decode::DECODED_FLOATS;
-    ctx.write(nc, cands);
-    let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
-    let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
-    for start in (0..cands.len()).step_by(cap) {
-        let m = cap.min(cands.len() - start);
-        let p = km.params(m, start, height, width);
-        let mut enc = ctx.encoder("mlp_count");
-        crate::net::mlp_gpu::mlp_count_record(ctx, &mut enc, &p, q, nc, weights, *form, dbuf)?;
-        let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
-        ctx.submit_and_wait(enc)?;
-        out.extend_from_slice(&rb.read::<f32>(ctx)?);
+/// A small perceptron on the one-dispatch kernel `net/mlp_count`: its weights on the device,
+/// blocked for the kernel, and the kernel's form.
+pub(super) struct MlpNet {
+    pub(super) km: MlpKernelModel,
+    weights: wgpu::Buffer,
+    pub(super) form: MlpForm,
+    /// The kernel's `found` when the host gives the count.
+    found_all: wgpu::Buffer,
+    /// Indirect dispatch arguments (counting frames kept on the device).
+    args: wgpu::Buffer,
+    /// Decoded rows of the finder's whole list (counting frames kept on the device), made the
+    /// first time they are needed.
+    resident_out: Mutex<Option<wgpu::Buffer>>,
+}
+
+impl MlpNet {
+    pub(super) fn new(ctx: &GpuContext, km: MlpKernelModel, form: MlpForm) -> Result<Self> {
+        Ok(Self {
+            weights: ctx.upload("mlp_weights", &km.kernel_weights(form.half))?,
+            km,
+            form,
+            found_all: found_all(ctx)?,
+            args: ctx.storage("mlp_args", 12)?,
+            resident_out: Mutex::new(None),
+        })
     }
-    Ok(out)
+
+    /// The one-dispatch kernel over the sorted candidates of the batch whose calibrated frames
+    /// are in `q`: 6 decoded floats per candidate, a chunk of the decoded buffer's capacity per
+    /// submission.
+    pub(super) fn decoded(
+        &self,
+        ctx: &GpuContext,
+        (height, width): Size,
+        nc: &wgpu::Buffer,
+        dbuf: &wgpu::Buffer,
+        q: &wgpu::Buffer,
+        cands: &[Candidate],
+    ) -> Result<Vec<f32>> {
+        use crate::net::decode::DECODED_FLOATS;
+        ctx.write(nc, cands);
+        let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
+        let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
+        let bufs = MlpBuffers { q, cands: nc, weights: &self.weights, out: dbuf, found: &self.found_all };
+        for start in (0..cands.len()).step_by(cap) {
+            let m = cap.min(cands.len() - start);
+            let p = self.km.params(m, start, height, width);
+            let mut enc = ctx.encoder("mlp_count");
+            mlp_count_record(ctx, &mut enc, &p, &bufs, self.form)?;
+            let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
+            ctx.submit_and_wait(enc)?;
+            out.extend_from_slice(&rb.read::<f32>(ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// The decoded rows' buffer for a finder list of `capacity` entries.
+    pub(super) fn resident_out(&self, ctx: &GpuContext, capacity: u32) -> Result<wgpu::Buffer> {
+        let mut slot = self.resident_out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let bytes = capacity as u64 * (crate::net::decode::DECODED_FLOATS * 4) as u64;
+        let b = ctx.storage("mlp_resident_decoded", bytes)?;
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Records the kernel over the finder's list as it lies on the device (`cands`, its counter
+    /// `counter`, at most `capacity` entries), the rows into `out`: nothing goes through the host.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_on_device(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        (height, width): Size,
+        capacity: u32,
+        q: &wgpu::Buffer,
+        cands: &wgpu::Buffer,
+        counter: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        let p = self.km.params(capacity as usize, 0, height, width);
+        let bufs = MlpBuffers { q, cands, weights: &self.weights, out, found: counter };
+        mlp_count_record_indirect(ctx, enc, &p, &bufs, self.form, &self.args)
+    }
 }
 
 /// Networks on the GPU over the sorted candidates of the batch whose calibrated frames are in

@@ -53,8 +53,9 @@ if [[ $what == *,files,* || $what == *,all,* ]]; then
 fi
 if [[ $what == *,kernels,* || $what == *,all,* ]]; then
     # Where the GPU time goes, kernel by kernel (timestamps around every pass), for the 87,000
-    # frames/s work; f16 and f32 network records and u16-input counting side by side.
-    timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_net,count_net_fused,net_infer \
+    # frames/s work; f16 and f32 network records and u16-input counting side by side; frames in
+    # GPU memory counted with and without the network (count_net_fused comes with count_net).
+    timeout 150 $E bench --quick --gpu-only --kernel-times --stages frames,count,frames_count,count_resident,count_net_resident,count_net,net_infer \
         --frames 512 --json >"$OUT/bench_gpu_kernels.json"; el "kernel times rc $?"
     nvidia-smi --query-gpu=clocks.sm,clocks.max.sm --format=csv 2>/dev/null
 fi

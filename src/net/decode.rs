@@ -58,9 +58,11 @@ pub struct GridDecoder {
 
 /// Per-thread buffers of [`GridDecoder::row`].
 pub struct GridScratch {
-    p: Vec<f32>,
-    col: Vec<f64>,
-    row: Vec<f64>,
+    /// The row's exponents, not normalized.
+    e: Vec<f32>,
+    col: Vec<f32>,
+    row: Vec<f32>,
+    centres: Vec<f32>,
 }
 
 impl GridDecoder {
@@ -77,58 +79,99 @@ impl GridDecoder {
     }
 
     pub fn scratch(&self) -> GridScratch {
-        GridScratch { p: vec![0.0; self.k], col: vec![0.0; self.g], row: vec![0.0; self.g] }
+        GridScratch {
+            e: vec![0.0; self.k],
+            col: vec![0.0; self.g],
+            row: vec![0.0; self.g],
+            centres: self.centres.iter().map(|&c| c as f32).collect(),
+        }
     }
 
     fn centre(&self, i: usize) -> f32 {
         self.gp.origin + (i as f32 + 0.5) * self.gp.cell
     }
 
-    /// Decodes one row of `k` logits.
+    /// Decodes one row of `k` logits. The softmax's normalization cancels in the local mean and
+    /// is applied once to the moments, so the exponents are not divided one by one; the sums
+    /// run in f32 along a row (as the kernel's) and in f64 across rows. Where the CPU has AVX2
+    /// the same arithmetic runs on wider vectors (no fused multiply-adds: the same numbers).
     pub fn row(&self, logits: &[f32], sc: &mut GridScratch) -> Decoded {
-        let (g, centres) = (self.g, &self.centres);
-        softmax_row(logits, &mut sc.p);
-        let p = &sc.p[..];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, the only feature the function is compiled for.
+            return unsafe { self.row_avx2(logits, sc) };
+        }
+        self.row_plain(logits, sc)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_avx2(&self, logits: &[f32], sc: &mut GridScratch) -> Decoded {
+        self.row_plain(logits, sc)
+    }
+
+    #[inline(always)]
+    fn row_plain(&self, logits: &[f32], sc: &mut GridScratch) -> Decoded {
+        let g = self.g;
+        let logits = &logits[..self.k];
+        // the largest logit, in 8 lanes (f32::max skips NaN, as a comparison does)
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        let mut chunks = logits.chunks_exact(8);
+        for c in &mut chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l = l.max(v);
+            }
+        }
+        let m = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
         // the first maximum of the logits, as the kernel takes it (two logits a hair apart can
         // round to the same probability)
-        let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-        for (i, &v) in logits.iter().enumerate() {
-            if v > best {
-                best = v;
-                arg = i;
-            }
+        let arg = logits.iter().position(|&v| v == m).unwrap_or(0);
+        // the exponents, and their column and row sums
+        for (e, &v) in sc.e.iter_mut().zip(logits) {
+            *e = exp_nonpositive(v - m);
         }
-        // the moments of a grid distribution from its column and row sums
         sc.col.fill(0.0);
-        for (cy, pr) in p.chunks_exact(g).enumerate() {
-            let mut r = 0.0f64;
-            for (c, &v) in sc.col.iter_mut().zip(pr) {
-                *c += v as f64;
-                r += v as f64;
+        for (er, r) in sc.e.chunks_exact(g).zip(sc.row.iter_mut()) {
+            let mut s = 0.0f32;
+            for (c, &v) in sc.col.iter_mut().zip(er) {
+                *c += v;
+                s += v;
             }
-            sc.row[cy] = r;
+            *r = s;
         }
-        let moments =
-            |m: &[f64]| m.iter().zip(centres).fold((0.0f64, 0.0f64), |(a, b), (&w, &x)| (a + w * x, b + w * x * x));
-        let ((mx, mxx), (my, myy)) = (moments(&sc.col), moments(&sc.row));
+        let total: f64 = sc.row.iter().map(|&r| r as f64).sum();
+        let inv = 1.0 / total;
+        // the moments of the distribution from the column and row sums
+        let moments = |m: &[f32]| {
+            m.iter()
+                .zip(&self.centres)
+                .fold((0.0f64, 0.0f64), |(a, b), (&w, &x)| (a + w as f64 * x, b + w as f64 * x * x))
+        };
+        let ((sx, sxx), (sy, syy)) = (moments(&sc.col), moments(&sc.row));
+        let (mx, my) = (sx * inv, sy * inv);
+        let var = (sxx * inv - mx * mx).max(0.0) + (syy * inv - my * my).max(0.0);
+        // the mean within `radius` cells of the peak
         let (ax, ay) = (arg % g, arg / g);
-        let r = self.gp.radius as isize;
+        let r = self.gp.radius as usize;
+        let (x0, x1) = (ax.saturating_sub(r), (ax + r).min(g - 1));
         let (mut w, mut wx, mut wy) = (0.0f64, 0.0f64, 0.0f64);
-        for cy in (ay as isize - r).max(0)..=(ay as isize + r).min(g as isize - 1) {
-            for cx in (ax as isize - r).max(0)..=(ax as isize + r).min(g as isize - 1) {
-                let v = p[cy as usize * g + cx as usize] as f64;
-                w += v;
-                wx += v * centres[cx as usize];
-                wy += v * centres[cy as usize];
+        for cy in ay.saturating_sub(r)..=(ay + r).min(g - 1) {
+            let er = &sc.e[cy * g + x0..=cy * g + x1];
+            let (mut s, mut sxw) = (0.0f32, 0.0f32);
+            for (&v, &x) in er.iter().zip(&sc.centres[x0..=x1]) {
+                s += v;
+                sxw += v * x;
             }
+            w += s as f64;
+            wx += sxw as f64;
+            wy += s as f64 * self.centres[cy];
         }
-        let var = (mxx - mx * mx).max(0.0) + (myy - my * my).max(0.0);
         let (cx, cy) = (self.centre(ax), self.centre(ay));
         Decoded {
             argmax_xy: [cx, cy],
             mean_xy: if w > 0.0 { [(wx / w) as f32, (wy / w) as f32] } else { [cx, cy] },
             sigma_px: var.sqrt() as f32,
-            p_max: p[arg],
+            p_max: (sc.e[arg] as f64 * inv) as f32,
         }
     }
 }
@@ -144,26 +187,17 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // n as an integer from t's low bits (no float-to-int cast, whose saturation would keep the
+    // loop from vectorizing)
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (1.0 / 2.0
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
-/// Softmax of one row into `p`: the exponents by [`exp_nonpositive`], then one reciprocal of the
-/// sum (the GPU kernel `net/decode_grid` agrees to its tolerance, `tests/net_count.rs`).
-fn softmax_row(logits: &[f32], p: &mut [f32]) {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for (o, &v) in p.iter_mut().zip(logits) {
-        *o = exp_nonpositive(v - m);
-    }
-    let inv = 1.0 / p.iter().sum::<f32>();
-    for o in p.iter_mut() {
-        *o *= inv;
-    }
+    p * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
 /// Mirrors `DecodeGridParams` in shaders/net/decode_grid.wgsl.

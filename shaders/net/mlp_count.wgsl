@@ -61,6 +61,31 @@ fn logit(j: u32) -> f32 {
     return a[j][sel];
 }
 
+// The end of a block of 8 outputs (dense, net/mlp_dense*.wgsl): adds the biases, applies the
+// ReLU between layers, and stores outputs o .. o + 7 of both candidates (lo0, hi0: the first
+// candidate's; lo1, hi1: the second's).
+fn store_block(bias: W8, relu: bool, o: u32, lo0: vec4<f32>, hi0: vec4<f32>, lo1: vec4<f32>, hi1: vec4<f32>,
+               dst: ptr<private, array<vec2<f32>, 256>>) {
+    var a0 = lo0 + bias.lo;
+    var b0 = hi0 + bias.hi;
+    var a1 = lo1 + bias.lo;
+    var b1 = hi1 + bias.hi;
+    if (relu) {
+        a0 = max(a0, vec4(0.0));
+        b0 = max(b0, vec4(0.0));
+        a1 = max(a1, vec4(0.0));
+        b1 = max(b1, vec4(0.0));
+    }
+    (*dst)[o] = vec2(a0.x, a1.x);
+    (*dst)[o + 1u] = vec2(a0.y, a1.y);
+    (*dst)[o + 2u] = vec2(a0.z, a1.z);
+    (*dst)[o + 3u] = vec2(a0.w, a1.w);
+    (*dst)[o + 4u] = vec2(b0.x, b1.x);
+    (*dst)[o + 5u] = vec2(b0.y, b1.y);
+    (*dst)[o + 6u] = vec2(b0.z, b1.z);
+    (*dst)[o + 7u] = vec2(b0.w, b1.w);
+}
+
 // Invocation i counts candidates 2i and 2i + 1, the last one twice when n is odd (written once).
 // Every invocation of the dispatch runs the layers (the ones past the end on the last candidate,
 // writing nothing), so that the subgroup form's shuffles see every lane.

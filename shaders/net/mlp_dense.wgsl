@@ -21,22 +21,7 @@ fn dense(l: u32, woff: u32, src: ptr<private, array<vec2<f32>, 256>>, dst: ptr<p
             lo1 = fma(vec4(x.y), w.lo, lo1);
             hi1 = fma(vec4(x.y), w.hi, hi1);
         }
-        let bias = w8(woff + blocks * in_f + ob);
-        lo0 += bias.lo;
-        hi0 += bias.hi;
-        lo1 += bias.lo;
-        hi1 += bias.hi;
-        if (relu) {
-            lo0 = max(lo0, vec4(0.0));
-            hi0 = max(hi0, vec4(0.0));
-            lo1 = max(lo1, vec4(0.0));
-            hi1 = max(hi1, vec4(0.0));
-        }
-        let o = ob * 8u;
-        for (var j = 0u; j < 4u; j++) {
-            (*dst)[o + j] = vec2(lo0[j], lo1[j]);
-            (*dst)[o + 4u + j] = vec2(hi0[j], hi1[j]);
-        }
+        store_block(w8(woff + blocks * in_f + ob), relu, ob * 8u, lo0, hi0, lo1, hi1, dst);
     }
 }
 

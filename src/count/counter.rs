@@ -532,7 +532,7 @@ impl<'a> Counter<'a> {
             return Err(Error::Other("count_resident: no batches".into()));
         }
         let mlp_out = match mlp {
-            Some(m) => Some(m.resident_out(ctx, self.find_params(cap).capacity)?),
+            Some(m) => Some(m.rows_out(ctx, self.find_params(cap).capacity)?),
             None => None,
         };
         let mut in_flight = crate::gpu::InFlight::new(8);
@@ -562,7 +562,7 @@ impl<'a> Counter<'a> {
         let Some(m) = nets.mlp.as_ref() else {
             return Err(Error::Other("resident_net_rows needs the one-kernel network path".into()));
         };
-        let out = m.resident_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
+        let out = m.rows_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
         let mut enc = ctx.encoder("count readback");
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
@@ -637,7 +637,11 @@ impl<'a> Counter<'a> {
             }
             let size = (self.height, self.width);
             let outs = match (mlp, decoded) {
-                (Some(mlp), Some(dbuf)) => vec![mlp.decoded(ctx, size, cands, dbuf, &b.q, &found.cands)?],
+                (Some(mlp), Some(_)) => {
+                    // the whole batch in one dispatch and one readback
+                    let rows = mlp.rows_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
+                    vec![mlp.decoded(ctx, size, cands, &rows, &b.q, &found.cands)?]
+                }
                 _ => net::net_gpu_outputs(ctx, size, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
             };
             let dec = match decoded {

@@ -24,9 +24,9 @@ pub(super) struct MlpNet {
     found_all: wgpu::Buffer,
     /// Indirect dispatch arguments (counting frames kept on the device).
     args: wgpu::Buffer,
-    /// Decoded rows of the finder's whole list (counting frames kept on the device), made the
-    /// first time they are needed.
-    resident_out: Mutex<Option<wgpu::Buffer>>,
+    /// Decoded rows of a batch's whole candidate list (one dispatch per batch; counting frames
+    /// kept on the device reads back none of them), made the first time they are needed.
+    rows_out: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl MlpNet {
@@ -37,13 +37,13 @@ impl MlpNet {
             form,
             found_all: found_all(ctx)?,
             args: ctx.storage("mlp_args", 12)?,
-            resident_out: Mutex::new(None),
+            rows_out: Mutex::new(None),
         })
     }
 
     /// The one-dispatch kernel over the sorted candidates of the batch whose calibrated frames
     /// are in `q`: 6 decoded floats per candidate, a chunk of the decoded buffer's capacity per
-    /// submission.
+    /// submission (one chunk with [`Self::rows_out`] of the batch's list capacity).
     pub(super) fn decoded(
         &self,
         ctx: &GpuContext,
@@ -70,9 +70,9 @@ impl MlpNet {
         Ok(out)
     }
 
-    /// The decoded rows' buffer for a finder list of `capacity` entries.
-    pub(super) fn resident_out(&self, ctx: &GpuContext, capacity: u32) -> Result<wgpu::Buffer> {
-        let mut slot = self.resident_out.lock().unwrap_or_else(|e| e.into_inner());
+    /// The decoded rows' buffer for a candidate list of `capacity` entries (the batch's).
+    pub(super) fn rows_out(&self, ctx: &GpuContext, capacity: u32) -> Result<wgpu::Buffer> {
+        let mut slot = self.rows_out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = slot.as_ref() {
             return Ok(b.clone());
         }

@@ -157,7 +157,7 @@ impl<'a> Counter<'a> {
             Some(km) if fused && cfg.pairs.is_none() => {
                 let half = net.precision() == crate::net::precision::NetPrecision::F16;
                 let form = crate::net::mlp_gpu::MlpForm { half, subgroups: cfg.net_subgroups && ctx.has_subgroups() };
-                Some(net::MlpNet::new(ctx, km, form)?)
+                Some(net::MlpNet::new(ctx, km, form, cands)?)
             }
             _ => None,
         };
@@ -531,17 +531,12 @@ impl<'a> Counter<'a> {
         if batches.is_empty() {
             return Err(Error::Other("count_resident: no batches".into()));
         }
-        let mlp_out = match mlp {
-            Some(m) => Some(m.rows_out(ctx, self.find_params(cap).capacity)?),
-            None => None,
-        };
         let mut in_flight = crate::gpu::InFlight::new(8);
         for t in 0..times {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("count") });
-            let fp = self.record_count(ctx, b, &mut enc, &batches[t % batches.len()], u16, n)?;
-            if let (Some(m), Some(out)) = (mlp, &mlp_out) {
-                let size = (self.height, self.width);
-                m.record_on_device(ctx, &mut enc, size, fp.capacity, &b.q, &b.cands, &b.counter, out)?;
+            self.record_count(ctx, b, &mut enc, &batches[t % batches.len()], u16, n)?;
+            if let Some(m) = mlp {
+                m.record_on_device(ctx, &mut enc, (self.height, self.width), &b.q, &b.cands, &b.counter)?;
             }
             in_flight.submit(ctx, enc)?;
         }
@@ -562,7 +557,6 @@ impl<'a> Counter<'a> {
         let Some(m) = nets.mlp.as_ref() else {
             return Err(Error::Other("resident_net_rows needs the one-kernel network path".into()));
         };
-        let out = m.rows_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
         let mut enc = ctx.encoder("count readback");
         let rc = ctx.readback(&mut enc, &b.counter, 4);
         ctx.submit_and_wait(enc)?;
@@ -572,7 +566,7 @@ impl<'a> Counter<'a> {
         }
         let mut enc = ctx.encoder("count readback");
         let rl = ctx.readback(&mut enc, &b.cands, count * 16);
-        let ro = ctx.readback(&mut enc, &out, count * (crate::net::decode::DECODED_FLOATS * 4) as u64);
+        let ro = ctx.readback(&mut enc, m.rows(), count * (crate::net::decode::DECODED_FLOATS * 4) as u64);
         ctx.submit_and_wait(enc)?;
         Ok((rl.read(ctx)?, ro.read(ctx)?))
     }
@@ -637,11 +631,7 @@ impl<'a> Counter<'a> {
             }
             let size = (self.height, self.width);
             let outs = match (mlp, decoded) {
-                (Some(mlp), Some(_)) => {
-                    // the whole batch in one dispatch and one readback
-                    let rows = mlp.rows_out(ctx, self.find_params(b.capacity_frames as usize).capacity)?;
-                    vec![mlp.decoded(ctx, size, cands, &rows, &b.q, &found.cands)?]
-                }
+                (Some(mlp), Some(_)) => vec![mlp.decoded(ctx, size, cands, &b.q, &found.cands)?],
                 _ => net::net_gpu_outputs(ctx, size, &nets, cands, decoded.as_ref(), &b.q, &found.cands)?,
             };
             let dec = match decoded {

@@ -1,11 +1,10 @@
 //! The networks of a counter on the GPU: the one-dispatch kernel of small perceptrons and the
 //! layer-by-layer path (crops, forward passes, grid decoding on the device).
 
-use std::sync::Mutex;
-
 use crate::Result;
 use crate::count::find::Candidate;
 use crate::gpu::GpuContext;
+use crate::net::decode::DECODED_FLOATS;
 use crate::net::gpu_net::GpuNet;
 use crate::net::mlp_gpu::{
     MlpBuffers, MlpForm, MlpKernelModel, found_all, mlp_count_record, mlp_count_record_indirect,
@@ -15,89 +14,82 @@ use crate::net::mlp_gpu::{
 pub(super) type Size = (u32, u32);
 
 /// A small perceptron on the one-dispatch kernel `net/mlp_count`: its weights on the device,
-/// blocked for the kernel, and the kernel's form.
+/// blocked for the kernel, the kernel's form, and the decoded rows of a batch's whole candidate
+/// list (one dispatch per batch).
 pub(super) struct MlpNet {
-    pub(super) km: MlpKernelModel,
+    km: MlpKernelModel,
     weights: wgpu::Buffer,
-    pub(super) form: MlpForm,
+    form: MlpForm,
+    /// Candidates a batch's list holds at most.
+    capacity: u32,
     /// The kernel's `found` when the host gives the count.
     found_all: wgpu::Buffer,
     /// Indirect dispatch arguments (counting frames kept on the device).
     args: wgpu::Buffer,
-    /// Decoded rows of a batch's whole candidate list (one dispatch per batch; counting frames
-    /// kept on the device reads back none of them), made the first time they are needed.
-    rows_out: Mutex<Option<wgpu::Buffer>>,
+    /// 6 decoded floats per candidate of the list.
+    rows: wgpu::Buffer,
 }
 
 impl MlpNet {
-    pub(super) fn new(ctx: &GpuContext, km: MlpKernelModel, form: MlpForm) -> Result<Self> {
+    /// For batches whose candidate lists hold at most `capacity` entries.
+    pub(super) fn new(ctx: &GpuContext, km: MlpKernelModel, form: MlpForm, capacity: u64) -> Result<Self> {
         Ok(Self {
             weights: ctx.upload("mlp_weights", &km.kernel_weights(form.half))?,
             km,
             form,
+            capacity: capacity as u32,
             found_all: found_all(ctx)?,
             args: ctx.storage("mlp_args", 12)?,
-            rows_out: Mutex::new(None),
+            rows: ctx.storage("mlp_rows", capacity * (DECODED_FLOATS * 4) as u64)?,
         })
     }
 
+    /// The decoded rows of the last batch ([`Self::record_on_device`]).
+    pub(super) fn rows(&self) -> &wgpu::Buffer {
+        &self.rows
+    }
+
     /// The one-dispatch kernel over the sorted candidates of the batch whose calibrated frames
-    /// are in `q`: 6 decoded floats per candidate, a chunk of the decoded buffer's capacity per
-    /// submission (one chunk with [`Self::rows_out`] of the batch's list capacity).
+    /// are in `q` (uploaded into `nc`): 6 decoded floats per candidate, one dispatch and one
+    /// readback.
     pub(super) fn decoded(
         &self,
         ctx: &GpuContext,
         (height, width): Size,
         nc: &wgpu::Buffer,
-        dbuf: &wgpu::Buffer,
         q: &wgpu::Buffer,
         cands: &[Candidate],
     ) -> Result<Vec<f32>> {
-        use crate::net::decode::DECODED_FLOATS;
+        if cands.len() > self.capacity as usize {
+            return Err(crate::Error::Other(format!(
+                "net/mlp_count: {} candidates > the list capacity {}: this is a bug, please report it",
+                cands.len(),
+                self.capacity
+            )));
+        }
         ctx.write(nc, cands);
-        let cap = (dbuf.size() as usize / (DECODED_FLOATS * 4)).max(1);
-        let mut out = Vec::with_capacity(cands.len() * DECODED_FLOATS);
-        let bufs = MlpBuffers { q, cands: nc, weights: &self.weights, out: dbuf, found: &self.found_all };
-        for start in (0..cands.len()).step_by(cap) {
-            let m = cap.min(cands.len() - start);
-            let p = self.km.params(m, start, height, width);
-            let mut enc = ctx.encoder("mlp_count");
-            mlp_count_record(ctx, &mut enc, &p, &bufs, self.form)?;
-            let rb = ctx.readback(&mut enc, dbuf, (m * DECODED_FLOATS * 4) as u64);
-            ctx.submit_and_wait(enc)?;
-            out.extend_from_slice(&rb.read::<f32>(ctx)?);
-        }
-        Ok(out)
-    }
-
-    /// The decoded rows' buffer for a candidate list of `capacity` entries (the batch's).
-    pub(super) fn rows_out(&self, ctx: &GpuContext, capacity: u32) -> Result<wgpu::Buffer> {
-        let mut slot = self.rows_out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = slot.as_ref() {
-            return Ok(b.clone());
-        }
-        let bytes = capacity as u64 * (crate::net::decode::DECODED_FLOATS * 4) as u64;
-        let b = ctx.storage("mlp_resident_decoded", bytes)?;
-        *slot = Some(b.clone());
-        Ok(b)
+        let bufs = MlpBuffers { q, cands: nc, weights: &self.weights, out: &self.rows, found: &self.found_all };
+        let p = self.km.params(cands.len(), 0, height, width);
+        let mut enc = ctx.encoder("mlp_count");
+        mlp_count_record(ctx, &mut enc, &p, &bufs, self.form)?;
+        let rb = ctx.readback(&mut enc, &self.rows, (cands.len() * DECODED_FLOATS * 4) as u64);
+        ctx.submit_and_wait(enc)?;
+        Ok(rb.read::<f32>(ctx)?)
     }
 
     /// Records the kernel over the finder's list as it lies on the device (`cands`, its counter
-    /// `counter`, at most `capacity` entries), the rows into `out`: nothing goes through the host.
-    #[allow(clippy::too_many_arguments)]
+    /// `counter`), the rows into [`Self::rows`]: nothing goes through the host.
     pub(super) fn record_on_device(
         &self,
         ctx: &GpuContext,
         enc: &mut wgpu::CommandEncoder,
         (height, width): Size,
-        capacity: u32,
         q: &wgpu::Buffer,
         cands: &wgpu::Buffer,
         counter: &wgpu::Buffer,
-        out: &wgpu::Buffer,
     ) -> Result<()> {
-        let p = self.km.params(capacity as usize, 0, height, width);
-        let bufs = MlpBuffers { q, cands, weights: &self.weights, out, found: counter };
+        let p = self.km.params(self.capacity as usize, 0, height, width);
+        let bufs = MlpBuffers { q, cands, weights: &self.weights, out: &self.rows, found: counter };
         mlp_count_record_indirect(ctx, enc, &p, &bufs, self.form, &self.args)
     }
 }

@@ -1,9 +1,9 @@
 // net/mlp_count: counting with a small perceptron in one dispatch, one invocation per two
-// candidates. Each invocation cuts their crops (crop_value: the side x side square of the calibrated frames
-// around the candidate's pixel, times input_scale / 16, 0 outside the frame) into its own arrays,
-// runs every linear layer with ReLU between layers, and decodes the grid head as net/decode_grid
-// does: six floats per candidate come out (arg-max x, y; local mean x, y; sigma; p_max), nothing
-// else. No workgroup memory, no barriers.
+// candidates. Each invocation cuts their crops (crop_value: the side x side square of the
+// calibrated frames around the candidate's pixel, times input_scale / 16, 0 outside the frame)
+// into its own arrays, runs every linear layer with ReLU between layers, and decodes the grid
+// head as net/decode_grid does: six floats per candidate come out (arg-max x, y; local mean x, y;
+// sigma; p_max), nothing else. No workgroup memory, no barriers.
 // The weights are blocked for the kernel (src/net/mlp_gpu.rs::MlpKernelModel::kernel_weights):
 // per layer, for each block of 8 outputs and each input k, the 8 weights of (outputs, k) together
 // (one group, read by w8 from net/mlp_w_f32.wgsl or net/mlp_w_f16.wgsl), then the block's 8 biases
@@ -41,6 +41,12 @@ struct MlpCountParams {       // mirrored by src/net/mlp_gpu.rs::MlpCountParams 
 @group(0) @binding(5) var<storage, read> found: array<u32>;
 
 const WG: u32 = 64u;
+
+// A group of 8 weights (w8, net/mlp_w_*.wgsl), as f32.
+struct W8 {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
 
 fn dim(l: u32) -> u32 {
     return params.dims[l / 4u][l % 4u];

@@ -54,6 +54,8 @@ pub struct GridDecoder {
     /// Cells per row.
     pub k: usize,
     centres: Vec<f64>,
+    /// The same in f32 (the local mean's sums along a row).
+    centres_f32: Vec<f32>,
 }
 
 /// Per-thread buffers of [`GridDecoder::row`].
@@ -62,7 +64,6 @@ pub struct GridScratch {
     e: Vec<f32>,
     col: Vec<f32>,
     row: Vec<f32>,
-    centres: Vec<f32>,
 }
 
 impl GridDecoder {
@@ -74,17 +75,13 @@ impl GridDecoder {
     /// From the grid's geometry as the kernels get it (`g`, `radius`, `origin`, `cell`).
     pub fn from_params(gp: DecodeGridParams) -> Self {
         let g = gp.g as usize;
-        let centres = (0..g).map(|i| (gp.origin + (i as f32 + 0.5) * gp.cell) as f64).collect();
-        Self { gp, g, k: g * g, centres }
+        let centres_f32: Vec<f32> = (0..g).map(|i| gp.origin + (i as f32 + 0.5) * gp.cell).collect();
+        let centres = centres_f32.iter().map(|&c| c as f64).collect();
+        Self { gp, g, k: g * g, centres, centres_f32 }
     }
 
     pub fn scratch(&self) -> GridScratch {
-        GridScratch {
-            e: vec![0.0; self.k],
-            col: vec![0.0; self.g],
-            row: vec![0.0; self.g],
-            centres: self.centres.iter().map(|&c| c as f32).collect(),
-        }
+        GridScratch { e: vec![0.0; self.k], col: vec![0.0; self.g], row: vec![0.0; self.g] }
     }
 
     fn centre(&self, i: usize) -> f32 {
@@ -158,7 +155,7 @@ impl GridDecoder {
         for cy in ay.saturating_sub(r)..=(ay + r).min(g - 1) {
             let er = &sc.e[cy * g + x0..=cy * g + x1];
             let (mut s, mut sxw) = (0.0f32, 0.0f32);
-            for (&v, &x) in er.iter().zip(&sc.centres[x0..=x1]) {
+            for (&v, &x) in er.iter().zip(&self.centres_f32[x0..=x1]) {
                 s += v;
                 sxw += v * x;
             }

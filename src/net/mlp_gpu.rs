@@ -6,9 +6,10 @@
 //! floats per electron leave the kernel; no workgroup memory, no barriers. The weights are f32,
 //! or f16 (`net/mlp_count_wf16`: half the bytes to read, the arithmetic still f32, on any
 //! adapter); where the adapter has subgroup operations (`_sg`), each lane of a subgroup loads
-//! the weights of another input and the lanes pass them round by shuffles ([`MlpForm`]). The CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse
-//! multiply-adds) and decodes with [`GridDecoder`], the twin of `net/decode_grid`; the two agree
-//! within the tolerance of `tests/net_mlp_gpu.rs`.
+//! the weights of another input and the lanes pass them round by shuffles ([`MlpForm`]). The
+//! CPU twin [`mlp_count_cpu`] runs the layers in the same order (a GPU may fuse multiply-adds)
+//! and decodes with [`GridDecoder`], the twin of `net/decode_grid`; the two agree within the
+//! tolerance of `tests/net_mlp_gpu.rs`.
 
 use super::crop::CropParams;
 use super::decode::{DecodeGridParams, GridDecoder};
